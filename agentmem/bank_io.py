@@ -1,0 +1,103 @@
+"""A memory bank on disk: a folder like a peft adapter's.
+
+``bank.safetensors`` holds the rows (``[n_tools, hidden]``); ``bank.json`` holds the format
+version, the backbone's name and fingerprint, and each tool's spec and training record,
+in row order. A save writes a temporary sibling folder and renames it into place, so a
+crash never leaves half a bank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from agentmem.errors import BankError, SchemaError
+from agentmem.tools.spec import ToolSpec
+
+FORMAT_VERSION = 1
+ROWS_FILE = "bank.safetensors"
+META_FILE = "bank.json"
+ROWS_KEY = "rows"
+
+
+@dataclass
+class SavedBank:
+    """What a bank folder holds."""
+
+    backbone_name: str
+    fingerprint: str
+    specs: list[ToolSpec]
+    training: dict[str, dict[str, Any]]
+    rows: torch.Tensor
+
+
+def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
+    """Writes the bank folder atomically (replacing an existing one); returns its path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "backbone": {"name": bank.backbone_name, "fingerprint": bank.fingerprint},
+        "tools": [{"row": i, "spec": spec.to_dict(), "training": bank.training.get(spec.name, {})} for i, spec in enumerate(bank.specs)],
+    }
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-tmp-"))
+    try:
+        save_file({ROWS_KEY: bank.rows.detach().float().contiguous().cpu()}, str(staging / ROWS_FILE))
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        if target.exists():
+            # Swap in two renames: the old bank stays whole until the new one is in place.
+            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+            os.replace(target, retired / "bank")
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_bank(path: str | os.PathLike[str]) -> SavedBank:
+    """Reads a bank folder, checking every part; raises BankError naming what is wrong."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BankError(f"no memory bank at {folder}: expected a folder with {META_FILE} and {ROWS_FILE}")
+    for name in (META_FILE, ROWS_FILE):
+        if not (folder / name).is_file():
+            raise BankError(f"memory bank {folder} is missing {name}")
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BankError(f"{folder / META_FILE} is corrupted (not JSON): {exc}") from exc
+    if not isinstance(meta, dict) or "format_version" not in meta:
+        raise BankError(f"{folder / META_FILE} is not an agentmem bank: no format_version")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise BankError(
+            f"{folder} has bank format version {meta['format_version']!r}; this agentmem reads version {FORMAT_VERSION}"
+        )
+    try:
+        backbone = meta["backbone"]
+        entries = sorted(meta["tools"], key=lambda t: t["row"])
+        specs = [ToolSpec.from_dict(t["spec"]) for t in entries]
+        training = {spec.name: dict(t.get("training", {})) for spec, t in zip(specs, entries)}
+        name, fingerprint = str(backbone["name"]), str(backbone["fingerprint"])
+    except (KeyError, TypeError, SchemaError) as exc:
+        raise BankError(f"{folder / META_FILE} is corrupted: {type(exc).__name__}: {exc}") from exc
+    try:
+        rows = load_file(str(folder / ROWS_FILE))[ROWS_KEY]
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise BankError(f"{folder / ROWS_FILE} is corrupted: {exc}") from exc
+    if rows.ndim != 2 or rows.shape[0] != len(specs):
+        raise BankError(f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape {tuple(rows.shape)}")
+    if [t["row"] for t in entries] != list(range(len(specs))):
+        raise BankError(f"{folder / META_FILE} is corrupted: tool rows are not 0..{len(specs) - 1}")
+    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows)

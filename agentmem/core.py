@@ -1,0 +1,226 @@
+"""AgentMem: the object users hold. Learn tools, plan requests, save and load banks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
+from agentmem.bank_io import SavedBank, load_bank, save_bank
+from agentmem.decoding import Decoder, DecodeSettings
+from agentmem.encoding import Messages, encode_example, prompt_ids
+from agentmem.errors import BackboneMismatchError, DuplicateToolError
+from agentmem.memory import MemoryBank, mean_embedding
+from agentmem.tools.calls import Plan
+from agentmem.tools.examples import Example, normalize_examples
+from agentmem.tools.spec import ToolSpec, to_tool_spec
+from agentmem.training import LearnReport, TrainConfig, train_rows
+
+__all__ = ["AgentMem", "LearnReport"]
+
+
+class AgentMem:
+    """A frozen language model with a procedural memory of tools.
+
+    Each learned tool is one memory token: a trained embedding row the model emits when a
+    request needs the tool, followed by the tool's arguments as JSON.
+
+    Args:
+        backbone: An alias (``"smollm2-135m"``, the embedded default), a Hugging Face id,
+            a local folder, a ``.gguf`` file, or an already-loaded `Backbone`.
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available, else CPU.
+
+    Example:
+        >>> mem = AgentMem()
+        >>> mem.learn_tool(get_weather_schema, examples)
+        >>> mem.plan("What's the weather in Paris in celsius?").calls
+    """
+
+    def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None) -> None:
+        self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, device=device)
+        self.bank = MemoryBank(self.backbone.hidden_size)
+        self._specs: dict[str, ToolSpec] = {}
+        self._training: dict[str, dict[str, Any]] = {}
+        self._decoder = Decoder(self.backbone, self.bank, self._specs)
+
+    @property
+    def tools(self) -> list[ToolSpec]:
+        """The learned tools, in memory-row order."""
+        return [self._specs[name] for name in self.bank.names]
+
+    def memory_token_id(self, name: str) -> int:
+        """The token id of a learned tool (past the backbone's vocabulary)."""
+        return self.backbone.vocab_size + self.bank.index(name)
+
+    # learning
+
+    def learn_tool(self, schema: Any, examples: Iterable[dict[str, Any]], **train: Any) -> LearnReport:
+        """Compiles one tool into a memory token trained on ``examples``.
+
+        Only the new token's row is trained; the backbone and the rows of tools learned
+        before stay bit-identical.
+
+        Args:
+            schema: An OpenAI-style function dict, a pydantic model class, a typed
+                callable with a docstring, or a LangChain tool.
+            examples: ``{"query", "arguments"}`` (one call) or ``{"query", "calls":
+                [{"name", "arguments"}, ...]}`` (several calls, possibly of tools learned
+                before). Each is validated against the schemas first.
+            **train: Fields of `TrainConfig` (``epochs``, ``lr``, ``batch_size``, ``seed``,
+                ``renormalize``, ``progress``).
+
+        Raises:
+            SchemaError: The schema is not a valid tool definition.
+            InvalidExampleError: An example is malformed or breaks its schema.
+            DuplicateToolError: A tool of that name is already learned.
+        """
+        return self.learn_tools([(schema, examples)], **train)
+
+    def learn_tools(self, tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]], **train: Any) -> LearnReport:
+        """Compiles several tools at once, training their rows jointly.
+
+        Args:
+            tools: ``(schema, examples)`` pairs; examples may call any of these tools or
+                tools learned before.
+            **train: Fields of `TrainConfig`.
+        """
+        config = TrainConfig(**train)
+        specs = [to_tool_spec(schema) for schema, _ in tools]
+        names = [s.name for s in specs]
+        for name in names:
+            if name in self._specs or names.count(name) > 1:
+                raise DuplicateToolError(f"tool {name!r} is already learned (or given twice); forget it first to relearn it")
+        known = {**self._specs, **{s.name: s for s in specs}}
+        examples: list[Example] = []
+        for spec, (_, raw) in zip(specs, tools):
+            examples.extend(normalize_examples(spec, list(raw), known))
+
+        indices = self.bank.add(names, mean_embedding(self.backbone))
+        self._specs.update({s.name: s for s in specs})
+        try:
+            encoded = [
+                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id)
+                for ex in examples
+            ]
+            report = train_rows(self.backbone, self.bank, indices, encoded, config)
+        except BaseException:
+            for name in names:  # leave the bank as it was
+                self.bank.remove(name)
+                del self._specs[name]
+            raise
+        record = {
+            "examples": len(examples),
+            "epochs": config.epochs,
+            "lr": config.lr,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "steps": report.steps,
+            "seconds": round(report.seconds, 3),
+            "first_loss": round(report.first_loss, 5),
+            "last_loss": round(report.last_loss, 5),
+            "learned_with": names,
+        }
+        self._training.update({name: dict(record) for name in names})
+        return report
+
+    def forget(self, name: str) -> None:
+        """Removes a learned tool (its row and spec)."""
+        self.bank.remove(name)
+        del self._specs[name]
+        self._training.pop(name, None)
+
+    # planning
+
+    def plan(
+        self,
+        request: str | Messages,
+        *,
+        tool_choice: str = "auto",
+        tools: Sequence[str] | None = None,
+        max_calls: int = 8,
+        constrained: bool = True,
+    ) -> Plan:
+        """Plans the tool calls a request needs.
+
+        Args:
+            request: A string, or chat messages (system, user, assistant turns with
+                ``tool_calls``, ``tool`` results) rendered with the backbone's template.
+            tool_choice: ``"auto"`` (calls or a text answer), ``"any"``/``"required"``
+                (at least one call), ``"none"`` (text only), or a tool name (that tool first).
+            tools: Restrict routing to these learned tools (default: all).
+            max_calls: Stop after this many calls.
+            constrained: Decode arguments under each tool's JSON Schema.
+
+        Returns:
+            A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
+        """
+        return self.plan_batch([request], tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained)[0]
+
+    def plan_batch(
+        self,
+        requests: Sequence[str | Messages],
+        *,
+        batch_size: int = 8,
+        tool_choice: str = "auto",
+        tools: Sequence[str] | None = None,
+        max_calls: int = 8,
+        constrained: bool = True,
+    ) -> list[Plan]:
+        """Plans many requests, ``batch_size`` at a time (same results as one by one)."""
+        settings = DecodeSettings(tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained)
+        self._decoder.check(settings)
+        prompts = [prompt_ids(self.backbone.tokenizer, r, self.memory_token_id) for r in requests]
+        plans: list[Plan] = []
+        for start in range(0, len(prompts), batch_size):
+            plans.extend(self._decoder.decode(prompts[start : start + batch_size], settings))
+        return plans
+
+    # persistence
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Saves the bank (rows, specs, training records, backbone fingerprint) atomically."""
+        return save_bank(
+            path,
+            SavedBank(
+                backbone_name=self.backbone.name,
+                fingerprint=self.backbone.fingerprint,
+                specs=self.tools,
+                training=self._training,
+                rows=self.bank.rows,
+            ),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None) -> AgentMem:
+        """Loads a saved bank onto its backbone.
+
+        Args:
+            path: The bank folder.
+            backbone: The backbone to load onto (default: the one the bank names).
+            device: As in the constructor.
+
+        Raises:
+            BankError: The folder is missing, corrupted, or of an unknown format version.
+            BackboneMismatchError: The bank was learned on other backbone weights.
+        """
+        saved = load_bank(path)
+        mem = cls(backbone if backbone is not None else saved.backbone_name, device=device)
+        if mem.backbone.fingerprint != saved.fingerprint:
+            raise BackboneMismatchError(
+                f"the bank at {path} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
+                f"not on {mem.backbone.name!r} ({mem.backbone.fingerprint}); load it onto the backbone it was learned on"
+            )
+        if saved.rows.shape[1] != mem.backbone.hidden_size:
+            raise BackboneMismatchError(
+                f"the bank at {path} has rows of width {saved.rows.shape[1]}, the backbone's hidden size is {mem.backbone.hidden_size}"
+            )
+        mem.bank.add([s.name for s in saved.specs], mean_embedding(mem.backbone))
+        mem.bank.rows = saved.rows.to(mem.bank.rows)
+        mem._specs.update({s.name: s for s in saved.specs})
+        mem._training.update(saved.training)
+        return mem
+
+    def __repr__(self) -> str:
+        return f"AgentMem(backbone={self.backbone.name!r}, tools={self.bank.names})"

@@ -1,0 +1,247 @@
+"""The decoding loop: route to memory tokens, write each call's arguments, route again.
+
+Requests are prefilled once (left-padded batch), then decoded one token per step with the
+key/value cache. Each request is a small state machine:
+
+* ``route``: the next token is chosen among the allowed memory tokens and end-of-plan
+  (plus ordinary text tokens under ``tool_choice="auto"``; the first step of ``"any"`` or
+  of a named tool allows memory tokens only);
+* ``arguments``: after a memory token, tokens are chosen under that tool's JSON Schema
+  (grammar-constrained, memory tokens masked) until the object closes; the text is then
+  parsed and validated into a ToolCall or an InvalidToolCall, and routing resumes;
+* ``text``: the model answered in words; memory tokens are masked until end-of-sequence.
+
+Model output never raises: whatever does not parse or validate becomes an invalid call
+with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from agentmem import memory
+from agentmem.backbone import Backbone
+from agentmem.errors import UnknownToolError
+from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
+from agentmem.memory import MemoryBank
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
+from agentmem.tools.parsing import parse_call
+from agentmem.tools.spec import ToolSpec
+
+ToolChoice = str  # "auto" | "any" | "required" | "none" | a tool name
+_CHOICES = ("auto", "any", "required", "none")
+
+
+@dataclass
+class DecodeSettings:
+    """Limits and policy of one planning call."""
+
+    tool_choice: ToolChoice = "auto"
+    tools: Sequence[str] | None = None  # restrict routing to these learned tools
+    max_calls: int = 8
+    max_argument_tokens: int = 256
+    max_text_tokens: int = 256
+    constrained: bool = True
+
+
+@dataclass
+class _Row:
+    """Decoding state of one request."""
+
+    prompt_tokens: int
+    mode: str = "route"
+    plan: Plan = field(default_factory=Plan)
+    tool: str | None = None
+    matcher: ArgumentMatcher | None = None
+    pending: list[int] = field(default_factory=list)  # argument or text tokens so far
+    generated: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.mode == "done"
+
+
+class Decoder:
+    """Plans requests with a backbone, a memory bank and the bank's tool specs."""
+
+    def __init__(self, backbone: Backbone, bank: MemoryBank, specs: Mapping[str, ToolSpec]) -> None:
+        self.backbone = backbone
+        self.bank = bank
+        self.specs = specs
+        self.grammar = ArgumentGrammar(backbone.tokenizer, backbone.vocab_size)
+
+    def check(self, settings: DecodeSettings) -> list[int]:
+        """Validates settings against the bank; returns the allowed memory rows."""
+        names = list(settings.tools) if settings.tools is not None else list(self.bank.names)
+        for name in names:
+            self.bank.index(name)  # raises UnknownToolError naming the known tools
+        choice = settings.tool_choice
+        if choice not in _CHOICES and choice not in names:
+            raise UnknownToolError(
+                f"tool_choice {choice!r} is neither one of {', '.join(_CHOICES)} nor an allowed tool "
+                f"({', '.join(names) or 'none'})"
+            )
+        if choice in ("any", "required") and not names:
+            raise UnknownToolError("tool_choice requires a call but no tool is allowed")
+        if settings.max_calls < 1:
+            raise ValueError(f"max_calls must be >= 1, got {settings.max_calls}")
+        return [self.bank.index(n) for n in names]
+
+    @torch.no_grad()
+    def decode(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[Plan]:
+        """Plans a batch of tokenised prompts; one Plan per prompt."""
+        allowed = self.check(settings)
+        started = time.perf_counter()
+        backbone, device = self.backbone, self.backbone.device
+        vocab, eos = backbone.vocab_size, backbone.eos_token_id
+        rows_tensor = self.bank.rows.to(device)
+        body = memory.decoder(backbone)
+        states = [_Row(prompt_tokens=len(p)) for p in prompts]
+        if settings.tool_choice == "none":
+            for state in states:
+                state.mode = "text"
+
+        # prefill: left-padded so every prompt ends in the last column
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), eos, dtype=torch.long)
+        mask = torch.zeros(len(prompts), width, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = body(
+            inputs_embeds=memory.embed(backbone, rows_tensor, ids.to(device)),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            past_key_values=DynamicCache(config=backbone.model.config),
+            use_cache=True,
+        )
+        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+        next_position = positions[:, -1] + 1
+        prefilled = time.perf_counter()
+
+        while not all(s.done for s in states):
+            scores = memory.logits(backbone, rows_tensor, hidden).float()
+            tokens = [self._step(s, scores[i], allowed, settings, vocab, eos) for i, s in enumerate(states)]
+            active = torch.tensor([t is not None for t in tokens], dtype=torch.long)
+            if not bool(active.any()):
+                break
+            step_ids = torch.tensor([[t if t is not None else eos] for t in tokens], dtype=torch.long)
+            mask = torch.cat([mask, active.unsqueeze(1)], dim=1)
+            out = body(
+                inputs_embeds=memory.embed(backbone, rows_tensor, step_ids.to(device)),
+                attention_mask=mask.to(device),
+                position_ids=next_position.unsqueeze(1).to(device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            next_position = next_position + active
+
+        finished = time.perf_counter()
+        for state in states:
+            state.plan.usage = {"prompt_tokens": state.prompt_tokens, "generated_tokens": state.generated}
+            state.plan.timings = {
+                "prefill": prefilled - started,
+                "decode": finished - prefilled,
+                "total": finished - started,
+            }
+        return [s.plan for s in states]
+
+    def _step(
+        self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
+    ) -> int | None:
+        """Chooses one request's next token and advances its state.
+
+        Returns:
+            The token to feed back, or None when the request needs no further step.
+        """
+        if state.done:
+            return None
+        state.generated += 1
+        if state.mode == "route":
+            token = self._route(state, scores, allowed, settings, vocab, eos)
+        elif state.mode == "arguments":
+            assert state.matcher is not None
+            token = int(state.matcher.mask_logits(scores).argmax())
+            state.matcher.accept(token)
+            state.pending.append(token)
+            if state.matcher.is_finished():
+                self._finish_call(state, settings)
+            elif len(state.pending) >= settings.max_argument_tokens:
+                self._finish_call(state, settings, truncated=True)
+        else:  # text: memory tokens masked until end-of-sequence
+            scores = scores.clone()
+            scores[vocab:] = float("-inf")
+            token = int(scores.argmax())
+            if token == eos:
+                self._finish_text(state, "stop")
+            else:
+                state.pending.append(token)
+                if len(state.pending) >= settings.max_text_tokens:
+                    self._finish_text(state, "length")
+        return None if state.done else token
+
+    def _route(
+        self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
+    ) -> int | None:
+        first = not state.plan.steps
+        choice = settings.tool_choice
+        candidates = torch.full_like(scores, float("-inf"))
+        if first and choice not in _CHOICES:
+            rows = [self.bank.index(choice)]
+        else:
+            rows = allowed
+        memory_ids = [vocab + r for r in rows]
+        candidates[memory_ids] = scores[memory_ids]
+        if not (first and choice in ("any", "required")) and not (first and choice not in _CHOICES):
+            candidates[eos] = scores[eos]
+            if choice == "auto":
+                candidates[:vocab] = scores[:vocab]
+        token = int(candidates.argmax())
+        if token == eos:
+            state.mode = "done"
+            return None
+        if token < vocab:  # the model answers in words
+            state.mode = "text"
+            state.pending = [token]
+            return token
+        state.tool = self.bank.names[token - vocab]
+        spec = self.specs[state.tool]
+        compiled = self.grammar.compile(spec.parameters) if settings.constrained else self.grammar.unconstrained()
+        if compiled.fallback_reason and compiled.fallback_reason not in state.plan.notes:
+            state.plan.notes.append(f"{state.tool}: decoded without grammar ({compiled.fallback_reason})")
+        state.matcher = compiled.matcher()
+        state.pending = []
+        state.mode = "arguments"
+        return token
+
+    def _finish_call(self, state: _Row, settings: DecodeSettings, truncated: bool = False) -> None:
+        assert state.tool is not None
+        text = self.backbone.tokenizer.decode(state.pending)
+        if truncated:
+            reason = f"arguments did not close within {settings.max_argument_tokens} tokens"
+            state.plan.steps.append(InvalidToolCall(name=state.tool, raw=text, reason=reason))
+            state.plan.finish_reason = "length"
+            state.mode = "done"
+            return
+        state.plan.steps.append(parse_call(self.specs[state.tool], text))
+        state.tool, state.matcher, state.pending = None, None, []
+        if len(state.plan.steps) >= settings.max_calls:
+            state.plan.finish_reason = "max_calls"
+            state.mode = "done"
+        else:
+            state.mode = "route"
+
+    def _finish_text(self, state: _Row, reason: str) -> None:
+        state.plan.text = self.backbone.tokenizer.decode(state.pending, skip_special_tokens=True).strip()
+        state.plan.finish_reason = reason
+        state.mode = "done"
+
+
+__all__ = ["Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]

@@ -1,0 +1,134 @@
+"""Token sequences: chat-formatted prompts, and training targets of memory tokens + arguments.
+
+A training sequence is ``chat(query) [MEM_a] {"arg":...} [MEM_b] {...} <eos>``: the prompt
+is the prefix (no loss), the rest is the target (loss on every token). Arguments are written
+with `canonical_json`, the single definition of their text form, so training and
+constrained decoding agree token for token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from agentmem.tools.examples import Example
+from agentmem.tools.parsing import canonical_json
+
+Messages = Sequence[dict[str, Any]]
+
+
+def as_messages(request: str | Messages) -> list[dict[str, Any]]:
+    """A plain request becomes one user message; messages pass through (copied)."""
+    if isinstance(request, str):
+        return [{"role": "user", "content": request}]
+    return [dict(m) for m in request]
+
+
+# Private-use characters mark where an earlier assistant tool call goes in the rendered
+# chat text; no tokenizer merges across them and no user text contains them.
+_CALL_MARK = re.compile("\ue000(\\d+)\ue001")
+
+
+def prompt_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    request: str | Messages,
+    memory_token: Callable[[str], int] | None = None,
+) -> list[int]:
+    """Token ids of the chat-formatted request, ending where the assistant's turn begins.
+
+    Earlier assistant turns with ``tool_calls`` (OpenAI ``{"function": {"name",
+    "arguments"}}`` or LangChain ``{"name", "args"}`` form) are rendered exactly as the
+    model generates them: memory token, then arguments. Tool results are plain messages
+    of role ``tool``.
+
+    Args:
+        tokenizer: The backbone's tokenizer (with a chat template).
+        request: A string or chat messages.
+        memory_token: Maps a tool name to its memory-token id; needed only when the
+            messages hold earlier tool calls (raises UnknownToolError for a tool the bank
+            does not hold).
+    """
+    messages = as_messages(request)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for message in messages:
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            marks = []
+            for call in message["tool_calls"]:
+                calls.append(_name_and_arguments(call))
+                marks.append(f"\ue000{len(calls) - 1}\ue001")
+            message["content"] = (message.get("content") or "") + "".join(marks)
+            del message["tool_calls"]
+        elif message.get("content") is None:
+            message["content"] = ""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    pieces = _CALL_MARK.split(text)  # text, call index, text, call index, ..., text
+    ids: list[int] = []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            if piece:
+                ids.extend(tokenizer(piece, add_special_tokens=False)["input_ids"])
+            continue
+        if memory_token is None:
+            raise ValueError("messages hold earlier tool calls: pass memory_token to render them")
+        name, arguments = calls[int(piece)]
+        ids.append(memory_token(name))
+        ids.extend(argument_ids(tokenizer, arguments))
+    return ids
+
+
+def _name_and_arguments(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    function = call.get("function") or {}
+    name = function.get("name") or call.get("name")
+    arguments = function.get("arguments", call.get("args", call.get("arguments", {})))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"tool call to {name!r} has arguments that are not JSON: {exc}") from exc
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        raise ValueError(f"cannot read tool call {call!r}: expected a name and an arguments object")
+    return name, arguments
+
+
+def argument_ids(tokenizer: PreTrainedTokenizerBase, arguments: dict[str, Any]) -> list[int]:
+    """Token ids of one call's arguments as written after its memory token."""
+    return tokenizer(canonical_json(arguments), add_special_tokens=False)["input_ids"]
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """A training example as ids: ``prefix`` (prompt, no loss) and ``target`` (all scored)."""
+
+    prefix: tuple[int, ...]
+    target: tuple[int, ...]
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix) + len(self.target)
+
+
+def encode_example(
+    tokenizer: PreTrainedTokenizerBase,
+    example: Example,
+    memory_token: Callable[[str], int],
+    eos_token_id: int,
+) -> EncodedExample:
+    """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``.
+
+    Args:
+        tokenizer: The backbone's tokenizer.
+        example: A validated example.
+        memory_token: Maps a tool name to its memory-token id.
+        eos_token_id: Ends the plan.
+    """
+    target: list[int] = []
+    for call in example.calls:
+        target.append(memory_token(call.name))
+        target.extend(argument_ids(tokenizer, call.arguments))
+    target.append(eos_token_id)
+    return EncodedExample(prefix=tuple(prompt_ids(tokenizer, example.query)), target=tuple(target))

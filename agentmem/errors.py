@@ -1,0 +1,44 @@
+"""Errors raised by agentmem.
+
+Every error subclasses `AgentMemError` and, where it fits, the builtin a caller would
+naturally catch (`ValueError`, `KeyError`), so `except ValueError` keeps working.
+This module imports nothing: every layer (including the torch-free `agentmem.tools`)
+may import it.
+"""
+
+from __future__ import annotations
+
+
+class AgentMemError(Exception):
+    """Base class of every error agentmem raises on purpose."""
+
+
+class SchemaError(AgentMemError, ValueError):
+    """A tool definition cannot be turned into a valid ToolSpec (bad JSON Schema, bad name...)."""
+
+
+class InvalidExampleError(AgentMemError, ValueError):
+    """A training example is malformed or its arguments break the tool's schema."""
+
+
+class DuplicateToolError(AgentMemError, ValueError):
+    """A tool with this name is already in the memory bank."""
+
+
+class UnknownToolError(AgentMemError, KeyError):
+    """A tool name that the memory bank does not hold."""
+
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class BackboneError(AgentMemError, ValueError):
+    """The backbone cannot be found or loaded."""
+
+
+class BankError(AgentMemError, ValueError):
+    """A saved memory bank is missing, corrupted, or of an unknown format version."""
+
+
+class BackboneMismatchError(BankError):
+    """A saved memory bank was learned on a different backbone than the one given."""

@@ -1,0 +1,255 @@
+"""Training memory rows on a frozen backbone.
+
+Only the rows of the tools being learned receive gradient; every other row and every
+backbone weight stays bit-identical. The loop does as little as the loss needs:
+
+* the prompt (prefix) of every example is encoded once, without gradient, and its
+  key/value cache reused across epochs (it contains no memory token, so no gradient
+  could reach it anyway);
+* each step runs only the target tokens, batched, on top of the cached prefixes;
+* logits are computed only at labelled positions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from agentmem import memory
+from agentmem.backbone import Backbone
+from agentmem.encoding import EncodedExample
+from agentmem.memory import MemoryBank
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (paper defaults)."""
+
+    epochs: int = 3
+    """Passes over the examples."""
+    lr: float = 5e-3
+    """AdamW learning rate of the memory rows (no weight decay)."""
+    batch_size: int = 4
+    """Examples per optimizer step."""
+    seed: int = 0
+    """Seeds shuffling, so a run is reproducible."""
+    renormalize: bool = True
+    """After each step, scale trained rows to the mean norm of the bank's other rows."""
+    prefix_cache_bytes: int = 1 << 30
+    """Keep every prompt's key/value cache across epochs when it fits in this many bytes."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class LearnReport:
+    """What a training run did and how fast."""
+
+    tools: list[str]
+    examples: int
+    steps: int
+    seconds: float
+    tokens_per_second: float
+    first_loss: float
+    last_loss: float
+    row_norms: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"learned {', '.join(self.tools)} from {self.examples} examples: {self.steps} steps in "
+            f"{self.seconds:.1f} s ({self.tokens_per_second:.0f} tokens/s), "
+            f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}"
+        )
+
+
+@dataclass
+class _Prefix:
+    """A prompt encoded once: per-layer keys/values and the last position's hidden state."""
+
+    keys: list[torch.Tensor]  # each [kv_heads, length, head_dim]
+    values: list[torch.Tensor]
+    last_hidden: torch.Tensor  # [hidden]
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[1]
+
+
+@torch.no_grad()
+def encode_prefixes(backbone: Backbone, prompts: Sequence[Sequence[int]], batch_size: int = 8) -> list[_Prefix]:
+    """Runs prompts through the backbone (left-padded batches) and keeps their caches."""
+    out: list[_Prefix] = []
+    body = memory.decoder(backbone)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), backbone.eos_token_id, dtype=torch.long)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, prompt in enumerate(chunk):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        result = body(
+            input_ids=ids.to(backbone.device),
+            attention_mask=mask.to(backbone.device),
+            position_ids=positions.to(backbone.device),
+            use_cache=True,
+        )
+        cache = result.past_key_values
+        for row, prompt in enumerate(chunk):
+            pad = width - len(prompt)
+            out.append(
+                _Prefix(
+                    keys=[layer.keys[row, :, pad:].clone() for layer in cache.layers],
+                    values=[layer.values[row, :, pad:].clone() for layer in cache.layers],
+                    last_hidden=result.last_hidden_state[row, -1].clone(),
+                )
+            )
+    return out
+
+
+def batch_loss(
+    backbone: Backbone, rows: torch.Tensor, batch: Sequence[EncodedExample], prefixes: Sequence[_Prefix]
+) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over every target token of a batch, on top of cached prefixes.
+
+    The prefix is left-padded so every prompt ends at the same column; the target inputs
+    (all target tokens but the last) follow, right-padded. The prediction of target[0]
+    comes from the prompt's last hidden state, target[j+1] from target input j.
+
+    Returns:
+        The loss and the number of scored tokens.
+    """
+    device = backbone.device
+    prefix_width = max(p.length for p in prefixes)
+    target_width = max(len(e.target) - 1 for e in batch)
+    n = len(batch)
+    ids = torch.full((n, max(target_width, 1)), backbone.eos_token_id, dtype=torch.long)
+    mask = torch.zeros(n, prefix_width + ids.shape[1], dtype=torch.long)
+    positions = torch.zeros_like(ids)
+    for row, (example, prefix) in enumerate(zip(batch, prefixes)):
+        inputs = example.target[:-1]
+        ids[row, : len(inputs)] = torch.tensor(inputs, dtype=torch.long)
+        mask[row, prefix_width - prefix.length : prefix_width + len(inputs)] = 1
+        positions[row] = prefix.length + torch.arange(ids.shape[1])
+
+    layers = []
+    for layer in range(len(prefixes[0].keys)):
+        keys = torch.stack([F.pad(p.keys[layer], (0, 0, prefix_width - p.length, 0)) for p in prefixes])
+        values = torch.stack([F.pad(p.values[layer], (0, 0, prefix_width - p.length, 0)) for p in prefixes])
+        layers.append((keys, values))
+    cache = DynamicCache(layers, config=backbone.model.config)
+
+    hidden = memory.decoder(backbone)(
+        inputs_embeds=memory.embed(backbone, rows, ids.to(device)),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+
+    # Hidden states at the scored positions only, and the token each one must predict.
+    selected, labels = [], []
+    for row, (example, prefix) in enumerate(zip(batch, prefixes)):
+        selected.append(prefix.last_hidden.unsqueeze(0))
+        selected.append(hidden[row, : len(example.target) - 1])
+        labels.extend(example.target)
+    h = torch.cat(selected, dim=0)
+    target = torch.tensor(labels, dtype=torch.long, device=device)
+    loss = F.cross_entropy(memory.logits(backbone, rows, h).float(), target)
+    return loss, len(labels)
+
+
+def train_rows(
+    backbone: Backbone,
+    bank: MemoryBank,
+    train_indices: Sequence[int],
+    examples: Sequence[EncodedExample],
+    config: TrainConfig,
+) -> LearnReport:
+    """Trains the bank rows at ``train_indices`` on ``examples``; all else stays frozen.
+
+    Args:
+        backbone: The frozen backbone.
+        bank: The memory bank; its rows at ``train_indices`` are replaced in place.
+        train_indices: Rows to train (the new tools).
+        examples: Encoded examples; may use any row of the bank.
+        config: Training settings.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    order_rng = random.Random(config.seed)
+    device = backbone.device
+    index = torch.tensor(list(train_indices), dtype=torch.long, device=device)
+    frozen = bank.rows.to(device)
+    trainable = torch.nn.Parameter(frozen[index].clone())
+    target_norm = bank.mean_norm(exclude=train_indices) if config.renormalize else None
+    optimizer = torch.optim.AdamW([trainable], lr=config.lr, weight_decay=0.0)
+
+    # Encode every prompt once when the caches fit in the budget; otherwise per step.
+    cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
+    cached = encode_prefixes(backbone, [e.prefix for e in examples]) if cache_bytes <= config.prefix_cache_bytes else None
+
+    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc="learning", disable=not config.progress, leave=False)
+    losses: list[float] = []
+    tokens = 0
+    for _ in range(config.epochs):
+        order = list(range(len(examples)))
+        order_rng.shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            chosen = order[start : start + config.batch_size]
+            batch = [examples[i] for i in chosen]
+            prefixes = [cached[i] for i in chosen] if cached is not None else encode_prefixes(backbone, [e.prefix for e in batch])
+            # forward: frozen rows with the trainable ones spliced in, so only they get gradient
+            rows = frozen.index_copy(0, index, trainable)
+            loss, _ = batch_loss(backbone, rows, batch, prefixes)
+            # backward, update, then keep new rows on the scale of the old ones
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if target_norm is not None:
+                memory.renormalize_(trainable.data, target_norm)
+            losses.append(loss.item())
+            tokens += sum(e.length for e in batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+
+    bank.rows[list(train_indices)] = trainable.detach().to(bank.rows)
+    seconds = time.perf_counter() - started
+    return LearnReport(
+        tools=[bank.names[i] for i in train_indices],
+        examples=len(examples),
+        steps=len(losses),
+        seconds=seconds,
+        tokens_per_second=tokens / seconds,
+        first_loss=losses[0],
+        last_loss=losses[-1],
+        row_norms={bank.names[i]: bank.rows[i].norm().item() for i in train_indices},
+    )
+
+
+def _cache_bytes_per_token(backbone: Backbone) -> int:
+    config = backbone.model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    element = backbone.model.get_input_embeddings().weight.element_size()
+    return 2 * config.num_hidden_layers * heads * head_dim * element

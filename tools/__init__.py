@@ -1,0 +1,1 @@
+"""Tool definitions, argument validation and plans (torch-free)."""
