@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from agentmem.errors import BackboneError
 
@@ -122,6 +123,8 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = 
         BackboneError: The backbone cannot be found or loaded; the message says what to do.
     """
     source = resolve(name_or_path)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a sub-second load needs no bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -130,6 +133,9 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = 
             f"cannot load backbone {name_or_path!r}: {exc}. Pass an alias ({', '.join(ALIASES)}), "
             "a local model folder, a .gguf file, or a Hugging Face id reachable from this machine."
         ) from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Backbone.from_model(model.to(device), tokenizer, name=name_or_path)
 

@@ -78,7 +78,7 @@ def bench_learning(backbone: Backbone, n_examples: int, epochs: int) -> dict[str
     examples = normalize_examples(spec, demo.training_examples("get_weather", n=n_examples))
     bank = MemoryBank(backbone.hidden_size)
     rows = bank.add([spec.name], memory.mean_embedding(backbone))
-    encoded = [encode_example(backbone.tokenizer, e, lambda _: backbone.vocab_size, backbone.eos_token_id) for e in examples]
+    encoded = [encode_example(backbone.tokenizer, e, lambda _: backbone.vocab_size, backbone.eos_token_id, {spec.name: spec.parameters}) for e in examples]
     config = TrainConfig(epochs=epochs, progress=False)
     naive_tps = naive_train(backbone, encoded, config)
     report = train_rows(backbone, bank, rows, encoded, config)

@@ -56,7 +56,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  {mem.backbone.name}: {sum(p.numel() for p in mem.backbone.model.parameters()) / 1e6:.1f} M parameters, frozen")
     pack = [(demo.TOOLS[name], demo.training_examples(name)) for name in demo.TOOLS]
     # Two-call requests teach the model to chain tokens; they ride along with the first tool.
-    pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples())
+    pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=40))
     print(f"Learning {len(pack)} tools as memory tokens: {', '.join(demo.TOOLS)}")
     report = mem.learn_tools(pack)
     print(f"  {report}")

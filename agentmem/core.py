@@ -101,7 +101,7 @@ class AgentMem:
         self._specs.update({s.name: s for s in specs})
         try:
             encoded = [
-                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id)
+                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self._schemas())
                 for ex in examples
             ]
             report = train_rows(self.backbone, self.bank, indices, encoded, config)
@@ -124,6 +124,9 @@ class AgentMem:
         }
         self._training.update({name: dict(record) for name in names})
         return report
+
+    def _schemas(self) -> dict[str, dict[str, Any]]:
+        return {name: spec.parameters for name, spec in self._specs.items()}
 
     def forget(self, name: str) -> None:
         """Removes a learned tool (its row and spec)."""
@@ -171,7 +174,8 @@ class AgentMem:
         """Plans many requests, ``batch_size`` at a time (same results as one by one)."""
         settings = DecodeSettings(tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained)
         self._decoder.check(settings)
-        prompts = [prompt_ids(self.backbone.tokenizer, r, self.memory_token_id) for r in requests]
+        schemas = self._schemas()
+        prompts = [prompt_ids(self.backbone.tokenizer, r, self.memory_token_id, schemas) for r in requests]
         plans: list[Plan] = []
         for start in range(0, len(prompts), batch_size):
             plans.extend(self._decoder.decode(prompts[start : start + batch_size], settings))

@@ -3,9 +3,9 @@
 Requests are prefilled once (left-padded batch), then decoded one token per step with the
 key/value cache. Each request is a small state machine:
 
-* ``route``: the next token is chosen among the allowed memory tokens and end-of-plan
-  (plus ordinary text tokens under ``tool_choice="auto"``; the first step of ``"any"`` or
-  of a named tool allows memory tokens only);
+* ``route``: the next token is chosen among the allowed memory tokens and end-of-plan;
+  at the first step ``tool_choice="auto"`` also allows ordinary text (an answer instead
+  of a plan), while ``"any"`` and a named tool allow memory tokens only;
 * ``arguments``: after a memory token, tokens are chosen under that tool's JSON Schema
   (grammar-constrained, memory tokens masked) until the object closes; the text is then
   parsed and validated into a ToolCall or an InvalidToolCall, and routing resumes;
@@ -30,7 +30,7 @@ from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
 from agentmem.memory import MemoryBank
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
-from agentmem.tools.parsing import parse_call
+from agentmem.tools.parsing import canonical_json, parse_call
 from agentmem.tools.spec import ToolSpec
 
 ToolChoice = str  # "auto" | "any" | "required" | "none" | a tool name
@@ -44,7 +44,7 @@ class DecodeSettings:
     tool_choice: ToolChoice = "auto"
     tools: Sequence[str] | None = None  # restrict routing to these learned tools
     max_calls: int = 8
-    max_argument_tokens: int = 256
+    max_argument_tokens: int = 128
     max_text_tokens: int = 256
     constrained: bool = True
 
@@ -169,7 +169,7 @@ class Decoder:
         elif state.mode == "arguments":
             assert state.matcher is not None
             token = int(state.matcher.mask_logits(scores).argmax())
-            state.matcher.accept(token)
+            state.matcher.accept(token, self.backbone.tokenizer.decode([token]))
             state.pending.append(token)
             if state.matcher.is_finished():
                 self._finish_call(state, settings)
@@ -192,16 +192,15 @@ class Decoder:
     ) -> int | None:
         first = not state.plan.steps
         choice = settings.tool_choice
-        candidates = torch.full_like(scores, float("-inf"))
-        if first and choice not in _CHOICES:
-            rows = [self.bank.index(choice)]
-        else:
-            rows = allowed
+        forced = first and choice not in _CHOICES  # a named tool goes first
+        rows = [self.bank.index(choice)] if forced else allowed
         memory_ids = [vocab + r for r in rows]
+        candidates = torch.full_like(scores, float("-inf"))
         candidates[memory_ids] = scores[memory_ids]
-        if not (first and choice in ("any", "required")) and not (first and choice not in _CHOICES):
+        if not forced and not (first and choice in ("any", "required")):
             candidates[eos] = scores[eos]
-            if choice == "auto":
+            # Text may answer instead of a plan, never trail one: a plan ends at eos.
+            if first and choice == "auto":
                 candidates[:vocab] = scores[:vocab]
         token = int(candidates.argmax())
         if token == eos:
@@ -230,8 +229,15 @@ class Decoder:
             state.plan.finish_reason = "length"
             state.mode = "done"
             return
-        state.plan.steps.append(parse_call(self.specs[state.tool], text))
+        call = parse_call(self.specs[state.tool], text)
         state.tool, state.matcher, state.pending = None, None, []
+        previous = state.plan.steps[-1] if state.plan.steps else None
+        if isinstance(call, ToolCall) and isinstance(previous, ToolCall) and (call.name, call.arguments) == (previous.name, previous.arguments):
+            # A small model can loop on one call; the same call twice in a row is never a plan.
+            state.plan.notes.append(f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}")
+            state.mode = "done"
+            return
+        state.plan.steps.append(call)
         if len(state.plan.steps) >= settings.max_calls:
             state.plan.finish_reason = "max_calls"
             state.mode = "done"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ def prompt_ids(
     tokenizer: PreTrainedTokenizerBase,
     request: str | Messages,
     memory_token: Callable[[str], int] | None = None,
+    schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[int]:
     """Token ids of the chat-formatted request, ending where the assistant's turn begins.
 
@@ -52,6 +53,8 @@ def prompt_ids(
         memory_token: Maps a tool name to its memory-token id; needed only when the
             messages hold earlier tool calls (raises UnknownToolError for a tool the bank
             does not hold).
+        schemas: Argument schemas by tool name, to write earlier calls' arguments in
+            schema order.
     """
     messages = as_messages(request)
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -77,7 +80,7 @@ def prompt_ids(
             raise ValueError("messages hold earlier tool calls: pass memory_token to render them")
         name, arguments = calls[int(piece)]
         ids.append(memory_token(name))
-        ids.extend(argument_ids(tokenizer, arguments))
+        ids.extend(argument_ids(tokenizer, arguments, (schemas or {}).get(name)))
     return ids
 
 
@@ -95,9 +98,12 @@ def _name_and_arguments(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return name, arguments
 
 
-def argument_ids(tokenizer: PreTrainedTokenizerBase, arguments: dict[str, Any]) -> list[int]:
-    """Token ids of one call's arguments as written after its memory token."""
-    return tokenizer(canonical_json(arguments), add_special_tokens=False)["input_ids"]
+def argument_ids(
+    tokenizer: PreTrainedTokenizerBase, arguments: dict[str, Any], schema: dict[str, Any] | None = None
+) -> list[int]:
+    """Token ids of one call's arguments as written after its memory token (keys in the
+    schema's property order, the order constrained decoding enforces)."""
+    return tokenizer(canonical_json(arguments, schema), add_special_tokens=False)["input_ids"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ def encode_example(
     example: Example,
     memory_token: Callable[[str], int],
     eos_token_id: int,
+    schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> EncodedExample:
     """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``.
 
@@ -125,10 +132,11 @@ def encode_example(
         example: A validated example.
         memory_token: Maps a tool name to its memory-token id.
         eos_token_id: Ends the plan.
+        schemas: Argument schemas by tool name (for key order).
     """
     target: list[int] = []
     for call in example.calls:
         target.append(memory_token(call.name))
-        target.extend(argument_ids(tokenizer, call.arguments))
+        target.extend(argument_ids(tokenizer, call.arguments, (schemas or {}).get(call.name)))
     target.append(eos_token_id)
     return EncodedExample(prefix=tuple(prompt_ids(tokenizer, example.query)), target=tuple(target))

@@ -1,0 +1,147 @@
+"""Schema-constrained decoding of argument objects, with xgrammar.
+
+Why xgrammar: it compiles a JSON Schema against the tokenizer in milliseconds, gives a
+token bitmask per step on the CPU, and follows the schema closely (enums, required keys,
+nested objects, arrays). Choices:
+
+* compact output (``any_whitespace=False``, separators ``(",", ":")``), the exact form of
+  the training text (`canonical_json`), so constraints and training agree token for token;
+* ``strict_mode=True``: only declared properties, so the model cannot invent keys;
+* ``terminate_without_stop_token=True``: the span ends as soon as the object closes, and
+  the decoding loop goes back to routing (next memory token or end of plan);
+* memory-token columns (ids >= the backbone's vocabulary) are always masked inside an
+  argument span: xgrammar's bitmask does not cover them.
+
+A schema xgrammar cannot compile falls back to unconstrained decoding that stops when the
+top-level object closes; the arguments are validated afterwards either way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import xgrammar as xgr
+from transformers import PreTrainedTokenizerBase
+
+
+class ArgumentGrammar:
+    """Compiles tool JSON Schemas for one tokenizer and hands out matchers.
+
+    Args:
+        tokenizer: The backbone's tokenizer.
+        vocab_size: Width of the backbone's logits (may exceed ``len(tokenizer)``).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.tokenizer = tokenizer
+        self._compiler: xgr.GrammarCompiler | None = None  # built on first use (~0.3 s)
+        self._cache: dict[str, CompiledArguments] = {}
+
+    def compile(self, schema: dict[str, Any]) -> CompiledArguments:
+        """Compiles (or fetches from cache) the grammar of one argument schema. Never raises."""
+        # Property order matters: the grammar enforces the schema's order, as training text does.
+        key = json.dumps(schema)
+        if key not in self._cache:
+            try:
+                grammar = self._get_compiler().compile_json_schema(
+                    key, any_whitespace=False, separators=(",", ":"), strict_mode=True
+                )
+                self._cache[key] = CompiledArguments(self.vocab_size, grammar)
+            except Exception as exc:  # xgrammar raises several types for unsupported features
+                self._cache[key] = CompiledArguments(self.vocab_size, None, f"{type(exc).__name__}: {exc}"[:200])
+        return self._cache[key]
+
+    def unconstrained(self) -> CompiledArguments:
+        """Arguments decoded freely (memory tokens still masked) until the object closes."""
+        return CompiledArguments(self.vocab_size, None)
+
+    def _get_compiler(self) -> xgr.GrammarCompiler:
+        if self._compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size)
+            self._compiler = xgr.GrammarCompiler(info)
+        return self._compiler
+
+
+@dataclass
+class CompiledArguments:
+    """A compiled argument grammar, or the unconstrained fallback (``grammar is None``)."""
+
+    vocab_size: int
+    grammar: xgr.CompiledGrammar | None
+    fallback_reason: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.grammar is not None
+
+    def matcher(self) -> ArgumentMatcher:
+        return ArgumentMatcher(self)
+
+
+@dataclass
+class ArgumentMatcher:
+    """The state of one argument span: which tokens may come next, and whether it is done."""
+
+    compiled: CompiledArguments
+    _matcher: xgr.GrammarMatcher | None = field(init=False, default=None)
+    _bitmask: torch.Tensor | None = field(init=False, default=None)
+    _text: list[str] = field(init=False, default_factory=list)
+    _finished: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        if self.compiled.grammar is not None:
+            self._matcher = xgr.GrammarMatcher(self.compiled.grammar, terminate_without_stop_token=True)
+            self._bitmask = xgr.allocate_token_bitmask(1, self.compiled.vocab_size)
+
+    def mask_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Returns a copy of 1-D ``logits`` with every forbidden token set to -inf."""
+        vocab = self.compiled.vocab_size
+        out = logits.clone()
+        out[vocab:] = float("-inf")
+        if self._matcher is not None and self._bitmask is not None:
+            self._matcher.fill_next_token_bitmask(self._bitmask)
+            head = out[:vocab].unsqueeze(0)
+            xgr.apply_token_bitmask_inplace(head, self._bitmask)
+            out[:vocab] = head[0]
+        return out
+
+    def accept(self, token_id: int, token_text: str | None = None) -> bool:
+        """Advances by one token; returns False when the grammar rejects it."""
+        if self._matcher is not None:
+            ok = self._matcher.accept_token(token_id)
+            self._finished = self._matcher.is_terminated()
+            return ok
+        self._text.append(token_text or "")
+        self._finished = _object_closed("".join(self._text))
+        return True
+
+    def is_finished(self) -> bool:
+        """True once the argument object is complete."""
+        return self._finished
+
+
+def _object_closed(text: str) -> bool:
+    """Whether ``text`` holds a top-level ``{...}`` that has closed (strings respected)."""
+    depth, in_string, escaped, opened = 0, False, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+            opened = True
+        elif char in "}]":
+            depth -= 1
+            if opened and depth <= 0:
+                return True
+    return False

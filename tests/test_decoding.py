@@ -1,0 +1,86 @@
+"""The decoding loop on a tiny Llama: tool_choice, restrictions, limits, messages, batching."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmem import AgentMem
+from agentmem.tools import demo
+from agentmem.tools.calls import InvalidToolCall, ToolCall
+
+REQUESTS = [
+    "What's the weather in Oslo?",
+    "Convert 20 EUR to USD please",
+    "Remind me to call mom at 18:30",
+    "Email ann@example.com about lunch",
+]
+
+
+@pytest.fixture
+def mem(tiny) -> AgentMem:
+    mem = AgentMem(tiny)
+    names = ["get_weather", "convert_currency", "create_reminder"]
+    mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in names], epochs=2, progress=False)
+    return mem
+
+
+def _signature(plan):
+    return [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps], plan.text
+
+
+def test_every_step_is_a_valid_or_invalid_call_never_an_exception(mem):
+    for plan in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=3):
+        assert plan.steps, "tool_choice='any' must produce at least one call"
+        for step in plan.steps:
+            assert isinstance(step, (ToolCall, InvalidToolCall))
+            if isinstance(step, InvalidToolCall):
+                assert step.reason
+            else:
+                spec = {t.name: t for t in mem.tools}[step.name]
+                assert spec.validate_arguments(step.arguments) is None
+        assert plan.usage["prompt_tokens"] > 0 and plan.usage["generated_tokens"] > 0
+        assert plan.finish_reason in ("stop", "max_calls", "length")
+
+
+def test_tool_choice_none_never_calls(mem):
+    plan = mem.plan(REQUESTS[0], tool_choice="none")
+    assert plan.steps == []
+
+
+def test_named_tool_choice_comes_first_and_tools_restrict_routing(mem):
+    for request in REQUESTS:
+        plan = mem.plan(request, tool_choice="create_reminder", max_calls=2)
+        assert plan.steps[0].name == "create_reminder"
+        only = mem.plan(request, tool_choice="any", tools=["convert_currency"], max_calls=3)
+        assert only.steps and {s.name for s in only.steps} == {"convert_currency"}
+
+
+def test_max_calls_limits_the_plan(mem):
+    for plan in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=1):
+        assert len(plan.steps) == 1
+        assert plan.finish_reason in ("max_calls", "length")
+
+
+def test_batch_equals_one_by_one(mem):
+    batch = mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2, batch_size=4)
+    single = [mem.plan(r, tool_choice="any", max_calls=2) for r in REQUESTS]
+    assert [_signature(p) for p in batch] == [_signature(p) for p in single]
+
+
+def test_messages_with_earlier_calls_and_results(mem):
+    messages = [
+        {"role": "user", "content": "What's the weather in Oslo? Then remind me to pack at 07:00."},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 4, "condition": "rain"}'},
+    ]
+    plan = mem.plan(messages, tool_choice="any", max_calls=1)
+    assert len(plan.steps) == 1
+    with pytest.raises(Exception, match="send_email"):
+        mem.plan([messages[0], {"role": "assistant", "tool_calls": [{"name": "send_email", "args": {}}]}])
+
+
+def test_unknown_tool_choice_is_a_clear_error(mem):
+    with pytest.raises(KeyError, match="nope"):
+        mem.plan("hi", tool_choice="nope")

@@ -1,0 +1,87 @@
+"""Training examples: checked against their tools' schemas before any training starts.
+
+An example is ``{"query", "arguments"}`` (one call of the tool being learned) or
+``{"query", "calls": [{"name", "arguments"}, ...]}`` (several calls, each of the tool being
+learned or of a tool already known). Errors name the example's index and the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem.errors import InvalidExampleError
+from agentmem.tools.spec import ToolSpec
+
+
+@dataclass(frozen=True)
+class Call:
+    """One gold call of an example."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A validated example: a query and the calls it should produce, in order."""
+
+    query: str
+    calls: tuple[Call, ...]
+
+
+def normalize_examples(
+    spec: ToolSpec, examples: Iterable[Any], known: Mapping[str, ToolSpec] | None = None
+) -> list[Example]:
+    """Validates the examples of one tool and puts them in canonical form.
+
+    Args:
+        spec: The tool being learned.
+        examples: Raw examples (see module docstring).
+        known: Other tools that multi-call examples may call, by name.
+
+    Raises:
+        InvalidExampleError: Naming the example index and what is wrong.
+    """
+    tools = {**(known or {}), spec.name: spec}
+    out: list[Example] = []
+    for i, raw in enumerate(examples):
+        out.append(_one(i, raw, spec, tools))
+    if not out:
+        raise InvalidExampleError(f"tool {spec.name!r}: no examples given; pass at least one (about 20 work well)")
+    if not any(call.name == spec.name for ex in out for call in ex.calls):
+        raise InvalidExampleError(f"tool {spec.name!r}: none of its {len(out)} examples calls it")
+    return out
+
+
+def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Example:
+    where = f"tool {spec.name!r}, example {i}"
+    if not isinstance(raw, Mapping):
+        raise InvalidExampleError(f"{where}: expected a dict with 'query' and 'arguments' or 'calls', got {type(raw).__name__}")
+    query = raw.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidExampleError(f"{where}: 'query' must be a non-empty string, got {query!r:.80}")
+    if ("arguments" in raw) == ("calls" in raw):
+        raise InvalidExampleError(f"{where}: give exactly one of 'arguments' (one call) or 'calls' (several)")
+    if "arguments" in raw:
+        raw_calls: Any = [{"name": spec.name, "arguments": raw["arguments"]}]
+    else:
+        raw_calls = raw["calls"]
+        if not isinstance(raw_calls, list) or not raw_calls:
+            raise InvalidExampleError(f"{where}: 'calls' must be a non-empty list of {{'name', 'arguments'}}")
+    calls = []
+    for j, call in enumerate(raw_calls):
+        if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
+            raise InvalidExampleError(f"{where}, call {j}: expected {{'name': str, 'arguments': dict}}, got {call!r:.80}")
+        name, arguments = call["name"], call.get("arguments", {})
+        if name not in tools:
+            allowed = ", ".join(sorted(tools))
+            raise InvalidExampleError(f"{where}, call {j}: unknown tool {name!r}; calls may use: {allowed}")
+        if not isinstance(arguments, dict):
+            raise InvalidExampleError(f"{where}, call {j} ({name}): 'arguments' must be a dict, got {type(arguments).__name__}")
+        problem = tools[name].validate_arguments(arguments)
+        if problem is not None:
+            raise InvalidExampleError(f"{where}, call {j} ({name}): arguments break the schema {problem}")
+        calls.append(Call(name=name, arguments=dict(arguments)))
+    return Example(query=query.strip(), calls=tuple(calls))

@@ -1,0 +1,62 @@
+"""Generated argument text in, ToolCall or InvalidToolCall out. Never raises.
+
+`canonical_json` is the single definition of how arguments are written in training text;
+constrained decoding produces the same compact form.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentmem.tools.calls import InvalidToolCall, ToolCall
+from agentmem.tools.spec import ToolSpec
+
+
+def canonical_json(arguments: dict[str, Any], schema: dict[str, Any] | None = None) -> str:
+    """Compact JSON: ``{"city":"Paris","unit":"celsius"}``.
+
+    With a schema, keys follow the order of its ``properties`` (recursively), the order
+    constrained decoding enforces; keys the schema does not declare come last.
+    """
+    if schema is not None:
+        arguments = _schema_order(arguments, schema)
+    return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+def _schema_order(value: Any, schema: Any) -> Any:
+    if isinstance(value, dict) and isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        props = schema["properties"]
+        keys = [k for k in props if k in value] + [k for k in value if k not in props]
+        return {k: _schema_order(value[k], props.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        return [_schema_order(v, schema["items"]) for v in value]
+    return value
+
+
+def parse_call(spec: ToolSpec, text: str) -> ToolCall | InvalidToolCall:
+    """Parses and validates the arguments a model wrote for ``spec``.
+
+    Args:
+        spec: The tool the model routed to.
+        text: The argument text exactly as generated.
+
+    Returns:
+        A ToolCall when the text is one JSON object valid for the schema; otherwise an
+        InvalidToolCall whose reason says what is wrong.
+    """
+    try:
+        arguments, end = json.JSONDecoder().raw_decode(text.strip())
+    except json.JSONDecodeError as exc:
+        return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments are not valid JSON: {exc.msg} at char {exc.pos}")
+    except RecursionError:
+        return InvalidToolCall(name=spec.name, raw=text, reason="arguments are nested too deeply to parse")
+    rest = text.strip()[end:].strip()
+    if rest:
+        return InvalidToolCall(name=spec.name, raw=text, reason=f"unexpected text after the arguments: {rest[:40]!r}")
+    if not isinstance(arguments, dict):
+        return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments must be a JSON object, got {type(arguments).__name__}")
+    problem = spec.validate_arguments(arguments)
+    if problem is not None:
+        return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments break the schema {problem}")
+    return ToolCall(name=spec.name, arguments=arguments)
