@@ -100,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--examples", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(torch.get_num_threads())
     backbone = load_backbone(args.backbone)
     result = bench_learning(backbone, args.examples, args.epochs)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {backbone.device}"
