@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -51,13 +52,16 @@ class Backbone:
         name: How the backbone was named when loaded (alias, id or path).
         model: The causal LM; every parameter has ``requires_grad=False``.
         tokenizer: Its tokenizer (with a chat template).
-        fingerprint: Hash identifying the weights; saved banks record it.
+        fingerprint: Hash identifying the weights; saved banks record it. For an adapted
+            backbone, derived from the base fingerprint and the adapter (`adapted_fingerprint`).
+        adapter: The `agentmem.adaptation.Adapter` merged into the weights, or None.
     """
 
     name: str
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     fingerprint: str
+    adapter: Any = None
 
     @property
     def vocab_size(self) -> int:
@@ -109,6 +113,12 @@ def fingerprint(model: PreTrainedModel) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(flat.numpy().tobytes())
     return "sha256:" + digest.hexdigest()[:24]
+
+
+def adapted_fingerprint(base: str, adapter_id: str) -> str:
+    """The fingerprint of a base backbone with an adapter merged in. Derived from the two
+    hashes rather than from the merged floats, whose last bits may differ between machines."""
+    return "sha256:" + hashlib.sha256(f"{base}+lora:{adapter_id}".encode()).hexdigest()[:24]
 
 
 def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = None) -> Backbone:

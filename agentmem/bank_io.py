@@ -1,8 +1,10 @@
 """A memory bank on disk: a folder like a peft adapter's.
 
 ``bank.safetensors`` holds the rows (``[n_tools, hidden]``); ``bank.json`` holds the format
-version, the backbone's name and fingerprint, and each tool's spec and training record,
-in row order. A save writes a temporary sibling folder and renames it into place, so a
+version, the backbone's name, fingerprint and adaptation, and each tool's spec and training
+record, in row order. A bank learned on an adapted backbone also holds ``adapter/``: the
+LoRA of the adaptation phase, so that the bank can rebuild its backbone from the base. A
+save writes a temporary sibling folder and renames it into place, so a
 crash never leaves half a bank.
 """
 
@@ -20,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from agentmem.adaptation import Adapter
 from agentmem.errors import BankError, SchemaError
 from agentmem.tools.spec import ToolSpec
 
@@ -27,6 +30,7 @@ FORMAT_VERSION = 1
 ROWS_FILE = "bank.safetensors"
 META_FILE = "bank.json"
 ROWS_KEY = "rows"
+ADAPTER_DIR = "adapter"
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SavedBank:
     specs: list[ToolSpec]
     training: dict[str, dict[str, Any]]
     rows: torch.Tensor
+    adapter: Adapter | None = None  # the adaptation merged into the backbone, if any
 
 
 def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
@@ -46,13 +51,19 @@ def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
-        "backbone": {"name": bank.backbone_name, "fingerprint": bank.fingerprint},
+        "backbone": {
+            "name": bank.backbone_name,
+            "fingerprint": bank.fingerprint,
+            "adaptation": bank.adapter.id if bank.adapter is not None else None,
+        },
         "tools": [{"row": i, "spec": spec.to_dict(), "training": bank.training.get(spec.name, {})} for i, spec in enumerate(bank.specs)],
     }
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-tmp-"))
     try:
         save_file({ROWS_KEY: bank.rows.detach().float().contiguous().cpu()}, str(staging / ROWS_FILE))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        if bank.adapter is not None:
+            bank.adapter.save(staging / ADAPTER_DIR)
         if target.exists():
             # Swap in two renames: the old bank stays whole until the new one is in place.
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
@@ -100,4 +111,9 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         raise BankError(f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape {tuple(rows.shape)}")
     if [t["row"] for t in entries] != list(range(len(specs))):
         raise BankError(f"{folder / META_FILE} is corrupted: tool rows are not 0..{len(specs) - 1}")
-    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows)
+    adaptation = backbone.get("adaptation")
+    adapter = Adapter.load(folder / ADAPTER_DIR) if adaptation is not None or (folder / ADAPTER_DIR).exists() else None
+    if (adapter.id if adapter is not None else None) != adaptation:
+        found = adapter.id if adapter is not None else "no adapter folder"
+        raise BankError(f"{folder} is inconsistent: {META_FILE} names adaptation {adaptation}, {ADAPTER_DIR}/ holds {found}")
+    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows, adapter=adapter)

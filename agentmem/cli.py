@@ -1,9 +1,10 @@
-"""The ``agentmem`` command: demo, learn, plan, info."""
+"""The ``agentmem`` command: demo, learn, plan, info, adapt, eval."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,9 +39,38 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="describe a saved bank")
     info.add_argument("bank", type=Path)
 
+    adapt = commands.add_parser("adapt", help="run the one-time adaptation phase on auxiliary tools; save the adapter")
+    adapt.add_argument("--out", type=Path, required=True, help="adapter folder to write (adapter.safetensors + adapter.json)")
+    adapt.add_argument("--backbone", default="smollm2-135m", help="base backbone (adapted from its plain weights)")
+    adapt.add_argument("--synthetic", type=int, default=1000, help="synthetic requests in the corpus (default: 1000)")
+    adapt.add_argument("--synthetic-tools", type=int, default=50, help="synthetic tools in the corpus (default: 50)")
+    adapt.add_argument("--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated")
+    adapt.add_argument("--seed", type=int, default=0, help="seeds the corpus and the training")
+    adapt.add_argument("--epochs", type=int, default=1)
+    adapt.add_argument("--lr", type=float, help="LoRA learning rate (default: AdaptConfig.lr)")
+    adapt.add_argument("--memory-lr", type=float, help="learning rate of the temporary memory rows")
+    adapt.add_argument("--batch-size", type=int)
+
+    evaluate = commands.add_parser("eval", help="evaluate TokMem against ICL, RAG and LoRA baselines; write a report")
+    evaluate.add_argument("--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl")
+    evaluate.add_argument("--requests", type=Path, help="with --dataset jsonl: JSONL of {query, calls}")
+    evaluate.add_argument("--tools", type=Path, help="with --dataset jsonl: JSON list of function schemas")
+    evaluate.add_argument("--methods", default="icl,rag,lora,tokmem", help="comma-separated: icl, rag, lora, tokmem, tokmem-adapted")
+    evaluate.add_argument("--limit", type=int, default=50, help="test requests (seeded sample; 0: all)")
+    evaluate.add_argument("--out", type=Path, required=True, help="results folder (an existing one is resumed)")
+    evaluate.add_argument("--full", action="store_true", help="all requests, not only the 2-4-call subset")
+    evaluate.add_argument("--train-per-tool", type=int, default=5, help="cap training requests at about this many per tool (0: all)")
+    evaluate.add_argument("--backbone", default="smollm2-135m")
+    evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
+    evaluate.add_argument("--epochs", type=int, default=3, help="training passes (lora, tokmem)")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
+    evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
+    evaluate.add_argument("--seed", type=int, default=0)
+
     args = parser.parse_args(argv)
+    args.command_line = "agentmem " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        return {"demo": _demo, "learn": _learn, "plan": _plan, "info": _info}[args.command](args)
+        return {"demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "adapt": _adapt, "eval": _eval}[args.command](args)
     except (AgentMemError, OSError, json.JSONDecodeError) as exc:
         print(f"agentmem {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -124,6 +154,67 @@ def _info(args: argparse.Namespace) -> int:
         trained = f"{record.get('examples', '?')} examples, loss {record.get('last_loss', '?')}" if record else "no record"
         print(f"  [{i}] {spec.name}: {spec.description[:60]} ({trained}, |row| = {saved.rows[i].norm():.3f})")
     return 0
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    import datetime
+    import platform
+
+    import torch
+
+    from agentmem.core import AgentMem
+    from agentmem.eval.corpus import adaptation_corpus
+
+    options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}
+    subsets = [s for s in args.subsets.split(",") if s]
+    try:
+        corpus = adaptation_corpus(args.synthetic, args.seed, args.synthetic_tools, subsets)
+        mem = AgentMem(args.backbone, adapted=False)
+        print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")
+        report = mem.adapt(corpus, epochs=args.epochs, seed=args.seed, **{k: v for k, v in options.items() if v is not None})
+    except ValueError as exc:  # bad sizes, subsets or settings; AgentMemErrors are ValueErrors too
+        print(f"agentmem adapt: error: {exc}", file=sys.stderr)
+        return 2
+    adapter = mem.backbone.adapter
+    adapter.training.update({
+        "command": args.command_line,
+        "corpus": {"name": corpus.name, "seed": args.seed, "synthetic": args.synthetic,
+                   "synthetic_tools": args.synthetic_tools, "subsets": subsets},
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
+    })
+    print(report)
+    print(f"saved adapter {adapter.id} to {adapter.save(args.out)}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agentmem.eval.methods import MethodSettings
+    from agentmem.eval.runner import RunConfig, run
+
+    try:
+        config = RunConfig(
+            out=args.out,
+            dataset=args.dataset,
+            requests=args.requests,
+            tools=args.tools,
+            methods=tuple(m for m in args.methods.split(",") if m),
+            limit=args.limit or None,
+            full=args.full,
+            train_per_tool=args.train_per_tool or None,
+            backbone=args.backbone,
+            settings=MethodSettings(
+                batch_size=args.batch_size, epochs=args.epochs, rag_k=args.rag_k, adapter=args.adapter, seed=args.seed
+            ),
+            command=args.command_line,
+        )
+    except ValueError as exc:
+        print(f"agentmem eval: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run(config)
+    print((args.out / "report.md").read_text(encoding="utf-8"))
+    unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
+    return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
 
 
 if __name__ == "__main__":

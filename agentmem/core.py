@@ -7,18 +7,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, apply_adapter, prepare_backbone, read_corpus
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
+from agentmem.compose import compose_examples
 from agentmem.decoding import Decoder, DecodeSettings
 from agentmem.encoding import Messages, encode_example, prompt_ids
-from agentmem.errors import BackboneMismatchError, DuplicateToolError
+from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError
 from agentmem.memory import MemoryBank, mean_embedding
 from agentmem.tools.calls import Plan
 from agentmem.tools.examples import Example, normalize_examples
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 from agentmem.training import LearnReport, TrainConfig, train_rows
 
-__all__ = ["AgentMem", "LearnReport"]
+__all__ = ["AdaptReport", "AgentMem", "LearnReport"]
 
 
 class AgentMem:
@@ -31,6 +33,10 @@ class AgentMem:
         backbone: An alias (``"smollm2-135m"``, the embedded default), a Hugging Face id,
             a local folder, a ``.gguf`` file, or an already-loaded `Backbone`.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available, else CPU.
+        adapted: Whether to merge the adaptation shipped for a named backbone (the LoRA of
+            the one-time adaptation phase; see `adapt`). ``None`` (default): when one is
+            shipped (``"smollm2-135m"``); ``True``: require it; ``False``: the plain
+            backbone. A `Backbone` object is used as given unless ``adapted=True``.
 
     Example:
         >>> mem = AgentMem()
@@ -38,8 +44,10 @@ class AgentMem:
         >>> mem.plan("What's the weather in Paris in celsius?").calls
     """
 
-    def __init__(self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None) -> None:
-        self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, device=device)
+    def __init__(
+        self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None, adapted: bool | None = None
+    ) -> None:
+        self.backbone = prepare_backbone(backbone, adapted, device)
         self.bank = MemoryBank(self.backbone.hidden_size)
         self._specs: dict[str, ToolSpec] = {}
         self._training: dict[str, dict[str, Any]] = {}
@@ -78,12 +86,21 @@ class AgentMem:
         """
         return self.learn_tools([(schema, examples)], **train)
 
-    def learn_tools(self, tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]], **train: Any) -> LearnReport:
+    def learn_tools(
+        self, tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]], *, compose: int = 0, **train: Any
+    ) -> LearnReport:
         """Compiles several tools at once, training their rows jointly.
+
+        Rows learned before stay bit-identical; the new ones are kept at the mean norm of
+        the old ones (``renormalize``), so that they do not crowd them out at routing.
 
         Args:
             tools: ``(schema, examples)`` pairs; examples may call any of these tools or
                 tools learned before.
+            compose: Also train on this many requests chaining 2-4 of these tools, each
+                made of their single-call examples joined by ``"Then,"``, ``"Also,"``...
+                (the TokMem recipe: multi-call planning from single-call examples). Needs
+                single-call examples of at least two of the tools.
             **train: Fields of `TrainConfig`.
         """
         config = TrainConfig(**train)
@@ -94,8 +111,11 @@ class AgentMem:
                 raise DuplicateToolError(f"tool {name!r} is already learned (or given twice); forget it first to relearn it")
         known = {**self._specs, **{s.name: s for s in specs}}
         examples: list[Example] = []
+        by_tool: dict[str, list[Example]] = {}
         for spec, (_, raw) in zip(specs, tools):
-            examples.extend(normalize_examples(spec, list(raw), known))
+            by_tool[spec.name] = normalize_examples(spec, list(raw), known)
+            examples.extend(by_tool[spec.name])
+        examples.extend(compose_examples(by_tool, compose, seed=config.seed))
 
         indices = self.bank.add(names, mean_embedding(self.backbone))
         self._specs.update({s.name: s for s in specs})
@@ -116,6 +136,7 @@ class AgentMem:
             "lr": config.lr,
             "batch_size": config.batch_size,
             "seed": config.seed,
+            "composed": compose,
             "steps": report.steps,
             "seconds": round(report.seconds, 3),
             "first_loss": round(report.first_loss, 5),
@@ -133,6 +154,43 @@ class AgentMem:
         self.bank.remove(name)
         del self._specs[name]
         self._training.pop(name, None)
+
+    # adaptation
+
+    def adapt(self, corpus: Any, epochs: int = 1, **config: Any) -> AdaptReport:
+        """Runs the one-time adaptation phase on a corpus of auxiliary tools.
+
+        A LoRA (by default r=8, alpha 32, dropout 0.1 on the query and value projections)
+        is trained jointly with temporary memory rows for the corpus's tools, the loss on
+        memory-token and argument positions only; it is then merged into the backbone's
+        weights, everything is frozen again, and the temporary rows are dropped. The
+        backbone gets a new fingerprint, and banks saved from now on carry the adapter.
+
+        Args:
+            corpus: An object with ``tools`` (schemas, or a dict of them by name) and
+                ``examples`` (``{"query", "calls": [...]}``), such as
+                ``agentmem.eval.corpus.adaptation_corpus()``, or a ``(tools, examples)``
+                pair. Use tools disjoint from the ones you will learn.
+            epochs: Passes over the corpus.
+            **config: Other fields of `AdaptConfig` (``lr``, ``memory_lr``, ``r``,
+                ``alpha``, ``dropout``, ``target_modules``, ``batch_size``, ``seed``, ``progress``).
+
+        Raises:
+            BackboneError: Tools are already learned (their rows fit the old weights), or
+                the backbone is already adapted.
+            SchemaError, InvalidExampleError: A corpus tool or request is malformed.
+        """
+        if len(self.bank):
+            raise BackboneError(
+                f"adapt() changes the backbone under the {len(self.bank)} tools already learned "
+                f"({', '.join(self.bank.names)}); adapt first, then learn (or forget them)"
+            )
+        settings = AdaptConfig(epochs=epochs, **config)
+        specs, examples = read_corpus(corpus)
+        self.backbone, report = adapt_backbone(self.backbone, specs, examples, settings)
+        self.backbone.adapter.training["corpus"] = getattr(corpus, "name", None)
+        self._decoder = Decoder(self.backbone, self.bank, self._specs)
+        return report
 
     # planning
 
@@ -184,7 +242,8 @@ class AgentMem:
     # persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Saves the bank (rows, specs, training records, backbone fingerprint) atomically."""
+        """Saves the bank (rows, specs, training records, backbone fingerprint, and the
+        adapter of an adapted backbone) atomically."""
         return save_bank(
             path,
             SavedBank(
@@ -193,6 +252,7 @@ class AgentMem:
                 specs=self.tools,
                 training=self._training,
                 rows=self.bank.rows,
+                adapter=self.backbone.adapter,
             ),
         )
 
@@ -200,9 +260,13 @@ class AgentMem:
     def load(cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None) -> AgentMem:
         """Loads a saved bank onto its backbone.
 
+        A bank learned on an adapted backbone carries its adapter, which is merged into
+        the base backbone again (so the bank keeps working whatever adapter ships later).
+
         Args:
             path: The bank folder.
-            backbone: The backbone to load onto (default: the one the bank names).
+            backbone: The backbone to load onto (default: the one the bank names): its
+                base, for a bank that carries an adapter.
             device: As in the constructor.
 
         Raises:
@@ -210,7 +274,14 @@ class AgentMem:
             BackboneMismatchError: The bank was learned on other backbone weights.
         """
         saved = load_bank(path)
-        mem = cls(backbone if backbone is not None else saved.backbone_name, device=device)
+        source = backbone if backbone is not None else saved.backbone_name
+        if saved.adapter is None:
+            mem = cls(source, device=device, adapted=None if isinstance(source, Backbone) else False)
+        elif isinstance(source, Backbone) and source.adapter is not None:
+            mem = cls(source)  # already adapted: the fingerprint check below decides
+        else:
+            base = source if isinstance(source, Backbone) else load_backbone(source, device=device)
+            mem = cls(apply_adapter(base, saved.adapter, copy_model=isinstance(source, Backbone)))
         if mem.backbone.fingerprint != saved.fingerprint:
             raise BackboneMismatchError(
                 f"the bank at {path} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "

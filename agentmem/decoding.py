@@ -47,6 +47,7 @@ class DecodeSettings:
     max_argument_tokens: int = 128
     max_text_tokens: int = 256
     constrained: bool = True
+    continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
 
 
 @dataclass
@@ -190,7 +191,9 @@ class Decoder:
     def _route(
         self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
     ) -> int | None:
-        first = not state.plan.steps
+        # A continued plan (an agent resuming after tool results) is past its first call:
+        # no text answer, no forced first call, only the next call or end-of-plan.
+        first = not state.plan.steps and not settings.continued
         choice = settings.tool_choice
         forced = first and choice not in _CHOICES  # a named tool goes first
         rows = [self.bank.index(choice)] if forced else allowed

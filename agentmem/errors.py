@@ -32,6 +32,10 @@ class UnknownToolError(AgentMemError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnsupportedInputError(AgentMemError, ValueError):
+    """A request the model cannot take: non-text content, an option the decoder lacks."""
+
+
 class BackboneError(AgentMemError, ValueError):
     """The backbone cannot be found or loaded."""
 

@@ -29,6 +29,19 @@ Each raw example is ``{"input": str, "output": [call, ...]}`` where a call is
 * ComplexFuncBench extras (``response``, ``errors``, ``num_successful_calls``,
   ``var_result``) and every ``output_parameters`` block are not carried over.
 
+Tool names (:func:`sanitize_tool_name`)
+---------------------------------------
+A `ToolSpec` name must match ``^[A-Za-z_][A-Za-z0-9_.-]{0,63}$``; two
+ComplexFuncBench tools do not (``Get_Hotel_Reviews(Tips)``,
+``Get_Hotel_Reviews(Tips)_Sort_Option``). Every loader renames such tools, in
+their specs and in every call, by one rule: each run of other characters
+becomes one ``_``, dropped where it ends the name
+(``Get_Hotel_Reviews_Tips``, ``Get_Hotel_Reviews_Tips__Sort_Option``); a name
+that would then start with a digit, ``.`` or ``-`` gets a ``_`` in front, and
+a name longer than 64 characters is cut to 64. Two tools that end up with one
+name are an error. :attr:`Dataset.original_names` maps each new name back to
+the original, so results can be reported under the dataset's own names.
+
 Spec conversion (:func:`spec_to_json_schema`)
 ---------------------------------------------
 A spec's ``query_parameters`` ``{param: {...}}`` become
@@ -68,7 +81,8 @@ Per parameter (and recursively for ``items`` and ``properties``):
 Gold calls that contradict their own tool spec
 ----------------------------------------------
 With this conversion every schema passes ``check_schema``, but some gold calls
-break their tool's declared spec. Such gold cannot be produced under
+break their tool's declared spec (checked as `ToolSpec` checks generated
+arguments: Draft 2020-12 with string formats such as ``date``). Such gold cannot be produced under
 constrained decoding and would teach the memory tokens invalid calls, while
 loosening the schemas to admit it would stop them constraining anything. So
 :func:`load_nestful` drops by default every example with at least one such
@@ -78,11 +92,12 @@ Examples dropped:
 * complexfuncbench: 2 of 1000 (``Get_Hotel_Details`` given undeclared
   ``arrival_date``/``departure_date``; ``Search_Hotels`` ``sort_by:
   "popularitye"``, outside its enum).
-* glaive: 30 of 169 (wrong types: ``optimize_route: "time"`` for a boolean,
+* glaive: 32 of 169 (wrong types: ``optimize_route: "time"`` for a boolean,
   ``price_range: "500-1000"`` for an object, a string for an array, letter
   grades for numbers, a list for a string, ``"2010"`` for an integer; an
   arithmetic expression over references for a number; a required argument
-  left out; an undeclared argument).
+  left out; an undeclared argument; ``"YYYY-MM-DD"`` and a reference for a
+  ``date``).
 * sgd: 4 of 46 (values outside ``allowed_values``, e.g. ``"3D"``,
   ``"4 or 5"``).
 * executable: 4 of 85 (``page: 1`` for a string, ``min_rating: 4`` for a
@@ -96,19 +111,24 @@ import functools
 import importlib.metadata
 import json
 import random
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+
+from agentmem.tools.spec import NAME_PATTERN
 
 __all__ = [
     "NESTFUL_SUBSETS",
     "REFERENCE_PATTERN",
     "REFERENCE_SCHEMA",
     "Dataset",
+    "cap_per_tool",
     "load_jsonl",
     "load_nestful",
+    "sanitize_tool_name",
     "spec_to_json_schema",
     "split",
 ]
@@ -171,11 +191,56 @@ class Dataset:
         tools: Tool name -> OpenAI-style inner function dict
             ``{"name", "description", "parameters"}``.
         examples: Requests ``{"query": str, "calls": [{"name", "arguments"}, ...]}``.
+        original_names: Tool name -> the name the source gave it, for every tool
+            :func:`sanitize_tool_name` renamed.
     """
 
     name: str
     tools: dict[str, dict]
     examples: list[dict]
+    original_names: dict[str, str] = field(default_factory=dict)
+
+    def original_name(self, name: str) -> str:
+        """The source's own name of a tool (``name`` itself unless it was renamed)."""
+        return self.original_names.get(name, name)
+
+
+_INVALID_NAME_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def sanitize_tool_name(name: str) -> str:
+    """A tool name that `ToolSpec` accepts (the rule is in the module docstring).
+
+    Args:
+        name: The source's tool name.
+
+    Returns:
+        ``name`` itself when it is valid, else its sanitised form.
+    """
+    if NAME_PATTERN.match(name):
+        return name
+    new = _INVALID_NAME_RUN.sub("_", name)
+    if name and _INVALID_NAME_RUN.match(name[-1]):
+        new = new[:-1]
+    if not re.match(r"[A-Za-z_]", new[:1]):
+        new = "_" + new
+    return new[:64]
+
+
+def _rename_tools(tools: dict[str, dict], where: str) -> dict[str, str]:
+    """Sanitises tool names in place (keys and specs, order kept); returns new name -> original."""
+    renamed: dict[str, str] = {}
+    result: dict[str, dict] = {}
+    for old, tool in tools.items():
+        new = sanitize_tool_name(old)
+        if new in result or (new != old and new in tools):
+            raise ValueError(f"{where}: tool {old!r} sanitises to {new!r}, which names another tool")
+        result[new] = tool if new == old else {**tool, "name": new}
+        if new != old:
+            renamed[new] = old
+    tools.clear()
+    tools.update(result)
+    return renamed
 
 
 def spec_to_json_schema(spec: dict, *, default_type: str | None = None) -> dict:
@@ -263,8 +328,9 @@ def _data_root() -> Path:
 @functools.lru_cache(maxsize=None)
 def _load_nestful_cached(
     subset: str, root: Path
-) -> tuple[dict[str, dict], list[tuple[dict, bool]]]:
-    """The subset's tools and every example, each paired with whether its gold calls validate."""
+) -> tuple[dict[str, dict], list[tuple[dict, bool]], dict[str, str]]:
+    """The subset's tools, every example paired with whether its gold calls validate, and
+    the renamed tools' original names."""
     data_file, spec_file = NESTFUL_SUBSETS[subset]
     with open(root / spec_file, encoding="utf-8") as f:
         specs = json.load(f)
@@ -280,13 +346,13 @@ def _load_nestful_cached(
         }
         for spec in specs
     }
-    validators = {
-        name: jsonschema.Draft202012Validator(tool["parameters"]) for name, tool in tools.items()
-    }
+    original_names = _rename_tools(tools, f"nestful/{subset}")
+    new_names = {old: new for new, old in original_names.items()}
+    validators = {name: _validator(tool["parameters"]) for name, tool in tools.items()}
     examples = []
     for raw in raw_examples:
         calls = [
-            {"name": c["name"], "arguments": c["arguments"]}
+            {"name": new_names.get(c["name"], c["name"]), "arguments": c["arguments"]}
             for c in raw["output"]
             if c["name"] != _RESULT_MARKER
         ]
@@ -295,7 +361,12 @@ def _load_nestful_cached(
             for c in calls
         )
         examples.append(({"query": raw["input"].strip(), "calls": calls}, valid))
-    return tools, examples
+    return tools, examples, original_names
+
+
+def _validator(schema: dict) -> jsonschema.protocols.Validator:
+    # String formats are checked, as ToolSpec checks generated arguments.
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
 def load_nestful(subset: str, *, keep_invalid: bool = False) -> Dataset:
@@ -319,10 +390,13 @@ def load_nestful(subset: str, *, keep_invalid: bool = False) -> Dataset:
             f"Unknown NESTFUL subset {subset!r}; allowed: {', '.join(NESTFUL_SUBSETS)}"
         )
     # The ComplexFuncBench files are ~200 MB of JSON: parse once per process, hand out copies.
-    tools, examples = _load_nestful_cached(subset, _data_root())
+    tools, examples, original_names = _load_nestful_cached(subset, _data_root())
     kept = [ex for ex, valid in examples if valid or keep_invalid]
     return Dataset(
-        name=f"nestful/{subset}", tools=copy.deepcopy(tools), examples=copy.deepcopy(kept)
+        name=f"nestful/{subset}",
+        tools=copy.deepcopy(tools),
+        examples=copy.deepcopy(kept),
+        original_names=dict(original_names),
     )
 
 
@@ -344,6 +418,8 @@ def load_jsonl(path: str | Path, tools_path: str | Path, *, name: str | None = N
     form ``{"type": "function", "function": {...}}`` or the inner form
     ``{"name", "description", "parameters"}``. ``parameters`` must be a valid
     Draft 2020-12 JSON Schema (an empty object schema when missing).
+    Tool names that `ToolSpec` would refuse are renamed by
+    :func:`sanitize_tool_name`, in the tools and in the calls.
 
     Args:
         path: The requests file.
@@ -365,7 +441,14 @@ def load_jsonl(path: str | Path, tools_path: str | Path, *, name: str | None = N
             if not line.strip():
                 continue
             examples.append(_parse_request_line(line, tools, f"{path}:{lineno}"))
-    return Dataset(name=name or path.stem, tools=tools, examples=examples)
+    original_names = _rename_tools(tools, str(tools_path))
+    new_names = {old: new for new, old in original_names.items()}
+    for example in examples:
+        for call in example["calls"]:
+            call["name"] = new_names.get(call["name"], call["name"])
+    return Dataset(
+        name=name or path.stem, tools=tools, examples=examples, original_names=original_names
+    )
 
 
 def _load_tools(tools_path: Path) -> dict[str, dict]:
@@ -481,3 +564,37 @@ def split(
     train = [ex for i, ex in enumerate(kept) if i not in test_ids]
     test = [ex for i, ex in enumerate(kept) if i in test_ids]
     return train, test
+
+
+def cap_per_tool(examples: list[dict], per_tool: int, seed: int = 0) -> list[dict]:
+    """A smaller training set in which every tool keeps a few requests.
+
+    Requests are visited in a seeded shuffle and one is kept while some tool it
+    calls is called by fewer than ``per_tool`` kept requests, so each tool ends
+    with at least ``min(per_tool, its requests)`` of them (more where its
+    requests were kept for other tools) and no tool is lost.
+
+    Args:
+        examples: Requests, e.g. the train part of :func:`split`.
+        per_tool: Requests wanted per tool (at least 1).
+        seed: Seed of the shuffle.
+
+    Returns:
+        The kept requests, in their original order.
+
+    Raises:
+        ValueError: If ``per_tool`` is below 1.
+    """
+    if per_tool < 1:
+        raise ValueError(f"per_tool must be >= 1, got {per_tool}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    uses: dict[str, int] = {}
+    kept: set[int] = set()
+    for i in order:
+        names = {c["name"] for c in examples[i]["calls"]}
+        if any(uses.get(n, 0) < per_tool for n in names):
+            kept.add(i)
+            for n in names:
+                uses[n] = uses.get(n, 0) + 1
+    return [ex for i, ex in enumerate(examples) if i in kept]

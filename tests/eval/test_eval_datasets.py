@@ -15,16 +15,19 @@ from agentmem.eval import datasets
 from agentmem.eval.datasets import (
     REFERENCE_PATTERN,
     Dataset,
+    cap_per_tool,
     load_jsonl,
     load_nestful,
+    sanitize_tool_name,
     spec_to_json_schema,
     split,
 )
+from agentmem.tools.spec import NAME_PATTERN, to_tool_spec
 
 # subset -> (raw examples, examples kept, tools); the drops are listed in the module docstring.
 EXPECTED = {
     "complexfuncbench": (1000, 998, 40),
-    "glaive": (169, 139, 64),
+    "glaive": (169, 137, 64),
     "sgd": (46, 42, 30),
     "executable": (85, 81, 39),
 }
@@ -39,6 +42,10 @@ def subset(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def complexfuncbench() -> Dataset:
     return load_nestful("complexfuncbench")
+
+
+def _validator(schema: dict) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
 def _leaves(value: object):
@@ -66,7 +73,7 @@ def test_every_schema_is_valid_and_accepts_every_kept_gold_call(subset: str) -> 
     for name, tool in ds.tools.items():
         assert set(tool) == {"name", "description", "parameters"} and tool["name"] == name
         jsonschema.Draft202012Validator.check_schema(tool["parameters"])
-        validators[name] = jsonschema.Draft202012Validator(tool["parameters"])
+        validators[name] = _validator(tool["parameters"])
     failures = [
         (c["name"], c["arguments"])
         for ex in ds.examples
@@ -78,9 +85,7 @@ def test_every_schema_is_valid_and_accepts_every_kept_gold_call(subset: str) -> 
 
 def test_dropped_examples_are_exactly_those_breaking_their_spec(subset: str) -> None:
     full = load_nestful(subset, keep_invalid=True)
-    validators = {
-        n: jsonschema.Draft202012Validator(t["parameters"]) for n, t in full.tools.items()
-    }
+    validators = {n: _validator(t["parameters"]) for n, t in full.tools.items()}
     breaking = sum(
         not all(validators[c["name"]].is_valid(c["arguments"]) for c in ex["calls"])
         for ex in full.examples
@@ -119,6 +124,45 @@ def test_references_are_kept_verbatim(complexfuncbench: Dataset) -> None:
         "arguments": {"query": "San Diego Marriott La Jolla"},
     }
     assert first[1]["arguments"]["pick_up_latitude"] == "$var1.coordinates.latitude$"
+
+
+def test_every_tool_becomes_a_tool_spec_that_accepts_every_gold_call_of_its_split(subset: str) -> None:
+    ds = load_nestful(subset)
+    specs = {name: to_tool_spec(tool) for name, tool in ds.tools.items()}
+    assert all(spec.name == name for name, spec in specs.items())
+    for part in split(ds, 0.2, seed=0):
+        problems = [
+            (c["name"], specs[c["name"]].validate_arguments(c["arguments"]))
+            for ex in part
+            for c in ex["calls"]
+            if specs[c["name"]].validate_arguments(c["arguments"]) is not None
+        ]
+        assert problems == []
+
+
+def test_sanitize_tool_name_rule() -> None:
+    assert sanitize_tool_name("Search_Hotels") == "Search_Hotels"
+    assert sanitize_tool_name("Get_Hotel_Reviews(Tips)") == "Get_Hotel_Reviews_Tips"
+    assert sanitize_tool_name("Get_Hotel_Reviews(Tips)_Sort_Option") == "Get_Hotel_Reviews_Tips__Sort_Option"
+    assert sanitize_tool_name("get weather now") == "get_weather_now"
+    assert sanitize_tool_name("3d-print") == "_3d-print"
+    assert sanitize_tool_name("-x") == "_-x"
+    assert sanitize_tool_name("()") == "_"
+    assert len(sanitize_tool_name("a" * 70 + "!")) == 64
+    for name in ("Get_Hotel_Reviews(Tips)", "3d print", "é", "a" * 80, "x?"):
+        assert NAME_PATTERN.match(sanitize_tool_name(name))
+
+
+def test_complexfuncbench_renames_tools_in_specs_and_calls(complexfuncbench: Dataset) -> None:
+    assert complexfuncbench.original_names == {
+        "Get_Hotel_Reviews_Tips": "Get_Hotel_Reviews(Tips)",
+        "Get_Hotel_Reviews_Tips__Sort_Option": "Get_Hotel_Reviews(Tips)_Sort_Option",
+    }
+    assert complexfuncbench.original_name("Get_Hotel_Reviews_Tips") == "Get_Hotel_Reviews(Tips)"
+    assert complexfuncbench.original_name("Search_Hotels") == "Search_Hotels"
+    assert all(NAME_PATTERN.match(n) and t["name"] == n for n, t in complexfuncbench.tools.items())
+    called = {c["name"] for ex in complexfuncbench.examples for c in ex["calls"]}
+    assert "Get_Hotel_Reviews_Tips" in called and not any("(" in n for n in called)
 
 
 def test_loads_return_independent_copies() -> None:
@@ -284,6 +328,21 @@ def _write(tmp_path: Path, lines: list[str], tools: object = TOOLS) -> tuple[Pat
     return data, tools_file
 
 
+def test_load_jsonl_sanitises_tool_names(tmp_path: Path) -> None:
+    tools = [{"name": "find place(s)", "parameters": {"type": "object"}}, TOOLS[1]]
+    line = {"query": "q", "calls": [{"name": "find place(s)", "arguments": {}}, {"name": "book", "arguments": {}}]}
+    data, tools_file = _write(tmp_path, [json.dumps(line)], tools)
+    ds = load_jsonl(data, tools_file)
+    assert list(ds.tools) == ["find_place_s", "book"]
+    assert ds.tools["find_place_s"]["name"] == "find_place_s"
+    assert [c["name"] for c in ds.examples[0]["calls"]] == ["find_place_s", "book"]
+    assert ds.original_names == {"find_place_s": "find place(s)"}
+    clash = [{"name": "a b"}, {"name": "a_b"}]
+    data, tools_file = _write(tmp_path, [], clash)
+    with pytest.raises(ValueError, match="'a b' sanitises to 'a_b', which names another tool"):
+        load_jsonl(data, tools_file)
+
+
 def test_load_jsonl_reads_requests_and_both_tool_forms(tmp_path: Path) -> None:
     line = {
         "query": " Book a table in Paris ",
@@ -377,3 +436,21 @@ def test_split_edge_fractions() -> None:
     for bad in (-0.1, 1.0):
         with pytest.raises(ValueError, match="test_fraction"):
             split(ds, test_fraction=bad)
+
+
+def test_cap_per_tool_keeps_every_tool_and_caps_the_rest(complexfuncbench: Dataset) -> None:
+    train, _ = split(complexfuncbench, 0.2, seed=0, min_calls=2, max_calls=4)
+    capped = cap_per_tool(train, 5, seed=0)
+    assert capped == cap_per_tool(train, 5, seed=0)
+    assert len(capped) < len(train)
+    uses = collections.Counter(n for ex in train for n in {c["name"] for c in ex["calls"]})
+    kept = collections.Counter(n for ex in capped for n in {c["name"] for c in ex["calls"]})
+    assert set(kept) == set(uses)
+    assert all(kept[n] >= min(5, uses[n]) for n in uses)
+    # each kept request was taken for a tool below the cap, and each tool takes at most 5
+    assert len(capped) <= 5 * len(uses)
+    position = {id(ex): i for i, ex in enumerate(train)}
+    assert [position[id(ex)] for ex in capped] == sorted(position[id(ex)] for ex in capped)
+    assert cap_per_tool(train, 10**6) == train
+    with pytest.raises(ValueError, match="per_tool must be >= 1, got 0"):
+        cap_per_tool(train, 0)

@@ -1,0 +1,463 @@
+"""LangChain chat model over an AgentMem: `ChatAgentMem`.
+
+Input flow: LangChain messages -> `_convert_messages` (the role/content dicts that
+`agentmem.encoding.prompt_ids` renders with the backbone's chat template; an AIMessage's
+tool calls stay structured, so they are written back as memory token + arguments) ->
+`_prompt_ids` (an agent run in progress continues its plan, see below) -> the decoding loop,
+whose routing mask is the bound tools and `tool_choice` (every LangChain form normalised by
+`_tool_choice`).
+
+Output flow: Plan -> `_plan_chunks` (a text chunk, one chunk per valid call carrying
+`tool_call_chunks`, a last chunk with `usage_metadata` and `response_metadata`) ->
+`_stream` yields them; `_generate` adds them up into one AIMessage.
+
+Where it differs from a hosted chat model, by design:
+
+* A tool is routed by its memory token, so every bound tool must be learned in the bank
+  (`AgentMem.learn_tool`, `agentmem learn`), or learned on the spot from ``examples=``
+  passed to `ChatAgentMem.bind_tools` / `ChatAgentMem.with_structured_output`. Arguments
+  are decoded and validated under the schema the bank learned.
+* Streaming is not token by token: the decoder plans the whole request, then the chunks
+  leave. A call that failed validation is not streamed as a tool call chunk (LangChain
+  re-parses chunk JSON and would make a well-formed but schema-breaking call valid); it is
+  in the last chunk's ``response_metadata["invalid_tool_calls"]``, and in
+  ``AIMessage.invalid_tool_calls`` from ``invoke``.
+* Agent runs: a memory-token model plans from the request; it was not trained to read tool
+  results. When the conversation ends in the results of calls made since the last user
+  message, the prompt is the conversation up to that message followed by those calls,
+  exactly as the model writes a multi-call plan: it emits the next call of its plan or ends
+  the plan, which is the agent's stop (``continue_plans=False`` renders the results with the
+  chat template instead). ``max_calls=1`` (or ``parallel_tool_calls=False``) gives an agent
+  one call per turn.
+* Decoding is greedy (``temperature`` 0 or unset); ``stop`` cuts the text answer at the first
+  stop sequence, after decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams, generate_from_stream
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field, field_validator, model_validator
+
+from agentmem.backbone import DEFAULT_BACKBONE
+from agentmem.bank_io import META_FILE
+from agentmem.core import AgentMem
+from agentmem.decoding import DecodeSettings
+from agentmem.encoding import argument_ids, prompt_ids
+from agentmem.errors import InvalidExampleError, UnknownToolError, UnsupportedInputError
+from agentmem.tools.calls import Plan, ToolCall
+from agentmem.tools.parsing import canonical_json
+
+__all__ = ["ChatAgentMem"]
+
+# One lock for loading, learning and planning: the bank must not change under a decode, and
+# two decodes on one CPU only compete for the same cores.
+_LOCK = threading.RLock()
+
+_CHOICES = {"auto": "auto", "any": "any", "required": "any", "none": "none"}
+_MEDIA_BLOCKS = frozenset({"image", "image_url", "audio", "input_audio", "file", "video"})
+_CALL_OPTIONS = frozenset({"tools", "tool_choice", "max_tokens", "max_calls", "model", "stream"})
+_ROLES = ((SystemMessage, "system"), (HumanMessage, "user"), (AIMessage, "assistant"), (ToolMessage, "tool"),
+          (FunctionMessage, "tool"))
+
+# input: LangChain -> chat-message dicts -> token ids
+
+
+def _text(content: str | list[str | dict[str, Any]]) -> str:
+    """The text of a message. Tool-call and reasoning blocks are skipped (calls travel in
+    ``tool_calls``); media raise, since the backbone reads text only."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif block.get("type") == "text":
+            parts.append(block.get("text", ""))
+        elif block.get("type") in _MEDIA_BLOCKS:
+            raise UnsupportedInputError(f"ChatAgentMem reads text only; got a {block['type']!r} content block")
+    return "".join(parts)
+
+
+def _convert_messages(messages: Sequence[BaseMessage], known: Container[str]) -> list[dict[str, Any]]:
+    """LangChain messages as the chat-message dicts `prompt_ids` renders.
+
+    Args:
+        messages: System, human, AI (with ``tool_calls``), tool, function or chat messages.
+        known: Tools the bank holds. An earlier call to any other tool has no memory token
+            to be written with, so it is written into the assistant's text as JSON.
+    """
+    out = []
+    for message in messages:
+        role = message.role if isinstance(message, ChatMessage) else next(
+            (r for cls, r in _ROLES if isinstance(message, cls)), None)
+        if role is None:
+            raise UnsupportedInputError(f"cannot send a {type(message).__name__} to ChatAgentMem")
+        entry: dict[str, Any] = {"role": role, "content": _text(message.content)}
+        if isinstance(message, AIMessage) and message.tool_calls:
+            calls = [c for c in message.tool_calls if c["name"] in known]
+            others = [c for c in message.tool_calls if c["name"] not in known]
+            entry["content"] += "".join(json.dumps({"name": c["name"], "arguments": c["args"]}) for c in others)
+            if calls:
+                entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
+        out.append(entry)
+    return out
+
+
+def _split_run(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """Splits off an agent run in progress.
+
+    Returns:
+        The conversation up to the last user message and the calls made since, when every
+        later message is an assistant turn of calls only or a tool result and the last one
+        is a tool result; otherwise the messages unchanged and no calls.
+    """
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users or messages[-1]["role"] != "tool":
+        return messages, []
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for message in messages[users[-1] + 1 :]:
+        if message["role"] == "assistant" and message.get("tool_calls") and not message["content"].strip():
+            calls.extend((c["name"], c["args"]) for c in message["tool_calls"])
+        elif message["role"] != "tool":
+            return messages, []
+    return (messages[: users[-1] + 1], calls) if calls else (messages, [])
+
+
+def _prompt_ids(memory: AgentMem, messages: list[dict[str, Any]], continue_plans: bool) -> tuple[list[int], bool]:
+    """Token ids of the prompt, and whether they end inside a plan (an agent run continued)."""
+    tokenizer = memory.backbone.tokenizer
+    schemas = {spec.name: spec.parameters for spec in memory.tools}
+    head, calls = _split_run(messages) if continue_plans else (messages, [])
+    ids = prompt_ids(tokenizer, head, memory.memory_token_id, schemas)
+    for name, arguments in calls:
+        ids.append(memory.memory_token_id(name))
+        ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))
+    return ids, bool(calls)
+
+
+def _tool_choice(choice: Any, names: Sequence[str]) -> str:
+    """Any form LangChain passes as ``tool_choice``, as the decoder's policy.
+
+    ``None`` -> "auto" ("none" with no tool bound); "any"/"required" -> "any"; ``True`` ->
+    the single bound tool, else "any"; ``False`` -> "none"; a bound tool's name, or a dict
+    naming one (``{"type": "function", "function": {"name"}}``, ``{"type": "tool", "name"}``)
+    or a policy (``{"type": "any"}``) -> that.
+    """
+    if isinstance(choice, dict):
+        choice = (choice.get("function") or {}).get("name") or choice.get("name") or choice.get("type")
+    if choice is None:
+        return "auto" if names else "none"
+    if choice is True:
+        return names[0] if len(names) == 1 else "any"
+    if choice is False:
+        return "none"
+    if isinstance(choice, str) and choice in names:
+        return choice
+    if isinstance(choice, str) and choice in _CHOICES:
+        return _CHOICES[choice]
+    raise UnknownToolError(
+        f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False nor a bound tool "
+        f"({', '.join(names) or 'none bound'})"
+    )
+
+
+def _require_learned(memory: AgentMem, names: Sequence[str]) -> None:
+    missing = [name for name in names if name not in memory.bank]
+    if missing:
+        raise UnknownToolError(
+            f"tool {', '.join(map(repr, missing))} is not learned in this memory bank (it holds: "
+            f"{', '.join(memory.bank.names) or 'no tools'}). A tool is routed by its memory token, so learn it "
+            "first: AgentMem.learn_tool(schema, examples), or `agentmem learn tools.json --bank BANK --out BANK`; "
+            "or pass examples={name: [...]} to bind_tools to learn it now"
+        )
+
+
+# output: Plan -> chunks
+
+
+def _cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
+    ends = [text.find(s) for s in stop or () if s and s in text]
+    return (text[: min(ends)], True) if ends else (text, False)
+
+
+def _plan_chunks(
+    plan: Plan, *, model: str, token_id: Callable[[str], int], stop: Sequence[str] | None
+) -> list[AIMessageChunk]:
+    """The chunks of one plan: its text, one chunk per valid call, a last chunk with usage
+    and metadata (the only chunk that carries them, so that adding chunks counts once)."""
+    text, cut = _cut_at_stop(plan.text, stop)
+    chunks = [AIMessageChunk(content=text)] if text else []
+    for index, call in enumerate(plan.calls):
+        args = canonical_json(call.arguments)
+        chunks.append(AIMessageChunk(content="", tool_call_chunks=[tool_call_chunk(name=call.name, args=args, id=call.id, index=index)]))
+    metadata: dict[str, Any] = {
+        "model_name": model,
+        "model_provider": "agentmem",
+        "finish_reason": "stop" if cut else plan.finish_reason,
+        "memory_tokens": [
+            {"name": step.name, "token_id": token_id(step.name), "valid": isinstance(step, ToolCall)} for step in plan.steps
+        ],
+        "timings": dict(plan.timings),
+    }
+    if plan.notes:
+        metadata["notes"] = list(plan.notes)
+    if plan.invalid_calls:
+        metadata["invalid_tool_calls"] = [
+            invalid_tool_call(name=c.name, args=c.raw, id=c.id, error=c.reason) for c in plan.invalid_calls
+        ]
+    prompt, generated = plan.usage.get("prompt_tokens", 0), plan.usage.get("generated_tokens", 0)
+    usage = UsageMetadata(input_tokens=prompt, output_tokens=generated, total_tokens=prompt + generated)
+    chunks.append(AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last"))
+    return chunks
+
+
+def _load(model: str) -> AgentMem:
+    path = Path(model)
+    return AgentMem.load(path) if (path / META_FILE).is_file() else AgentMem(model)
+
+
+class ChatAgentMem(BaseChatModel):
+    """A LangChain chat model whose tools are memory tokens of an `AgentMem`.
+
+    Example:
+        >>> chat = ChatAgentMem(model="banks/my-tools")  # a bank saved by AgentMem.save
+        >>> msg = chat.bind_tools([get_weather], tool_choice="any").invoke("Weather in Oslo?")
+        >>> msg.tool_calls  # [{'name': 'get_weather', 'args': {'city': 'Oslo'}, 'id': 'call_...', ...}]
+
+    See the module docstring for how tools, streaming and agent runs map onto the decoder.
+    """
+
+    model: str = DEFAULT_BACKBONE
+    """A bank folder saved by `AgentMem.save` (loaded onto the backbone it names), or a backbone
+    (alias, Hugging Face id, folder, ``.gguf``) with an empty bank. With ``memory`` given it only
+    names the model in traces (default: the memory's backbone name)."""
+
+    memory: AgentMem | None = Field(default=None, exclude=True)
+    """The AgentMem to serve, shared rather than copied (tools learned through ``examples=``
+    land in it). Loaded from ``model`` on first use when not given."""
+
+    temperature: float | None = None
+    """Decoding is greedy: 0 or None."""
+
+    max_tokens: int | None = None
+    """Most tokens of a text answer (default: the decoder's). Arguments have their own limit."""
+
+    stop: list[str] | None = None
+    """A text answer is cut at the first of these."""
+
+    max_calls: int = 8
+    """Most calls per turn; 1 gives an agent one call per turn."""
+
+    constrained: bool = True
+    """Decode arguments under each tool's JSON Schema (grammar-constrained)."""
+
+    continue_plans: bool = True
+    """Resume the plan after the tool results of an agent run (module docstring); False renders
+    the results with the chat template."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_memory(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("memory"), AgentMem) and not values.get("model"):
+            values = {**values, "model": values["memory"].backbone.name}
+        return values
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy_only(cls, value: float | None) -> float | None:
+        if value not in (None, 0):
+            raise UnsupportedInputError(f"temperature {value!r}: agentmem decodes greedily; use 0 or leave it unset")
+        return value
+
+    @property
+    def _llm_type(self) -> str:
+        return "agentmem"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "max_tokens": self.max_tokens, "max_calls": self.max_calls,
+                "constrained": self.constrained, "continue_plans": self.continue_plans}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop if stop is not None else self.stop, **kwargs)
+        params["ls_provider"] = "agentmem"
+        return params
+
+    def _agentmem(self) -> AgentMem:
+        with _LOCK:
+            if self.memory is None:
+                self.memory = _load(self.model)
+            return self.memory
+
+    # tools
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        examples: Mapping[str, Sequence[dict[str, Any]]] | None = None,
+        train_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Binds tools: each is routed by its memory token in the bank.
+
+        Args:
+            tools: Anything LangChain accepts (BaseTool, pydantic class, typed function,
+                OpenAI-style dict, TypedDict). Each must be learned in the bank, by name.
+            tool_choice: "auto" (default), "any"/"required" (at least one call), "none",
+                a tool name (that tool first), True, False, or an OpenAI/Anthropic-style dict.
+            parallel_tool_calls: False allows one call per turn.
+            examples: ``{tool name: [{"query", "arguments"}, ...]}``: each named tool the bank
+                does not hold yet is learned now from these (one new memory row; the backbone
+                and other rows stay unchanged). Tools already learned are not relearned.
+            train_options: `TrainConfig` fields for that learning (``epochs``, ``lr``, ...).
+            **kwargs: Bound as invocation options (``max_tokens``, ``max_calls``).
+
+        Raises:
+            UnknownToolError: A tool is not learned (the message says how to learn it), or
+                ``tool_choice`` names no bound tool.
+            InvalidExampleError: ``examples`` name a tool that is not bound, or break its schema.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        names = [f["function"]["name"] for f in formatted]
+        if examples:
+            self._learn_missing(formatted, examples, train_options or {})
+        _require_learned(self._agentmem(), names)
+        if parallel_tool_calls is False:
+            kwargs["max_calls"] = 1
+        return super().bind(tools=formatted, tool_choice=_tool_choice(tool_choice, names), **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        strict: bool | None = None,
+        examples: Sequence[dict[str, Any]] | None = None,
+        train_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """Outputs objects of ``schema``: the schema is a tool, forced, and parsed.
+
+        Args:
+            schema: A pydantic class (parsed into it), TypedDict, JSON Schema or OpenAI tool
+                dict (parsed into a dict). It must be learned in the bank under its name,
+                or learned now from ``examples``.
+            include_raw: Return ``{"raw", "parsed", "parsing_error"}``.
+            method: Every method takes the same path (a learned tool whose arguments are
+                decoded under the schema), which is what each asks for.
+            strict: Accepted for compatibility: arguments always follow the schema.
+            examples: ``[{"query", "arguments"}, ...]`` to learn the schema now if the bank
+                does not hold it.
+            train_options: `TrainConfig` fields for that learning.
+        """
+        if method not in ("function_calling", "json_schema", "json_mode"):
+            raise UnsupportedInputError(f"method {method!r}: use function_calling, json_schema or json_mode")
+        if schema is None:
+            raise UnsupportedInputError("with_structured_output needs a schema: agentmem learns it as a tool")
+        if examples is not None:
+            formatted = convert_to_openai_tool(schema)
+            self._learn_missing([formatted], {formatted["function"]["name"]: examples}, train_options or {})
+        return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+
+    def _learn_missing(
+        self, formatted: list[dict[str, Any]], examples: Mapping[str, Sequence[dict[str, Any]]], train: Mapping[str, Any]
+    ) -> None:
+        by_name = {f["function"]["name"]: f for f in formatted}
+        strays = sorted(set(examples) - set(by_name))
+        if strays:
+            raise InvalidExampleError(f"examples given for {strays}, which are not among the tools bound ({sorted(by_name)})")
+        memory = self._agentmem()
+        with _LOCK:
+            new = [(by_name[name], list(rows)) for name, rows in examples.items() if name not in memory.bank]
+            if new:
+                memory.learn_tools(new, **train)
+
+    # planning
+
+    def _settings(self, memory: AgentMem, options: dict[str, Any]) -> DecodeSettings:
+        unknown = sorted(set(options) - _CALL_OPTIONS)
+        if unknown:
+            raise UnsupportedInputError(f"ChatAgentMem got unknown options {unknown}; allowed: {sorted(_CALL_OPTIONS)}")
+        if options.get("model", self.model) != self.model:
+            raise UnsupportedInputError(
+                f"model {options['model']!r} asked per call, but this ChatAgentMem serves {self.model!r}; build one for it"
+            )
+        names = [convert_to_openai_tool(t)["function"]["name"] for t in options.get("tools") or ()]
+        _require_learned(memory, names)
+        choice = _tool_choice(options.get("tool_choice"), names)
+        max_tokens = options.get("max_tokens", self.max_tokens)
+        return DecodeSettings(
+            tool_choice=choice,
+            tools=names,
+            max_calls=options.get("max_calls", self.max_calls),
+            constrained=self.constrained,
+            **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
+        )
+
+    def _iterate(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        """The one source of output: plans the request, then yields its chunks."""
+        memory = self._agentmem()
+        with _LOCK:
+            settings = self._settings(memory, kwargs)
+            resume = self.continue_plans and settings.tool_choice != "none"
+            ids, continued = _prompt_ids(memory, _convert_messages(messages, memory.bank), resume)
+            # AgentMem.plan takes text or messages; a continued plan and the text limit need
+            # the decoder's token-level entry.
+            plan = memory._decoder.decode([ids], replace(settings, continued=continued))[0]
+        stop = stop if stop is not None else self.stop
+        for chunk in _plan_chunks(plan, model=self.model, token_id=memory.memory_token_id, stop=stop):
+            yield ChatGenerationChunk(message=chunk)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self._iterate(messages, stop, **kwargs):
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        message = result.generations[0].message
+        assert isinstance(message, AIMessage)
+        message.invalid_tool_calls += message.response_metadata.pop("invalid_tool_calls", [])
+        return result

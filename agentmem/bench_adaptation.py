@@ -1,0 +1,97 @@
+"""Accuracy on the demo pack with and without the adaptation phase.
+
+Both runs learn the same memory tokens in the same way as ``agentmem demo`` (the 4 demo
+tools from 20 single-call examples each, plus 40 two-call requests; `TrainConfig`
+defaults), on the embedded backbone once plain and once with an adapter merged (default:
+the one shipped for it), then plan the demo pack's held-out requests (templates and values
+never seen in training: 32 single-call, 8 two-call) and score them. The adaptation corpus
+shares no tool with the demo pack (`agentmem.eval.corpus`), so any gain is transfer.
+
+Results print as a Markdown table and are appended (with machine and date) to
+``runs/adaptation-<date>.md``; BENCHMARKS.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentmem.adaptation import Adapter, apply_adapter, shipped_adapter
+from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.core import AgentMem
+from agentmem.eval.metrics import score
+from agentmem.tools import demo
+
+
+def demo_accuracy(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40) -> dict[str, Any]:
+    """Learns the demo pack into ``mem`` and scores its held-out requests.
+
+    Returns:
+        Tool F1, argument F1, exact match and schema-valid rate for all, single-call and
+        two-call requests, and the training report.
+    """
+    pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
+    pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))  # as `agentmem demo`
+    report = mem.learn_tools(pack, progress=False)
+    held = demo.held_out_examples()
+    plans = mem.plan_batch([e["query"] for e in held])
+    predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
+    invalid = [len(p.invalid_calls) for p in plans]
+    out: dict[str, Any] = {"report": report}
+    for part, keep in [("all", lambda e: True), ("single", lambda e: len(e["calls"]) == 1), ("two-call", lambda e: len(e["calls"]) == 2)]:
+        idx = [i for i, e in enumerate(held) if keep(e)]
+        out[part] = score([held[i]["calls"] for i in idx], [predicted[i] for i in idx], [invalid[i] for i in idx])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+
+    adapter = Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
+    if adapter is None:
+        parser.error(f"no adapter shipped for {args.backbone!r}; pass --adapter")
+    base = load_backbone(args.backbone)
+    rows = []
+    for label, backbone in [("plain", base), (f"adapted ({adapter.id[:15]})", apply_adapter(base, adapter))]:
+        started = time.perf_counter()
+        result = demo_accuracy(AgentMem(backbone))
+        seconds = time.perf_counter() - started
+        cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
+        rows.append(f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
+                    f"{result['all'].schema_valid_rate:.2f} | {result['report'].last_loss:.3f} | {seconds:.0f} s |")
+        print(rows[-1], flush=True)
+
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"
+    today = datetime.date.today().isoformat()
+    source = args.adapter or f"shipped for {args.backbone}"
+    lines = [
+        f"## Demo pack with and without adaptation ({today}; {machine})",
+        "",
+        f"`python -m agentmem.bench_adaptation{f' --adapter {args.adapter}' if args.adapter else ''}` on {args.backbone}, "
+        f"adapter {adapter.id} ({source}; `{adapter.training.get('command', 'command not recorded')}`).",
+        "",
+        "| backbone | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | final loss | time |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"adaptation-{today}.md", "a") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

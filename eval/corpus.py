@@ -1,0 +1,408 @@
+"""Corpora of auxiliary tools: for the adaptation phase, and for benchmarks of new tools.
+
+The adaptation phase (`AgentMem.adapt`) trains a LoRA on tools that a user will never learn,
+so that the backbone gets better at routing to memory tokens and copying argument values in
+general. Its corpus (:func:`adaptation_corpus`) joins two sources:
+
+* **NESTFUL** subsets whose tools are disjoint from ComplexFuncBench: ``glaive``, ``sgd``
+  and ``executable`` (see ``../shared/DATA.md``), loaded with `load_nestful`; tools whose
+  name touches a demo tool's topic (:data:`RESERVED_TOPICS`, e.g. glaive's
+  ``convert_currency``, executable's ``WeatherAPI.com_*``) are left out, with every
+  request that calls one;
+* **synthetic** tools and requests (:func:`synthetic_tools`, :func:`synthetic_examples`):
+  tool names ``verb_object`` with 1-4 typed parameters (string, integer, number, boolean,
+  string enum), requests written from phrase templates in which every string and number
+  value appears verbatim (a boolean or an enum is implied by its phrase), and requests of
+  2-4 calls joined by connectors (``"Then,"``, ``"Also,"``, ...).
+
+Synthetic tools come from two disjoint halves of the object vocabulary: ``"adapt"`` feeds
+the adaptation corpus, ``"eval"`` the benchmarks of learning new tools (forgetting), so a
+benchmark never measures tools the backbone was adapted on. Everything is drawn from
+``random.Random`` with string seeds: the same arguments give the same corpus on any machine.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentmem.compose import join_requests
+from agentmem.eval.datasets import NESTFUL_SUBSETS, Dataset, _data_root, load_nestful
+from agentmem.tools import demo
+from agentmem.tools.spec import ToolSpec, to_tool_spec
+
+__all__ = [
+    "ADAPTATION_SUBSETS",
+    "RESERVED_TOPICS",
+    "SPLITS",
+    "adaptation_corpus",
+    "reserved_tool_names",
+    "synthetic_examples",
+    "synthetic_tools",
+]
+
+#: NESTFUL subsets whose tools are disjoint from ComplexFuncBench's.
+ADAPTATION_SUBSETS: tuple[str, ...] = ("glaive", "sgd", "executable")
+#: Topics of the demo tools: an adaptation tool whose name contains one is left out.
+RESERVED_TOPICS: tuple[str, ...] = ("weather", "currency", "exchange", "email", "reminder")
+SPLITS: tuple[str, ...] = ("adapt", "eval")
+
+
+@dataclass(frozen=True)
+class _Param:
+    """A parameter kind: its JSON Schema, how to draw a value, how a request says it."""
+
+    schema: dict[str, Any]
+    draw: Callable[[random.Random], Any]
+    phrases: tuple[str, ...]  # "{v}" is the value; booleans use "yes|no" pairs instead
+
+
+def _pick(pool: Sequence[Any]) -> Callable[[random.Random], Any]:
+    return lambda rng: rng.choice(pool)
+
+
+_FIRST = ["Ana", "Ben", "Chloe", "Dmitri", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jonas", "Keiko", "Luis",
+          "Maya", "Nils", "Olga", "Pedro", "Quinn", "Rosa", "Sami", "Tariq", "Uma", "Vera", "Wen", "Yusuf", "Zoe"]
+_LAST = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Silva", "Novak", "Brennan",
+         "Castillo", "Ivanova", "Mensah", "Schulz", "Petrov", "Rossi", "Nakamura", "Ferreira", "Dubois"]
+_CITIES = ["Porto", "Kraków", "Valencia", "Bruges", "Tallinn", "Graz", "Split", "Bergen", "Lyon", "Gdańsk",
+           "Bologna", "Seville", "Riga", "Ghent", "Aarhus", "Basel", "Zagreb", "Ljubljana", "Turin", "Leeds",
+           "Denver", "Austin", "Quito", "Accra", "Perth", "Kyoto", "Pune", "Manila", "Busan", "Tbilisi"]
+_WORDS = ["blue", "river", "quiet", "garden", "winter", "copper", "maple", "harbor", "silent", "golden",
+          "paper", "stone", "summer", "velvet", "orbit", "cedar", "lantern", "meadow", "north", "echo"]
+_TOPICS = ["vegan lasagna", "jazz piano", "mountain biking", "solar panels", "sourdough bread", "chess openings",
+           "python decorators", "roman history", "bird watching", "home espresso", "knitting patterns",
+           "electric scooters", "tax deductions", "yoga for beginners", "board games", "street photography"]
+_STREETS = ["Baker Street", "Elm Avenue", "Harbour Road", "Mill Lane", "Station Road", "Oak Drive", "King Street"]
+_LANGUAGES = ["Spanish", "German", "Japanese", "Portuguese", "Korean", "Italian", "Dutch", "Turkish", "Polish"]
+
+
+def _name(rng: random.Random) -> str:
+    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+
+
+def _title(rng: random.Random) -> str:
+    first, second = rng.sample(_WORDS, 2)
+    return f"{first.capitalize()} {second}"
+
+
+def _code(rng: random.Random) -> str:
+    letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(2))
+    return f"{letters}-{rng.randint(100, 9999)}"
+
+
+def _date(rng: random.Random) -> str:
+    return f"20{rng.randint(24, 27)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+
+
+def _time(rng: random.Random) -> str:
+    return f"{rng.randint(6, 22):02d}:{rng.choice(['00', '15', '30', '45', '05', '50'])}"
+
+
+def _money(rng: random.Random) -> float:
+    return round(rng.randint(5, 2000) + rng.choice([0.25, 0.5, 0.75, 0.99, 0.49]), 2)
+
+
+def _string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _integer(description: str, low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "description": description, "minimum": low, "maximum": high}
+
+
+# Every parameter a synthetic tool may take. Phrases are how a request says the value.
+_PARAMS: dict[str, _Param] = {
+    "city": _Param(_string("City name."), _pick(_CITIES), ("in {v}", "for {v}")),
+    "origin": _Param(_string("City of departure."), _pick(_CITIES), ("from {v}", "leaving {v}")),
+    "destination": _Param(_string("City of arrival."), _pick(_CITIES), ("to {v}", "going to {v}")),
+    "person": _Param(_string("Full name of the person."), _name, ("for {v}", "on behalf of {v}")),
+    "recipient": _Param(_string("Full name of the recipient."), _name, ("to {v}", "addressed to {v}")),
+    "title": _Param(_string("Title."), _title, ('titled "{v}"', 'called "{v}"', 'named "{v}"')),
+    "date": _Param(_string("Date as YYYY-MM-DD.", pattern=r"^\d{4}-\d{2}-\d{2}$"), _date, ("on {v}", "for {v}")),
+    "time": _Param(_string("24-hour time HH:MM.", pattern=r"^\d{2}:\d{2}$"), _time, ("at {v}", "around {v}")),
+    "reference": _Param(_string("Reference code, e.g. 'QX-4821'."), _code, ("with reference {v}", "number {v}", "{v}")),
+    "topic": _Param(_string("What to look for."), _pick(_TOPICS), ('about "{v}"', 'on {v}', 'matching "{v}"')),
+    "address": _Param(_string("Street address."), lambda r: f"{r.randint(1, 200)} {r.choice(_STREETS)}", ("at {v}", "to {v}")),
+    "language": _Param(_string("Language name."), _pick(_LANGUAGES), ("in {v}",)),
+    "quantity": _Param(_integer("How many.", 1, 50), lambda r: r.randint(1, 50), ("x{v}", "{v} of them", "quantity {v}")),
+    "guests": _Param(_integer("Number of people.", 1, 20), lambda r: r.randint(1, 20), ("for {v} people", "for a party of {v}")),
+    "nights": _Param(_integer("Number of nights.", 1, 30), lambda r: r.randint(1, 30), ("for {v} nights",)),
+    "limit": _Param(_integer("Maximum number of results.", 1, 100), lambda r: r.randint(2, 100), ("top {v}", "limit {v} results")),
+    "year": _Param(_integer("Year.", 1950, 2030), lambda r: r.randint(1950, 2030), ("from {v}", "in the year {v}")),
+    "minutes": _Param(_integer("Duration in minutes.", 1, 600), lambda r: r.randint(5, 600), ("for {v} minutes", "lasting {v} minutes")),
+    "min_rating": _Param(_integer("Lowest acceptable rating (1-5).", 1, 5), lambda r: r.randint(1, 5), ("rated at least {v}", "with {v} stars or more")),
+    "max_price": _Param({"type": "number", "description": "Highest price in dollars."}, _money, ("under ${v}", "for at most {v} dollars")),
+    "amount": _Param({"type": "number", "description": "Amount in dollars."}, _money, ("of ${v}", "for {v} dollars")),
+    "weight_kg": _Param({"type": "number", "description": "Weight in kilograms."}, lambda r: round(r.uniform(0.2, 40) + 0.05, 2), ("weighing {v} kg",)),
+    "express": _Param({"type": "boolean", "description": "Fastest option."}, lambda r: r.random() < 0.5, ("with express handling|with standard handling",)),
+    "public": _Param({"type": "boolean", "description": "Visible to everyone."}, lambda r: r.random() < 0.5, ("publicly|privately", "as public|as private")),
+    "priority": _Param(_string("Priority.", enum=["low", "normal", "high", "urgent"]), _pick(["low", "normal", "high", "urgent"]), ("with {v} priority", "marked {v}")),
+    "sort_by": _Param(_string("Sort order.", enum=["price", "rating", "distance", "date"]), _pick(["price", "rating", "distance", "date"]), ("sorted by {v}", "ordered by {v}")),
+    "size": _Param(_string("Size.", enum=["small", "medium", "large"]), _pick(["small", "medium", "large"]), ("in size {v}", "{v} size")),
+    "format": _Param(_string("File format.", enum=["pdf", "csv", "json", "txt"]), _pick(["pdf", "csv", "json", "txt"]), ("as {v}", "in {v} format")),
+    "mode": _Param(_string("Travel mode.", enum=["driving", "walking", "cycling", "transit"]), _pick(["driving", "walking", "cycling", "transit"]), ("by {v}", "{v}")),
+}
+
+# Objects a tool acts on: (name slug, noun phrase, verbs, parameters it may take). The
+# first parameter listed is always required. Objects alternate between the two splits.
+_OBJECTS: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    ("ferry_ticket", "a ferry ticket", ("book", "cancel"), ("origin", "destination", "date", "guests", "express")),
+    ("parcel", "a parcel", ("track", "ship"), ("reference", "destination", "weight_kg", "express")),
+    ("table", "a restaurant table", ("reserve", "find"), ("city", "guests", "time", "date", "min_rating")),
+    ("playlist", "a playlist", ("create", "share"), ("title", "public", "limit", "topic")),
+    ("invoice", "an invoice", ("issue", "export"), ("recipient", "amount", "date", "format")),
+    ("podcast", "podcast episodes", ("search", "download"), ("topic", "limit", "language", "sort_by")),
+    ("gym_class", "a gym class", ("book", "find"), ("city", "date", "time", "minutes")),
+    ("apartment", "an apartment", ("search", "rent"), ("city", "max_price", "guests", "nights", "sort_by")),
+    ("translation", "a translation", ("order", "review"), ("language", "reference", "priority")),
+    ("bike", "a bike", ("rent", "locate"), ("city", "minutes", "size")),
+    ("recipe", "recipes", ("search", "save"), ("topic", "guests", "minutes", "min_rating")),
+    ("support_ticket", "a support ticket", ("open", "escalate"), ("title", "priority", "reference")),
+    ("route", "a route", ("plan", "share"), ("origin", "destination", "mode", "time")),
+    ("book_loan", "a library book", ("borrow", "renew"), ("title", "person", "date")),
+    ("photo_album", "a photo album", ("create", "print"), ("title", "size", "quantity", "public")),
+    ("concert", "concert tickets", ("buy", "find"), ("city", "date", "quantity", "max_price")),
+    ("doctor_visit", "a doctor visit", ("schedule", "cancel"), ("person", "date", "time", "reference")),
+    ("report", "a report", ("generate", "download"), ("topic", "format", "year", "limit")),
+    ("car_wash", "a car wash", ("book", "cancel"), ("address", "date", "time", "size")),
+    ("gift_card", "a gift card", ("send", "redeem"), ("recipient", "amount", "reference")),
+    ("meeting_room", "a meeting room", ("reserve", "release"), ("city", "date", "time", "guests", "minutes")),
+    ("news", "news articles", ("fetch", "summarize"), ("topic", "language", "limit", "sort_by")),
+    ("grocery_order", "a grocery order", ("place", "track"), ("address", "amount", "express", "reference")),
+    ("museum_pass", "a museum pass", ("buy", "reserve"), ("city", "date", "guests", "public")),
+    ("moving_van", "a moving van", ("hire", "quote"), ("origin", "destination", "date", "size")),
+    ("tutor", "a tutor", ("find", "hire"), ("topic", "language", "max_price", "minutes")),
+    ("laundry_pickup", "a laundry pickup", ("schedule", "cancel"), ("address", "date", "time", "weight_kg")),
+    ("ebook", "an ebook", ("buy", "lend"), ("title", "recipient", "format")),
+    ("hiking_trail", "hiking trails", ("search", "rate"), ("city", "minutes", "min_rating", "limit")),
+    ("parking_spot", "a parking spot", ("reserve", "find"), ("address", "date", "time", "minutes", "max_price")),
+    ("pet_sitter", "a pet sitter", ("book", "find"), ("city", "nights", "max_price", "person")),
+    ("charging_station", "charging stations", ("locate", "reserve"), ("city", "mode", "limit", "time")),
+    ("wine", "wine bottles", ("order", "rate"), ("year", "quantity", "max_price", "express")),
+    ("course", "an online course", ("enroll_in", "find"), ("topic", "language", "max_price", "sort_by")),
+    ("boat_tour", "a boat tour", ("book", "cancel"), ("city", "date", "time", "guests")),
+    ("backup", "a backup", ("start", "restore"), ("title", "format", "date", "priority")),
+    ("tailor_fitting", "a tailor fitting", ("book", "move"), ("person", "date", "time", "size")),
+    ("taxi_ride", "a taxi ride", ("order", "price"), ("origin", "address", "time", "guests")),
+    ("flower_delivery", "a flower delivery", ("order", "track"), ("recipient", "address", "date", "amount")),
+    ("language_exam", "a language exam", ("register_for", "find"), ("language", "city", "date", "person")),
+    ("storage_unit", "a storage unit", ("rent", "quote"), ("city", "size", "nights", "max_price")),
+    ("volunteer_shift", "a volunteer shift", ("sign_up_for", "swap"), ("city", "date", "time", "person")),
+    ("blood_test", "a blood test", ("book", "fetch"), ("person", "date", "reference")),
+    ("poll", "a poll", ("create", "close"), ("title", "minutes", "public", "limit")),
+    ("car_service", "a car service", ("schedule", "quote"), ("address", "date", "reference", "priority")),
+    ("quiz", "a quiz", ("generate", "grade"), ("topic", "quantity", "language", "format")),
+    ("seat_upgrade", "a seat upgrade", ("request", "price"), ("reference", "person", "amount")),
+    ("newsletter", "a newsletter", ("subscribe_to", "draft"), ("topic", "recipient", "language", "priority")),
+    ("sauna_slot", "a sauna slot", ("book", "release"), ("city", "date", "time", "guests", "minutes")),
+    ("donation", "a donation", ("make", "cancel"), ("recipient", "amount", "public", "reference")),
+    ("furniture_assembly", "furniture assembly", ("book", "quote"), ("address", "date", "quantity", "express")),
+    ("karaoke_room", "a karaoke room", ("reserve", "find"), ("city", "guests", "time", "minutes")),
+    ("tire_change", "a tire change", ("schedule", "price"), ("address", "size", "date", "time")),
+    ("tax_return", "a tax return", ("file", "download"), ("person", "year", "format", "reference")),
+    ("ski_rental", "ski equipment", ("rent", "return"), ("city", "size", "nights", "person")),
+    ("lecture_notes", "lecture notes", ("share", "export"), ("title", "recipient", "format", "public")),
+    ("window_cleaning", "window cleaning", ("book", "quote"), ("address", "date", "size", "max_price")),
+    ("observatory_visit", "an observatory visit", ("plan", "book"), ("city", "date", "time", "guests")),
+    ("lost_item", "a lost item report", ("file", "search"), ("title", "city", "date", "reference")),
+    ("chess_match", "a chess match", ("arrange", "cancel"), ("person", "date", "time", "minutes")),
+]
+_OPENERS = ["", "Please ", "Can you ", "Could you ", "I need you to ", "I'd like to ", "Go ahead and "]
+_QUESTION_OPENERS = {"Can you ", "Could you "}
+
+
+@dataclass(frozen=True)
+class _Tool:
+    name: str
+    verb: str
+    noun: str
+    params: tuple[str, ...]
+    required: int  # the first `required` params are required
+
+    def schema(self) -> dict[str, Any]:
+        properties = {p: dict(_PARAMS[p].schema) for p in self.params}
+        return {
+            "name": self.name,
+            "description": f"{self.verb.replace('_', ' ').capitalize()} {self.noun}.",
+            "parameters": {"type": "object", "properties": properties,
+                           "required": list(self.params[: self.required]), "additionalProperties": False},
+        }
+
+
+def _objects(split: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    return _OBJECTS[SPLITS.index(split) :: len(SPLITS)]
+
+
+def _tools(n: int, seed: int, split: str) -> list[_Tool]:
+    objects = _objects(split)
+    candidates = [(verb, obj) for obj in objects for verb in obj[2]]
+    if not 1 <= n <= len(candidates):
+        raise ValueError(f"split {split!r} has {len(candidates)} synthetic tools; asked for n={n}")
+    random.Random(f"tools:{split}:{seed}").shuffle(candidates)
+    tools = []
+    for verb, (slug, noun, _, params) in candidates[:n]:
+        # A tool's own seed: its parameters do not depend on how many tools were drawn.
+        rng = random.Random(f"tool:{split}:{seed}:{verb}_{slug}")
+        chosen = rng.sample(params, rng.randint(1, min(4, len(params))))
+        tools.append(_Tool(f"{verb}_{slug}", verb, noun, tuple(chosen), required=rng.randint(1, len(chosen))))
+    return tools
+
+
+def synthetic_tools(n: int = 50, seed: int = 0, split: str = "adapt") -> dict[str, dict]:
+    """Synthetic tool definitions (OpenAI-style inner function dicts), by name.
+
+    Args:
+        n: How many tools (each split offers 60).
+        seed: Seeds which tools and parameters are drawn.
+        split: ``"adapt"`` (adaptation corpus) or ``"eval"`` (benchmarks); their objects,
+            hence their tool names, never overlap.
+
+    Raises:
+        ValueError: Unknown split, or more tools than the split has.
+    """
+    return {t.name: t.schema() for t in _tools(n, seed, split)}
+
+
+def _clause(tool: _Tool, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """One request for one call, lower-case and without end punctuation, and its arguments."""
+    optional = [p for p in tool.params[tool.required :] if rng.random() < 0.6]
+    used = list(tool.params[: tool.required]) + optional
+    arguments = {p: _PARAMS[p].draw(rng) for p in tool.params if p in used}  # schema order
+    phrases = []
+    for p in used:
+        phrase = rng.choice(_PARAMS[p].phrases)
+        if "|" in phrase:  # boolean: the phrase for true, then the one for false
+            phrase = phrase.split("|")[0 if arguments[p] else 1]
+        phrases.append(phrase.replace("{v}", str(arguments[p])))
+    rng.shuffle(phrases)
+    return " ".join([tool.verb.replace("_", " "), tool.noun, *phrases]), arguments
+
+
+def _single(tool: _Tool, rng: random.Random) -> dict[str, Any]:
+    clause, arguments = _clause(tool, rng)
+    opener = rng.choice(_OPENERS)
+    text = opener + clause + ("?" if opener in _QUESTION_OPENERS else rng.choice([".", "", " please."]))
+    return {"query": text[0].upper() + text[1:], "calls": [{"name": tool.name, "arguments": arguments}]}
+
+
+def _multi(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any]:
+    parts = [_single(tool, rng) for tool in rng.sample(list(tools), rng.randint(2, min(4, len(tools))))]
+    query = join_requests([(p["query"], list(p["calls"][0]["arguments"].values())) for p in parts], rng)
+    return {"query": query, "calls": [p["calls"][0] for p in parts]}
+
+
+def synthetic_examples(
+    tools: int | Sequence[str] = 50,
+    n: int = 1000,
+    seed: int = 0,
+    split: str = "adapt",
+    multi: float = 0.5,
+    sample_seed: int | None = None,
+) -> list[dict]:
+    """Synthetic requests ``{"query", "calls": [{"name", "arguments"}, ...]}``.
+
+    Args:
+        tools: How many synthetic tools to draw from (as :func:`synthetic_tools` with the
+            same ``seed`` and ``split``), or the names of some of them.
+        n: How many requests, all with distinct queries.
+        seed: Seeds the tools, as in :func:`synthetic_tools`.
+        split: ``"adapt"`` or ``"eval"``.
+        multi: Share of requests with 2-4 calls (the rest have one).
+        sample_seed: Seeds the draw of requests (default: ``seed``); another value gives
+            other requests for the same tools (e.g. a test set).
+
+    Raises:
+        ValueError: Unknown split or tool names, or bad counts.
+    """
+    pool = _tools(tools if isinstance(tools, int) else len(_objects(split)) * 2, seed, split)
+    if not isinstance(tools, int):
+        by_name = {t.name: t for t in pool}
+        unknown = [name for name in tools if name not in by_name]
+        if unknown:
+            raise ValueError(f"not synthetic tools of split {split!r}: {unknown}")
+        pool = [by_name[name] for name in tools]
+    if multi > 0 and len(pool) < 2:
+        raise ValueError(f"multi-call requests need at least 2 tools, got {len(pool)}")
+    draw = seed if sample_seed is None else sample_seed
+    rng = random.Random(f"examples:{split}:{seed}:{draw}:{','.join(t.name for t in pool)}")
+    examples: dict[str, dict] = {}
+    for _ in range(20 * n + 100):
+        if len(examples) == n:
+            break
+        example = _multi(pool, rng) if rng.random() < multi else _single(rng.choice(pool), rng)
+        examples.setdefault(example["query"], example)
+    if len(examples) < n:
+        raise ValueError(f"cannot draw {n} distinct requests from {len(pool)} tools")
+    return list(examples.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _complexfuncbench_names() -> frozenset[str]:
+    # The spec file alone (no requests): the data file is ten times larger.
+    with open(_data_root() / NESTFUL_SUBSETS["complexfuncbench"][1], encoding="utf-8") as f:
+        return frozenset(spec["name"] for spec in json.load(f))
+
+
+def reserved_tool_names() -> frozenset[str]:
+    """Tools an adaptation corpus must not contain: the demo pack's and ComplexFuncBench's."""
+    return frozenset(demo.TOOLS) | _complexfuncbench_names()
+
+
+def _valid(call: dict, specs: dict[str, ToolSpec]) -> bool:
+    # ToolSpec also checks string formats, which `load_nestful`'s validation leaves out
+    # (glaive passes a reference "$var1.encrypted_data$" for a "date").
+    return call["name"] in specs and specs[call["name"]].validate_arguments(call["arguments"]) is None
+
+
+def _allowed(name: str, reserved: frozenset[str]) -> bool:
+    return name not in reserved and not any(topic in name.lower() for topic in RESERVED_TOPICS)
+
+
+def adaptation_corpus(
+    n_synthetic: int = 1000,
+    seed: int = 0,
+    synthetic_tool_count: int = 50,
+    subsets: Sequence[str] = ADAPTATION_SUBSETS,
+) -> Dataset:
+    """The corpus of the adaptation phase: NESTFUL requests plus synthetic ones.
+
+    Args:
+        n_synthetic: Synthetic requests (half of them with 2-4 calls).
+        seed: Seeds the synthetic tools and requests, and the final shuffle.
+        synthetic_tool_count: Synthetic tools to draw (split ``"adapt"``).
+        subsets: NESTFUL subsets to include (each must be disjoint from ComplexFuncBench).
+
+    Returns:
+        A `Dataset` whose tools are disjoint from :func:`reserved_tool_names` and touch no
+        :data:`RESERVED_TOPICS`; its examples are shuffled with ``seed``.
+
+    Raises:
+        ValueError: A subset that is not one of :data:`ADAPTATION_SUBSETS`.
+    """
+    bad = [s for s in subsets if s not in ADAPTATION_SUBSETS]
+    if bad:
+        raise ValueError(f"subsets {bad} are not adaptation subsets; allowed: {', '.join(ADAPTATION_SUBSETS)}")
+    reserved = reserved_tool_names()
+    tools: dict[str, dict] = {}
+    examples: list[dict] = []
+    for subset in subsets:
+        data = load_nestful(subset)
+        kept = {name: to_tool_spec(tool) for name, tool in data.tools.items() if _allowed(name, reserved)}
+        examples += [e for e in data.examples if all(_valid(c, kept) for c in e["calls"])]
+        tools.update({name: data.tools[name] for name in kept})
+    if n_synthetic > 0:
+        tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
+        examples += synthetic_examples(synthetic_tool_count, n_synthetic, seed, "adapt")
+    used = {c["name"] for e in examples for c in e["calls"]}
+    random.Random(f"corpus:{seed}").shuffle(examples)
+    name = f"adaptation(seed={seed}, synthetic={n_synthetic}, subsets={'+'.join(subsets)})"
+    return Dataset(name=name, tools={n: t for n, t in tools.items() if n in used}, examples=examples)

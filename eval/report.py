@@ -1,0 +1,159 @@
+"""The report of a run: a Markdown table of accuracy and cost side by side, and plots.
+
+Written by the runner next to ``results.json``:
+
+* ``report.md``: the setup, one row per method (tool F1, argument F1, exact match,
+  schema-valid rate, parse-failure rate; prompt tokens and seconds per request, trainable
+  parameters, training seconds), argument and tool F1 per number of calls, the methods
+  that could not run and why, and the machine and date of each method's run;
+* ``accuracy.png``: the three accuracy metrics per method, and tool/argument F1 per number
+  of gold calls;
+* ``cost.png``: argument and tool F1 against prompt tokens per request and against seconds
+  per request (log scales).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown", "plot", "write_report"]
+
+_ACCURACY = (("tool_f1", "tool F1"), ("argument_f1", "argument F1"), ("exact_match", "exact match"))
+
+
+def _ok(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in summary["methods"].items() if r.get("status") == "ok"}
+
+
+def _count(n: float) -> str:
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} k"
+    return f"{n:.0f}"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The report as Markdown (see the module docstring)."""
+    setup = summary["setup"]
+    lines = [f"# Evaluation: {setup['dataset']} ({setup['subset']})", ""]
+    if summary.get("command"):
+        lines += [f"`{summary['command']}`", ""]
+    cap = f" (at least {setup['train_per_tool']} per tool where there are)" if setup["train_per_tool"] else ""
+    lines += [
+        f"{setup['train_requests']} training requests{cap}, "
+        f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`.",
+        "",
+        "| method | tool F1 | argument F1 | exact match | schema-valid | parse failures | prompt tokens/request "
+        "| s/request | trainable params | training s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in _ok(summary).items():
+        s, c = r["scores"], r["cost"]
+        lines.append(
+            f"| {name} | {s['tool_f1']:.3f} | {s['argument_f1']:.3f} | {s['exact_match']:.3f} "
+            f"| {s['schema_valid_rate']:.3f} | {s['parse_failure_rate']:.3f} | {c['prompt_tokens_per_request']:.0f} "
+            f"| {c['seconds_per_request']:.2f} | {_count(c['trainable_parameters'])} | {c['training_seconds']:.0f} |"
+        )
+    counts = sorted({int(k) for r in _ok(summary).values() for k in r["by_calls"]})
+    if counts:
+        lines += [
+            "",
+            "Argument F1 / tool F1 by number of gold calls (test requests per count: "
+            + ", ".join(f"{k}: {_examples_with(summary, k)}" for k in counts)
+            + "):",
+            "",
+            "| method | " + " | ".join(f"{k} calls" for k in counts) + " |",
+            "|---|" + "---|" * len(counts),
+        ]
+        for name, r in _ok(summary).items():
+            cells = []
+            for k in counts:
+                s = r["by_calls"].get(str(k))
+                cells.append(f"{s['argument_f1']:.2f} / {s['tool_f1']:.2f}" if s else "-")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    unavailable = {n: r for n, r in summary["methods"].items() if r.get("status") != "ok"}
+    if unavailable:
+        lines += ["", "Not run:", ""] + [f"- {n}: {r.get('reason', r.get('status'))}" for n, r in unavailable.items()]
+    lines += ["", "Runs:", ""] + [f"- {n}: {r.get('date')}, {r.get('machine')}" for n, r in summary["methods"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _examples_with(summary: dict[str, Any], calls: int) -> int:
+    for r in _ok(summary).values():
+        if str(calls) in r["by_calls"]:
+            return r["by_calls"][str(calls)]["n_examples"]
+    return 0
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Draws ``accuracy.png`` and ``cost.png`` into ``out``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    methods = _ok(summary)
+    if not methods:
+        return []
+    names = list(methods)
+    title = f"{summary['setup']['dataset']} ({summary['setup']['subset']}), {summary['setup']['test_requests']} test requests"
+
+    fig, (bars, lines) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / len(_ACCURACY)
+    for j, (key, label) in enumerate(_ACCURACY):
+        xs = [i + (j - 1) * width for i in range(len(names))]
+        bars.bar(xs, [methods[n]["scores"][key] for n in names], width, label=label)
+    bars.set_xticks(range(len(names)), names)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("score")
+    bars.set_title("accuracy per method")
+    bars.legend(loc="upper left")
+    for i, n in enumerate(names):
+        counts = sorted(int(k) for k in methods[n]["by_calls"])
+        color = f"C{i}"
+        lines.plot(counts, [methods[n]["by_calls"][str(k)]["argument_f1"] for k in counts], "o-", color=color, label=f"{n} argument F1")
+        lines.plot(counts, [methods[n]["by_calls"][str(k)]["tool_f1"] for k in counts], "s--", color=color, alpha=0.6, label=f"{n} tool F1")
+    lines.set_xlabel("gold calls per request")
+    lines.set_ylim(0, 1)
+    lines.set_title("accuracy per number of calls")
+    lines.xaxis.get_major_locator().set_params(integer=True)
+    lines.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    paths = [out / "accuracy.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (key, label) in zip(axes, (("prompt_tokens_per_request", "prompt tokens per request"), ("seconds_per_request", "seconds per request"))):
+        for i, n in enumerate(names):
+            x = max(methods[n]["cost"][key], 1e-3)
+            tool, argument = methods[n]["scores"]["tool_f1"], methods[n]["scores"]["argument_f1"]
+            ax.plot([x, x], [argument, tool], "-", color=f"C{i}", alpha=0.5)
+            ax.scatter([x], [argument], marker="o", s=60, color=f"C{i}")
+            ax.scatter([x], [tool], marker="s", s=60, color=f"C{i}")
+            ax.annotate(n, (x, tool), textcoords="offset points", xytext=(7, -3), fontsize=9, color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_xlabel(label + " (log)")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("F1")
+        ax.set_title(f"accuracy against {label}")
+    axes[0].scatter([], [], marker="s", color="gray", label="tool F1")
+    axes[0].scatter([], [], marker="o", color="gray", label="argument F1")
+    axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    paths.append(out / "cost.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_report(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Writes ``report.md`` and the plots into ``out``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.md"
+    report.write_text(markdown(summary), encoding="utf-8")
+    return [report, *plot(summary, out)]

@@ -1,0 +1,91 @@
+"""The adaptation corpus and the synthetic tool generator: determinism, validity, disjointness."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agentmem.compose import CONNECTORS, compose_examples, join_requests
+from agentmem.eval import corpus
+from agentmem.tools.examples import Call, Example
+from agentmem.tools.spec import to_tool_spec
+
+
+def test_synthetic_draws_are_deterministic():
+    assert corpus.synthetic_tools(20, seed=3) == corpus.synthetic_tools(20, seed=3)
+    assert corpus.synthetic_tools(20, seed=3) != corpus.synthetic_tools(20, seed=4)
+    assert corpus.synthetic_examples(10, 30, seed=3) == corpus.synthetic_examples(10, 30, seed=3)
+    assert corpus.synthetic_examples(10, 30, seed=3) != corpus.synthetic_examples(10, 30, seed=3, sample_seed=9)
+    # A tool's definition does not depend on how many tools were drawn.
+    few, many = corpus.synthetic_tools(10, seed=3), corpus.synthetic_tools(40, seed=3)
+    assert all(many[name] == tool for name, tool in few.items())
+
+
+def test_synthetic_requests_say_their_values_and_chain_with_connectors():
+    tools = {name: to_tool_spec(t) for name, t in corpus.synthetic_tools(30, seed=1).items()}
+    examples = corpus.synthetic_examples(30, 300, seed=1)
+    assert len({e["query"] for e in examples}) == 300
+    sizes = [len(e["calls"]) for e in examples]
+    assert set(sizes) == {1, 2, 3, 4} and 0.3 < sizes.count(1) / len(sizes) < 0.7
+    for example in examples:
+        names = [c["name"] for c in example["calls"]]
+        assert len(set(names)) == len(names)
+        if len(names) > 1:
+            assert sum(example["query"].count(c) for c in CONNECTORS) >= len(names) - 1
+        for call in example["calls"]:
+            assert tools[call["name"]].validate_arguments(call["arguments"]) is None
+            for value in call["arguments"].values():
+                if not isinstance(value, bool):  # a boolean is implied by its phrase
+                    assert str(value) in example["query"], (value, example["query"])
+
+
+def test_splits_and_the_adaptation_corpus_are_disjoint_from_evaluation_tools():
+    adapt, held = corpus.synthetic_tools(60, 0, "adapt"), corpus.synthetic_tools(60, 0, "eval")
+    assert not set(adapt) & set(held)
+    assert not {n.split("_", 1)[1] for n in adapt} & {n.split("_", 1)[1] for n in held}  # no object in both
+
+    data = corpus.adaptation_corpus(n_synthetic=40, seed=0)
+    reserved = corpus.reserved_tool_names()
+    assert {"get_weather", "convert_currency", "send_email", "create_reminder", "Search_Hotels"} <= reserved
+    assert not set(data.tools) & reserved
+    assert not [n for n in data.tools if any(t in n.lower() for t in corpus.RESERVED_TOPICS)]
+    assert not set(data.tools) & set(held)
+    assert {"search_movies", "Buses.FindBus", "TripadvisorSearchLocation"} <= set(data.tools)  # one per subset
+    assert {c["name"] for e in data.examples for c in e["calls"]} == set(data.tools)
+    specs = {name: to_tool_spec(t) for name, t in data.tools.items()}
+    assert all(specs[c["name"]].validate_arguments(c["arguments"]) is None for e in data.examples for c in e["calls"])
+    again = corpus.adaptation_corpus(n_synthetic=40, seed=0)
+    assert again.examples == data.examples and again.tools == data.tools
+    assert corpus.adaptation_corpus(n_synthetic=40, seed=1).examples != data.examples
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        corpus.synthetic_tools(5, split="test")
+    with pytest.raises(ValueError, match="has 60 synthetic tools; asked for n=61"):
+        corpus.synthetic_tools(61)
+    with pytest.raises(ValueError, match="not synthetic tools"):
+        corpus.synthetic_examples(["get_weather"], 5)
+    with pytest.raises(ValueError, match="complexfuncbench"):
+        corpus.adaptation_corpus(10, subsets=["complexfuncbench"])
+
+
+def _single(name: str, query: str, **arguments) -> Example:
+    return Example(query=query, calls=(Call(name=name, arguments=arguments),))
+
+
+def test_compose_chains_single_call_examples():
+    by_tool = {
+        "a": [_single("a", f"Open door {i}.", door=i) for i in range(5)],
+        "b": [_single("b", "Paris weather now?", city="Paris"), _single("b", "Call Ana.", who="Ana")],
+        "c": [_single("c", "Water the plants", what="plants")],
+    }
+    composed = compose_examples(by_tool, 20, seed=0)
+    assert composed == compose_examples(by_tool, 20, seed=0)
+    assert all(2 <= len(e.calls) <= 3 and len({c.name for c in e.calls}) == len(e.calls) for e in composed)
+    assert "Then, paris" not in " ".join(e.query for e in composed)  # a value keeps its capital
+    with pytest.raises(ValueError, match="at least 2 tools"):
+        compose_examples({"a": by_tool["a"]}, 3)
+    text = join_requests([("Open door 1", [1]), ("Paris weather?", ["Paris"]), ("I'd like tea", [])], random.Random(0))
+    assert text.startswith("Open door 1. ") and " Paris weather?" in text and " I'd like tea." in text
