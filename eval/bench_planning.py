@@ -23,12 +23,18 @@ are unchanged by `forget`).
 
 from __future__ import annotations
 
+import argparse
 import copy
+import datetime
 import json
+import platform
 import random
+import shlex
+import sys
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -234,3 +240,37 @@ def markdown(result: dict[str, Any]) -> str:
         f"({(c / u - 1) * 100:+.1f}% for the grammar).",
     ]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--sizes", default="10,40,100", help="bank sizes, comma-separated")
+    parser.add_argument("--requests", type=int, default=8, help="held-out requests planned per bank")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+    command = "python -m agentmem.eval.bench_planning " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    result = bench_planning(args.backbone, sizes, args.requests, args.epochs)
+    today = datetime.date.today().isoformat()
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    text = "\n".join([
+        f"## Planning cost against prompt-based function calling ({today}; {machine})",
+        "",
+        f"`{command.strip()}` on {args.backbone}; training: {result['training']}.",
+        "",
+        markdown(result),
+        "",
+    ])
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"planning-{today}.md", "a") as f:
+        f.write(text + "\n")
+    (args.out / f"planning-{today}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
-    command = "python -m agentmem.bench_forgetting " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m agentmem.eval.bench_forgetting " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     started = time.perf_counter()
     task = make_task(args.rounds, args.tools_per_round, args.train, args.test, args.seed)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"## Demo pack with and without adaptation ({today}; {machine})",
         "",
-        f"`python -m agentmem.bench_adaptation{f' --adapter {args.adapter}' if args.adapter else ''}` on {args.backbone}, "
+        f"`python -m agentmem.eval.bench_adaptation{f' --adapter {args.adapter}' if args.adapter else ''}` on {args.backbone}, "
         f"adapter {adapter.id} ({source}; `{adapter.training.get('command', 'command not recorded')}`).",
         "",
         "| backbone | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | final loss | time |",

@@ -1,4 +1,4 @@
-"""``make bench``: speed of learning a tool, against a naive implementation of the same loss.
+"""Speed of learning a tool, against a naive implementation of the same loss.
 
 Both run in the same process on the same backbone and the same encoded examples:
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"## learn_tool throughput ({today}; {machine})",
         "",
-        f"`python -m agentmem.bench --examples {args.examples} --epochs {args.epochs}` on {args.backbone}, "
+        f"`python -m agentmem.eval.bench_learning --examples {args.examples} --epochs {args.epochs}` on {args.backbone}, "
         f"tool `get_weather`, {result['tokens_per_example']:.0f} tokens per example.",
         "",
         "| implementation | tokens/s | ratio |",
