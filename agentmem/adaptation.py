@@ -46,7 +46,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 
-from agentmem import memory
+from agentmem import distributed, memory
 from agentmem.backbone import Backbone, adapted_fingerprint, load_backbone
 from agentmem.encoding import EncodedExample, encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, BankError, InvalidExampleError
@@ -74,14 +74,15 @@ class AdaptConfig:
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     """Linear layers that get a LoRA (names as in the backbone's modules)."""
     lr: float = 5e-4
-    """AdamW learning rate of the LoRA. The paper uses 5e-5 for ~5,000 samples on a 1B model;
-    a 135M backbone trained on a CPU-sized corpus needs about 10x that (see BENCHMARKS.md)."""
+    """AdamW learning rate of the LoRA. The paper uses 5e-5 for 5,000 samples on a 1B model;
+    the default corpus here is about a quarter of that (one epoch is about 150 steps), so the
+    rate is 10x higher to move the LoRA as far in fewer steps."""
     memory_lr: float = 5e-3
     """AdamW learning rate of the temporary memory rows (as when learning tools)."""
     epochs: int = 1
     """Passes over the corpus."""
     batch_size: int = 8
-    """Examples per optimizer step."""
+    """Examples per optimizer step (over all processes, under a launcher)."""
     warmup: float = 0.05
     """Share of the steps over which the learning rates rise linearly; they then decay
     along a cosine to a tenth."""
@@ -148,7 +149,10 @@ class Adapter:
         return "sha256:" + digest.hexdigest()[:24]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes ``adapter.safetensors`` and ``adapter.json`` into a folder, atomically."""
+        """Writes ``adapter.safetensors`` and ``adapter.json`` into a folder, atomically.
+        Under a multi-process launcher only the main process writes."""
+        if not distributed.is_main_process():
+            return Path(path)
         meta = {
             "format_version": ADAPTER_FORMAT,
             "id": self.id,
@@ -328,6 +332,7 @@ def train_lora(
     groups = [{"params": lora_params, "lr": config.lr}]
     if rows is not None:
         groups.append({"params": [rows], "lr": config.memory_lr})
+    trained = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     base_lrs = [g["lr"] for g in groups]
     table = rows if rows is not None else torch.zeros(0, backbone.hidden_size, device=backbone.device)
@@ -339,22 +344,22 @@ def train_lora(
     losses: list[float] = []
     tokens = 0
     model.train()  # LoRA dropout on
-    bar = tqdm(total=len(plan), desc=desc, disable=not config.progress)
+    bar = tqdm(total=len(plan), desc=desc, disable=not (config.progress and distributed.is_main_process()))
     for step, chosen in enumerate(plan):
         # learning rates: linear warmup, cosine decay to a tenth
         factor = _lr_factor(step, len(plan), warmup)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * factor
-        # forward, backward, clip the LoRA's gradient, update
-        batch = [encoded[i] for i in chosen]
+        # forward on this process's part of the batch (all of it without a launcher),
+        # backward (gradient of the whole batch on every process), clip the LoRA's gradient, update
+        batch = [encoded[i] for i in distributed.shard(chosen)]
         with torch.autocast(backbone.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = shared_prefix_loss(backbone, table, batch, shared)
+            loss = shared_prefix_loss(backbone, table, batch, shared) if batch else None
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.append(distributed.backward(loss, sum(len(e.target) for e in batch), trained))
         torch.nn.utils.clip_grad_norm_(lora_params, config.max_grad_norm)
         optimizer.step()
-        losses.append(loss.item())
-        tokens += sum(e.length for e in batch)
+        tokens += sum(encoded[i].length for i in chosen)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()

@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from agentmem import distributed
 from agentmem.errors import BackboneError
 
 DEFAULT_BACKBONE = "smollm2-135m"
@@ -127,7 +128,8 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = 
     Args:
         name_or_path: An alias (``smollm2-135m``), a Hugging Face id, a local model folder,
             or a ``.gguf`` file.
-        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available, else CPU.
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available (this process's GPU
+            under a multi-process launcher), else CPU.
 
     Raises:
         BackboneError: The backbone cannot be found or loaded; the message says what to do.
@@ -146,8 +148,7 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = 
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Backbone.from_model(model.to(device), tokenizer, name=name_or_path)
+    return Backbone.from_model(model.to(distributed.default_device(device)), tokenizer, name=name_or_path)
 
 
 def resolve(name_or_path: str) -> str:

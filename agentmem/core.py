@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentmem import distributed
 from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, apply_adapter, prepare_backbone, read_corpus
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
@@ -243,7 +244,10 @@ class AgentMem:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Saves the bank (rows, specs, training records, backbone fingerprint, and the
-        adapter of an adapted backbone) atomically."""
+        adapter of an adapted backbone) atomically. Under a multi-process launcher only the
+        main process writes (every process holds the same bank)."""
+        if not distributed.is_main_process():
+            return Path(path)
         return save_bank(
             path,
             SavedBank(

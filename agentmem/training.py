@@ -8,6 +8,9 @@ backbone weight stays bit-identical. The loop does as little as the loss needs:
   could reach it anyway);
 * each step runs only the target tokens, batched, on top of the cached prefixes;
 * logits are computed only at labelled positions.
+
+Under a launcher (``accelerate launch``, ``torchrun``) each process takes its part of every
+batch and the gradients are averaged before the step (`agentmem.distributed`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from agentmem import memory
+from agentmem import distributed, memory
 from agentmem.backbone import Backbone
 from agentmem.encoding import EncodedExample
 from agentmem.memory import MemoryBank
@@ -38,7 +41,7 @@ class TrainConfig:
     lr: float = 5e-3
     """AdamW learning rate of the memory rows (no weight decay)."""
     batch_size: int = 4
-    """Examples per optimizer step."""
+    """Examples per optimizer step (over all processes, under a launcher)."""
     seed: int = 0
     """Seeds shuffling, so a run is reproducible."""
     renormalize: bool = True
@@ -209,7 +212,8 @@ def train_rows(
     cached = encode_prefixes(backbone, [e.prefix for e in examples]) if cache_bytes <= config.prefix_cache_bytes else None
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc="learning", disable=not config.progress, leave=False)
+    show = config.progress and distributed.is_main_process()
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc="learning", disable=not show, leave=False)
     losses: list[float] = []
     tokens = 0
     for _ in range(config.epochs):
@@ -217,19 +221,20 @@ def train_rows(
         order_rng.shuffle(order)
         for start in range(0, len(order), config.batch_size):
             chosen = order[start : start + config.batch_size]
-            batch = [examples[i] for i in chosen]
-            prefixes = [cached[i] for i in chosen] if cached is not None else encode_prefixes(backbone, [e.prefix for e in batch])
+            mine = distributed.shard(chosen)  # the whole batch, unless a launcher started several processes
+            batch = [examples[i] for i in mine]
+            prefixes = [cached[i] for i in mine] if cached is not None else encode_prefixes(backbone, [e.prefix for e in batch])
             # forward: frozen rows with the trainable ones spliced in, so only they get gradient
             rows = frozen.index_copy(0, index, trainable)
-            loss, _ = batch_loss(backbone, rows, batch, prefixes)
-            # backward, update, then keep new rows on the scale of the old ones
+            loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)
+            # backward (gradient of the whole batch on every process), update, then keep new
+            # rows on the scale of the old ones
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.append(distributed.backward(loss, count, [trainable]))
             optimizer.step()
             if target_norm is not None:
                 memory.renormalize_(trainable.data, target_norm)
-            losses.append(loss.item())
-            tokens += sum(e.length for e in batch)
+            tokens += sum(examples[i].length for i in chosen)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
