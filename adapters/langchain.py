@@ -3,8 +3,8 @@
 Input flow: LangChain messages -> `_convert_messages` (the role/content dicts that
 `agentmem.encoding.prompt_ids` renders with the backbone's chat template; an AIMessage's
 tool calls stay structured, so they are written back as memory token + arguments) ->
-`_prompt_ids` (an agent run in progress continues its plan, see below) -> the decoding loop,
-whose routing mask is the bound tools and `tool_choice` (every LangChain form normalised by
+`AgentMem.plan` (an agent run in progress continues its plan, see below), whose routing
+mask is the bound tools and `tool_choice` (every LangChain form normalised by
 `_tool_choice`).
 
 Output flow: Plan -> `_plan_chunks` (a text chunk, one chunk per valid call carrying
@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,8 +65,6 @@ from pydantic import Field, field_validator, model_validator
 from agentmem.backbone import DEFAULT_BACKBONE
 from agentmem.bank_io import META_FILE
 from agentmem.core import AgentMem
-from agentmem.decoding import DecodeSettings
-from agentmem.encoding import argument_ids, prompt_ids
 from agentmem.errors import InvalidExampleError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import Plan, ToolCall
 from agentmem.tools.parsing import canonical_json
@@ -126,38 +123,6 @@ def _convert_messages(messages: Sequence[BaseMessage], known: Container[str]) ->
                 entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
         out.append(entry)
     return out
-
-
-def _split_run(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
-    """Splits off an agent run in progress.
-
-    Returns:
-        The conversation up to the last user message and the calls made since, when every
-        later message is an assistant turn of calls only or a tool result and the last one
-        is a tool result; otherwise the messages unchanged and no calls.
-    """
-    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    if not users or messages[-1]["role"] != "tool":
-        return messages, []
-    calls: list[tuple[str, dict[str, Any]]] = []
-    for message in messages[users[-1] + 1 :]:
-        if message["role"] == "assistant" and message.get("tool_calls") and not message["content"].strip():
-            calls.extend((c["name"], c["args"]) for c in message["tool_calls"])
-        elif message["role"] != "tool":
-            return messages, []
-    return (messages[: users[-1] + 1], calls) if calls else (messages, [])
-
-
-def _prompt_ids(memory: AgentMem, messages: list[dict[str, Any]], continue_plans: bool) -> tuple[list[int], bool]:
-    """Token ids of the prompt, and whether they end inside a plan (an agent run continued)."""
-    tokenizer = memory.backbone.tokenizer
-    schemas = {spec.name: spec.parameters for spec in memory.tools}
-    head, calls = _split_run(messages) if continue_plans else (messages, [])
-    ids = prompt_ids(tokenizer, head, memory.memory_token_id, schemas)
-    for name, arguments in calls:
-        ids.append(memory.memory_token_id(name))
-        ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))
-    return ids, bool(calls)
 
 
 def _tool_choice(choice: Any, names: Sequence[str]) -> str:
@@ -403,7 +368,8 @@ class ChatAgentMem(BaseChatModel):
 
     # planning
 
-    def _settings(self, memory: AgentMem, options: dict[str, Any]) -> DecodeSettings:
+    def _plan_options(self, memory: AgentMem, options: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of `AgentMem.plan` for this call's options."""
         unknown = sorted(set(options) - _CALL_OPTIONS)
         if unknown:
             raise UnsupportedInputError(f"ChatAgentMem got unknown options {unknown}; allowed: {sorted(_CALL_OPTIONS)}")
@@ -413,26 +379,21 @@ class ChatAgentMem(BaseChatModel):
             )
         names = [convert_to_openai_tool(t)["function"]["name"] for t in options.get("tools") or ()]
         _require_learned(memory, names)
-        choice = _tool_choice(options.get("tool_choice"), names)
         max_tokens = options.get("max_tokens", self.max_tokens)
-        return DecodeSettings(
-            tool_choice=choice,
-            tools=names,
-            max_calls=options.get("max_calls", self.max_calls),
-            constrained=self.constrained,
+        return {
+            "tool_choice": _tool_choice(options.get("tool_choice"), names),
+            "tools": names,
+            "max_calls": options.get("max_calls", self.max_calls),
+            "constrained": self.constrained,
+            "resume": self.continue_plans,
             **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
-        )
+        }
 
     def _iterate(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         """The one source of output: plans the request, then yields its chunks."""
         memory = self._agentmem()
         with _LOCK:
-            settings = self._settings(memory, kwargs)
-            resume = self.continue_plans and settings.tool_choice != "none"
-            ids, continued = _prompt_ids(memory, _convert_messages(messages, memory.bank), resume)
-            # AgentMem.plan takes text or messages; a continued plan and the text limit need
-            # the decoder's token-level entry.
-            plan = memory._decoder.decode([ids], replace(settings, continued=continued))[0]
+            plan = memory.plan(_convert_messages(messages, memory.bank), **self._plan_options(memory, kwargs))
         stop = stop if stop is not None else self.stop
         for chunk in _plan_chunks(plan, model=self.model, token_id=memory.memory_token_id, stop=stop):
             yield ChatGenerationChunk(message=chunk)

@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: demo, learn, plan, info, adapt, eval."""
+"""The ``agentmem`` command: demo, learn, plan, info, adapt, eval, serve."""
 
 from __future__ import annotations
 
@@ -67,10 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
     evaluate.add_argument("--seed", type=int, default=0)
 
+    serve = commands.add_parser("serve", help="serve banks over an OpenAI-compatible HTTP API (/v1/chat/completions)")
+    serve.add_argument("banks", type=Path, nargs="+", metavar="BANK_OR_DIR", help="bank folders, or folders of banks")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted (default: 4096)")
+    serve.add_argument("--no-admin", action="store_true", help="no POST/DELETE /v1/banks (loading banks at run time)")
+    serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
+
     args = parser.parse_args(argv)
     args.command_line = "agentmem " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        return {"demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "adapt": _adapt, "eval": _eval}[args.command](args)
+        handlers = {"demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "adapt": _adapt, "eval": _eval, "serve": _serve}
+        return handlers[args.command](args)
     except (AgentMemError, OSError, json.JSONDecodeError) as exc:
         print(f"agentmem {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -215,6 +224,20 @@ def _eval(args: argparse.Namespace) -> int:
     print((args.out / "report.md").read_text(encoding="utf-8"))
     unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
     return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
+
+    registry = BankRegistry(device=args.device)
+    names = registry.add_paths(args.banks)
+    print(f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
+          f"http://{args.host}:{args.port}/v1", flush=True)
+    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=not args.no_admin)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.compose import compose_examples
 from agentmem.decoding import Decoder, DecodeSettings
-from agentmem.encoding import Messages, encode_example, prompt_ids
-from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError
+from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids
+from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
 from agentmem.memory import MemoryBank, mean_embedding
 from agentmem.tools.calls import Plan
 from agentmem.tools.examples import Example, normalize_examples
@@ -202,6 +203,9 @@ class AgentMem:
         tool_choice: str = "auto",
         tools: Sequence[str] | None = None,
         max_calls: int = 8,
+        max_text_tokens: int = DecodeSettings.max_text_tokens,
+        max_prompt_tokens: int | None = None,
+        resume: bool = False,
         constrained: bool = True,
     ) -> Plan:
         """Plans the tool calls a request needs.
@@ -213,12 +217,29 @@ class AgentMem:
                 (at least one call), ``"none"`` (text only), or a tool name (that tool first).
             tools: Restrict routing to these learned tools (default: all).
             max_calls: Stop after this many calls.
+            max_text_tokens: Most tokens of a text answer.
+            max_prompt_tokens: Refuse a longer prompt (`PromptTooLongError`) before decoding.
+            resume: When the messages end in the results of calls made since the last user
+                message (an agent run in progress), continue that plan: the model emits its
+                next call or ends the plan (see `resumed_prompt_ids`). Ignored with
+                ``tool_choice="none"``.
             constrained: Decode arguments under each tool's JSON Schema.
 
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
-        return self.plan_batch([request], tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained)[0]
+        settings = DecodeSettings(
+            tool_choice=tool_choice, tools=tools, max_calls=max_calls, max_text_tokens=max_text_tokens, constrained=constrained
+        )
+        self._decoder.check(settings)
+        tokenizer, schemas = self.backbone.tokenizer, self._schemas()
+        if resume and tool_choice != "none":
+            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas)
+        else:
+            ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
+        return self._decoder.decode([ids], replace(settings, continued=continued))[0]
 
     def plan_batch(
         self,

@@ -84,6 +84,40 @@ def prompt_ids(
     return ids
 
 
+def resumed_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    request: str | Messages,
+    memory_token: Callable[[str], int],
+    schemas: Mapping[str, dict[str, Any]],
+) -> tuple[list[int], bool]:
+    """Prompt ids that resume an agent run in progress, and whether they do.
+
+    A memory-token model plans from the request; it was not trained to read tool results.
+    When the messages end in the results of calls made since the last user message (every
+    later message an assistant turn of calls only, or a tool result, the last a tool
+    result), the prompt is the conversation up to that user message followed by those
+    calls, exactly as the model writes a multi-call plan: it then emits the next call of its
+    plan or ends it. Otherwise the prompt is `prompt_ids` of the messages, and False.
+    """
+    messages = as_messages(request)
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if users and messages[-1].get("role") == "tool":
+        for message in messages[users[-1] + 1 :]:
+            if message.get("role") == "assistant" and message.get("tool_calls") and not (message.get("content") or "").strip():
+                calls.extend(_name_and_arguments(c) for c in message["tool_calls"])
+            elif message.get("role") != "tool":
+                calls = []
+                break
+    if not calls:
+        return prompt_ids(tokenizer, messages, memory_token, schemas), False
+    ids = prompt_ids(tokenizer, messages[: users[-1] + 1], memory_token, schemas)
+    for name, arguments in calls:
+        ids.append(memory_token(name))
+        ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))
+    return ids, True
+
+
 def _name_and_arguments(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     function = call.get("function") or {}
     name = function.get("name") or call.get("name")

@@ -36,6 +36,10 @@ class UnsupportedInputError(AgentMemError, ValueError):
     """A request the model cannot take: non-text content, an option the decoder lacks."""
 
 
+class PromptTooLongError(UnsupportedInputError):
+    """A request whose prompt is longer than the caller's (or the backbone's) limit."""
+
+
 class BackboneError(AgentMemError, ValueError):
     """The backbone cannot be found or loaded."""
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 from transformers import AutoTokenizer
 
 from agentmem import AgentMem
-from agentmem.adapters.langchain import ChatAgentMem, _convert_messages, _plan_chunks, _prompt_ids, _tool_choice
+from agentmem.adapters.langchain import ChatAgentMem, _convert_messages, _plan_chunks, _tool_choice
 from agentmem.backbone import DEFAULT_BACKBONE, resolve
-from agentmem.encoding import argument_ids, prompt_ids
+from agentmem.encoding import argument_ids, prompt_ids, resumed_prompt_ids
 from agentmem.errors import BackboneError, InvalidExampleError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import Plan
 from tests.conftest import tiny_backbone
@@ -180,11 +180,11 @@ def test_history_renders_calls_and_continues_an_agent_run(tiny, tokenizer):
     assert [m["role"] for m in converted] == ["system", "user", "assistant", "tool"]
     assert converted[2]["tool_calls"] == [{"name": "toggle_light", "args": {"on": True}}]
 
-    ids, continued = _prompt_ids(mem, converted, continue_plans=True)
-    schema = LIGHT["parameters"]
+    ids, continued = resumed_prompt_ids(tokenizer, converted, mem.memory_token_id, {"toggle_light": LIGHT["parameters"]})
     expected = prompt_ids(tokenizer, converted[:2]) + [mem.memory_token_id("toggle_light")]
-    assert continued and ids == expected + argument_ids(tokenizer, {"on": True}, schema)
-    rendered, continued = _prompt_ids(mem, converted, continue_plans=False)
+    assert continued and ids == expected + argument_ids(tokenizer, {"on": True}, LIGHT["parameters"])
+    # Anything after the calls other than their results is a new turn, rendered as it is.
+    rendered, continued = resumed_prompt_ids(tokenizer, [*converted, {"role": "user", "content": "and?"}], mem.memory_token_id, {})
     assert not continued and "the light is on" in tokenizer.decode(rendered)
 
     # A continued plan offers only the next call or the end of the plan, never text.

@@ -1,0 +1,449 @@
+"""An OpenAI-compatible HTTP server over memory banks: ``agentmem serve``.
+
+Input flow: ``POST /v1/chat/completions`` -> `ChatRequest` (a malformed body is a 400 in
+OpenAI's error shape) -> the bank ``model`` names (`BankRegistry`) -> `_plan_options` (``tools``
+must be learned in that bank) -> `_convert_messages` (earlier ``tool_calls`` are written back
+as memory token + arguments) -> `AgentMem.plan` (at most ``max_prompt_tokens``), one request
+at a time (the registry's lock). Output flow: Plan -> `_completion` (a
+``chat.completion``), or with ``stream`` -> `_chunks` (role and text, one chunk per call, a
+last chunk with ``finish_reason``, an optional usage chunk) as server-sent events.
+
+Where it differs from OpenAI's API, by design:
+
+* ``model`` names a bank; banks on the same weights share one backbone, loaded once.
+  ``POST /v1/banks`` loads or reloads a bank at run time, ``DELETE /v1/banks/{name}`` drops it.
+* Each tool in ``tools`` must be learned in the bank, by name; its arguments are decoded under
+  the schema the bank learned. Without ``tools``, any tool of the bank may be called.
+* Extensions: ``choices[0].message.invalid_tool_calls`` (calls whose arguments failed
+  validation: ``{"id", "type", "function": {"name", "arguments"}, "error"}``; when streaming,
+  in the last chunk's ``delta``) and ``agentmem`` (notes, timings); in requests, ``max_calls``
+  and ``continue_plans``.
+* Decoding is greedy (``temperature``, ``top_p``, ``seed`` are ignored); ``n`` > 1 and
+  ``logprobs`` are refused. ``max_tokens`` bounds a text answer; arguments have their own bound.
+* Streaming is not token by token: the plan is made, then its chunks are sent.
+* An agent run in progress (the conversation ends in results of calls made since the last user
+  message) resumes its plan: the model emits its next call or ends the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, Json
+from starlette.exceptions import HTTPException
+
+from agentmem.backbone import Backbone, load_backbone
+from agentmem.bank_io import META_FILE, load_bank
+from agentmem.core import AgentMem
+from agentmem.errors import AgentMemError, BankError, PromptTooLongError
+from agentmem.tools.calls import Plan
+from agentmem.tools.parsing import canonical_json
+
+__all__ = ["BankRegistry", "ChatRequest", "ServerLimits", "create_app"]
+
+_log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error returned to the client as ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def response(self) -> JSONResponse:
+        body = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
+        return JSONResponse({"error": body}, status_code=self.status)
+
+
+# banks
+
+
+class BankRegistry:
+    """Banks by name, on backbones loaded once and shared.
+
+    A bank loaded from disk goes onto the loaded backbone with its fingerprint, else onto its
+    base backbone (loaded once per name; a bank that carries an adapter gets the adapted
+    copy, which banks with the same adapter then share).
+
+    Args:
+        backbone: A backbone already loaded (e.g. a test model) that banks may run on.
+        device: Where to load backbones named by banks.
+    """
+
+    def __init__(self, backbone: Backbone | None = None, *, device: str | None = None) -> None:
+        self.lock = threading.RLock()  # one model call at a time, across every bank
+        self.device = device
+        self._banks: dict[str, tuple[AgentMem, int]] = {}  # name -> (bank, when it was added)
+        self._backbones: dict[str, Backbone] = {}  # by fingerprint, and plain ones by name too
+        if backbone is not None:
+            self._remember(backbone)
+
+    def _remember(self, backbone: Backbone) -> None:
+        for key in [backbone.fingerprint] + ([f"name:{backbone.name}"] if backbone.adapter is None else []):
+            self._backbones.setdefault(key, backbone)
+
+    def add(self, name: str, source: str | Path | AgentMem) -> AgentMem:
+        """Adds (or replaces) the bank ``name``: a saved bank folder, or an `AgentMem`.
+
+        Raises:
+            BankError: The folder is not a bank.
+            BackboneMismatchError: The bank does not fit the backbone it names.
+        """
+        with self.lock:
+            memory = source if isinstance(source, AgentMem) else None
+            if memory is None:
+                saved = load_bank(source)
+                backbone = self._backbones.get(saved.fingerprint) or self._backbones.get(f"name:{saved.backbone_name}")
+                memory = AgentMem.load(source, backbone=backbone or load_backbone(saved.backbone_name, device=self.device))
+            self._remember(memory.backbone)
+            self._banks[name] = (memory, int(time.time()))
+            return memory
+
+    def add_paths(self, paths: Sequence[str | Path]) -> list[str]:
+        """Adds each bank folder (named after it) or each bank inside a folder of banks."""
+        added: list[str] = []
+        for path in map(Path, paths):
+            folders = [path] if (path / META_FILE).is_file() else sorted(p for p in path.glob("*") if (p / META_FILE).is_file())
+            if not folders:
+                raise BankError(f"no memory bank at {path}: expected a bank folder or a folder of banks")
+            for folder in folders:
+                if folder.name in added:
+                    raise BankError(f"two banks are named {folder.name!r}; bank names come from folder names")
+                self.add(folder.name, folder)
+                added.append(folder.name)
+        return added
+
+    def remove(self, name: str) -> None:
+        """Removes a bank (its backbone stays loaded for the others)."""
+        with self.lock:
+            self.get(name)
+            del self._banks[name]
+
+    def get(self, name: str) -> AgentMem:
+        """The bank ``name``; a 404 `APIError` naming the banks served if there is none."""
+        return self._entry(name)[0]
+
+    def _entry(self, name: str) -> tuple[AgentMem, int]:
+        entry = self._banks.get(name)
+        if entry is None:
+            raise APIError(404, f"the model {name!r} does not exist: this server serves the banks "
+                                f"{', '.join(self.names()) or '(none)'}", param="model", code="model_not_found")
+        return entry
+
+    def names(self) -> list[str]:
+        return sorted(self._banks.copy())
+
+    def models(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every bank (or the one named) as an OpenAI model object, plus its tools and backbone."""
+        entries = sorted(self._banks.copy().items()) if name is None else [(name, self._entry(name))]
+        return [{"id": n, "object": "model", "created": created, "owned_by": "agentmem", "tools": list(memory.bank.names),
+                 "backbone": memory.backbone.name, "fingerprint": memory.backbone.fingerprint}
+                for n, (memory, created) in entries]
+
+    def backbones(self) -> int:
+        """How many distinct backbones the banks run on."""
+        return len({id(memory.backbone) for memory, _ in self._banks.copy().values()})
+
+
+# requests
+
+
+class Function(BaseModel):
+    """A function in ``tools`` (the bank holds its schema) or in earlier ``tool_calls``."""
+
+    name: str
+    arguments: Json[dict[str, Any]] | dict[str, Any] = {}
+
+
+class FunctionTool(BaseModel):
+    """An entry of ``tools`` or of a message's ``tool_calls``; other fields are ignored."""
+
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class Message(BaseModel):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[FunctionTool] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = 1
+    logprobs: bool | None = None
+    max_calls: int = Field(default=8, ge=1, le=64)
+    continue_plans: bool = True
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Bounds on one request."""
+
+    max_prompt_tokens: int = 4096
+    max_body_bytes: int = 1 << 20
+    max_text_tokens: int = 1024  # most max_tokens a request may ask (default: the decoder's 256)
+
+
+def _text(content: str | list[dict[str, Any]] | None, param: str) -> str:
+    """The text of a message's content; media parts are refused (the backbone reads text)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    for i, part in enumerate(content):
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise APIError(400, f"content part of type {part.get('type')!r}: agentmem reads text parts only",
+                           param=f"{param}[{i}]", code="unsupported_content")
+    return "".join(part["text"] for part in content)
+
+
+def _convert_messages(messages: Sequence[Message], known: Container[str]) -> list[dict[str, Any]]:
+    """OpenAI messages as the chat-message dicts `prompt_ids` renders.
+
+    Args:
+        messages: The request's messages.
+        known: Tools the bank holds. An earlier call to any other tool has no memory token
+            to be written with, so it is written into the assistant's text as JSON.
+    """
+    out = []
+    for i, message in enumerate(messages):
+        role = {"developer": "system", "function": "tool"}.get(message.role, message.role)
+        entry: dict[str, Any] = {"role": role, "content": _text(message.content, f"messages[{i}].content")}
+        if message.tool_calls and role != "assistant":
+            raise APIError(400, f"a {message.role} message cannot hold tool_calls", param=f"messages[{i}].tool_calls")
+        calls = [(c.function.name, c.function.arguments) for c in message.tool_calls or ()]
+        entry["content"] += "".join(json.dumps({"name": n, "arguments": a}) for n, a in calls if n not in known)
+        if any(n in known for n, _ in calls):
+            entry["tool_calls"] = [{"name": n, "args": a} for n, a in calls if n in known]
+        out.append(entry)
+    return out
+
+
+def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> dict[str, Any]:
+    """The keyword arguments of `AgentMem.plan` for a request; 400s name what is wrong."""
+    if request.n != 1:
+        raise APIError(400, f"n={request.n}: agentmem decodes one greedy plan per request; use n=1", param="n")
+    if request.logprobs:
+        raise APIError(400, "logprobs are not available from agentmem", param="logprobs")
+    held = memory.bank.names
+    names = [t.function.name for t in request.tools] if request.tools is not None else list(held)
+    for i, name in enumerate(names):
+        if name not in memory.bank:
+            raise APIError(400, f"tool {name!r} is not learned in bank {request.model!r} (it holds: {', '.join(held) or 'no tools'}); "
+                                "learn it into the bank first (AgentMem.learn_tool or `agentmem learn`)",
+                           param=f"tools[{i}].function.name", code="unknown_tool")
+    choice = _tool_choice(request.tool_choice, names)
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    if max_tokens is not None and max_tokens > limits.max_text_tokens:
+        raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_text_tokens}", param="max_tokens")
+    max_calls = 1 if request.parallel_tool_calls is False else request.max_calls
+    return {
+        "tool_choice": choice,
+        "tools": names,
+        "max_calls": max_calls,
+        **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
+        "max_prompt_tokens": limits.max_prompt_tokens,
+        "resume": request.continue_plans,
+    }
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, names: Sequence[str]) -> str:
+    """OpenAI's ``tool_choice`` as the decoder's policy."""
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if name not in names:
+            raise APIError(400, f"tool_choice {choice!r} must be {{'type': 'function', 'function': {{'name': N}}}} with N "
+                                f"one of the request's tools ({', '.join(names) or 'none'})", param="tool_choice")
+        return name
+    if choice is None:
+        return "auto" if names else "none"
+    if choice == "required" and not names:
+        raise APIError(400, "tool_choice 'required' with no tools", param="tool_choice")
+    return {"required": "any"}.get(choice, choice)
+
+
+def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, str]:
+    """Plans a request; returns the plan and the backbone's fingerprint."""
+    with registry.lock:  # the model, and the tokenizer (a fast tokenizer is not thread-safe)
+        memory = registry.get(request.model)
+        options = _plan_options(memory, request, limits)
+        try:
+            plan = memory.plan(_convert_messages(request.messages, memory.bank), **options)
+        except PromptTooLongError as exc:
+            raise APIError(400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded") from exc
+        return plan, memory.backbone.fingerprint
+
+
+# responses
+
+
+def _cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
+    stops = [stop] if isinstance(stop, str) else stop or []
+    ends = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(ends)], True) if ends else (text, False)
+
+
+def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | list[str] | None = None) -> dict[str, Any]:
+    """A ``chat.completion`` object for a plan (with the ``invalid_tool_calls`` extension)."""
+    text, cut = _cut_at_stop(plan.text, stop)
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not plan.calls else None, "refusal": None}
+    if plan.calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": canonical_json(c.arguments)}} for c in plan.calls]
+    if plan.invalid_calls:
+        message["invalid_tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw},
+                                          "error": c.reason} for c in plan.invalid_calls]
+    finish = "tool_calls" if plan.calls else "length" if plan.finish_reason == "length" and not cut else "stop"
+    prompt, generated = plan.usage.get("prompt_tokens", 0), plan.usage.get("generated_tokens", 0)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+        "model": model, "system_fingerprint": fingerprint,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated},
+        "agentmem": {"notes": list(plan.notes), "timings": dict(plan.timings), "plan_finish_reason": plan.finish_reason},
+    }
+
+
+def _chunks(completion: dict[str, Any], include_usage: bool = False) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects that add up to ``completion``."""
+    head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")} | {"object": "chat.completion.chunk"}
+    choice, message = completion["choices"][0], completion["choices"][0]["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+
+    out = [chunk({"role": "assistant", "content": message["content"], "refusal": None})]
+    for index, call in enumerate(message.get("tool_calls", [])):
+        out.append(chunk({"tool_calls": [{"index": index, **call}]}))
+    last = {"invalid_tool_calls": message["invalid_tool_calls"]} if "invalid_tool_calls" in message else {}
+    out.append(chunk(last, choice["finish_reason"], agentmem=completion["agentmem"]))
+    if include_usage:
+        out.append({**head, "choices": [], "usage": completion["usage"]})
+    return out
+
+
+def _events(chunks: list[dict[str, Any]]) -> Iterator[str]:
+    yield from (f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n" for chunk in chunks)
+    yield "data: [DONE]\n\n"
+
+
+# the app
+
+
+class BankRequest(BaseModel):
+    """The body of ``POST /v1/banks``: load (or reload) the bank folder ``path`` as ``name``."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.\-]+$")
+    path: str
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    parts = [p for p in loc if p != "body" and (isinstance(p, int) or str(p).isidentifier())]
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    return text or None
+
+
+def _as_api_error(exc: Exception) -> APIError:
+    """Any exception as the error the client gets: 4xx for the request's faults, else 500."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, RequestValidationError):  # pydantic's errors, as a 400 rather than FastAPI's 422
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid" and len(first.get("loc", ())) <= 2:  # the body itself, not a field
+            return APIError(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+        param = _param(first.get("loc", ()))
+        return APIError(400, f"{param or 'body'}: {first.get('msg')}", param=param)
+    if isinstance(exc, HTTPException):
+        return APIError(exc.status_code, str(exc.detail))
+    if isinstance(exc, AgentMemError):  # e.g. a bank folder that is not a bank
+        return APIError(400, str(exc), code=re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower())
+    return APIError(500, f"{type(exc).__name__}: {exc}", kind="server_error")
+
+
+def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = True) -> FastAPI:
+    """The FastAPI app serving ``registry``.
+
+    Args:
+        registry: The banks; requests name them as ``model``.
+        limits: Bounds on requests (prompt tokens, body bytes, ``max_tokens``).
+        admin: Serve ``POST /v1/banks`` and ``DELETE /v1/banks/{name}``, which load and drop
+            banks from the server's file system.
+    """
+    app = FastAPI(title="agentmem", description="OpenAI-compatible tool calling over memory banks")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
+            return APIError(413, f"request body of {size} bytes is over this server's limit of {limits.max_body_bytes}",
+                            code="request_too_large").response()
+        try:
+            return await call_next(request)
+        except Exception as exc:  # answered here, so that the connection stays open
+            _log.exception("%s %s failed", request.method, request.url.path)
+            return _as_api_error(exc).response()
+
+    for kind in (APIError, RequestValidationError, HTTPException, AgentMemError):
+        app.add_exception_handler(kind, lambda _, exc: _as_api_error(exc).response())
+
+    # async: these answer from the event loop, not queued behind model calls
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "banks": len(registry.names()), "backbones": registry.backbones()}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": registry.models()}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str) -> dict[str, Any]:
+        return registry.models(name)[0]
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        plan, fingerprint = _plan(registry, request, limits)
+        completion = _completion(plan, model=request.model, fingerprint=fingerprint, stop=request.stop)
+        if not request.stream:
+            return completion
+        include_usage = bool((request.stream_options or {}).get("include_usage"))
+        return StreamingResponse(_events(_chunks(completion, include_usage)), media_type="text/event-stream")
+
+    if admin:
+
+        @app.post("/v1/banks")
+        def add_bank(body: BankRequest) -> dict[str, Any]:
+            registry.add(body.name, body.path)  # a BankError is a 400 naming what is wrong
+            return registry.models(body.name)[0]
+
+        @app.delete("/v1/banks/{name}")
+        def remove_bank(name: str) -> dict[str, Any]:
+            registry.remove(name)
+            return {"id": name, "object": "model", "deleted": True}
+
+    return app
+
