@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: demo, learn, plan, info, adapt, eval, serve."""
+"""The ``agentmem`` command: demo, learn, plan, info, export, adapt, eval, serve."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="describe a saved bank")
     info.add_argument("bank", type=Path)
 
+    export = commands.add_parser("export", help="write a bank as a Hugging Face checkpoint, one special token per tool")
+    export.add_argument("bank", type=Path)
+    export.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (must not exist or be empty)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    export.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="saved weights' dtype (default: the backbone's)")
+
     adapt = commands.add_parser("adapt", help="run the one-time adaptation phase on auxiliary tools; save the adapter")
     adapt.add_argument("--out", type=Path, required=True, help="adapter folder to write (adapter.safetensors + adapter.json)")
     adapt.add_argument("--backbone", default="smollm2-135m", help="base backbone (adapted from its plain weights)")
@@ -78,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "agentmem " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        handlers = {"demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "adapt": _adapt, "eval": _eval, "serve": _serve}
+        handlers = {
+            "demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "export": _export,
+            "adapt": _adapt, "eval": _eval, "serve": _serve,
+        }
         return handlers[args.command](args)
     except (AgentMemError, OSError, json.JSONDecodeError) as exc:
         print(f"agentmem {args.command}: error: {exc}", file=sys.stderr)
@@ -162,6 +171,18 @@ def _info(args: argparse.Namespace) -> int:
         record = saved.training.get(spec.name, {})
         trained = f"{record.get('examples', '?')} examples, loss {record.get('last_loss', '?')}" if record else "no record"
         print(f"  [{i}] {spec.name}: {spec.description[:60]} ({trained}, |row| = {saved.rows[i].norm():.3f})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from agentmem.core import AgentMem
+    from agentmem.export import export_checkpoint, tool_token
+
+    mem = AgentMem.load(args.bank)
+    path = export_checkpoint(mem, args.out, overwrite=args.overwrite, dtype=args.dtype)
+    print(f"exported {len(mem.tools)} tools on {mem.backbone.name} to {path}")
+    for name in mem.bank.names:
+        print(f"  {tool_token(name)} = id {mem.memory_token_id(name)}")
     return 0
 
 
