@@ -192,6 +192,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
     import torch
 
+    from agentmem import distributed
     from agentmem.core import AgentMem
     from agentmem.eval.corpus import adaptation_corpus
 
@@ -200,7 +201,8 @@ def _adapt(args: argparse.Namespace) -> int:
     try:
         corpus = adaptation_corpus(args.synthetic, args.seed, args.synthetic_tools, subsets)
         mem = AgentMem(args.backbone, adapted=False)
-        print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")
+        if distributed.is_main_process():
+            print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")
         report = mem.adapt(corpus, epochs=args.epochs, seed=args.seed, **{k: v for k, v in options.items() if v is not None})
     except ValueError as exc:  # bad sizes, subsets or settings; AgentMemErrors are ValueErrors too
         print(f"agentmem adapt: error: {exc}", file=sys.stderr)
@@ -213,8 +215,10 @@ def _adapt(args: argparse.Namespace) -> int:
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
     })
-    print(report)
-    print(f"saved adapter {adapter.id} to {adapter.save(args.out)}")
+    saved = adapter.save(args.out)  # under a multi-process launcher, only the main process writes
+    if distributed.is_main_process():
+        print(report)
+        print(f"saved adapter {adapter.id} to {saved}")
     return 0
 
 
