@@ -31,8 +31,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -47,6 +45,7 @@ from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 
 from agentmem import distributed, memory
+from agentmem.atomic import atomic_folder
 from agentmem.backbone import Backbone, adapted_fingerprint, load_backbone
 from agentmem.encoding import EncodedExample, encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, BankError, InvalidExampleError
@@ -162,20 +161,9 @@ class Adapter:
         }
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.weights.items()}
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-tmp-"))
-        try:
+        with atomic_folder(target) as staging:
             save_file(tensors, str(staging / ADAPTER_WEIGHTS))
             (staging / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-            if target.exists():  # swap in two renames: the old adapter stays whole until then
-                retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
-                os.replace(target, retired / "adapter")
-                os.replace(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     @classmethod

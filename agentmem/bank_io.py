@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from agentmem.adaptation import Adapter
+from agentmem.atomic import atomic_folder
 from agentmem.errors import BankError, SchemaError
 from agentmem.tools.spec import ToolSpec
 
@@ -48,7 +47,6 @@ class SavedBank:
 def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
     """Writes the bank folder atomically (replacing an existing one); returns its path."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
         "backbone": {
@@ -58,22 +56,11 @@ def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
         },
         "tools": [{"row": i, "spec": spec.to_dict(), "training": bank.training.get(spec.name, {})} for i, spec in enumerate(bank.specs)],
     }
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-tmp-"))
-    try:
+    with atomic_folder(target) as staging:
         save_file({ROWS_KEY: bank.rows.detach().float().contiguous().cpu()}, str(staging / ROWS_FILE))
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         if bank.adapter is not None:
             bank.adapter.save(staging / ADAPTER_DIR)
-        if target.exists():
-            # Swap in two renames: the old bank stays whole until the new one is in place.
-            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
-            os.replace(target, retired / "bank")
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -41,8 +41,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from agentmem.atomic import atomic_folder
 from agentmem.errors import BackboneError, BankError
 from agentmem.tools.calls import Plan
 from agentmem.tools.parsing import parse_call
@@ -110,24 +109,12 @@ def export_checkpoint(
     model.generation_config = _greedy_config(mem.backbone.model, tokenizer, mem.backbone.eos_token_id)
     meta = _export_meta(mem, tokenizer, fillers)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-tmp-"))
-    try:
+    with atomic_folder(target) as staging:
         model.save_pretrained(staging)  # safetensors
         tokenizer.save_pretrained(staging)
         (staging / TOOLS_FILE).write_text(_json([spec.to_openai() for spec in mem.tools]), encoding="utf-8")
         (staging / EXPORT_META).write_text(_json(meta), encoding="utf-8")
         (staging / README_FILE).write_text(_readme(meta), encoding="utf-8")
-        if target.exists():
-            # Swap in two renames: the old folder stays whole until the new one is in place.
-            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
-            os.replace(target, retired / "export")
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
