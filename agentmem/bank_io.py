@@ -1,8 +1,9 @@
 """A memory bank on disk: a folder like a peft adapter's.
 
 ``bank.safetensors`` holds the rows (``[n_tools, hidden]``); ``bank.json`` holds the format
-version, the backbone's name, fingerprint and adaptation, and each tool's spec and training
-record, in row order. A bank learned on an adapted backbone also holds ``adapter/``: the
+version, the backbone's name, fingerprint and adaptation, and each tool's spec, training
+record and the requests kept for rehearsal (`AgentMem.learn_tools`), in row order. A bank
+learned on an adapted backbone also holds ``adapter/``: the
 LoRA of the adaptation phase, so that the bank can rebuild its backbone from the base. A
 save writes a temporary sibling folder and renames it into place, so a
 crash never leaves half a bank.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from agentmem.adaptation import Adapter
 from agentmem.atomic import atomic_folder
 from agentmem.errors import BankError, SchemaError
+from agentmem.tools.examples import Call, Example
 from agentmem.tools.spec import ToolSpec
 
 FORMAT_VERSION = 1
@@ -42,6 +44,7 @@ class SavedBank:
     training: dict[str, dict[str, Any]]
     rows: torch.Tensor
     adapter: Adapter | None = None  # the adaptation merged into the backbone, if any
+    kept: dict[str, list[Example]] = field(default_factory=dict)  # requests for rehearsal, per tool
 
 
 def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
@@ -54,7 +57,15 @@ def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
             "fingerprint": bank.fingerprint,
             "adaptation": bank.adapter.id if bank.adapter is not None else None,
         },
-        "tools": [{"row": i, "spec": spec.to_dict(), "training": bank.training.get(spec.name, {})} for i, spec in enumerate(bank.specs)],
+        "tools": [
+            {
+                "row": i,
+                "spec": spec.to_dict(),
+                "training": bank.training.get(spec.name, {}),
+                "kept_examples": [asdict(ex) for ex in bank.kept.get(spec.name, [])],
+            }
+            for i, spec in enumerate(bank.specs)
+        ],
     }
     with atomic_folder(target) as staging:
         save_file({ROWS_KEY: bank.rows.detach().float().contiguous().cpu()}, str(staging / ROWS_FILE))
@@ -87,8 +98,9 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         entries = sorted(meta["tools"], key=lambda t: t["row"])
         specs = [ToolSpec.from_dict(t["spec"]) for t in entries]
         training = {spec.name: dict(t.get("training", {})) for spec, t in zip(specs, entries)}
+        kept = {spec.name: [_example(e) for e in t.get("kept_examples", [])] for spec, t in zip(specs, entries)}
         name, fingerprint = str(backbone["name"]), str(backbone["fingerprint"])
-    except (KeyError, TypeError, SchemaError) as exc:
+    except (KeyError, TypeError, AttributeError, SchemaError) as exc:
         raise BankError(f"{folder / META_FILE} is corrupted: {type(exc).__name__}: {exc}") from exc
     try:
         rows = load_file(str(folder / ROWS_FILE))[ROWS_KEY]
@@ -103,4 +115,9 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
     if (adapter.id if adapter is not None else None) != adaptation:
         found = adapter.id if adapter is not None else "no adapter folder"
         raise BankError(f"{folder} is inconsistent: {META_FILE} names adaptation {adaptation}, {ADAPTER_DIR}/ holds {found}")
-    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows, adapter=adapter)
+    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows, adapter=adapter, kept=kept)
+
+
+def _example(raw: dict[str, Any]) -> Example:
+    calls = tuple(Call(name=str(c["name"]), arguments=dict(c["arguments"])) for c in raw["calls"])
+    return Example(query=str(raw["query"]), calls=calls)

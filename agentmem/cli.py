@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--backbone", default="smollm2-135m")
     learn.add_argument("--epochs", type=int, default=3)
     learn.add_argument("--lr", type=float, default=5e-3)
+    learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
+    learn.add_argument("--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)")
 
     plan = commands.add_parser("plan", help="plan the tool calls for a request")
     plan.add_argument("bank", type=Path)
@@ -132,7 +134,8 @@ def _learn(args: argparse.Namespace) -> int:
         print(f"agentmem learn: error: {args.tools} must hold a JSON list of {{\"tool\": ..., \"examples\": [...]}}", file=sys.stderr)
         return 2
     mem = AgentMem.load(args.bank) if args.bank else AgentMem(args.backbone)
-    report = mem.learn_tools([(e["tool"], e["examples"]) for e in entries], epochs=args.epochs, lr=args.lr)
+    options = {k: v for k, v in {"rehearse": args.rehearse, "keep": args.keep}.items() if v is not None}
+    report = mem.learn_tools([(e["tool"], e["examples"]) for e in entries], epochs=args.epochs, lr=args.lr, **options)
     print(report)
     print(f"saved {len(mem.tools)} tools to {mem.save(args.out)}")
     return 0

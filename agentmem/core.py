@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,9 @@ from agentmem.tools.spec import ToolSpec, to_tool_spec
 from agentmem.training import LearnReport, TrainConfig, train_rows
 
 __all__ = ["AdaptReport", "AgentMem", "LearnReport"]
+
+#: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.
+KEPT_EXAMPLES = 16
 
 
 class AgentMem:
@@ -53,6 +57,7 @@ class AgentMem:
         self.bank = MemoryBank(self.backbone.hidden_size)
         self._specs: dict[str, ToolSpec] = {}
         self._training: dict[str, dict[str, Any]] = {}
+        self._kept: dict[str, list[Example]] = {}  # per tool, a sample of its examples, for rehearsal
         self._decoder = Decoder(self.backbone, self.bank, self._specs)
 
     @property
@@ -89,12 +94,18 @@ class AgentMem:
         return self.learn_tools([(schema, examples)], **train)
 
     def learn_tools(
-        self, tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]], *, compose: int = 0, **train: Any
+        self,
+        tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]],
+        *,
+        compose: int = 0,
+        keep: int = KEPT_EXAMPLES,
+        **train: Any,
     ) -> LearnReport:
         """Compiles several tools at once, training their rows jointly.
 
         Rows learned before stay bit-identical; the new ones are kept at the mean norm of
-        the old ones (``renormalize``), so that they do not crowd them out at routing.
+        the old ones (``renormalize``), and trained on a few kept requests of the old tools
+        too (``rehearse``), so that they do not take over the old tools' requests at routing.
 
         Args:
             tools: ``(schema, examples)`` pairs; examples may call any of these tools or
@@ -103,9 +114,13 @@ class AgentMem:
                 made of their single-call examples joined by ``"Then,"``, ``"Also,"``...
                 (the TokMem recipe: multi-call planning from single-call examples). Needs
                 single-call examples of at least two of the tools.
-            **train: Fields of `TrainConfig`.
+            keep: Requests of each new tool kept for rehearsal in later rounds (saved with
+                the bank); 0 stores none.
+            **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off).
         """
         config = TrainConfig(**train)
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
         specs = [to_tool_spec(schema) for schema, _ in tools]
         names = [s.name for s in specs]
         for name in names:
@@ -118,6 +133,8 @@ class AgentMem:
             by_tool[spec.name] = normalize_examples(spec, list(raw), known)
             examples.extend(by_tool[spec.name])
         examples.extend(compose_examples(by_tool, compose, seed=config.seed))
+        rehearsed = self._rehearsal(config)
+        examples.extend(rehearsed)
 
         indices = self.bank.add(names, mean_embedding(self.backbone))
         self._specs.update({s.name: s for s in specs})
@@ -133,12 +150,13 @@ class AgentMem:
                 del self._specs[name]
             raise
         record = {
-            "examples": len(examples),
+            "examples": len(examples) - len(rehearsed),
             "epochs": config.epochs,
             "lr": config.lr,
             "batch_size": config.batch_size,
             "seed": config.seed,
             "composed": compose,
+            "rehearsed": len(rehearsed),
             "steps": report.steps,
             "seconds": round(report.seconds, 3),
             "first_loss": round(report.first_loss, 5),
@@ -146,7 +164,19 @@ class AgentMem:
             "learned_with": names,
         }
         self._training.update({name: dict(record) for name in names})
+        rng = random.Random(f"keep:{config.seed}")
+        self._kept.update({name: rng.sample(by_tool[name], min(keep, len(by_tool[name]))) for name in names})
         return report
+
+    def _rehearsal(self, config: TrainConfig) -> list[Example]:
+        """``config.rehearse`` kept requests of every tool learned before (those whose calls
+        all use tools still in the bank)."""
+        rng = random.Random(f"rehearse:{config.seed}:{len(self.bank)}")
+        chosen: list[Example] = []
+        for name in self.bank.names:
+            pool = [ex for ex in self._kept.get(name, ()) if all(call.name in self._specs for call in ex.calls)]
+            chosen.extend(rng.sample(pool, min(config.rehearse, len(pool))))
+        return chosen
 
     def _schemas(self) -> dict[str, dict[str, Any]]:
         return {name: spec.parameters for name, spec in self._specs.items()}
@@ -156,6 +186,7 @@ class AgentMem:
         self.bank.remove(name)
         del self._specs[name]
         self._training.pop(name, None)
+        self._kept.pop(name, None)
 
     # adaptation
 
@@ -276,6 +307,7 @@ class AgentMem:
                 fingerprint=self.backbone.fingerprint,
                 specs=self.tools,
                 training=self._training,
+                kept=self._kept,
                 rows=self.bank.rows,
                 adapter=self.backbone.adapter,
             ),
@@ -320,6 +352,7 @@ class AgentMem:
         mem.bank.rows = saved.rows.to(mem.bank.rows)
         mem._specs.update({s.name: s for s in saved.specs})
         mem._training.update(saved.training)
+        mem._kept.update(saved.kept)
         return mem
 
     def __repr__(self) -> str:

@@ -105,7 +105,8 @@ class ArgumentMatcher:
         if self._matcher is not None and self._bitmask is not None:
             self._matcher.fill_next_token_bitmask(self._bitmask)
             head = out[:vocab].unsqueeze(0)
-            xgr.apply_token_bitmask_inplace(head, self._bitmask)
+            # xgrammar fills the mask on the CPU; applying it needs it where the logits are
+            xgr.apply_token_bitmask_inplace(head, self._bitmask.to(head.device, non_blocking=True))
             out[:vocab] = head[0]
         return out
 

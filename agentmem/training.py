@@ -46,6 +46,11 @@ class TrainConfig:
     """Seeds shuffling, so a run is reproducible."""
     renormalize: bool = True
     """After each step, scale trained rows to the mean norm of the bank's other rows."""
+    rehearse: int = 8
+    """In a later round, replay this many kept requests of every tool learned before (their
+    rows stay frozen), so the new rows also learn where *not* to fire. Without it, new rows
+    take over requests of similar old tools at routing: over 4 rounds of 10 tools, the first
+    round's argument F1 lost 15.7 points with 0, 2.5 with 4 and none with 8 (BENCHMARKS.md)."""
     prefix_cache_bytes: int = 1 << 30
     """Keep every prompt's key/value cache across epochs when it fits in this many bytes."""
     progress: bool = True
@@ -58,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.rehearse < 0:
+            raise ValueError(f"rehearse must be >= 0, got {self.rehearse}")
 
 
 @dataclass

@@ -3,13 +3,16 @@
 Tools are learned in rounds (default: 4 rounds of 10 synthetic tools, split ``"eval"`` of
 `agentmem.eval.corpus`, disjoint from the adaptation corpus). After every round, the
 held-out requests of the *first* round's tools are planned and scored; forgetting is the
-drop of their argument F1 from round 1 to the last round. Three learners, each fed only the
-current round's examples:
+drop of their argument F1 from round 1 to the last round. Four learners, each fed the current
+round's examples (and, for rehearsal, what the bank kept of earlier rounds):
 
 * **agentmem**: `learn_tools` per round on the embedded backbone as `AgentMem` loads it
-  (with its shipped adaptation); old rows stay bit-identical, new rows are renormalised to
-  the mean norm of the old ones;
-* **agentmem, no renormalisation**: the same with ``renormalize=False``;
+  (with its shipped adaptation), with its defaults: old rows stay bit-identical, new rows
+  are renormalised to the mean norm of the old ones and trained on a few kept requests of
+  the old tools too (rehearsal: the old rows stay frozen, the new ones learn where not to
+  fire);
+* **agentmem, no rehearsal**: the same with ``rehearse=0`` (the paper's method as stated);
+* **agentmem, no renormalisation**: the defaults with ``renormalize=False``;
 * **LoRA fine-tuning**: one LoRA (r=8, alpha 32 on q/v, as the adaptation phase) on the
   plain backbone, trained round after round to write each call as text
   (``{"name":...,"arguments":{...}}``, one line per call) with no tool list in the prompt,
@@ -45,7 +48,13 @@ from agentmem.tools.calls import InvalidToolCall
 from agentmem.tools.parsing import canonical_json, parse_call
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
-LEARNERS = ("agentmem", "agentmem, no renormalisation", "LoRA fine-tuning")
+#: Learner key -> its label and `learn_tools` settings (None: the LoRA baseline).
+LEARNERS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "agentmem": ("agentmem", {}),
+    "no-rehearsal": ("agentmem, no rehearsal", {"rehearse": 0}),
+    "no-renorm": ("agentmem, no renormalisation", {"renormalize": False}),
+    "lora": ("LoRA fine-tuning", None),
+}
 
 
 @dataclass
@@ -76,17 +85,17 @@ def _scores(golds: Sequence[dict], predicted: Sequence[list[dict]], invalid: Seq
     return {"tool_f1": s.tool_f1, "argument_f1": s.argument_f1}
 
 
-def run_agentmem(task: Task, backbone: Backbone, renormalize: bool, epochs: int) -> list[dict[str, float]]:
-    """Rounds of `learn_tools`; after each, the first round's held-out scores."""
+def run_agentmem(task: Task, backbone: Backbone, label: str, **train: Any) -> list[dict[str, float]]:
+    """Rounds of `learn_tools` with ``train`` settings; after each, the first round's held-out scores."""
     mem = AgentMem(backbone)
     first = [e for name in task.rounds[0] for e in task.test[name]]
     out = []
     for names in task.rounds:
-        mem.learn_tools([(task.tools[n], task.train[n]) for n in names], epochs=epochs, renormalize=renormalize, progress=False)
+        mem.learn_tools([(task.tools[n], task.train[n]) for n in names], progress=False, **train)
         plans = mem.plan_batch([e["query"] for e in first])
         predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
         out.append(_scores(first, predicted, [len(p.invalid_calls) for p in plans]))
-        print(f"  {'renormalised' if renormalize else 'raw'} round {len(out)}: {out[-1]}", flush=True)
+        print(f"  {label}, round {len(out)}: {out[-1]}", flush=True)
     return out
 
 
@@ -163,23 +172,28 @@ def run_lora(task: Task, base: Backbone, config: AdaptConfig) -> list[dict[str, 
 
 
 def plot(results: dict[str, list[dict[str, float]]], path: Path, title: str) -> None:
-    """First-round argument F1 after each round, one line per learner."""
+    """First-round argument F1 and tool F1 after each round, one line per learner."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for learner, rows in results.items():
-        rounds = list(range(1, len(rows) + 1))
-        ax.plot(rounds, [100 * r["argument_f1"] for r in rows], marker="o", label=learner)
-    ax.set_xlabel("round (tools learned so far: round x tools per round)")
-    ax.set_ylabel("argument F1 of round-1 tools (%)")
-    ax.set_xticks(rounds)
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-")]
+    for ax, metric, name in zip(axes, ("argument_f1", "tool_f1"), ("argument F1", "tool F1")):
+        for i, (learner, rows) in enumerate(results.items()):
+            marker, line = styles[i % len(styles)]
+            rounds = list(range(1, len(rows) + 1))
+            # lines that coincide stay visible: later ones are drawn thinner, with open markers
+            ax.plot(rounds, [100 * r[metric] for r in rows], marker=marker, linestyle=line, label=learner,
+                    linewidth=2.5 - 0.4 * i, markersize=9 - i, markerfacecolor="none" if i else None)
+        ax.set_xlabel("round")
+        ax.set_ylabel(f"{name} of round-1 tools (%)")
+        ax.set_xticks(rounds)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -194,48 +208,73 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=5, help="held-out requests per tool")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of learn_tools per round")
     parser.add_argument("--lora-epochs", type=int, default=2, help="epochs of the LoRA baseline per round")
-    parser.add_argument("--lora-lr", type=float, default=AdaptConfig.lr)
+    parser.add_argument("--lora-lr", default=f"{AdaptConfig.lr:g},1e-3", help="learning rates of the LoRA baseline, comma-separated: one learner each")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma-separated, of: {', '.join(LEARNERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     command = "python -m agentmem.eval.bench_forgetting " + shlex.join(sys.argv[1:] if argv is None else argv)
+    learners = [name.strip() for name in args.learners.split(",")]
+    unknown = [name for name in learners if name not in LEARNERS]
+    if unknown:
+        parser.error(f"unknown learners {unknown}; choose from: {', '.join(LEARNERS)}")
+    lora_lrs = [float(lr) for lr in args.lora_lr.split(",")]
 
-    started = time.perf_counter()
+    today = datetime.date.today().isoformat()
+    stem = args.out / f"forgetting-{today}"
+    settings = {k: getattr(args, k) for k in ("backbone", "rounds", "tools_per_round", "train", "test", "epochs", "seed")}
     task = make_task(args.rounds, args.tools_per_round, args.train, args.test, args.seed)
     base = load_backbone(args.backbone)
     adapted = AgentMem(args.backbone).backbone  # the shipped adaptation, where there is one
-    results = {
-        LEARNERS[0]: run_agentmem(task, adapted, True, args.epochs),
-        LEARNERS[1]: run_agentmem(task, adapted, False, args.epochs),
-        LEARNERS[2]: run_lora(task, base, AdaptConfig(epochs=args.lora_epochs, lr=args.lora_lr, progress=False)),
-    }
-    seconds = time.perf_counter() - started
+    device = torch.cuda.get_device_name(base.device) if base.device.type == "cuda" else "cpu"
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
 
-    today = datetime.date.today().isoformat()
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"
+    # Learners of an earlier run of the same task today are kept (each with its command), so
+    # a long run can be split, or a baseline added, without re-running the rest.
+    records: dict[str, dict[str, Any]] = {}
+    if stem.with_suffix(".json").exists():
+        earlier = json.loads(stem.with_suffix(".json").read_text())
+        if earlier.get("task") == settings:
+            records = earlier["learners"]
+    for key in learners:
+        label, train = LEARNERS[key]
+        for lr in lora_lrs if train is None else [None]:
+            started = time.perf_counter()
+            if train is None:
+                label = f"{LEARNERS[key][0]} (lr {lr:g})"
+                rows = run_lora(task, base, AdaptConfig(epochs=args.lora_epochs, lr=lr, progress=False))
+            else:
+                rows = run_agentmem(task, adapted, label, epochs=args.epochs, **train)
+            minutes = (time.perf_counter() - started) / 60
+            records[label] = {"rounds": rows, "command": command, "machine": machine, "minutes": round(minutes, 1)}
+
     adaptation = adapted.adapter.id if adapted.adapter is not None else "none"
-    header = "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) |"
+    header = "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) | minutes |"
     lines = [
-        f"## Forgetting over {args.rounds} rounds of {args.tools_per_round} tools ({today}; {machine})",
+        f"## Forgetting over {args.rounds} rounds of {args.tools_per_round} tools ({today})",
         "",
-        f"`{command}` on {args.backbone} (agentmem rows on adaptation {adaptation}), {args.train} training and "
-        f"{args.test} held-out requests per tool; {seconds / 60:.0f} min in all. Argument F1 (tool F1) of the "
-        f"first round's {args.tools_per_round * args.test} held-out requests after each round:",
+        f"{args.backbone} (agentmem rows on adaptation {adaptation}), {args.train} training and {args.test} held-out "
+        f"requests per tool, seed {args.seed}. Argument F1 (tool F1) of the first round's "
+        f"{args.tools_per_round * args.test} held-out requests after each round:",
         "",
         header,
-        "|---" * (args.rounds + 2) + "|",
+        "|---" * (args.rounds + 3) + "|",
     ]
-    for learner, rows in results.items():
+    for learner, record in records.items():
+        rows = record["rounds"]
         cells = [f"{100 * r['argument_f1']:.1f} ({100 * r['tool_f1']:.1f})" for r in rows]
-        lines.append(f"| {learner} | {' | '.join(cells)} | {100 * (rows[0]['argument_f1'] - rows[-1]['argument_f1']):+.1f} |")
+        drop = 100 * (rows[0]["argument_f1"] - rows[-1]["argument_f1"])
+        lines.append(f"| {learner} | {' | '.join(cells)} | {drop:+.1f} | {record.get('minutes') or 'n/a'} |")
+    lines += ["", "Commands and machines:", ""]
+    for learner, record in records.items():
+        lines.append(f"- {learner}: `{record['command']}` ({record['machine']})")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"forgetting-{today}"
-    with open(stem.with_suffix(".md"), "a") as f:
-        f.write(text + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"command": command, "machine": machine, "date": today, "results": results}, indent=2) + "\n")
-    plot(results, stem.with_suffix(".png"), f"{args.backbone}: {args.rounds} rounds x {args.tools_per_round} tools ({today})")
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({"date": today, "task": settings, "learners": records}, indent=2) + "\n")
+    plot({label: record["rounds"] for label, record in records.items()}, stem.with_suffix(".png"),
+         f"{args.backbone}: {args.rounds} rounds x {args.tools_per_round} tools ({today})")
     return 0
 
 

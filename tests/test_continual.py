@@ -18,7 +18,7 @@ NAMES = list(TOOLS)
 def _round(mem: AgentMem, names: list[str], **train):
     examples = synthetic_examples(names, 4 * len(names), seed=0, split="eval", multi=0.0)
     by_tool = {name: [e for e in examples if e["calls"][0]["name"] == name] for name in names}
-    return mem.learn_tools([(TOOLS[name], by_tool[name]) for name in names], **FAST, **train)
+    return mem.learn_tools([(TOOLS[name], by_tool[name]) for name in names], **{**FAST, **train})
 
 
 def test_rounds_train_only_new_rows_at_the_old_rows_mean_norm(tiny):
@@ -78,3 +78,64 @@ def test_compose_adds_multi_tool_requests_from_single_call_examples(tiny):
     with pytest.raises(ValueError, match="at least 2 tools"):
         mem.learn_tool(demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=4), compose=3, **FAST)
     assert "get_weather" not in mem.bank
+
+
+def _routing_margin(mem: AgentMem, old: list[str], new: str) -> float:
+    """Mean logit of the gold old token minus the new tool's, where old requests route."""
+    from agentmem.encoding import prompt_ids
+    from agentmem.memory import logits
+    from agentmem.training import encode_prefixes
+
+    examples = synthetic_examples(old, 4 * len(old), seed=0, split="eval", multi=0.0)
+    prefixes = encode_prefixes(mem.backbone, [prompt_ids(mem.backbone.tokenizer, e["query"]) for e in examples])
+    scores = logits(mem.backbone, mem.bank.rows, torch.stack([p.last_hidden for p in prefixes]))
+    gold = torch.tensor([mem.memory_token_id(e["calls"][0]["name"]) for e in examples])
+    rows = torch.arange(len(examples))
+    return (scores[rows, gold] - scores[:, mem.memory_token_id(new)]).mean().item()
+
+
+def test_rehearsal_replays_kept_requests_of_old_tools_and_keeps_them_routed(tiny):
+    margins = {}
+    for rehearse in (0, 3):
+        mem = AgentMem(tiny)
+        _round(mem, NAMES[:2])
+        before = mem.bank.rows.clone()
+        expected = sum(min(rehearse, len(mem._kept[name])) for name in NAMES[:2])
+        report = _round(mem, NAMES[2:3], rehearse=rehearse, lr=0.05, epochs=6)
+        assert torch.equal(mem.bank.rows[:2], before)  # rehearsal trains only the new row
+        assert mem._training[NAMES[2]]["rehearsed"] == expected
+        assert report.examples == 4 + expected
+        assert rehearse == 0 or expected > 0
+        margins[rehearse] = _routing_margin(mem, NAMES[:2], NAMES[2])
+    # the replayed requests teach the new row not to fire where the old tools should
+    assert margins[3] > margins[0]
+
+
+def test_kept_requests_are_saved_with_the_bank_and_skip_forgotten_tools(tiny, tmp_path):
+    mem = AgentMem(tiny)
+    _round(mem, NAMES[:2])
+    kept = {name: list(mem._kept[name]) for name in NAMES[:2]}
+    assert sum(len(v) for v in kept.values()) == 8  # all of them (fewer than KEPT_EXAMPLES each)
+    loaded = AgentMem.load(mem.save(tmp_path / "bank"), backbone=tiny)
+    assert loaded._kept == kept
+    loaded.forget(NAMES[0])
+    report = _round(loaded, NAMES[2:3], rehearse=8)
+    remaining = len(kept[NAMES[1]])  # only the remaining tool's requests
+    assert loaded._training[NAMES[2]]["rehearsed"] == remaining
+    assert report.examples == 4 + remaining
+
+
+def test_rehearse_must_not_be_negative(tiny):
+    with pytest.raises(ValueError, match="rehearse"):
+        _round(AgentMem(tiny), NAMES[:1], rehearse=-1)
+    with pytest.raises(ValueError, match="keep"):
+        _round(AgentMem(tiny), NAMES[:1], keep=-1)
+
+
+def test_keep_zero_stores_no_requests_so_nothing_is_rehearsed(tiny, tmp_path):
+    mem = AgentMem(tiny)
+    _round(mem, NAMES[:2], keep=0)
+    assert mem._kept == {NAMES[0]: [], NAMES[1]: []}
+    assert '"query"' not in (mem.save(tmp_path / "bank") / "bank.json").read_text()
+    _round(mem, NAMES[2:3])
+    assert mem._training[NAMES[2]]["rehearsed"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from agentmem import AgentMem
 from agentmem.tools import demo
@@ -84,3 +85,18 @@ def test_messages_with_earlier_calls_and_results(mem):
 def test_unknown_tool_choice_is_a_clear_error(mem):
     with pytest.raises(KeyError, match="nope"):
         mem.plan("hi", tool_choice="nope")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_on_cuda_constrained_planning_gives_calls_not_exceptions(tiny):
+    tiny.model.to("cuda")
+    mem = AgentMem(tiny)
+    mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in ("get_weather", "create_reminder")],
+                    epochs=2, progress=False)
+    # the grammar's token mask is filled on the CPU and must be applied where the logits are
+    for plan in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2):
+        assert plan.steps
+        for step in plan.steps:
+            assert isinstance(step, ToolCall) or step.reason
+            if isinstance(step, ToolCall):
+                assert {t.name: t for t in mem.tools}[step.name].validate_arguments(step.arguments) is None
