@@ -143,6 +143,9 @@ class AgentMem:
                 encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self._schemas())
                 for ex in examples
             ]
+            # rehearsed requests teach routing only: their arguments are the frozen rows' business
+            first = len(encoded) - len(rehearsed)
+            encoded[first:] = [replace(e, routing_only=True) for e in encoded[first:]]
             report = train_rows(self.backbone, self.bank, indices, encoded, config)
         except BaseException:
             for name in names:  # leave the bank as it was

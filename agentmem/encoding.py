@@ -142,10 +142,14 @@ def argument_ids(
 
 @dataclass(frozen=True)
 class EncodedExample:
-    """A training example as ids: ``prefix`` (prompt, no loss) and ``target`` (all scored)."""
+    """A training example as ids: ``prefix`` (prompt, no loss) and ``target`` (scored)."""
 
     prefix: tuple[int, ...]
     target: tuple[int, ...]
+    routing_only: bool = False
+    """Score only the routing decisions (memory tokens and the final end of plan), not the
+    argument tokens between them: for requests of tools whose rows are frozen, rehearsed so
+    that new rows learn where not to fire (`agentmem.training.train_rows`)."""
 
     @property
     def length(self) -> int:

@@ -177,9 +177,15 @@ def batch_loss(
     # Hidden states at the scored positions only, and the token each one must predict.
     selected, labels = [], []
     for row, (example, prefix) in enumerate(zip(batch, prefixes)):
-        selected.append(prefix.last_hidden.unsqueeze(0))
-        selected.append(hidden[row, : len(example.target) - 1])
-        labels.extend(example.target)
+        states = torch.cat([prefix.last_hidden.unsqueeze(0), hidden[row, : len(example.target) - 1]])
+        if example.routing_only:
+            last = len(example.target) - 1
+            keep = [i for i, t in enumerate(example.target) if t >= backbone.vocab_size or i == last]
+            states, target = states[keep], [example.target[i] for i in keep]
+        else:
+            target = list(example.target)
+        selected.append(states)
+        labels.extend(target)
     h = torch.cat(selected, dim=0)
     target = torch.tensor(labels, dtype=torch.long, device=device)
     loss = F.cross_entropy(memory.logits(backbone, rows, h).float(), target)

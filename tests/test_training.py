@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -21,16 +23,20 @@ def _examples(tiny, n_tools: int, first_row: int = 0) -> list[EncodedExample]:
 
 
 def _naive_loss(tiny, rows, examples):
-    """Full-sequence reference: whole sequences through the model, loss on target tokens."""
+    """Full-sequence reference: whole sequences through the model, loss on target tokens
+    (for a routing-only example, on its memory tokens and final end of plan)."""
     total, count = 0.0, 0
     for ex in examples:
         ids = torch.tensor([ex.prefix + ex.target])
         hidden = memory.decoder(tiny)(inputs_embeds=memory.embed(tiny, rows, ids)).last_hidden_state[0]
-        logits = memory.logits(tiny, rows, hidden)
         start = len(ex.prefix) - 1
+        logits = memory.logits(tiny, rows, hidden)[start : start + len(ex.target)]
         labels = torch.tensor(ex.target)
-        total = total + F.cross_entropy(logits[start : start + len(ex.target)], labels, reduction="sum")
-        count += len(ex.target)
+        if ex.routing_only:
+            scored = (labels >= tiny.vocab_size) | (torch.arange(len(labels)) == len(labels) - 1)
+            logits, labels = logits[scored], labels[scored]
+        total = total + F.cross_entropy(logits, labels, reduction="sum")
+        count += len(labels)
     return total / count
 
 
@@ -43,6 +49,19 @@ def test_cached_prefix_loss_equals_full_sequence_loss(tiny):
         loss, count = batch_loss(tiny, bank.rows, examples, prefixes)
         reference = _naive_loss(tiny, bank.rows, examples)
     assert count == sum(len(e.target) for e in examples)
+    assert torch.allclose(loss, reference, atol=1e-5)
+
+
+def test_routing_only_examples_score_memory_tokens_and_the_end_of_plan(tiny):
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["a", "b"], torch.randn(tiny.hidden_size))
+    examples = _examples(tiny, 2)
+    examples[1::2] = [replace(e, routing_only=True) for e in examples[1::2]]  # mixed in one batch
+    prefixes = encode_prefixes(tiny, [e.prefix for e in examples])
+    with torch.no_grad():
+        loss, count = batch_loss(tiny, bank.rows, examples, prefixes)
+        reference = _naive_loss(tiny, bank.rows, examples)
+    assert count == sum(len(e.target) for e in examples[::2]) + 2 * len(examples[1::2])
     assert torch.allclose(loss, reference, atol=1e-5)
 
 
