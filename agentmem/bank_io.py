@@ -3,10 +3,9 @@
 ``bank.safetensors`` holds the rows (``[n_tools, hidden]``); ``bank.json`` holds the format
 version, the backbone's name, fingerprint and adaptation, and each tool's spec, training
 record and the requests kept for rehearsal (`AgentMem.learn_tools`), in row order. A bank
-learned on an adapted backbone also holds ``adapter/``: the
-LoRA of the adaptation phase, so that the bank can rebuild its backbone from the base. A
-save writes a temporary sibling folder and renames it into place, so a
-crash never leaves half a bank.
+learned on an adapted backbone also holds ``adapter/``: the LoRA of the adaptation phase, so
+that the bank can rebuild its backbone from the base. A save writes a temporary sibling
+folder and renames it into place, so a crash never leaves half a bank.
 """
 
 from __future__ import annotations

@@ -125,6 +125,11 @@ def test_load_errors(tiny, tokenizer, tmp_path: Path):
     (path / "bank.json").write_text("{not json")
     with pytest.raises(BankError, match="corrupted"):
         AgentMem.load(path, backbone=tiny)
+    broken = json.loads(json.dumps(meta))
+    broken["tools"][0]["kept_examples"] = [{"query": "weather?"}]  # a kept request without calls
+    (path / "bank.json").write_text(json.dumps(broken))
+    with pytest.raises(BankError, match="bank.json is corrupted: KeyError"):
+        AgentMem.load(path, backbone=tiny)
     (path / "bank.json").write_text(json.dumps(meta))
     (path / "bank.safetensors").write_bytes(b"garbage")
     with pytest.raises(BankError, match="bank.safetensors is corrupted"):
