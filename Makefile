@@ -32,7 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python -m agentmem.eval.bench_learning
 	$(BIN)/python -m agentmem.eval.bench_planning
 
-# Accuracy over time and with/without the shipped adaptation (longer: tens of minutes on 2 cores).
+# Accuracy over time and with/without the shipped adaptation (longer: forgetting takes about
+# 1.5 hours on 2 cores, 10 minutes on one GPU; adaptation tens of minutes).
 bench-forgetting: $(STAMP)
 	$(BIN)/python -m agentmem.eval.bench_forgetting
 

@@ -48,9 +48,10 @@ class TrainConfig:
     """After each step, scale trained rows to the mean norm of the bank's other rows."""
     rehearse: int = 8
     """In a later round, replay this many kept requests of every tool learned before (their
-    rows stay frozen), so the new rows also learn where *not* to fire. Without it, new rows
-    take over requests of similar old tools at routing: over 4 rounds of 10 tools, the first
-    round's argument F1 lost 15.7 points with 0, 2.5 with 4 and none with 8 (BENCHMARKS.md)."""
+    rows stay frozen; only their routing decisions are scored), so the new rows also learn
+    where *not* to fire. Without it, new rows take over requests of similar old tools at
+    routing (BENCHMARKS.md, forgetting: about 15 points of the first round's argument F1
+    lost over 4 rounds of 10 tools without rehearsal, 0-4 with 8)."""
     prefix_cache_bytes: int = 1 << 30
     """Keep every prompt's key/value cache across epochs when it fits in this many bytes."""
     progress: bool = True
