@@ -182,11 +182,11 @@ def batch_loss(
         if example.routing_only:
             last = len(example.target) - 1
             keep = [i for i, t in enumerate(example.target) if t >= backbone.vocab_size or i == last]
-            states, target = states[keep], [example.target[i] for i in keep]
+            states, wanted = states[keep], [example.target[i] for i in keep]
         else:
-            target = list(example.target)
+            wanted = list(example.target)
         selected.append(states)
-        labels.extend(target)
+        labels.extend(wanted)
     h = torch.cat(selected, dim=0)
     target = torch.tensor(labels, dtype=torch.long, device=device)
     loss = F.cross_entropy(memory.logits(backbone, rows, h).float(), target)

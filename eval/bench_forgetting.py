@@ -224,10 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     stem = args.out / f"forgetting-{today}"
     settings = {k: getattr(args, k) for k in ("backbone", "rounds", "tools_per_round", "train", "test", "epochs", "seed")}
     task = make_task(args.rounds, args.tools_per_round, args.train, args.test, args.seed)
-    base = load_backbone(args.backbone)
-    adapted = AgentMem(args.backbone).backbone  # the shipped adaptation, where there is one
-    device = torch.cuda.get_device_name(base.device) if base.device.type == "cuda" else "cpu"
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {device}"
+    # (label, learn_tools settings or None for LoRA, LoRA learning rate), one per line of the table
+    runs: list[tuple[str, dict[str, Any] | None, float]] = []
+    for key in learners:
+        label, train = LEARNERS[key]
+        runs += [(f"{label} (lr {lr:g})", None, lr) for lr in lora_lrs] if train is None else [(label, train, 0.0)]
+    # each backbone is loaded only when a learner needs it
+    base = load_backbone(args.backbone) if any(train is None for _, train, _ in runs) else None
+    adapted = AgentMem(args.backbone).backbone if any(train is not None for _, train, _ in runs) else None  # shipped adaptation
+    device = (adapted or base).device
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    machine += torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
     # Learners of an earlier run of the same task today are kept (each with its command), so
     # a long run can be split, or a baseline added, without re-running the rest.
@@ -236,24 +243,22 @@ def main(argv: list[str] | None = None) -> int:
         earlier = json.loads(stem.with_suffix(".json").read_text())
         if earlier.get("task") == settings:
             records = earlier["learners"]
-    for key in learners:
-        label, train = LEARNERS[key]
-        for lr in lora_lrs if train is None else [None]:
-            started = time.perf_counter()
-            if train is None:
-                label = f"{LEARNERS[key][0]} (lr {lr:g})"
-                rows = run_lora(task, base, AdaptConfig(epochs=args.lora_epochs, lr=lr, progress=False))
-            else:
-                rows = run_agentmem(task, adapted, label, epochs=args.epochs, **train)
-            minutes = (time.perf_counter() - started) / 60
-            records[label] = {"rounds": rows, "command": command, "machine": machine, "minutes": round(minutes, 1)}
+    for label, train, lr in runs:
+        started = time.perf_counter()
+        if train is None:
+            rows = run_lora(task, base, AdaptConfig(epochs=args.lora_epochs, lr=lr, progress=False))
+        else:
+            rows = run_agentmem(task, adapted, label, epochs=args.epochs, **train)
+        minutes = (time.perf_counter() - started) / 60
+        records[label] = {"rounds": rows, "command": command, "machine": machine, "minutes": round(minutes, 1)}
 
-    adaptation = adapted.adapter.id if adapted.adapter is not None else "none"
+    adapter = adapted.adapter if adapted is not None else None  # unknown in a run of LoRA alone
+    adaptation = f" (agentmem rows on adaptation {adapter.id})" if adapter is not None else ""
     header = "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) | minutes |"
     lines = [
         f"## Forgetting over {args.rounds} rounds of {args.tools_per_round} tools ({today})",
         "",
-        f"{args.backbone} (agentmem rows on adaptation {adaptation}), {args.train} training and {args.test} held-out "
+        f"{args.backbone}{adaptation}, {args.train} training and {args.test} held-out "
         f"requests per tool, seed {args.seed}. Argument F1 (tool F1) of the first round's "
         f"{args.tools_per_round * args.test} held-out requests after each round:",
         "",
