@@ -46,7 +46,9 @@ def parse_call(spec: ToolSpec, text: str) -> ToolCall | InvalidToolCall:
         InvalidToolCall whose reason says what is wrong.
     """
     try:
-        arguments, end = json.JSONDecoder().raw_decode(text.strip())
+        # strict=False: xgrammar's JSON string rule admits raw control characters (a byte
+        # token such as "\x00"), so constrained output may hold them; they stay characters
+        arguments, end = json.JSONDecoder(strict=False).raw_decode(text.strip())
     except json.JSONDecodeError as exc:
         return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments are not valid JSON: {exc.msg} at char {exc.pos}")
     except RecursionError:

@@ -72,3 +72,9 @@ def test_canonical_json_is_compact_and_ordered():
 @given(st.text())
 def test_parse_call_never_raises(text):
     assert isinstance(parse_call(WEATHER, text), (ToolCall, InvalidToolCall))
+
+
+def test_raw_control_characters_that_the_grammar_admits_inside_strings_parse():
+    spec = to_tool_spec({"name": "note", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}})
+    call = parse_call(spec, '{"text":"a\x00b"}')
+    assert call.arguments == {"text": "a\x00b"}
