@@ -163,7 +163,7 @@ class Adapter:
         target = Path(path)
         with atomic_folder(target) as staging:
             save_file(tensors, str(staging / ADAPTER_WEIGHTS))
-            (staging / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            (staging / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         return target
 
     @classmethod

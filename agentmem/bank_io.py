@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,14 @@ from safetensors.torch import load_file, save_file
 
 from agentmem.adaptation import Adapter
 from agentmem.atomic import atomic_folder
-from agentmem.errors import BankError, SchemaError
+from agentmem.errors import BankError, BankFormatWarning, SchemaError
 from agentmem.tools.examples import Call, Example
 from agentmem.tools.spec import ToolSpec
 
-FORMAT_VERSION = 1
+# Version 2 keeps each schema's property order (the order the rows were trained to write
+# arguments in); version 1 wrote bank.json with sorted keys, so that order is lost.
+FORMAT_VERSION = 2
+_SORTED_FORMAT = 1
 ROWS_FILE = "bank.safetensors"
 META_FILE = "bank.json"
 ROWS_KEY = "rows"
@@ -68,7 +72,7 @@ def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
     }
     with atomic_folder(target) as staging:
         save_file({ROWS_KEY: bank.rows.detach().float().contiguous().cpu()}, str(staging / ROWS_FILE))
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         if bank.adapter is not None:
             bank.adapter.save(staging / ADAPTER_DIR)
     return target
@@ -88,9 +92,19 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         raise BankError(f"{folder / META_FILE} is corrupted (not JSON): {exc}") from exc
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise BankError(f"{folder / META_FILE} is not an agentmem bank: no format_version")
-    if meta["format_version"] != FORMAT_VERSION:
+    if meta["format_version"] == _SORTED_FORMAT:
+        warnings.warn(
+            f"{folder} was saved in bank format {_SORTED_FORMAT}, which sorted each schema's properties "
+            "alphabetically; the order the tools were learned with is lost, so arguments are decoded in "
+            "alphabetical key order and plans may differ from the bank it was saved from. Learn the tools "
+            "again (their kept requests are in bank.json) or save again from a session that learned them.",
+            BankFormatWarning,
+            stacklevel=2,
+        )
+    elif meta["format_version"] != FORMAT_VERSION:
         raise BankError(
-            f"{folder} has bank format version {meta['format_version']!r}; this agentmem reads version {FORMAT_VERSION}"
+            f"{folder} has bank format version {meta['format_version']!r}; this agentmem reads versions "
+            f"{_SORTED_FORMAT} and {FORMAT_VERSION}"
         )
     try:
         backbone = meta["backbone"]

@@ -50,3 +50,7 @@ class BankError(AgentMemError, ValueError):
 
 class BackboneMismatchError(BankError):
     """A saved memory bank was learned on a different backbone than the one given."""
+
+
+class BankFormatWarning(UserWarning):
+    """A bank read from an older format that cannot promise to plan like the bank it was saved from."""

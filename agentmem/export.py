@@ -309,4 +309,4 @@ Files: `tools.json` (the tools, OpenAI function format), `agentmem_export.json` 
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"

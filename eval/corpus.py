@@ -35,6 +35,7 @@ from typing import Any
 from agentmem.compose import join_requests
 from agentmem.eval.datasets import NESTFUL_SUBSETS, Dataset, _data_root, load_nestful
 from agentmem.tools import demo
+from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
 __all__ = [
@@ -358,9 +359,15 @@ def reserved_tool_names() -> frozenset[str]:
 
 
 def _valid(call: dict, specs: dict[str, ToolSpec]) -> bool:
-    # ToolSpec also checks string formats, which `load_nestful`'s validation leaves out
-    # (glaive passes a reference "$var1.encrypted_data$" for a "date").
-    return call["name"] in specs and specs[call["name"]].validate_arguments(call["arguments"]) is None
+    # ToolSpec also checks string formats, which `load_nestful`'s validation leaves out.
+    # A call that passes an earlier result ("$var1.gross_salary$") is left out with its
+    # request: a plan holds literal values only, and a reference taught here would come
+    # out of the adapted backbone as a value no executor resolves.
+    return (
+        call["name"] in specs
+        and specs[call["name"]].validate_arguments(call["arguments"]) is None
+        and find_reference(call["arguments"]) is None
+    )
 
 
 def _allowed(name: str, reserved: frozenset[str]) -> bool:

@@ -70,7 +70,7 @@ def test_adapter_round_trip_rebuilds_the_same_weights(tiny, adapted, tmp_path):
     meta = json.loads((path / "adapter.json").read_text())
     assert meta["lora"] == {"r": 8, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
     assert meta["base"]["fingerprint"] == tiny.fingerprint and meta["id"] == mem.backbone.adapter.id
-    assert (path / "adapter.json").read_text() == json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    assert (path / "adapter.json").read_text() == json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
     rebuilt = apply_adapter(tiny, Adapter.load(path))
     assert rebuilt.fingerprint == mem.backbone.fingerprint
     expected = mem.backbone.model.state_dict()

@@ -9,7 +9,7 @@
 
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.examples import Call, Example, normalize_examples
-from agentmem.tools.parsing import canonical_json, parse_call
+from agentmem.tools.parsing import canonical_json, find_reference, parse_call
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "canonical_json",
+    "find_reference",
     "normalize_examples",
     "parse_call",
     "to_tool_spec",

@@ -7,6 +7,7 @@ constrained decoding produces the same compact form.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from agentmem.tools.calls import InvalidToolCall, ToolCall
@@ -22,6 +23,26 @@ def canonical_json(arguments: dict[str, Any], schema: dict[str, Any] | None = No
     if schema is not None:
         arguments = _schema_order(arguments, schema)
     return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+#: A reference to an earlier call's result in NESTFUL's syntax (``$var1$``, ``$var2.city$``),
+#: whole or inside a longer string. No executor resolves one: a plan never carries it.
+RESULT_REFERENCE = re.compile(r"\$var[0-9]+(\.[^$]*)?\$")
+
+
+def find_reference(value: Any) -> str | None:
+    """The first result reference (``$varN...$``) inside ``value``'s strings, or None."""
+    if isinstance(value, str):
+        match = RESULT_REFERENCE.search(value)
+        return match.group(0) if match else None
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = find_reference(item)
+            if found is not None:
+                return found
+    return None
 
 
 def _schema_order(value: Any, schema: Any) -> Any:
@@ -61,4 +82,9 @@ def parse_call(spec: ToolSpec, text: str) -> ToolCall | InvalidToolCall:
     problem = spec.validate_arguments(arguments)
     if problem is not None:
         return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments break the schema {problem}")
+    reference = find_reference(arguments)
+    if reference is not None:
+        return InvalidToolCall(
+            name=spec.name, raw=text, reason=f"arguments hold {reference!r}, a reference to another result that no executor resolves"
+        )
     return ToolCall(name=spec.name, arguments=arguments)
