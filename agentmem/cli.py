@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--lr", type=float, default=5e-3)
     learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
     learn.add_argument("--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)")
+    learn.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out examples that are malformed or break their schema (each is reported) instead of stopping",
+    )
 
     plan = commands.add_parser("plan", help="plan the tool calls for a request")
     plan.add_argument("bank", type=Path)
@@ -135,7 +140,10 @@ def _learn(args: argparse.Namespace) -> int:
         return 2
     mem = AgentMem.load(args.bank) if args.bank else AgentMem(args.backbone)
     options = {k: v for k, v in {"rehearse": args.rehearse, "keep": args.keep}.items() if v is not None}
-    report = mem.learn_tools([(e["tool"], e["examples"]) for e in entries], epochs=args.epochs, lr=args.lr, **options)
+    invalid = "skip" if args.skip_invalid else "raise"
+    report = mem.learn_tools(
+        [(e["tool"], e["examples"]) for e in entries], epochs=args.epochs, lr=args.lr, invalid=invalid, **options
+    )
     print(report)
     print(f"saved {len(mem.tools)} tools to {mem.save(args.out)}")
     return 0

@@ -15,11 +15,11 @@ from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.compose import compose_examples
 from agentmem.decoding import Decoder, DecodeSettings
-from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids
+from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
 from agentmem.memory import MemoryBank, mean_embedding
 from agentmem.tools.calls import Plan
-from agentmem.tools.examples import Example, normalize_examples
+from agentmem.tools.examples import Example, OnInvalid, SkippedExample, normalize_examples
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 from agentmem.training import LearnReport, TrainConfig, train_rows
 
@@ -83,12 +83,13 @@ class AgentMem:
             examples: ``{"query", "arguments"}`` (one call) or ``{"query", "calls":
                 [{"name", "arguments"}, ...]}`` (several calls, possibly of tools learned
                 before). Each is validated against the schemas first.
-            **train: Fields of `TrainConfig` (``epochs``, ``lr``, ``batch_size``, ``seed``,
-                ``renormalize``, ``progress``).
+            **train: ``invalid="skip"`` (see `learn_tools`) and fields of `TrainConfig`
+                (``epochs``, ``lr``, ``batch_size``, ``seed``, ``renormalize``, ``progress``).
 
         Raises:
             SchemaError: The schema is not a valid tool definition.
-            InvalidExampleError: An example is malformed or breaks its schema.
+            InvalidExampleError: An example is malformed or breaks its schema (unless
+                ``invalid="skip"``).
             DuplicateToolError: A tool of that name is already learned.
         """
         return self.learn_tools([(schema, examples)], **train)
@@ -99,6 +100,7 @@ class AgentMem:
         *,
         compose: int = 0,
         keep: int = KEPT_EXAMPLES,
+        invalid: OnInvalid = "raise",
         **train: Any,
     ) -> LearnReport:
         """Compiles several tools at once, training their rows jointly.
@@ -116,6 +118,9 @@ class AgentMem:
                 single-call examples of at least two of the tools.
             keep: Requests of each new tool kept for rehearsal in later rounds (saved with
                 the bank); 0 stores none.
+            invalid: ``"raise"`` (default): an example that is malformed or breaks its
+                schema stops the call with `InvalidExampleError`; ``"skip"``: it is left
+                out, and the report's ``skipped`` lists each with its index and reason.
             **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off).
         """
         config = TrainConfig(**train)
@@ -129,8 +134,9 @@ class AgentMem:
         known = {**self._specs, **{s.name: s for s in specs}}
         examples: list[Example] = []
         by_tool: dict[str, list[Example]] = {}
+        skipped: list[SkippedExample] = []
         for spec, (_, raw) in zip(specs, tools):
-            by_tool[spec.name] = normalize_examples(spec, list(raw), known)
+            by_tool[spec.name] = normalize_examples(spec, list(raw), known, invalid=invalid, skipped=skipped)
             examples.extend(by_tool[spec.name])
         examples.extend(compose_examples(by_tool, compose, seed=config.seed))
         rehearsed = self._rehearsal(config)
@@ -147,6 +153,7 @@ class AgentMem:
             first = len(encoded) - len(rehearsed)
             encoded[first:] = [replace(e, routing_only=True) for e in encoded[first:]]
             report = train_rows(self.backbone, self.bank, indices, encoded, config)
+            report.skipped = skipped
         except BaseException:
             for name in names:  # leave the bank as it was
                 self.bank.remove(name)
@@ -241,6 +248,7 @@ class AgentMem:
         max_prompt_tokens: int | None = None,
         resume: bool = False,
         constrained: bool = True,
+        copy_bias: float = DecodeSettings.copy_bias,
     ) -> Plan:
         """Plans the tool calls a request needs.
 
@@ -258,12 +266,19 @@ class AgentMem:
                 next call or ends the plan (see `resumed_prompt_ids`). Ignored with
                 ``tool_choice="none"``.
             constrained: Decode arguments under each tool's JSON Schema.
+            copy_bias: Bonus added to the scores of tokens that continue a span of the
+                request inside a string value (copy-aware decoding); 0 turns it off.
 
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
         settings = DecodeSettings(
-            tool_choice=tool_choice, tools=tools, max_calls=max_calls, max_text_tokens=max_text_tokens, constrained=constrained
+            tool_choice=tool_choice,
+            tools=tools,
+            max_calls=max_calls,
+            max_text_tokens=max_text_tokens,
+            constrained=constrained,
+            copy_bias=copy_bias,
         )
         self._decoder.check(settings)
         tokenizer, schemas = self.backbone.tokenizer, self._schemas()
@@ -273,7 +288,7 @@ class AgentMem:
             ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
-        return self._decoder.decode([ids], replace(settings, continued=continued))[0]
+        return self._decoder.decode([ids], replace(settings, continued=continued), [source_text(request)])[0]
 
     def plan_batch(
         self,
@@ -284,15 +299,20 @@ class AgentMem:
         tools: Sequence[str] | None = None,
         max_calls: int = 8,
         constrained: bool = True,
+        copy_bias: float = DecodeSettings.copy_bias,
     ) -> list[Plan]:
         """Plans many requests, ``batch_size`` at a time (same results as one by one)."""
-        settings = DecodeSettings(tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained)
+        settings = DecodeSettings(
+            tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained, copy_bias=copy_bias
+        )
         self._decoder.check(settings)
         schemas = self._schemas()
         prompts = [prompt_ids(self.backbone.tokenizer, r, self.memory_token_id, schemas) for r in requests]
+        sources = [source_text(r) for r in requests]
         plans: list[Plan] = []
         for start in range(0, len(prompts), batch_size):
-            plans.extend(self._decoder.decode(prompts[start : start + batch_size], settings))
+            window = slice(start, start + batch_size)
+            plans.extend(self._decoder.decode(prompts[window], settings, sources[window]))
         return plans
 
     # persistence

@@ -8,7 +8,12 @@ key/value cache. Each request is a small state machine:
   of a plan), while ``"any"`` and a named tool allow memory tokens only;
 * ``arguments``: after a memory token, tokens are chosen under that tool's JSON Schema
   (grammar-constrained, memory tokens masked) until the object closes; the text is then
-  parsed and validated into a ToolCall or an InvalidToolCall, and routing resumes;
+  parsed and validated into a ToolCall or an InvalidToolCall, and routing resumes. Two
+  guards run on every argument token: a token that would start a result reference
+  (``$var1.field$``, the syntax of NESTFUL's data, which no executor resolves) is passed
+  over for the next best one, and an argument that keeps repeating itself (a runaway
+  string) is stopped early and becomes an invalid call. With ``copy_bias``, tokens that
+  continue a span of the request inside a string value get a bonus (`agentmem.copying`);
 * ``text``: the model answered in words; memory tokens are masked until end-of-sequence.
 
 Model output never raises: whatever does not parse or validate becomes an invalid call
@@ -17,6 +22,7 @@ with its reason.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from transformers import DynamicCache
 
 from agentmem import memory
 from agentmem.backbone import Backbone
+from agentmem.copying import CopyIndex, value_string
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
 from agentmem.memory import MemoryBank
@@ -48,6 +55,7 @@ class DecodeSettings:
     max_text_tokens: int = 256
     constrained: bool = True
     continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
+    copy_bias: float = 0.0  # bonus to tokens that continue a span of the request in a string value
 
 
 @dataclass
@@ -55,11 +63,13 @@ class _Row:
     """Decoding state of one request."""
 
     prompt_tokens: int
+    source: str = ""  # the request's text, where argument values are copied from
     mode: str = "route"
     plan: Plan = field(default_factory=Plan)
     tool: str | None = None
     matcher: ArgumentMatcher | None = None
     pending: list[int] = field(default_factory=list)  # argument or text tokens so far
+    text: str = ""  # the argument text so far
     generated: int = 0
 
     @property
@@ -75,6 +85,18 @@ class Decoder:
         self.bank = bank
         self.specs = specs
         self.grammar = ArgumentGrammar(backbone.tokenizer, backbone.vocab_size)
+        self._copy_index: CopyIndex | None = None  # built on first use of copy_bias
+
+    @property
+    def copy_index(self) -> CopyIndex:
+        """Token texts indexed for copy-aware decoding (about a second to build, once)."""
+        if self._copy_index is None:
+            tokenizer = self.backbone.tokenizer
+            ids = [[i] for i in range(min(len(tokenizer), self.backbone.vocab_size))]
+            fast = getattr(tokenizer, "_tokenizer", None)  # the Rust tokenizer decodes in bulk, 3x faster
+            texts = fast.decode_batch(ids, skip_special_tokens=False) if fast is not None else tokenizer.batch_decode(ids)
+            self._copy_index = CopyIndex(texts)
+        return self._copy_index
 
     def check(self, settings: DecodeSettings) -> list[int]:
         """Validates settings against the bank; returns the allowed memory rows."""
@@ -91,18 +113,30 @@ class Decoder:
             raise UnknownToolError("tool_choice requires a call but no tool is allowed")
         if settings.max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, got {settings.max_calls}")
+        if settings.copy_bias < 0:
+            raise ValueError(f"copy_bias must be >= 0, got {settings.copy_bias}")
         return [self.bank.index(n) for n in names]
 
     @torch.no_grad()
-    def decode(self, prompts: Sequence[Sequence[int]], settings: DecodeSettings) -> list[Plan]:
-        """Plans a batch of tokenised prompts; one Plan per prompt."""
+    def decode(
+        self, prompts: Sequence[Sequence[int]], settings: DecodeSettings, sources: Sequence[str] | None = None
+    ) -> list[Plan]:
+        """Plans a batch of tokenised prompts; one Plan per prompt.
+
+        Args:
+            prompts: Token ids of each chat-formatted request.
+            settings: Limits and policy.
+            sources: Each request's text (what argument values may be copied from), for
+                ``settings.copy_bias``.
+        """
         allowed = self.check(settings)
         started = time.perf_counter()
         backbone, device = self.backbone, self.backbone.device
         vocab, eos = backbone.vocab_size, backbone.eos_token_id
         rows_tensor = self.bank.rows.to(device)
         body = memory.decoder(backbone)
-        states = [_Row(prompt_tokens=len(p)) for p in prompts]
+        texts = list(sources) if sources is not None else [""] * len(prompts)
+        states = [_Row(prompt_tokens=len(p), source=t) for p, t in zip(prompts, texts)]
         if settings.tool_choice == "none":
             for state in states:
                 state.mode = "text"
@@ -169,13 +203,20 @@ class Decoder:
             token = self._route(state, scores, allowed, settings, vocab, eos)
         elif state.mode == "arguments":
             assert state.matcher is not None
-            token = int(state.matcher.mask_logits(scores).argmax())
-            state.matcher.accept(token, self.backbone.tokenizer.decode([token]))
+            token, piece = self._argument_token(state, scores, settings)
+            state.matcher.accept(token, piece)
             state.pending.append(token)
+            state.text += piece
+            repeat = _runaway(state.pending)
             if state.matcher.is_finished():
                 self._finish_call(state, settings)
+            elif repeat is not None:
+                unit = self.backbone.tokenizer.decode(list(repeat))
+                reason = f"arguments stopped after {len(state.pending)} tokens: they kept repeating {unit!r} (a runaway string)"
+                self._finish_call(state, settings, stopped=(reason, "repetition"))
             elif len(state.pending) >= settings.max_argument_tokens:
-                self._finish_call(state, settings, truncated=True)
+                reason = f"arguments did not close within {settings.max_argument_tokens} tokens"
+                self._finish_call(state, settings, stopped=(reason, "length"))
         else:  # text: memory tokens masked until end-of-sequence
             scores = scores.clone()
             scores[vocab:] = float("-inf")
@@ -187,6 +228,35 @@ class Decoder:
                 if len(state.pending) >= settings.max_text_tokens:
                     self._finish_text(state, "length")
         return None if state.done else token
+
+    def _argument_token(self, state: _Row, scores: torch.Tensor, settings: DecodeSettings) -> tuple[int, str]:
+        """The next argument token (and its text): the grammar's best, unless it starts a
+        result reference; with ``copy_bias``, tokens continuing a copy of the request first."""
+        assert state.matcher is not None
+        decode = self.backbone.tokenizer.decode
+        masked = state.matcher.mask_logits(scores)
+        if settings.copy_bias and state.source:
+            masked = self._copy_bonus(state, masked, settings.copy_bias)
+        for _ in range(_REFERENCE_RETRIES):
+            token = int(masked.argmax())
+            piece = decode([token])
+            if not _RESULT_REFERENCE_START.search(state.text[-8:] + piece):
+                break
+            masked[token] = float("-inf")
+        return token, piece
+
+    def _copy_bonus(self, state: _Row, masked: torch.Tensor, bias: float) -> torch.Tensor:
+        prefix = value_string(state.text)
+        if prefix is None:
+            return masked
+        best = int(masked.argmax())
+        if '"' in self.backbone.tokenizer.decode([best]):
+            return masked  # the model closes the value here: copying must not drag it on
+        ids = [i for i in self.copy_index.candidates(state.source, prefix) if masked[i] > float("-inf")]
+        if ids:
+            masked = masked.clone()
+            masked[ids] += bias
+        return masked
 
     def _route(
         self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
@@ -219,17 +289,19 @@ class Decoder:
         if compiled.fallback_reason and compiled.fallback_reason not in state.plan.notes:
             state.plan.notes.append(f"{state.tool}: decoded without grammar ({compiled.fallback_reason})")
         state.matcher = compiled.matcher()
-        state.pending = []
+        state.pending, state.text = [], ""
         state.mode = "arguments"
         return token
 
-    def _finish_call(self, state: _Row, settings: DecodeSettings, truncated: bool = False) -> None:
+    def _finish_call(self, state: _Row, settings: DecodeSettings, stopped: tuple[str, str] | None = None) -> None:
+        """Parses the arguments into a call; ``stopped`` = (reason, finish_reason) ends the
+        plan with an invalid call instead (a bound was hit, or the text ran away)."""
         assert state.tool is not None
         text = self.backbone.tokenizer.decode(state.pending)
-        if truncated:
-            reason = f"arguments did not close within {settings.max_argument_tokens} tokens"
+        if stopped is not None:
+            reason, finish = stopped
             state.plan.steps.append(InvalidToolCall(name=state.tool, raw=text, reason=reason))
-            state.plan.finish_reason = "length"
+            state.plan.finish_reason = finish
             state.mode = "done"
             return
         call = parse_call(self.specs[state.tool], text)
@@ -251,6 +323,29 @@ class Decoder:
         state.plan.text = self.backbone.tokenizer.decode(state.pending, skip_special_tokens=True).strip()
         state.plan.finish_reason = reason
         state.mode = "done"
+
+
+# A token that would make the argument text hold "$var" starts a result reference.
+_RESULT_REFERENCE_START = re.compile(r"\$var")
+_REFERENCE_RETRIES = 8
+
+# A runaway string: the last tokens are one unit of 1-8 tokens repeated, over at least
+# 16 tokens (and 3 units). Shorter runs are legitimate ("...", "1000000", "ha ha ha").
+_RUNAWAY_SPAN = 16
+_RUNAWAY_UNIT = 8
+
+
+def _runaway(tokens: Sequence[int]) -> tuple[int, ...] | None:
+    """The repeated unit when ``tokens`` end in a runaway repetition, else None."""
+    for unit in range(1, _RUNAWAY_UNIT + 1):
+        span = max(_RUNAWAY_SPAN, 3 * unit)
+        span += -span % unit  # whole units
+        if len(tokens) < span:
+            continue
+        tail = tokens[-span:]
+        if all(tail[i] == tail[i % unit] for i in range(span)):
+            return tuple(tail[:unit])
+    return None
 
 
 __all__ = ["Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]

@@ -29,6 +29,23 @@ def as_messages(request: str | Messages) -> list[dict[str, Any]]:
     return [dict(m) for m in request]
 
 
+def source_text(request: str | Messages) -> str:
+    """The text a plan's argument values may be copied from: the request, or the user
+    messages and tool results of a conversation, one per line."""
+    if isinstance(request, str):
+        return request
+    parts = []
+    for message in request:
+        if message.get("role") not in ("user", "tool"):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):  # OpenAI content parts
+            parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(parts)
+
+
 # Private-use characters mark where an earlier assistant tool call goes in the rendered
 # chat text; no tokenizer merges across them and no user text contains them.
 _CALL_MARK = re.compile("\ue000(\\d+)\ue001")

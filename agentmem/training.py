@@ -29,6 +29,7 @@ from agentmem import distributed, memory
 from agentmem.backbone import Backbone
 from agentmem.encoding import EncodedExample
 from agentmem.memory import MemoryBank
+from agentmem.tools.examples import SkippedExample
 
 
 @dataclass
@@ -80,13 +81,17 @@ class LearnReport:
     first_loss: float
     last_loss: float
     row_norms: dict[str, float] = field(default_factory=dict)
+    skipped: list[SkippedExample] = field(default_factory=list)  # left out under invalid="skip"
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"learned {', '.join(self.tools)} from {self.examples} examples: {self.steps} steps in "
             f"{self.seconds:.1f} s ({self.tokens_per_second:.0f} tokens/s), "
             f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}"
         )
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} invalid examples:" + "".join(f"\n  {s}" for s in self.skipped)
+        return text
 
 
 @dataclass

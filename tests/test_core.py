@@ -12,6 +12,7 @@ from agentmem import AgentMem
 from agentmem.errors import (
     BackboneMismatchError,
     BankError,
+    BankFormatWarning,
     DuplicateToolError,
     InvalidExampleError,
     SchemaError,
@@ -70,6 +71,60 @@ def test_learning_errors_name_the_problem(tiny):
     _learn(mem, "get_weather")
     with pytest.raises(DuplicateToolError, match="get_weather"):
         _learn(mem, "get_weather")
+
+
+def test_skip_invalid_learns_the_rest_and_reports_what_it_left_out(tiny):
+    mem = AgentMem(tiny)
+    examples = demo.training_examples("get_weather", n=6)
+    examples[3] = {"query": "weather for booking 17", "arguments": {"city": 17}}  # noisy data: an id for a city
+    report = mem.learn_tool(demo.TOOLS["get_weather"], examples, invalid="skip", **FAST)
+    assert report.examples == 5 and [(s.tool, s.index) for s in report.skipped] == [("get_weather", 3)]
+    assert "skipped 1 invalid examples" in str(report) and "example 3" in str(report)
+
+
+# Properties deliberately out of alphabetical order: a bank must keep the order the rows learned.
+BOOK_TABLE = {
+    "name": "book_table",
+    "description": "Book a restaurant table.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "restaurant": {"type": "string"},
+            "people": {"type": "integer", "minimum": 1, "maximum": 12},
+            "time": {"type": "string", "enum": ["18:00", "19:30", "21:00"]},
+        },
+        "required": ["restaurant", "people", "time"],
+    },
+}
+
+
+def test_saved_bank_keeps_property_order_and_plans_like_the_live_one(tiny, tmp_path: Path):
+    mem = AgentMem(tiny)
+    examples = [{"query": f"table for {n} at {r} at {t}", "arguments": {"restaurant": r, "people": n, "time": t}}
+                for n, r, t in [(2, "Nopa", "19:30"), (4, "Zuni", "18:00"), (3, "Spice Route", "21:00")]]
+    mem.learn_tool(BOOK_TABLE, examples, **FAST)
+    requests = ["a table for 2 at Spice Route at 21:00", "book Zuni for 5 people"]
+    before = mem.plan_batch(requests, tool_choice="any", max_calls=1)
+    path = mem.save(tmp_path / "bank")
+    meta = json.loads((path / "bank.json").read_text())
+    assert list(meta["tools"][0]["spec"]["parameters"]["properties"]) == ["restaurant", "people", "time"]
+    loaded = AgentMem.load(path, backbone=tiny)
+    after = loaded.plan_batch(requests, tool_choice="any", max_calls=1)
+    for a, b in zip(before, after):
+        assert [(s.name, getattr(s, "raw", None), list(getattr(s, "arguments", {}).items())) for s in a.steps] == [
+            (s.name, getattr(s, "raw", None), list(getattr(s, "arguments", {}).items())) for s in b.steps
+        ]
+
+
+def test_a_format_1_bank_loads_with_a_warning_that_its_order_is_lost(tiny, tmp_path: Path):
+    mem = AgentMem(tiny)
+    _learn(mem, "get_weather")
+    path = mem.save(tmp_path / "bank")
+    meta = json.loads((path / "bank.json").read_text())
+    (path / "bank.json").write_text(json.dumps({**meta, "format_version": 1}, sort_keys=True))
+    with pytest.warns(BankFormatWarning, match="alphabetically"):
+        loaded = AgentMem.load(path, backbone=tiny)
+    assert [t.name for t in loaded.tools] == ["get_weather"]
 
 
 def test_forget_and_unknown_tools(tiny):

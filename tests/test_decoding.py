@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from agentmem import AgentMem
+from agentmem.decoding import DecodeSettings, _Row, _runaway
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
 
@@ -40,7 +41,7 @@ def test_every_step_is_a_valid_or_invalid_call_never_an_exception(mem):
                 spec = {t.name: t for t in mem.tools}[step.name]
                 assert spec.validate_arguments(step.arguments) is None
         assert plan.usage["prompt_tokens"] > 0 and plan.usage["generated_tokens"] > 0
-        assert plan.finish_reason in ("stop", "max_calls", "length")
+        assert plan.finish_reason in ("stop", "max_calls", "length", "repetition")
 
 
 def test_tool_choice_none_never_calls(mem):
@@ -59,7 +60,7 @@ def test_named_tool_choice_comes_first_and_tools_restrict_routing(mem):
 def test_max_calls_limits_the_plan(mem):
     for plan in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=1):
         assert len(plan.steps) == 1
-        assert plan.finish_reason in ("max_calls", "length")
+        assert plan.finish_reason in ("max_calls", "length", "repetition")
 
 
 def test_batch_equals_one_by_one(mem):
@@ -100,3 +101,52 @@ def test_on_cuda_constrained_planning_gives_calls_not_exceptions(tiny):
             assert isinstance(step, ToolCall) or step.reason
             if isinstance(step, ToolCall):
                 assert {t.name: t for t in mem.tools}[step.name].validate_arguments(step.arguments) is None
+
+
+def test_runaway_string_stops_early_as_an_invalid_call_with_its_reason(mem):
+    plans = mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2)
+    runaway = [p for p in plans if p.finish_reason == "repetition"]
+    assert runaway, "the tiny model repeats itself inside a string on these requests"
+    for plan in runaway:
+        step = plan.steps[-1]
+        assert isinstance(step, InvalidToolCall) and "runaway string" in step.reason and "kept repeating" in step.reason
+        assert plan.usage["generated_tokens"] < 128  # stopped well before the argument bound
+
+
+def test_runaway_detection_spares_short_repeats():
+    assert _runaway([5] * 16) == (5,)
+    assert _runaway([1, 2] * 8) == (1, 2)
+    assert _runaway(list(range(8)) * 3) == tuple(range(8))
+    assert _runaway([5] * 15) is None  # "1000000000000000" is a number, not a runaway
+    assert _runaway([1, 2, 3] * 4) is None
+    assert _runaway([9, 1, 2] + [1, 2] * 6) is None
+
+
+def test_a_token_starting_a_result_reference_is_passed_over(mem):
+    tokenizer = mem.backbone.tokenizer
+    decoder = mem._decoder
+    state = _Row(prompt_tokens=1, mode="arguments", tool="create_reminder", text='{"text":"$')
+    state.matcher = decoder.grammar.unconstrained().matcher()
+    scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
+    var, other = tokenizer.encode("var")[0], tokenizer.encode("pack")[0]
+    scores[var], scores[other] = 10.0, 5.0
+    token, piece = decoder._argument_token(state, scores, DecodeSettings())
+    assert token == other and piece == "pack"
+    state.text = '{"text":"'  # "var" alone starts no reference
+    assert decoder._argument_token(state, scores, DecodeSettings())[0] == var
+
+
+def test_copy_bias_favours_continuing_the_request(mem):
+    tokenizer = mem.backbone.tokenizer
+    decoder = mem._decoder
+    state = _Row(prompt_tokens=1, mode="arguments", tool="create_reminder", source="remind me to pack an umbrella",
+                 text='{"text":"pack an')
+    state.matcher = decoder.grammar.unconstrained().matcher()
+    scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
+    umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]
+    scores[umbrella], scores[coat] = 4.0, 5.0
+    assert decoder._argument_token(state, scores, DecodeSettings())[0] == coat
+    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == umbrella
+    closing = tokenizer.encode('"')[0]
+    scores[closing] = 6.0  # the model ends the value here: the bonus does not drag it on
+    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == closing

@@ -8,7 +8,7 @@
 """
 
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
-from agentmem.tools.examples import Call, Example, normalize_examples
+from agentmem.tools.examples import Call, Example, SkippedExample, normalize_examples
 from agentmem.tools.parsing import canonical_json, find_reference, parse_call
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
@@ -17,6 +17,7 @@ __all__ = [
     "Example",
     "InvalidToolCall",
     "Plan",
+    "SkippedExample",
     "ToolCall",
     "ToolSpec",
     "canonical_json",

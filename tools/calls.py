@@ -50,7 +50,8 @@ class Plan:
         text: Free text the model wrote instead of (or after) calls.
         steps: Every attempted call in emission order (valid and invalid interleaved).
         finish_reason: Why planning stopped: ``"stop"`` (the model ended the plan),
-            ``"max_calls"`` (the call limit was reached) or ``"length"`` (a token limit was hit).
+            ``"max_calls"`` (the call limit was reached), ``"length"`` (a token limit was hit)
+            or ``"repetition"`` (an argument kept repeating itself and was cut short).
         usage: Token counts: ``prompt_tokens``, ``generated_tokens``.
         timings: Seconds spent: ``prefill``, ``decode``, ``total``.
         notes: Things worth knowing about how the plan was made (e.g. a schema decoded

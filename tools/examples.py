@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from agentmem.errors import InvalidExampleError
+from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import ToolSpec
+
+#: What to do with an example that is malformed or breaks its schema: stop with an error
+#: (the default: a typo in hand-written examples should not train silently), or leave it
+#: out and report it (real data is noisy).
+OnInvalid = Literal["raise", "skip"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,25 @@ class Example:
     calls: tuple[Call, ...]
 
 
+@dataclass(frozen=True)
+class SkippedExample:
+    """An example left out under ``invalid="skip"``: whose it was, where, and why."""
+
+    tool: str
+    index: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"tool {self.tool!r}, example {self.index}: {self.reason}"
+
+
 def normalize_examples(
-    spec: ToolSpec, examples: Iterable[Any], known: Mapping[str, ToolSpec] | None = None
+    spec: ToolSpec,
+    examples: Iterable[Any],
+    known: Mapping[str, ToolSpec] | None = None,
+    *,
+    invalid: OnInvalid = "raise",
+    skipped: list[SkippedExample] | None = None,
 ) -> list[Example]:
     """Validates the examples of one tool and puts them in canonical form.
 
@@ -40,16 +63,32 @@ def normalize_examples(
         spec: The tool being learned.
         examples: Raw examples (see module docstring).
         known: Other tools that multi-call examples may call, by name.
+        invalid: ``"raise"``: a bad example stops everything; ``"skip"``: it is left out
+            and appended to ``skipped``.
+        skipped: Receives a `SkippedExample` per example left out.
 
     Raises:
-        InvalidExampleError: Naming the example index and what is wrong.
+        InvalidExampleError: Naming the example index and what is wrong (with
+            ``invalid="skip"``: only when no valid example is left).
     """
+    if invalid not in ("raise", "skip"):
+        raise ValueError(f"invalid must be 'raise' or 'skip', got {invalid!r}")
     tools = {**(known or {}), spec.name: spec}
     out: list[Example] = []
     for i, raw in enumerate(examples):
-        out.append(_one(i, raw, spec, tools))
+        try:
+            out.append(_one(i, raw, spec, tools))
+        except InvalidExampleError as exc:
+            if invalid == "raise":
+                raise
+            if skipped is not None:
+                where, reason = f"tool {spec.name!r}, example {i}", str(exc)
+                if reason.startswith(where):  # the report names the tool and index itself
+                    reason = reason[len(where) :].lstrip(",: ")
+                skipped.append(SkippedExample(spec.name, i, reason))
     if not out:
-        raise InvalidExampleError(f"tool {spec.name!r}: no examples given; pass at least one (about 20 work well)")
+        left = f" (all {len(skipped or [])} were skipped as invalid)" if invalid == "skip" else ""
+        raise InvalidExampleError(f"tool {spec.name!r}: no examples given{left}; pass at least one (about 20 work well)")
     if not any(call.name == spec.name for ex in out for call in ex.calls):
         raise InvalidExampleError(f"tool {spec.name!r}: none of its {len(out)} examples calls it")
     return out
@@ -83,5 +122,11 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
         problem = tools[name].validate_arguments(arguments)
         if problem is not None:
             raise InvalidExampleError(f"{where}, call {j} ({name}): arguments break the schema {problem}")
+        reference = find_reference(arguments)
+        if reference is not None:
+            raise InvalidExampleError(
+                f"{where}, call {j} ({name}): argument holds the result reference {reference!r}, which no executor "
+                "resolves; write the literal value the request gives"
+            )
         calls.append(Call(name=name, arguments=dict(arguments)))
     return Example(query=query.strip(), calls=tuple(calls))

@@ -78,3 +78,33 @@ def test_raw_control_characters_that_the_grammar_admits_inside_strings_parse():
     spec = to_tool_spec({"name": "note", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}})
     call = parse_call(spec, '{"text":"a\x00b"}')
     assert call.arguments == {"text": "a\x00b"}
+
+
+def test_a_result_reference_is_refused_in_examples_and_in_generated_arguments():
+    reference = {"query": "Weather where my meeting is", "arguments": {"city": "$var1.location$"}}
+    with pytest.raises(InvalidExampleError, match=r"example 0, call 0 .*\$var1.location\$.*literal value"):
+        normalize_examples(WEATHER, [reference])
+    call = parse_call(WEATHER, '{"city":"near $var2$ today"}')
+    assert isinstance(call, InvalidToolCall) and "$var2$" in call.reason and "no executor resolves" in call.reason
+    assert isinstance(parse_call(WEATHER, '{"city":"$5 town"}'), ToolCall)  # a dollar sign alone is a value
+
+
+def test_skip_leaves_out_invalid_examples_and_reports_each():
+    raw = [
+        {"query": "Weather in Oslo?", "arguments": {"city": "Oslo"}},
+        {"query": "Weather in 7?", "arguments": {"city": 7}},
+        {"query": "", "arguments": {"city": "Rome"}},
+        {"query": "Weather in Rome?", "arguments": {"city": "Rome"}},
+    ]
+    with pytest.raises(InvalidExampleError, match="example 1"):
+        normalize_examples(WEATHER, raw)  # strict by default
+    skipped: list = []
+    kept = normalize_examples(WEATHER, raw, invalid="skip", skipped=skipped)
+    assert [e.query for e in kept] == ["Weather in Oslo?", "Weather in Rome?"]
+    assert [(s.tool, s.index) for s in skipped] == [("get_weather", 1), ("get_weather", 2)]
+    assert "break the schema" in skipped[0].reason and "'query'" in skipped[1].reason
+    assert str(skipped[0]).startswith("tool 'get_weather', example 1: call 0")
+    with pytest.raises(InvalidExampleError, match="all 2 were skipped"):
+        normalize_examples(WEATHER, raw[1:3], invalid="skip", skipped=[])
+    with pytest.raises(ValueError, match="'raise' or 'skip'"):
+        normalize_examples(WEATHER, raw, invalid="ignore")
