@@ -4,8 +4,8 @@
 version, the backbone's name, fingerprint and adaptation, and each tool's spec, training
 record and the requests kept for rehearsal (`AgentMem.learn_tools`), in row order. A bank
 learned on an adapted backbone also holds ``adapter/``: the LoRA of the adaptation phase, so
-that the bank can rebuild its backbone from the base. A save writes a temporary sibling
-folder and renames it into place, so a crash never leaves half a bank.
+that the bank can rebuild its backbone from the base. A save writes a hidden sibling folder
+and swaps it into place (`agentmem.atomic`), so a crash never leaves half a bank.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from agentmem.adaptation import Adapter
-from agentmem.atomic import atomic_folder
+from agentmem.atomic import atomic_folder, recover
 from agentmem.errors import BankError, BankFormatWarning, SchemaError
 from agentmem.tools.examples import Call, Example
 from agentmem.tools.spec import ToolSpec
@@ -80,7 +80,7 @@ def save_bank(path: str | os.PathLike[str], bank: SavedBank) -> Path:
 
 def load_bank(path: str | os.PathLike[str]) -> SavedBank:
     """Reads a bank folder, checking every part; raises BankError naming what is wrong."""
-    folder = Path(path)
+    folder = recover(path)  # a save killed mid-swap on a file system without atomic exchange
     if not folder.is_dir():
         raise BankError(f"no memory bank at {folder}: expected a folder with {META_FILE} and {ROWS_FILE}")
     for name in (META_FILE, ROWS_FILE):
