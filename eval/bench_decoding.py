@@ -1,0 +1,131 @@
+"""Decoding levers on the demo pack's held-out requests: an ablation, with the plans printed.
+
+The memory tokens are learned once, exactly as ``agentmem demo`` learns them (4 demo tools
+x 20 single-call examples plus 40 two-call requests, `TrainConfig` defaults), on the
+embedded backbone with its shipped adaptation (or ``--adapter``, or ``--plain``). Then the
+same 40 held-out requests (32 single-call, 8 two-call; templates and values never seen in
+training) are planned once per setting of the decoding levers, so every difference between
+rows comes from decoding alone:
+
+* ``copy_bias`` (copy-aware decoding, `agentmem.copying`): 0 (off) and the ``--copy-bias``
+  values;
+
+The result-reference guard and the runaway-string guard are invariants, not levers: they
+are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
+plans beside their gold calls; appends both to ``runs/decoding-<date>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentmem.adaptation import Adapter, apply_adapter, shipped_adapter
+from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.core import AgentMem
+from agentmem.eval.metrics import Scores, score
+from agentmem.tools import demo
+from agentmem.tools.calls import Plan
+
+
+def learn_demo_pack(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40) -> Any:
+    """Learns the demo pack into ``mem`` as ``agentmem demo`` does; returns the report."""
+    pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
+    pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))
+    return mem.learn_tools(pack, progress=False)
+
+
+def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
+    """Scores plans of the held-out requests: all, single-call and two-call."""
+    predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
+    invalid = [len(p.invalid_calls) for p in plans]
+    out = {}
+    for part, keep in [("all", lambda e: True), ("single", lambda e: len(e["calls"]) == 1), ("two-call", lambda e: len(e["calls"]) == 2)]:
+        idx = [i for i, e in enumerate(held) if keep(e)]
+        out[part] = score([held[i]["calls"] for i in idx], [predicted[i] for i in idx], [invalid[i] for i in idx])
+    return out
+
+
+def show_plans(held: list[dict], plans: list[Plan], n: int = 12) -> str:
+    """The first ``n`` plans beside their gold calls, one line each, marked right or wrong."""
+    lines = []
+    for example, plan in list(zip(held, plans))[:n]:
+        got = [{"name": c.name, "arguments": c.arguments} for c in plan.calls]
+        mark = "ok " if got == example["calls"] and not plan.invalid_calls else "BAD"
+        calls = "; ".join(f"{c['name']}({c['arguments']})" for c in got) or "(no call)"
+        extra = "".join(f" INVALID {c.name}: {c.reason}" for c in plan.invalid_calls)
+        gold = "; ".join(f"{c['name']}({c['arguments']})" for c in example["calls"])
+        lines.append(f"- {mark} {example['query']!r}\n    got  {calls}{extra}\n    gold {gold}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
+    parser.add_argument("--plain", action="store_true", help="the plain backbone, no adaptation")
+    parser.add_argument("--copy-bias", default="2,4,8", help="copy_bias values to try beside 0 (comma-separated)")
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+
+    base = load_backbone(args.backbone)
+    adapter = None if args.plain else Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
+    backbone = apply_adapter(base, adapter) if adapter is not None else base
+    mem = AgentMem(backbone)
+    started = time.perf_counter()
+    report = learn_demo_pack(mem)
+    learned = time.perf_counter() - started
+    held = demo.held_out_examples()
+
+    rows, shown = [], []
+    settings = [0.0] + [float(v) for v in args.copy_bias.split(",") if v.strip()]
+    best: tuple[float, str, list[Plan]] | None = None
+    for bias in settings:
+        started = time.perf_counter()
+        plans = mem.plan_batch([e["query"] for e in held], copy_bias=bias)
+        seconds = time.perf_counter() - started
+        result = score_plans(held, plans)
+        label = f"copy_bias={bias:g}"
+        cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
+        rows.append(f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
+                    f"{result['all'].schema_valid_rate:.2f} | {seconds:.0f} s |")
+        print(rows[-1], flush=True)
+        if bias == 0.0:
+            shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
+        if best is None or result["all"].argument_f1 > best[0]:
+            best = (result["all"].argument_f1, label, plans)
+    if best is not None and best[1] != "copy_bias=0":
+        shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
+
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"
+    today = datetime.date.today().isoformat()
+    which = "plain" if adapter is None else f"adapter {adapter.id}"
+    lines = [
+        f"## Decoding levers on the demo pack ({today}; {machine})",
+        "",
+        f"`python -m agentmem.eval.bench_decoding {' '.join(argv or [])}`".replace(" `", "`") + f" on {args.backbone}, {which}; "
+        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f}).",
+        "",
+        "| decoding | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | planning time |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *shown,
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"decoding-{today}.md", "a") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
