@@ -197,7 +197,7 @@ def _adapt(args: argparse.Namespace) -> int:
 
     from agentmem import distributed
     from agentmem.core import AgentMem
-    from agentmem.eval.corpus import adaptation_corpus
+    from agentmem.corpus import adaptation_corpus
 
     options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}
     subsets = [s for s in args.subsets.split(",") if s]

@@ -1,7 +1,7 @@
 """Forgetting across rounds of new tools: memory tokens against LoRA fine-tuning.
 
 Tools are learned in rounds (default: 4 rounds of 10 synthetic tools, split ``"eval"`` of
-`agentmem.eval.corpus`, disjoint from the adaptation corpus). After every round, the
+`agentmem.corpus`, disjoint from the adaptation corpus). After every round, the
 held-out requests of the *first* round's tools are planned and scored; forgetting is the
 drop of their argument F1 from round 1 to the last round. Four learners, each fed the current
 round's examples (and, for rehearsal, what the bank kept of earlier rounds):
@@ -42,7 +42,7 @@ from agentmem.adaptation import AdaptConfig, inject_lora, train_lora
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.core import AgentMem
 from agentmem.encoding import EncodedExample, prompt_ids
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.eval.metrics import score
 from agentmem.tools.calls import InvalidToolCall
 from agentmem.tools.parsing import canonical_json, parse_call

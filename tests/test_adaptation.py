@@ -24,7 +24,7 @@ from agentmem.adaptation import (
 from agentmem.backbone import adapted_fingerprint
 from agentmem.encoding import encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, InvalidExampleError
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.memory import MemoryBank
 from agentmem.tools import demo
 from tests.conftest import tiny_backbone
