@@ -178,6 +178,14 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     assert cli.main(["adapt", "--synthetic", "4", "--subsets", "apigen", "--out", str(out)]) == 2
     assert "apigen" in capsys.readouterr().err
 
+    tools, examples = _corpus(3, 4)
+    (tmp_path / "corpus.json").write_text(json.dumps({"tools": list(tools.values()), "examples": examples}))
+    argv = ["adapt", "--backbone", str(folder), "--corpus", str(tmp_path / "corpus.json"), "--out", str(tmp_path / "mine")]
+    assert cli.main(argv) == 0 and "3 tools, 4 requests" in capsys.readouterr().out
+    assert Adapter.load(tmp_path / "mine").training["corpus"]["file"] == str(tmp_path / "corpus.json")
+    (tmp_path / "corpus.json").write_text(json.dumps({"tools": []}))
+    assert cli.main(argv) == 2 and "must hold a JSON object" in capsys.readouterr().err
+
 
 def test_shipped_adapter_is_well_formed():
     adapter = Adapter.load(SHIPPED_DIR / "smollm2-135m")  # checks the weights against the recorded id
