@@ -360,15 +360,11 @@ def reserved_tool_names() -> frozenset[str]:
 
 
 def _valid(call: dict, specs: dict[str, ToolSpec]) -> bool:
-    # ToolSpec also checks string formats, which `load_nestful`'s validation leaves out.
-    # A call that passes an earlier result ("$var1.gross_salary$") is left out with its
-    # request: a plan holds literal values only, and a reference taught here would come
-    # out of the adapted backbone as a value no executor resolves.
-    return (
-        call["name"] in specs
-        and specs[call["name"]].validate_arguments(call["arguments"]) is None
-        and find_reference(call["arguments"]) is None
-    )
+    # `load_nestful` has checked the arguments against their ToolSpec already. A call that
+    # passes an earlier result ("$var1.gross_salary$") is left out with its request: a plan
+    # holds literal values only, and a reference taught here would come out of the adapted
+    # backbone as a value no executor resolves.
+    return call["name"] in specs and find_reference(call["arguments"]) is None
 
 
 def _allowed(name: str, reserved: frozenset[str]) -> bool:

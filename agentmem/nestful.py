@@ -117,9 +117,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from agentmem.tools.spec import NAME_PATTERN
+from agentmem.tools.spec import NAME_PATTERN, to_tool_spec
 
 __all__ = [
     "NESTFUL_SUBSETS",
@@ -349,7 +347,7 @@ def _load_nestful_cached(
     }
     original_names = rename_tools(tools, f"nestful/{subset}")
     new_names = {old: new for new, old in original_names.items()}
-    validators = {name: _validator(tool["parameters"]) for name, tool in tools.items()}
+    checked = {name: to_tool_spec(tool) for name, tool in tools.items()}
     examples = []
     for raw in raw_examples:
         calls = [
@@ -357,17 +355,10 @@ def _load_nestful_cached(
             for c in raw["output"]
             if c["name"] != _RESULT_MARKER
         ]
-        valid = all(
-            c["name"] in validators and validators[c["name"]].is_valid(c["arguments"])
-            for c in calls
-        )
+        # checked as ToolSpec checks generated arguments (Draft 2020-12, string formats)
+        valid = all(c["name"] in checked and checked[c["name"]].validate_arguments(c["arguments"]) is None for c in calls)
         examples.append(({"query": raw["input"].strip(), "calls": calls}, valid))
     return tools, examples, original_names
-
-
-def _validator(schema: dict) -> jsonschema.protocols.Validator:
-    # String formats are checked, as ToolSpec checks generated arguments.
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
 def load_nestful(subset: str, *, keep_invalid: bool = False) -> Dataset:
