@@ -44,7 +44,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, Json
 from starlette.exceptions import HTTPException
 
-from agentmem.backbone import Backbone, load_backbone
+from agentmem.backbone import Backbone
 from agentmem.bank_io import META_FILE, load_bank
 from agentmem.core import AgentMem
 from agentmem.errors import AgentMemError, BankError, PromptTooLongError
@@ -108,7 +108,7 @@ class BankRegistry:
             if memory is None:
                 saved = load_bank(source)
                 backbone = self._backbones.get(saved.fingerprint) or self._backbones.get(f"name:{saved.backbone_name}")
-                memory = AgentMem.load(source, backbone=backbone or load_backbone(saved.backbone_name, device=self.device))
+                memory = AgentMem.from_saved(saved, backbone, device=self.device, path=source)
             self._remember(memory.backbone)
             self._banks[name] = (memory, int(time.time()))
             return memory

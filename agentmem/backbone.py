@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -25,6 +25,9 @@ from transformers.utils import logging as hf_logging
 
 from agentmem import distributed
 from agentmem.errors import BackboneError
+
+if TYPE_CHECKING:  # the adapter module builds on this one; a backbone only holds an adapter
+    from agentmem.adapter import Adapter
 
 DEFAULT_BACKBONE = "smollm2-135m"
 
@@ -54,15 +57,16 @@ class Backbone:
         model: The causal LM; every parameter has ``requires_grad=False``.
         tokenizer: Its tokenizer (with a chat template).
         fingerprint: Hash identifying the weights; saved banks record it. For an adapted
-            backbone, derived from the base fingerprint and the adapter (`adapted_fingerprint`).
-        adapter: The `agentmem.adaptation.Adapter` merged into the weights, or None.
+            backbone, derived from the base fingerprint and the adapter
+            (`agentmem.adapter.adapted_fingerprint`).
+        adapter: The `agentmem.adapter.Adapter` merged into the weights, or None.
     """
 
     name: str
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     fingerprint: str
-    adapter: Any = None
+    adapter: Adapter | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -114,12 +118,6 @@ def fingerprint(model: PreTrainedModel) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(flat.numpy().tobytes())
     return "sha256:" + digest.hexdigest()[:24]
-
-
-def adapted_fingerprint(base: str, adapter_id: str) -> str:
-    """The fingerprint of a base backbone with an adapter merged in. Derived from the two
-    hashes rather than from the merged floats, whose last bits may differ between machines."""
-    return "sha256:" + hashlib.sha256(f"{base}+lora:{adapter_id}".encode()).hexdigest()[:24]
 
 
 def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = None) -> Backbone:

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from agentmem.adaptation import Adapter
+from agentmem.adapter import Adapter
 from agentmem.atomic import atomic_folder, recover
 from agentmem.errors import BankError, BankFormatWarning, SchemaError
 from agentmem.tools.examples import Call, Example

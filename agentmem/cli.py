@@ -1,8 +1,14 @@
-"""The ``agentmem`` command: demo, learn, plan, info, export, adapt, eval, serve."""
+"""The ``agentmem`` command: demo, learn, plan, info, export, adapt, serve, and ``eval``.
+
+``eval`` belongs to `agentmem.eval`, which registers it as an entry point of the group
+:data:`COMMANDS_GROUP` (a function that adds its subparser, with ``run`` as the handler),
+so that the core does not depend on its evaluation.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import shlex
 import sys
@@ -11,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from agentmem.errors import AgentMemError
+
+#: Entry-point group of commands added by other layers: ``register(subparsers)`` each.
+COMMANDS_GROUP = "agentmem.commands"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,27 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     adapt.add_argument("--synthetic", type=int, default=1000, help="synthetic requests in the corpus (default: 1000)")
     adapt.add_argument("--synthetic-tools", type=int, default=50, help="synthetic tools in the corpus (default: 50)")
     adapt.add_argument("--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated")
+    adapt.add_argument("--corpus", type=Path, help='JSON file {"tools": [...], "examples": [...]}: the corpus instead of the generated one')
     adapt.add_argument("--seed", type=int, default=0, help="seeds the corpus and the training")
     adapt.add_argument("--epochs", type=int, default=1)
     adapt.add_argument("--lr", type=float, help="LoRA learning rate (default: AdaptConfig.lr)")
     adapt.add_argument("--memory-lr", type=float, help="learning rate of the temporary memory rows")
     adapt.add_argument("--batch-size", type=int)
-
-    evaluate = commands.add_parser("eval", help="evaluate TokMem against ICL, RAG and LoRA baselines; write a report")
-    evaluate.add_argument("--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl")
-    evaluate.add_argument("--requests", type=Path, help="with --dataset jsonl: JSONL of {query, calls}")
-    evaluate.add_argument("--tools", type=Path, help="with --dataset jsonl: JSON list of function schemas")
-    evaluate.add_argument("--methods", default="icl,rag,lora,tokmem", help="comma-separated: icl, rag, lora, tokmem, tokmem-adapted")
-    evaluate.add_argument("--limit", type=int, default=50, help="test requests (seeded sample; 0: all)")
-    evaluate.add_argument("--out", type=Path, required=True, help="results folder (an existing one is resumed)")
-    evaluate.add_argument("--full", action="store_true", help="all requests, not only the 2-4-call subset")
-    evaluate.add_argument("--train-per-tool", type=int, default=5, help="cap training requests at about this many per tool (0: all)")
-    evaluate.add_argument("--backbone", default="smollm2-135m")
-    evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
-    evaluate.add_argument("--epochs", type=int, default=3, help="training passes (lora, tokmem)")
-    evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
-    evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
-    evaluate.add_argument("--seed", type=int, default=0)
 
     serve = commands.add_parser("serve", help="serve banks over an OpenAI-compatible HTTP API (/v1/chat/completions)")
     serve.add_argument("banks", type=Path, nargs="+", metavar="BANK_OR_DIR", help="bank folders, or folders of banks")
@@ -88,14 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-admin", action="store_true", help="no POST/DELETE /v1/banks (loading banks at run time)")
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
 
+    # commands of other layers (``agentmem eval``), registered as entry points: the core
+    # never imports them
+    for entry in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        entry.load()(commands)
+
     args = parser.parse_args(argv)
     args.command_line = "agentmem " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         handlers = {
             "demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "export": _export,
-            "adapt": _adapt, "eval": _eval, "serve": _serve,
+            "adapt": _adapt, "serve": _serve,
         }
-        return handlers[args.command](args)
+        return handlers[args.command](args) if args.command in handlers else args.run(args)
     except (AgentMemError, OSError, json.JSONDecodeError) as exc:
         print(f"agentmem {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -205,12 +204,17 @@ def _adapt(args: argparse.Namespace) -> int:
 
     from agentmem import distributed
     from agentmem.core import AgentMem
-    from agentmem.eval.corpus import adaptation_corpus
+    from agentmem.corpus import adaptation_corpus
 
     options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}
     subsets = [s for s in args.subsets.split(",") if s]
     try:
-        corpus = adaptation_corpus(args.synthetic, args.seed, args.synthetic_tools, subsets)
+        if args.corpus is not None:
+            corpus, record = _corpus_file(args.corpus), {"name": str(args.corpus), "file": str(args.corpus)}
+        else:
+            corpus = adaptation_corpus(args.synthetic, args.seed, args.synthetic_tools, subsets)
+            record = {"name": corpus.name, "seed": args.seed, "synthetic": args.synthetic,
+                      "synthetic_tools": args.synthetic_tools, "subsets": subsets}
         mem = AgentMem(args.backbone, adapted=False)
         if distributed.is_main_process():
             print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")
@@ -221,8 +225,7 @@ def _adapt(args: argparse.Namespace) -> int:
     adapter = mem.backbone.adapter
     adapter.training.update({
         "command": args.command_line,
-        "corpus": {"name": corpus.name, "seed": args.seed, "synthetic": args.synthetic,
-                   "synthetic_tools": args.synthetic_tools, "subsets": subsets},
+        "corpus": record,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
     })
@@ -233,33 +236,15 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from agentmem.eval.methods import MethodSettings
-    from agentmem.eval.runner import RunConfig, run
+def _corpus_file(path: Path) -> Any:
+    """An adaptation corpus read from a JSON file ``{"tools": [...], "examples": [...]}``
+    (tools as a list of schemas or a dict of them by name; checked by `AgentMem.adapt`)."""
+    from types import SimpleNamespace
 
-    try:
-        config = RunConfig(
-            out=args.out,
-            dataset=args.dataset,
-            requests=args.requests,
-            tools=args.tools,
-            methods=tuple(m for m in args.methods.split(",") if m),
-            limit=args.limit or None,
-            full=args.full,
-            train_per_tool=args.train_per_tool or None,
-            backbone=args.backbone,
-            settings=MethodSettings(
-                batch_size=args.batch_size, epochs=args.epochs, rag_k=args.rag_k, adapter=args.adapter, seed=args.seed
-            ),
-            command=args.command_line,
-        )
-    except ValueError as exc:
-        print(f"agentmem eval: error: {exc}", file=sys.stderr)
-        return 2
-    summary = run(config)
-    print((args.out / "report.md").read_text(encoding="utf-8"))
-    unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
-    return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("tools"), (list, dict)) or not isinstance(data.get("examples"), list):
+        raise ValueError(f'{path} must hold a JSON object {{"tools": [...], "examples": [...]}}')
+    return SimpleNamespace(name=str(path), tools=data["tools"], examples=data["examples"])
 
 
 def _serve(args: argparse.Namespace) -> int:

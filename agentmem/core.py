@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import distributed
-from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, apply_adapter, prepare_backbone, read_corpus
-from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
+from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, read_corpus
+from agentmem.adapter import resolve_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, Backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.compose import compose_examples
 from agentmem.decoding import Decoder, DecodeSettings
@@ -53,7 +54,7 @@ class AgentMem:
     def __init__(
         self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None, adapted: bool | None = None
     ) -> None:
-        self.backbone = prepare_backbone(backbone, adapted, device)
+        self.backbone = resolve_backbone(backbone, adapted, device=device)
         self.bank = MemoryBank(self.backbone.hidden_size)
         self._specs: dict[str, ToolSpec] = {}
         self._training: dict[str, dict[str, Any]] = {}
@@ -212,7 +213,7 @@ class AgentMem:
         Args:
             corpus: An object with ``tools`` (schemas, or a dict of them by name) and
                 ``examples`` (``{"query", "calls": [...]}``), such as
-                ``agentmem.eval.corpus.adaptation_corpus()``, or a ``(tools, examples)``
+                ``agentmem.corpus.adaptation_corpus()``, or a ``(tools, examples)``
                 pair. Use tools disjoint from the ones you will learn.
             epochs: Passes over the corpus.
             **config: Other fields of `AdaptConfig` (``lr``, ``memory_lr``, ``r``,
@@ -353,23 +354,41 @@ class AgentMem:
             BankError: The folder is missing, corrupted, or of an unknown format version.
             BackboneMismatchError: The bank was learned on other backbone weights.
         """
-        saved = load_bank(path)
+        return cls.from_saved(load_bank(path), backbone, device=device, path=path)
+
+    @classmethod
+    def from_saved(
+        cls,
+        saved: SavedBank,
+        backbone: str | Backbone | None = None,
+        *,
+        device: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> AgentMem:
+        """A bank already read from disk (`load_bank`), on its backbone; as `load`.
+
+        Args:
+            saved: The bank.
+            backbone: As in `load`.
+            device: As in the constructor.
+            path: Where the bank was read from, for messages.
+
+        Raises:
+            BackboneMismatchError: The bank was learned on other backbone weights.
+        """
         source = backbone if backbone is not None else saved.backbone_name
-        if saved.adapter is None:
-            mem = cls(source, device=device, adapted=None if isinstance(source, Backbone) else False)
-        elif isinstance(source, Backbone) and source.adapter is not None:
-            mem = cls(source)  # already adapted: the fingerprint check below decides
-        else:
-            base = source if isinstance(source, Backbone) else load_backbone(source, device=device)
-            mem = cls(apply_adapter(base, saved.adapter, copy_model=isinstance(source, Backbone)))
+        # a bank without adapter runs on the plain backbone it names, or on the one given as is
+        adapter = saved.adapter if saved.adapter is not None else (None if isinstance(source, Backbone) else False)
+        mem = cls(resolve_backbone(source, adapter, device=device))
+        where = f"the bank at {path}" if path is not None else "the bank"
         if mem.backbone.fingerprint != saved.fingerprint:
             raise BackboneMismatchError(
-                f"the bank at {path} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
+                f"{where} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
                 f"not on {mem.backbone.name!r} ({mem.backbone.fingerprint}); load it onto the backbone it was learned on"
             )
         if saved.rows.shape[1] != mem.backbone.hidden_size:
             raise BackboneMismatchError(
-                f"the bank at {path} has rows of width {saved.rows.shape[1]}, the backbone's hidden size is {mem.backbone.hidden_size}"
+                f"{where} has rows of width {saved.rows.shape[1]}, the backbone's hidden size is {mem.backbone.hidden_size}"
             )
         mem.bank.add([s.name for s in saved.specs], mean_embedding(mem.backbone))
         mem.bank.rows = saved.rows.to(mem.bank.rows)

@@ -195,3 +195,13 @@ def encode_example(
         target.extend(argument_ids(tokenizer, call.arguments, (schemas or {}).get(call.name)))
     target.append(eos_token_id)
     return EncodedExample(prefix=tuple(prompt_ids(tokenizer, example.query)), target=tuple(target))
+
+
+def common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
+    """The longest common start of every prompt, leaving each at least one token of its own
+    (whose hidden state predicts the first target token)."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return list(prompts[0][:length])

@@ -10,6 +10,7 @@ logits are untouched, so an empty bank is a no-op.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -110,3 +111,23 @@ def logits(backbone: Backbone, rows: torch.Tensor, hidden: torch.Tensor) -> torc
 def decoder(backbone: Backbone) -> torch.nn.Module:
     """The transformer body (everything but the LM head)."""
     return backbone.model.get_decoder()
+
+
+def continue_cache(
+    backbone: Backbone,
+    rows: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    cache: Any,
+) -> torch.Tensor:
+    """Last hidden states of ``input_ids`` (memory rows spliced in) after a prefix held in
+    ``cache`` (a transformers ``Cache``, extended in place); the training losses' forward."""
+    device = backbone.device
+    return decoder(backbone)(
+        inputs_embeds=embed(backbone, rows, input_ids.to(device)),
+        attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device),
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state

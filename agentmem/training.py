@@ -172,13 +172,7 @@ def batch_loss(
         layers.append((keys, values))
     cache = DynamicCache(layers, config=backbone.model.config)
 
-    hidden = memory.decoder(backbone)(
-        inputs_embeds=memory.embed(backbone, rows, ids.to(device)),
-        attention_mask=mask.to(device),
-        position_ids=positions.to(device),
-        past_key_values=cache,
-        use_cache=True,
-    ).last_hidden_state
+    hidden = memory.continue_cache(backbone, rows, ids, mask, positions, cache)
 
     # Hidden states at the scored positions only, and the token each one must predict.
     selected, labels = [], []

@@ -5,7 +5,7 @@ tools from 20 single-call examples each, plus 40 two-call requests; `TrainConfig
 defaults), on the embedded backbone once plain and once with an adapter merged (default:
 the one shipped for it), then plan the demo pack's held-out requests (templates and values
 never seen in training: 32 single-call, 8 two-call) and score them. The adaptation corpus
-shares no tool with the demo pack (`agentmem.eval.corpus`), so any gain is transfer.
+shares no tool with the demo pack (`agentmem.corpus`), so any gain is transfer.
 
 Results print as a Markdown table and are appended (with machine and date) to
 ``runs/adaptation-<date>.md``; BENCHMARKS.md quotes them.
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from agentmem.adaptation import Adapter, apply_adapter, shipped_adapter
+from agentmem.adapter import Adapter, resolve_backbone, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
 from agentmem.eval.metrics import score
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no adapter shipped for {args.backbone!r}; pass --adapter")
     base = load_backbone(args.backbone)
     rows = []
-    for label, backbone in [("plain", base), (f"adapted ({adapter.id[:15]})", apply_adapter(base, adapter))]:
+    for label, backbone in [("plain", base), (f"adapted ({adapter.id[:15]})", resolve_backbone(base, adapter))]:
         started = time.perf_counter()
         result = demo_accuracy(AgentMem(backbone))
         seconds = time.perf_counter() - started

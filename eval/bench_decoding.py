@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from agentmem.adaptation import Adapter, apply_adapter, shipped_adapter
+from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
 from agentmem.eval.metrics import Scores, score

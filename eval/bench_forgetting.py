@@ -1,7 +1,7 @@
 """Forgetting across rounds of new tools: memory tokens against LoRA fine-tuning.
 
 Tools are learned in rounds (default: 4 rounds of 10 synthetic tools, split ``"eval"`` of
-`agentmem.eval.corpus`, disjoint from the adaptation corpus). After every round, the
+`agentmem.corpus`, disjoint from the adaptation corpus). After every round, the
 held-out requests of the *first* round's tools are planned and scored; forgetting is the
 drop of their argument F1 from round 1 to the last round. Four learners, each fed the current
 round's examples (and, for rehearsal, what the bank kept of earlier rounds):
@@ -14,9 +14,11 @@ round's examples (and, for rehearsal, what the bank kept of earlier rounds):
 * **agentmem, no rehearsal**: the same with ``rehearse=0`` (the paper's method as stated);
 * **agentmem, no renormalisation**: the defaults with ``renormalize=False``;
 * **LoRA fine-tuning**: one LoRA (r=8, alpha 32 on q/v, as the adaptation phase) on the
-  plain backbone, trained round after round to write each call as text
-  (``{"name":...,"arguments":{...}}``, one line per call) with no tool list in the prompt,
-  no replay of earlier rounds; planned by greedy generation, lines parsed and validated.
+  plain backbone, trained round after round by the adaptation phase's loop
+  (`agentmem.lora.train_lora`) to write the plan as text (``name {json}``, one line per
+  call, the format of `agentmem.eval.textplan`, as the eval's LoRA baseline) with no tool
+  list in the prompt, no replay of earlier rounds; planned by greedy generation
+  (`agentmem.eval.generation.generate`), parsed and validated by `parse_plan`.
 
 Writes ``runs/forgetting-<date>.md`` (table, machine, command), ``.json`` (every figure)
 and ``.png`` (first-round argument F1 after each round, one line per learner).
@@ -32,21 +34,21 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agentmem.adaptation import AdaptConfig, inject_lora, train_lora
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.core import AgentMem
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import EncodedExample, prompt_ids
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.eval.generation import generate
 from agentmem.eval.metrics import score
-from agentmem.tools.calls import InvalidToolCall
-from agentmem.tools.parsing import canonical_json, parse_call
-from agentmem.tools.spec import ToolSpec, to_tool_spec
+from agentmem.eval.textplan import parse_plan, render_plan
+from agentmem.lora import LoRAConfig, lora_copy, train_lora
+from agentmem.tools.spec import to_tool_spec
 
 #: Learner key -> its label and `learn_tools` settings (None: the LoRA baseline).
 LEARNERS: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -99,74 +101,29 @@ def run_agentmem(task: Task, backbone: Backbone, label: str, **train: Any) -> li
     return out
 
 
-def _call_text(example: dict, specs: dict[str, ToolSpec]) -> str:
-    return "\n".join(
-        json.dumps({"name": c["name"], "arguments": json.loads(canonical_json(c["arguments"], specs[c["name"]].parameters))},
-                   ensure_ascii=False, separators=(",", ":"))
-        for c in example["calls"]
-    )
-
-
-def _parse_text(text: str, specs: dict[str, ToolSpec]) -> tuple[list[dict], int]:
-    """Generated lines to valid calls; returns them and the number of invalid lines."""
-    calls, invalid = [], 0
-    for line in filter(None, (line.strip() for line in text.splitlines())):
-        try:
-            obj = json.loads(line)
-            spec = specs[obj["name"]]
-            result = parse_call(spec, json.dumps(obj["arguments"]))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            invalid += 1
-            continue
-        if isinstance(result, InvalidToolCall):
-            invalid += 1
-        else:
-            calls.append({"name": result.name, "arguments": result.arguments})
-    return calls, invalid
-
-
-@torch.no_grad()
-def _generate(backbone: Backbone, queries: Sequence[str], max_new_tokens: int, batch_size: int = 10) -> list[str]:
-    tok = backbone.tokenizer
-    texts = []
-    for start in range(0, len(queries), batch_size):
-        prompts = [prompt_ids(tok, q) for q in queries[start : start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[backbone.eos_token_id] * (width - len(p)) + p for p in prompts], device=backbone.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=backbone.device)
-        out = backbone.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=backbone.eos_token_id, eos_token_id=backbone.eos_token_id,
-        )
-        texts += tok.batch_decode(out[:, width:], skip_special_tokens=True)
-    return texts
-
-
-def run_lora(task: Task, base: Backbone, config: AdaptConfig) -> list[dict[str, float]]:
+def run_lora(task: Task, base: Backbone, config: LoRAConfig) -> list[dict[str, float]]:
     """One LoRA fine-tuned round after round on the current round only; first-round scores."""
-    import copy
-
-    torch.manual_seed(config.seed)
-    model = copy.deepcopy(base.model)
-    inject_lora(model, config.lora())
-    work = Backbone(name=base.name, model=model, tokenizer=base.tokenizer, fingerprint=base.fingerprint)
+    work, _ = lora_copy(base, config)
     specs = {name: to_tool_spec(t) for name, t in task.tools.items()}
+    schemas = {name: spec.parameters for name, spec in specs.items()}
     tok = base.tokenizer
     first = [e for name in task.rounds[0] for e in task.test[name]]
+    prompts = [prompt_ids(tok, e["query"]) for e in first]
     out = []
     for r, names in enumerate(task.rounds):
-        examples = [e for n in names for e in task.train[n]]
         encoded = [
             EncodedExample(
                 prefix=tuple(prompt_ids(tok, e["query"])),
-                target=(*tok(_call_text(e, specs), add_special_tokens=False)["input_ids"], base.eos_token_id),
+                target=(*tok(render_plan(e["calls"], schemas), add_special_tokens=False)["input_ids"], base.eos_token_id),
             )
-            for e in examples
+            for n in names
+            for e in task.train[n]
         ]
-        train_lora(work, None, encoded, AdaptConfig(**{**config.__dict__, "seed": config.seed + r}), desc=f"LoRA round {r + 1}")
+        train_lora(work, None, encoded, replace(config, seed=config.seed + r), desc=f"LoRA round {r + 1}")
         longest = max(len(e.target) for e in encoded)
-        results = [_parse_text(t, specs) for t in _generate(work, [e["query"] for e in first], longest + 8)]
-        out.append(_scores(first, [c for c, _ in results], [n for _, n in results]))
+        parsed = [parse_plan(g.text, specs) for g in generate(work, prompts, max_new_tokens=longest + 8, batch_size=10)]
+        # text with no attempted call counts as one invalid call
+        out.append(_scores(first, [p.calls or [] for p in parsed], [len(p.invalid) + (p.calls is None) for p in parsed]))
         print(f"  LoRA round {len(out)}: {out[-1]}", flush=True)
     return out
 
@@ -208,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=5, help="held-out requests per tool")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of learn_tools per round")
     parser.add_argument("--lora-epochs", type=int, default=2, help="epochs of the LoRA baseline per round")
-    parser.add_argument("--lora-lr", default=f"{AdaptConfig.lr:g},1e-3", help="learning rates of the LoRA baseline, comma-separated: one learner each")
+    parser.add_argument("--lora-lr", default=f"{LoRAConfig.lr:g},1e-3", help="learning rates of the LoRA baseline, comma-separated: one learner each")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma-separated, of: {', '.join(LEARNERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs"))
@@ -246,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, train, lr in runs:
         started = time.perf_counter()
         if train is None:
-            rows = run_lora(task, base, AdaptConfig(epochs=args.lora_epochs, lr=lr, progress=False))
+            rows = run_lora(task, base, LoRAConfig(epochs=args.lora_epochs, lr=lr, progress=False))
         else:
             rows = run_agentmem(task, adapted, label, epochs=args.epochs, **train)
         minutes = (time.perf_counter() - started) / 60

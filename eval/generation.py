@@ -22,11 +22,12 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from agentmem.backbone import Backbone
+from agentmem.encoding import common_prefix
 from agentmem.eval.methods import MethodSettings, Prediction
 from agentmem.eval.textplan import parse_plan, should_stop
 from agentmem.tools.spec import ToolSpec
 
-__all__ = ["Generation", "common_prefix", "generate", "generate_plans"]
+__all__ = ["Generation", "generate", "generate_plans"]
 
 
 @dataclass
@@ -35,15 +36,6 @@ class Generation:
 
     text: str
     generated_tokens: int
-
-
-def common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
-    """The longest common start of every prompt, leaving each at least one token of its own."""
-    shortest = min(len(p) for p in prompts)
-    length = 0
-    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
-        length += 1
-    return list(prompts[0][:length])
 
 
 @torch.no_grad()

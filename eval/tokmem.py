@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
+from agentmem.adapter import Adapter, resolve_backbone
 from agentmem.backbone import Backbone
 from agentmem.core import AgentMem
 from agentmem.errors import BackboneError, BankError
@@ -66,11 +67,8 @@ class TokMemMethod(Method):
         if not self.adapted:
             return AgentMem(self.backbone, adapted=False)
         try:
-            if self.settings.adapter:
-                from agentmem.adaptation import Adapter, apply_adapter
-
-                return AgentMem(apply_adapter(self.backbone, Adapter.load(self.settings.adapter)))
-            return AgentMem(self.backbone, adapted=True)
+            adapter = Adapter.load(self.settings.adapter) if self.settings.adapter else True  # True: the shipped one
+            return AgentMem(resolve_backbone(self.backbone, adapter))
         except (BackboneError, BankError, OSError) as exc:
             raise MethodUnavailableError(f"no adapted backbone: {exc}") from exc
 

@@ -10,21 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from agentmem import AgentMem, cli, memory
-from agentmem.adaptation import (
-    SHIPPED_DIR,
-    AdaptConfig,
-    Adapter,
-    _shared_prefix,
-    inject_lora,
-    apply_adapter,
-    prepare_backbone,
-    read_corpus,
-    shared_prefix_loss,
-)
-from agentmem.backbone import adapted_fingerprint
-from agentmem.encoding import encode_example
+from agentmem.adaptation import AdaptConfig, read_corpus
+from agentmem.adapter import SHIPPED_DIR, Adapter, adapted_fingerprint, apply_adapter, inject_lora, resolve_backbone
+from agentmem.encoding import common_prefix, encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, InvalidExampleError
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.lora import shared_prefix_loss
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.memory import MemoryBank
 from agentmem.tools import demo
 from tests.conftest import tiny_backbone
@@ -88,7 +79,7 @@ def test_shared_prefix_loss_and_gradient_equal_full_sequences(tiny):
     bank.add([s.name for s in specs], torch.randn(tiny.hidden_size))
     schemas = {s.name: s.parameters for s in specs}
     encoded = [encode_example(tiny.tokenizer, e, lambda n: tiny.vocab_size + bank.index(n), tiny.eos_token_id, schemas) for e in examples]
-    shared = _shared_prefix([e.prefix for e in encoded])
+    shared = common_prefix([e.prefix for e in encoded])
     assert len(shared) > 10  # the chat template's system prompt
     torch.manual_seed(0)
     inject_lora(tiny.model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
@@ -139,6 +130,17 @@ def test_adapted_bank_carries_its_adapter(tiny, adapted, tmp_path):
         AgentMem.load(plain_path, backbone=mem.backbone)
 
 
+def test_resolve_backbone_merges_an_adapter_once(tiny, adapted):
+    mem, _, _ = adapted
+    adapter = mem.backbone.adapter
+    rebuilt = resolve_backbone(tiny, adapter)  # a copy: the base given stays plain
+    assert rebuilt.fingerprint == mem.backbone.fingerprint and tiny.adapter is None
+    assert resolve_backbone(rebuilt, adapter) is rebuilt  # already carries it
+    other = Adapter(adapter.lora, {k: v + 1 for k, v in adapter.weights.items()}, adapter.base_name, adapter.base_fingerprint)
+    with pytest.raises(BackboneMismatchError, match="carries adapter"):
+        resolve_backbone(rebuilt, other)
+
+
 def test_adapt_refuses_what_it_cannot_do(tiny, adapted):
     mem, _, _ = adapted
     with pytest.raises(BackboneError, match="already adapted"):
@@ -155,10 +157,10 @@ def test_adapt_refuses_what_it_cannot_do(tiny, adapted):
     with pytest.raises(InvalidExampleError, match="corpus request 0"):
         read_corpus((tools, [{"query": "x", "calls": [{"name": "nope", "arguments": {}}]}]))
     with pytest.raises(BackboneError, match="no shipped adaptation for backbone 'tiny-llama'"):
-        prepare_backbone(tiny, adapted=True)
+        resolve_backbone(tiny, adapter=True)
     with pytest.raises(BackboneError, match="already adapted"):
-        prepare_backbone(mem.backbone, adapted=False)
-    assert prepare_backbone(tiny) is tiny and prepare_backbone(mem.backbone) is mem.backbone
+        resolve_backbone(mem.backbone, adapter=False)
+    assert resolve_backbone(tiny) is tiny and resolve_backbone(mem.backbone) is mem.backbone
 
 
 def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
@@ -175,6 +177,14 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     assert adapter.training["corpus"]["synthetic"] == 8 and adapter.training["steps"] == 2
     assert cli.main(["adapt", "--synthetic", "4", "--subsets", "apigen", "--out", str(out)]) == 2
     assert "apigen" in capsys.readouterr().err
+
+    tools, examples = _corpus(3, 4)
+    (tmp_path / "corpus.json").write_text(json.dumps({"tools": list(tools.values()), "examples": examples}))
+    argv = ["adapt", "--backbone", str(folder), "--corpus", str(tmp_path / "corpus.json"), "--out", str(tmp_path / "mine")]
+    assert cli.main(argv) == 0 and "3 tools, 4 requests" in capsys.readouterr().out
+    assert Adapter.load(tmp_path / "mine").training["corpus"]["file"] == str(tmp_path / "corpus.json")
+    (tmp_path / "corpus.json").write_text(json.dumps({"tools": []}))
+    assert cli.main(argv) == 2 and "must hold a JSON object" in capsys.readouterr().err
 
 
 def test_shipped_adapter_is_well_formed():

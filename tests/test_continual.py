@@ -7,7 +7,7 @@ import torch
 
 from agentmem import AgentMem
 from agentmem.errors import UnknownToolError
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.tools import demo
 
 FAST = {"epochs": 1, "progress": False}

@@ -21,7 +21,7 @@ from agentmem import AgentMem, cli, memory
 from agentmem.backbone import Backbone
 from agentmem.encoding import argument_ids, prompt_ids
 from agentmem.errors import BackboneError, BankError
-from agentmem.eval.corpus import synthetic_examples, synthetic_tools
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.export import EXPORT_META, bank_fingerprint, export_checkpoint, parse_output, tool_token
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall

@@ -357,14 +357,12 @@ def test_invalid_calls_are_reported_not_dropped():
 def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, capsys):
     from fastapi.testclient import TestClient
 
-    from agentmem.adapters import server
-
     assert cli.main(["serve", str(tmp_path / "nowhere"), "--port", "0"]) == 2
     assert "no memory bank" in capsys.readouterr().err
     for name, memory in banks.items():
         memory.save(tmp_path / "banks" / name)
     loads: list[str] = []
-    monkeypatch.setattr(server, "load_backbone", lambda name, device=None: loads.append(name) or banks["home"].backbone)
+    monkeypatch.setattr("agentmem.adapter.load_backbone", lambda name, device=None: loads.append(name) or banks["home"].backbone)
     ran: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     assert cli.main(["serve", str(tmp_path / "banks"), "--port", "8123", "--no-admin", "--max-prompt-tokens", "64"]) == 0

