@@ -219,6 +219,45 @@ _OBJECTS: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
 _OPENERS = ["", "Please ", "Can you ", "Could you ", "I need you to ", "I'd like to ", "Go ahead and "]
 _QUESTION_OPENERS = {"Can you ", "Could you "}
 
+# Free text copied from the request: the values a small model most often paraphrases,
+# truncates or invents. Adaptation split only (the benchmarks' tools stay as they were).
+_TASKS = ["water the plants", "call the landlord", "pick up the dry cleaning", "renew my passport",
+          "buy a birthday card for Nora", "take the recycling out", "send the slides to the team",
+          "book a dentist check-up", "pay the electricity bill", "charge the camera batteries",
+          "return the library books", "defrost the freezer", "check the tyre pressure", "practice the speech",
+          "order more printer ink", "feed the neighbour's cat", "back up the laptop", "cancel the gym trial",
+          "bring the blue folder", "stretch for ten minutes", "print the boarding passes", "fix the squeaky door"]
+_MESSAGES = ["running ten minutes late", "the meeting moved to room 4", "dinner is at my place tonight",
+             "can you bring the charger", "the package arrived safely", "happy anniversary to you both",
+             "please review the draft by Friday", "the train is cancelled, taking the bus",
+             "thanks for the lovely evening", "the keys are under the mat", "call me when you land",
+             "the report is ready for sign-off", "see you at the north entrance", "bring warm clothes for the hike"]
+_ITEMS = ["oat milk", "free-range eggs", "sourdough loaf", "green tea", "dish soap", "cherry tomatoes",
+          "peanut butter", "AA batteries", "basmati rice", "paper towels", "greek yogurt", "dark chocolate"]
+_LABELS = ["take the vitamins", "leave for the airport", "stand-up meeting", "start the laundry",
+           "pick up the kids", "check the oven", "water break", "call grandma"]
+_FREE_TEXT: dict[str, _Param] = {
+    "task": _Param(_string("What to do, in the request's words."), _pick(_TASKS), ("to {v}", "so that I {v}", "saying {v}")),
+    "message": _Param(_string("The message text, in the request's words."), _pick(_MESSAGES),
+                      ('saying "{v}"', "that says {v}", "with the text {v}")),
+    "item": _Param(_string("The item, as the request names it."), _pick(_ITEMS), ("for {v}", "of {v}")),
+    "label": _Param(_string("A short label."), _pick(_LABELS), ('labelled "{v}"', "named {v}", "for {v}")),
+}
+_PARAMS.update(_FREE_TEXT)
+_FREE_TEXT_OBJECTS: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    ("todo_item", "a to-do item", ("add", "complete"), ("task", "date", "priority", "time")),
+    ("chat_message", "a chat message", ("send", "schedule"), ("message", "recipient", "time")),
+    ("sticky_note", "a sticky note", ("post", "pin"), ("message", "title", "public")),
+    ("shopping_item", "a shopping list item", ("add", "remove"), ("item", "quantity", "express")),
+    ("alarm", "an alarm", ("set", "snooze"), ("time", "label", "minutes")),
+    ("calendar_task", "a calendar task", ("create", "move"), ("task", "date", "time", "minutes")),
+    ("team_announcement", "a team announcement", ("post", "draft"), ("message", "time", "priority")),
+    ("errand", "an errand", ("plan", "log"), ("task", "address", "date")),
+]
+# A share of adaptation tools get a random name and description, so that the memory token,
+# not the tool's name, has to carry which tool it is (as TokMem's corpus does).
+_MASKED_SHARE = 0.25
+
 
 @dataclass(frozen=True)
 class _Tool:
@@ -227,12 +266,13 @@ class _Tool:
     noun: str
     params: tuple[str, ...]
     required: int  # the first `required` params are required
+    description: str = ""  # default: "<Verb> <noun>."
 
     def schema(self) -> dict[str, Any]:
         properties = {p: dict(_PARAMS[p].schema) for p in self.params}
         return {
             "name": self.name,
-            "description": f"{self.verb.replace('_', ' ').capitalize()} {self.noun}.",
+            "description": self.description or f"{self.verb.replace('_', ' ').capitalize()} {self.noun}.",
             "parameters": {"type": "object", "properties": properties,
                            "required": list(self.params[: self.required]), "additionalProperties": False},
         }
@@ -241,7 +281,8 @@ class _Tool:
 def _objects(split: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    return _OBJECTS[SPLITS.index(split) :: len(SPLITS)]
+    objects = _OBJECTS[SPLITS.index(split) :: len(SPLITS)]
+    return objects + _FREE_TEXT_OBJECTS if split == "adapt" else objects
 
 
 def _tools(n: int, seed: int, split: str) -> list[_Tool]:
@@ -255,7 +296,11 @@ def _tools(n: int, seed: int, split: str) -> list[_Tool]:
         # A tool's own seed: its parameters do not depend on how many tools were drawn.
         rng = random.Random(f"tool:{split}:{seed}:{verb}_{slug}")
         chosen = rng.sample(params, rng.randint(1, min(4, len(params))))
-        tools.append(_Tool(f"{verb}_{slug}", verb, noun, tuple(chosen), required=rng.randint(1, len(chosen))))
+        name, description = f"{verb}_{slug}", ""
+        if split == "adapt" and rng.random() < _MASKED_SHARE:
+            name = "tool_" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+            description = " ".join("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 8))) for _ in range(4))
+        tools.append(_Tool(name, verb, noun, tuple(chosen), required=rng.randint(1, len(chosen)), description=description))
     return tools
 
 
