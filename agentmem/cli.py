@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -80,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted (default: 4096)")
-    serve.add_argument("--no-admin", action="store_true", help="no POST/DELETE /v1/banks (loading banks at run time)")
+    serve.add_argument("--admin", action="store_true",
+                       help="serve POST/DELETE /v1/banks: load (by folder name, from the folders served) and drop banks at "
+                            "run time; off by default")
+    serve.add_argument("--no-admin", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
+                                         "(default: the environment variable AGENTMEM_API_KEY, if set)")
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
 
     args = parser.parse_args(argv)
@@ -257,13 +263,20 @@ def _eval(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
+    from agentmem.adapters.server import API_KEY_ENV, BankRegistry, ServerLimits, create_app
 
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    if api_key is not None and not api_key.strip():
+        print("agentmem serve: error: the API key is empty", file=sys.stderr)
+        return 2
     registry = BankRegistry(device=args.device)
     names = registry.add_paths(args.banks)
     print(f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
-          f"http://{args.host}:{args.port}/v1", flush=True)
-    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=not args.no_admin)
+          f"http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}", flush=True)
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"agentmem serve: warning: listening on {args.host} without an API key: anyone who reaches it may "
+              f"use it (pass --api-key or set {API_KEY_ENV})", file=sys.stderr, flush=True)
+    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=args.admin, api_key=api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
