@@ -263,6 +263,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # A bank is data: the backbone it names loads from this machine (an alias, a folder, a
+    # .gguf file, the Hugging Face cache), never downloaded because a bank asked for it. Set
+    # before transformers is imported, which reads it once; HF_HUB_OFFLINE=0 allows downloads.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from agentmem.adapters.server import API_KEY_ENV, BankRegistry, ServerLimits, create_app
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None

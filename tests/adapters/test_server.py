@@ -369,6 +369,7 @@ def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, ca
 
     from agentmem.adapters import server
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # serve sets it; restored after the test
     assert cli.main(["serve", str(tmp_path / "nowhere"), "--port", "0"]) == 2
     assert "no memory bank" in capsys.readouterr().err
     for name, memory in banks.items():

@@ -196,8 +196,10 @@ def test_cli_serve_is_loopback_keyless_and_admin_free_unless_asked(saved_home, r
     ran: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     monkeypatch.delenv(API_KEY_ENV, raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # and restored after the test
     assert cli.main(["serve", str(root)]) == 0
     assert ran["host"] == "127.0.0.1"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # backbones named by banks are never downloaded
     web = TestClient(ran["app"])
     assert web.get("/v1/models").status_code == 200 and web.post("/v1/banks", json={"name": "home"}).status_code in (404, 405)
     monkeypatch.setenv(API_KEY_ENV, KEY)
