@@ -11,7 +11,11 @@ last chunk with ``finish_reason``, an optional usage chunk) as server-sent event
 Where it differs from OpenAI's API, by design:
 
 * ``model`` names a bank; banks on the same weights share one backbone, loaded once.
-  ``POST /v1/banks`` loads or reloads a bank at run time, ``DELETE /v1/banks/{name}`` drops it.
+  With ``admin=True`` (off by default), ``POST /v1/banks`` loads or reloads a bank at run time
+  (a bank folder, by name, inside the folders the server was started with, on a backbone the
+  server already holds) and ``DELETE /v1/banks/{name}`` drops it.
+* With ``api_key``, every route but ``/health`` needs ``Authorization: Bearer <key>``.
+  Bodies are limited in bytes however they are sent (``Content-Length`` or chunked).
 * Each tool in ``tools`` must be learned in the bank, by name; its arguments are decoded under
   the schema the bank learned. Without ``tools``, any tool of the bank may be called.
 * Extensions: ``choices[0].message.invalid_tool_calls`` (calls whose arguments failed
@@ -27,8 +31,10 @@ Where it differs from OpenAI's API, by design:
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -41,7 +47,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
 from starlette.exceptions import HTTPException
 
 from agentmem.backbone import Backbone
@@ -51,7 +57,12 @@ from agentmem.errors import AgentMemError, BankError, PromptTooLongError
 from agentmem.tools.calls import Plan
 from agentmem.tools.parsing import canonical_json
 
-__all__ = ["BankRegistry", "ChatRequest", "ServerLimits", "create_app"]
+__all__ = ["API_KEY_ENV", "BankRegistry", "ChatRequest", "ServerLimits", "create_app"]
+
+API_KEY_ENV = "AGENTMEM_API_KEY"
+# A bank folder's name as POST /v1/banks may give it: one path component, never hidden (a
+# leading dot is a save in progress or a crashed one, see agentmem.atomic) nor a way up.
+_FOLDER_NAME = r"^[A-Za-z0-9_][\w.\-]{0,127}$"
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +93,9 @@ class BankRegistry:
     Args:
         backbone: A backbone already loaded (e.g. a test model) that banks may run on.
         device: Where to load backbones named by banks.
+
+    Attributes:
+        roots: The folders given to `add_paths`: the only place `find` looks for banks.
     """
 
     def __init__(self, backbone: Backbone | None = None, *, device: str | None = None) -> None:
@@ -89,6 +103,7 @@ class BankRegistry:
         self.device = device
         self._banks: dict[str, tuple[AgentMem, int]] = {}  # name -> (bank, when it was added)
         self._backbones: dict[str, Backbone] = {}  # by fingerprint, and plain ones by name too
+        self.roots: list[Path] = []
         if backbone is not None:
             self._remember(backbone)
 
@@ -96,17 +111,30 @@ class BankRegistry:
         for key in [backbone.fingerprint] + ([f"name:{backbone.name}"] if backbone.adapter is None else []):
             self._backbones.setdefault(key, backbone)
 
-    def add(self, name: str, source: str | Path | AgentMem) -> AgentMem:
+    def add(self, name: str, source: str | Path | AgentMem, *, new_backbones: bool = True) -> AgentMem:
         """Adds (or replaces) the bank ``name``: a saved bank folder, or an `AgentMem`.
+
+        Args:
+            name: The bank's name (requests' ``model``).
+            source: A bank folder or an `AgentMem`.
+            new_backbones: Whether a bank whose backbone the registry does not hold may load
+                it (and fetch it, for a Hugging Face id). At run time it may not: a bank is
+                data, and must not make the server load or download a model.
 
         Raises:
             BankError: The folder is not a bank.
             BackboneMismatchError: The bank does not fit the backbone it names.
+            APIError: 400 ``backbone_not_served``, with ``new_backbones=False``.
         """
         with self.lock:
             memory = source if isinstance(source, AgentMem) else None
             if memory is None:
                 saved = load_bank(source)
+                if not new_backbones and saved.fingerprint not in self._backbones:
+                    raise APIError(400, f"bank {name!r} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
+                                        "which this server does not run; a bank loaded at run time must run on a backbone "
+                                        "the server already holds (start the server with it to load its backbone)",
+                                   code="backbone_not_served")
                 backbone = self._backbones.get(saved.fingerprint) or self._backbones.get(f"name:{saved.backbone_name}")
                 memory = AgentMem.from_saved(saved, backbone, device=self.device, path=source)
             self._remember(memory.backbone)
@@ -117,7 +145,9 @@ class BankRegistry:
         """Adds each bank folder (named after it) or each bank inside a folder of banks."""
         added: list[str] = []
         for path in map(Path, paths):
-            folders = [path] if (path / META_FILE).is_file() else sorted(p for p in path.glob("*") if (p / META_FILE).is_file())
+            # Dot folders are saves in progress or left by a crash (agentmem.atomic), never banks.
+            folders = [path] if (path / META_FILE).is_file() else sorted(
+                p for p in path.glob("*") if not p.name.startswith(".") and (p / META_FILE).is_file())
             if not folders:
                 raise BankError(f"no memory bank at {path}: expected a bank folder or a folder of banks")
             for folder in folders:
@@ -125,7 +155,26 @@ class BankRegistry:
                     raise BankError(f"two banks are named {folder.name!r}; bank names come from folder names")
                 self.add(folder.name, folder)
                 added.append(folder.name)
+            self.roots.append(path)
         return added
+
+    def find(self, folder: str) -> Path | None:
+        """The bank folder named ``folder`` among `roots` (a root itself, or a folder in one).
+
+        Only a plain folder name is looked up, and only where it resolves inside its root (no
+        symbolic link out of it), so no request can reach elsewhere in the file system.
+        """
+        if not re.fullmatch(_FOLDER_NAME, folder):
+            return None
+        for root in self.roots:
+            if (root / META_FILE).is_file():
+                if root.name == folder:
+                    return root
+                continue
+            candidate = root / folder
+            if (candidate / META_FILE).is_file() and candidate.resolve().parent == root.resolve():
+                return candidate
+        return None
 
     def remove(self, name: str) -> None:
         """Removes a bank (its backbone stays loaded for the others)."""
@@ -189,7 +238,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     tools: list[FunctionTool] | None = None
-    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None  # the dict: see _tool_choice
     parallel_tool_calls: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -275,8 +324,9 @@ def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) 
 def _tool_choice(choice: str | dict[str, Any] | None, names: Sequence[str]) -> str:
     """OpenAI's ``tool_choice`` as the decoder's policy."""
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
-        if name not in names:
+        function = choice.get("function") if choice.get("type") == "function" else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or name not in names:
             raise APIError(400, f"tool_choice {choice!r} must be {{'type': 'function', 'function': {{'name': N}}}} with N "
                                 f"one of the request's tools ({', '.join(names) or 'none'})", param="tool_choice")
         return name
@@ -285,6 +335,25 @@ def _tool_choice(choice: str | dict[str, Any] | None, names: Sequence[str]) -> s
     if choice == "required" and not names:
         raise APIError(400, "tool_choice 'required' with no tools", param="tool_choice")
     return {"required": "any"}.get(choice, choice)
+
+
+def _check_text(value: Any, param: str) -> None:
+    """Refuses text that has no UTF-8 form: JSON lets a body hold a lone surrogate
+    (``"\\ud800"``), which no tokenizer takes and no answer could echo."""
+    stack = [(param, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, f"{where or 'body'} holds text that is not valid Unicode (a lone surrogate such as "
+                                    "\\ud800); send UTF-8 text", param=where or None, code="invalid_text") from None
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack += [(f"{where}.{key}".lstrip(".") if str(key).isidentifier() else f"{where}[{key!r}]", child), (where, key)]
+        elif isinstance(item, (list, tuple)):
+            stack += [(f"{where}[{i}]", child) for i, child in enumerate(item)]
 
 
 def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, str]:
@@ -356,10 +425,22 @@ def _events(chunks: list[dict[str, Any]]) -> Iterator[str]:
 
 
 class BankRequest(BaseModel):
-    """The body of ``POST /v1/banks``: load (or reload) the bank folder ``path`` as ``name``."""
+    """The body of ``POST /v1/banks``: load (or reload) a bank as ``name``.
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.\-]+$")
-    path: str
+    The bank is named, never given by path: ``folder`` (default: ``name``) is the name of a
+    bank folder inside the folders the server was started with (`BankRegistry.roots`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=_FOLDER_NAME)
+    folder: str | None = Field(default=None, pattern=_FOLDER_NAME)
+    path: None = None  # refused below with a message that says what to send instead
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _no_path(cls, value: Any) -> None:
+        raise ValueError("banks are loaded by folder name, not by path: send 'folder', the name of a bank folder "
+                         "inside the folders this server was started with")
 
 
 def _param(loc: Sequence[Any]) -> str | None:
@@ -385,28 +466,91 @@ def _as_api_error(exc: Exception) -> APIError:
     return APIError(500, f"{type(exc).__name__}: {exc}", kind="server_error")
 
 
-def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = True) -> FastAPI:
+class _Gate:
+    """ASGI middleware: the API key, then the body's size, before the app sees a request.
+
+    The body is counted as it arrives and held (it is at most ``limit`` bytes), so a body
+    sent chunked, without ``Content-Length``, is bounded like any other.
+    """
+
+    def __init__(self, app: Any, limit: int, api_key: str | None) -> None:
+        self.app, self.limit = app, limit
+        self.key = api_key.encode("utf-8") if api_key is not None else None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())
+        if self.key is not None and scope.get("path") != "/health" and not self._authorized(headers.get(b"authorization", b"")):
+            error = APIError(401, "a valid API key is required: send the header 'Authorization: Bearer <key>' with the key "
+                                  "this server was started with", code="invalid_api_key")
+            response = error.response()
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return await response(scope, receive, send)
+        size = headers.get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.limit:
+            return await self._too_large(int(size))(scope, receive, send)
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before its body was whole
+                return None
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > self.limit:
+                return await self._too_large(None)(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:  # after the body, the app waits here for a disconnect (streaming responses)
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _authorized(self, header: bytes) -> bool:
+        scheme, _, token = header.partition(b" ")
+        # compare_digest: the time taken does not tell how much of a guessed key was right
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key or b"")
+
+    def _too_large(self, size: int | None) -> JSONResponse:
+        told = f"of {size} bytes " if size is not None else ""
+        return APIError(413, f"request body {told}is over this server's limit of {self.limit} bytes",
+                        code="request_too_large").response()
+
+
+def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = False,
+               api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving ``registry``.
 
     Args:
         registry: The banks; requests name them as ``model``.
         limits: Bounds on requests (prompt tokens, body bytes, ``max_tokens``).
-        admin: Serve ``POST /v1/banks`` and ``DELETE /v1/banks/{name}``, which load and drop
-            banks from the server's file system.
+        admin: Serve ``POST /v1/banks`` and ``DELETE /v1/banks/{name}``, which load banks
+            from the folders in ``registry.roots`` (by folder name, onto backbones the
+            registry holds) and drop them. Off by default: whoever reaches them changes
+            what the server answers.
+        api_key: If given, every route but ``/health`` needs ``Authorization: Bearer <key>``
+            (401 otherwise).
     """
     app = FastAPI(title="agentmem", description="OpenAI-compatible tool calling over memory banks")
+    if admin:
+        _log.warning("admin endpoints are on: POST /v1/banks and DELETE /v1/banks/{name} load and drop banks%s",
+                     "" if api_key is not None else " for anyone who reaches this server (no API key)")
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            return APIError(413, f"request body of {size} bytes is over this server's limit of {limits.max_body_bytes}",
-                            code="request_too_large").response()
         try:
             return await call_next(request)
         except Exception as exc:  # answered here, so that the connection stays open
             _log.exception("%s %s failed", request.method, request.url.path)
             return _as_api_error(exc).response()
+
+    app.add_middleware(_Gate, limit=limits.max_body_bytes, api_key=api_key)  # added last: runs first
 
     for kind in (APIError, RequestValidationError, HTTPException, AgentMemError):
         app.add_exception_handler(kind, lambda _, exc: _as_api_error(exc).response())
@@ -426,6 +570,7 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        _check_text(request.model_dump(), "")
         plan, fingerprint = _plan(registry, request, limits)
         completion = _completion(plan, model=request.model, fingerprint=fingerprint, stop=request.stop)
         if not request.stream:
@@ -437,7 +582,16 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
 
         @app.post("/v1/banks")
         def add_bank(body: BankRequest) -> dict[str, Any]:
-            registry.add(body.name, body.path)  # a BankError is a 400 naming what is wrong
+            name = body.folder or body.name
+            folder = registry.find(name)
+            if folder is None:  # the same answer for every reason: it says nothing of the file system
+                raise APIError(404, f"no bank folder named {name!r} in the folders this server serves banks from",
+                               param="folder" if body.folder else "name", code="bank_not_found")
+            try:
+                registry.add(body.name, folder, new_backbones=False)
+            except AgentMemError as exc:  # named by its folder alone: where the roots lie is the server's business
+                raise APIError(400, str(exc).replace(str(folder.parent) + os.sep, ""),
+                               code=_as_api_error(exc).code) from exc
             return registry.models(body.name)[0]
 
         @app.delete("/v1/banks/{name}")
@@ -446,4 +600,3 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
             return {"id": name, "object": "model", "deleted": True}
 
     return app
-

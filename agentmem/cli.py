@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import shlex
 import sys
 import time
@@ -79,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted (default: 4096)")
-    serve.add_argument("--no-admin", action="store_true", help="no POST/DELETE /v1/banks (loading banks at run time)")
+    serve.add_argument("--admin", action="store_true",
+                       help="serve POST/DELETE /v1/banks: load (by folder name, from the folders served) and drop banks at "
+                            "run time; off by default")
+    serve.add_argument("--no-admin", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
+                                         "(default: the environment variable AGENTMEM_API_KEY, if set)")
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
 
     # commands of other layers (``agentmem eval``), registered as entry points: the core
@@ -250,13 +256,24 @@ def _corpus_file(path: Path) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
+    # A bank is data: the backbone it names loads from this machine (an alias, a folder, a
+    # .gguf file, the Hugging Face cache), never downloaded because a bank asked for it. Set
+    # before transformers is imported, which reads it once; HF_HUB_OFFLINE=0 allows downloads.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from agentmem.adapters.server import API_KEY_ENV, BankRegistry, ServerLimits, create_app
 
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    if api_key is not None and not api_key.strip():
+        print("agentmem serve: error: the API key is empty", file=sys.stderr)
+        return 2
     registry = BankRegistry(device=args.device)
     names = registry.add_paths(args.banks)
     print(f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
-          f"http://{args.host}:{args.port}/v1", flush=True)
-    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=not args.no_admin)
+          f"http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}", flush=True)
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"agentmem serve: warning: listening on {args.host} without an API key: anyone who reaches it may "
+              f"use it (pass --api-key or set {API_KEY_ENV})", file=sys.stderr, flush=True)
+    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=args.admin, api_key=api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

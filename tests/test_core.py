@@ -183,7 +183,7 @@ def test_load_errors(tiny, tokenizer, tmp_path: Path):
     broken = json.loads(json.dumps(meta))
     broken["tools"][0]["kept_examples"] = [{"query": "weather?"}]  # a kept request without calls
     (path / "bank.json").write_text(json.dumps(broken))
-    with pytest.raises(BankError, match="bank.json is corrupted: KeyError"):
+    with pytest.raises(BankError, match=r"bank.json is corrupted: tools\[0\].kept_examples\[0\] has no 'calls'"):
         AgentMem.load(path, backbone=tiny)
     (path / "bank.json").write_text(json.dumps(meta))
     (path / "bank.safetensors").write_bytes(b"garbage")

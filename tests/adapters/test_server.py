@@ -239,6 +239,14 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, ser
     assert "not valid JSON" in _assert_error(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400)["message"]
     _assert_error(httpx.post(url, content=b"x" * (2 << 20), headers={"content-type": "application/json"}), 413,
                   code="request_too_large")
+    # the same body sent chunked (no Content-Length) is counted as it arrives
+    big = json.dumps({**ok, "messages": _user("celsius " * 400_000)}).encode()
+    chunked = httpx.post(url, content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
+                         headers={"content-type": "application/json"})
+    assert "content-length" not in chunked.request.headers and chunked.request.headers["transfer-encoding"] == "chunked"
+    _assert_error(chunked, 413, code="request_too_large")
+    small = json.dumps({**ok, "max_tokens": 2, "tool_choice": "none"}).encode()
+    assert httpx.post(url, content=iter([small[:10], small[10:]]), headers={"content-type": "application/json"}).status_code == 200
     _assert_error(httpx.get(served[0] + "/v1/nothing-here"), 404)
     assert httpx.get(served[0] + "/health").json()["status"] == "ok"
     assert client.chat.completions.create(**ok).choices[0].message is not None
@@ -315,23 +323,25 @@ def test_banks_from_disk_share_one_backbone_and_reload(banks, tmp_path):
     assert registry.get("home").backbone is registry.get("travel").backbone is backbone
     query = "an aisle seat"
     assert _plan_calls(registry.get("travel").plan(query, tool_choice="any")) == _plan_calls(banks["travel"].plan(query, tool_choice="any"))
-    with _serving(create_app(registry)) as url:
+    with _serving(create_app(registry, admin=True)) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
-        added = httpx.post(url + "/v1/banks", json={"name": "extra", "path": str(tmp_path / "banks" / "home")})
+        added = httpx.post(url + "/v1/banks", json={"name": "extra", "folder": "home"})
         assert added.status_code == 200 and added.json()["tools"] == list(HOME)
         assert [m.id for m in client.models.list().data] == ["extra", "home", "travel"]
         # reloading a name swaps its tools; the old ones are no longer routable there
-        httpx.post(url + "/v1/banks", json={"name": "extra", "path": str(tmp_path / "banks" / "travel")}).raise_for_status()
+        httpx.post(url + "/v1/banks", json={"name": "extra", "folder": "travel"}).raise_for_status()
         response = client.chat.completions.create(model="extra", messages=_user("use celsius"), tool_choice="required")
         assert {n for n, _ in _calls(response.choices[0].message)} <= set(TRAVEL)
         assert registry.get("extra").backbone is backbone
-        _assert_error(httpx.post(url + "/v1/banks", json={"name": "bad", "path": str(tmp_path / "nowhere")}), 400, code="bank_error")
-        _assert_error(httpx.post(url + "/v1/banks", json={"name": "../x", "path": str(tmp_path)}), 400, param="name")
+        _assert_error(httpx.post(url + "/v1/banks", json={"name": "bad", "folder": "nowhere"}), 404, code="bank_not_found")
+        _assert_error(httpx.post(url + "/v1/banks", json={"name": "../x"}), 400, param="name")
         assert httpx.delete(url + "/v1/banks/extra").json()["deleted"] is True
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="extra", messages=_user("x"))
-    with _serving(create_app(registry, admin=False)) as url:
-        assert httpx.post(url + "/v1/banks", json={"name": "x", "path": str(tmp_path)}).status_code in (404, 405)
+    with _serving(create_app(registry)) as url:  # admin endpoints are off unless asked for
+        assert httpx.post(url + "/v1/banks", json={"name": "home"}).status_code in (404, 405)
+        assert httpx.delete(url + "/v1/banks/home").status_code in (404, 405)
+        assert registry.names() == ["home", "travel"]
 
 
 def test_invalid_calls_are_reported_not_dropped():
@@ -357,6 +367,7 @@ def test_invalid_calls_are_reported_not_dropped():
 def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, capsys):
     from fastapi.testclient import TestClient
 
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # serve sets it; restored after the test
     assert cli.main(["serve", str(tmp_path / "nowhere"), "--port", "0"]) == 2
     assert "no memory bank" in capsys.readouterr().err
     for name, memory in banks.items():
