@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     adapt = commands.add_parser("adapt", help="run the one-time adaptation phase on auxiliary tools; save the adapter")
     adapt.add_argument("--out", type=Path, required=True, help="adapter folder to write (adapter.safetensors + adapter.json)")
     adapt.add_argument("--backbone", default="smollm2-135m", help="base backbone (adapted from its plain weights)")
-    adapt.add_argument("--synthetic", type=int, default=1000, help="synthetic requests in the corpus (default: 1000)")
-    adapt.add_argument("--synthetic-tools", type=int, default=50, help="synthetic tools in the corpus (default: 50)")
+    adapt.add_argument("--synthetic", type=int, help="synthetic requests in the corpus (default: adaptation_corpus's, 5000)")
+    adapt.add_argument("--synthetic-tools", type=int, help="synthetic tools in the corpus (default: adaptation_corpus's, 76)")
     adapt.add_argument("--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated")
     adapt.add_argument("--corpus", type=Path, help='JSON file {"tools": [...], "examples": [...]}: the corpus instead of the generated one')
     adapt.add_argument("--seed", type=int, default=0, help="seeds the corpus and the training")
@@ -218,9 +218,11 @@ def _adapt(args: argparse.Namespace) -> int:
         if args.corpus is not None:
             corpus, record = _corpus_file(args.corpus), {"name": str(args.corpus), "file": str(args.corpus)}
         else:
-            corpus = adaptation_corpus(args.synthetic, args.seed, args.synthetic_tools, subsets)
-            record = {"name": corpus.name, "seed": args.seed, "synthetic": args.synthetic,
-                      "synthetic_tools": args.synthetic_tools, "subsets": subsets}
+            sizes = {"n_synthetic": args.synthetic, "synthetic_tool_count": args.synthetic_tools}
+            sizes = {k: v for k, v in sizes.items() if v is not None}  # the library's defaults otherwise
+            corpus = adaptation_corpus(seed=args.seed, subsets=subsets, **sizes)
+            record = {"name": corpus.name, "seed": args.seed, "subsets": subsets, "requests": len(corpus.examples),
+                      "tools": len(corpus.tools), **sizes}
         mem = AgentMem(args.backbone, adapted=False)
         if distributed.is_main_process():
             print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")

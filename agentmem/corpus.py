@@ -308,7 +308,7 @@ def synthetic_tools(n: int = 50, seed: int = 0, split: str = "adapt") -> dict[st
     """Synthetic tool definitions (OpenAI-style inner function dicts), by name.
 
     Args:
-        n: How many tools (each split offers 60).
+        n: How many tools (``"adapt"`` offers 76, ``"eval"`` 60).
         seed: Seeds which tools and parameters are drawn.
         split: ``"adapt"`` (adaptation corpus) or ``"eval"`` (benchmarks); their objects,
             hence their tool names, never overlap.
@@ -417,9 +417,9 @@ def _allowed(name: str, reserved: frozenset[str]) -> bool:
 
 
 def adaptation_corpus(
-    n_synthetic: int = 1000,
+    n_synthetic: int = 5000,
     seed: int = 0,
-    synthetic_tool_count: int = 50,
+    synthetic_tool_count: int = 76,
     subsets: Sequence[str] = ADAPTATION_SUBSETS,
 ) -> Dataset:
     """The corpus of the adaptation phase: NESTFUL requests plus synthetic ones.

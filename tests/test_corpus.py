@@ -67,8 +67,8 @@ def test_splits_and_the_adaptation_corpus_are_disjoint_from_evaluation_tools():
 def test_bad_requests_are_refused():
     with pytest.raises(ValueError, match="unknown split 'test'"):
         corpus.synthetic_tools(5, split="test")
-    with pytest.raises(ValueError, match="has 60 synthetic tools; asked for n=61"):
-        corpus.synthetic_tools(61)
+    with pytest.raises(ValueError, match="has 76 synthetic tools; asked for n=77"):
+        corpus.synthetic_tools(77)
     with pytest.raises(ValueError, match="not synthetic tools"):
         corpus.synthetic_examples(["get_weather"], 5)
     with pytest.raises(ValueError, match="complexfuncbench"):
@@ -93,3 +93,20 @@ def test_compose_chains_single_call_examples():
         compose_examples({"a": by_tool["a"]}, 3)
     text = join_requests([("Open door 1", [1]), ("Paris weather?", ["Paris"]), ("I'd like tea", [])], random.Random(0))
     assert text.startswith("Open door 1. ") and " Paris weather?" in text and " I'd like tea." in text
+
+
+def test_adaptation_tools_teach_free_text_copying_and_masked_names():
+    adapt = corpus.synthetic_tools(76, 0, "adapt")
+    masked = [name for name in adapt if name.startswith("tool_")]
+    assert 0.1 < len(masked) / len(adapt) < 0.4  # about a quarter: the memory token must carry the tool
+    assert all("_" not in adapt[name]["description"] and adapt[name]["description"] for name in masked)
+    free = [name for name, t in adapt.items() if set(t["parameters"]["properties"]) & {"task", "message", "item", "label"}]
+    assert len(free) >= 8
+    examples = corpus.synthetic_examples(free, 60, seed=0, multi=0.0)
+    spans = [v for e in examples for c in e["calls"] for k, v in c["arguments"].items() if k in ("task", "message", "item", "label")]
+    assert spans and all(" " in v for v in spans)  # multi-word spans, each said verbatim (checked above for all values)
+    assert all(str(v) in e["query"] for e in examples for c in e["calls"] for v in c["arguments"].values() if not isinstance(v, bool))
+    # the benchmarks' split is untouched: plain verb_object names, no free-text parameters
+    held = corpus.synthetic_tools(60, 0, "eval")
+    assert not [n for n in held if n.startswith("tool_")]
+    assert not [n for n, t in held.items() if set(t["parameters"]["properties"]) & {"task", "message", "item", "label"}]
