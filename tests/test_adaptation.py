@@ -174,7 +174,7 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     assert "saved adapter sha256:" in capsys.readouterr().out
     adapter = Adapter.load(out)
     assert adapter.training["command"] == "agentmem " + shlex.join(argv)
-    assert adapter.training["corpus"]["synthetic"] == 8 and adapter.training["steps"] == 2
+    assert adapter.training["corpus"]["n_synthetic"] == 8 and adapter.training["steps"] == 2
     assert cli.main(["adapt", "--synthetic", "4", "--subsets", "apigen", "--out", str(out)]) == 2
     assert "apigen" in capsys.readouterr().err
 
