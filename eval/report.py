@@ -2,10 +2,11 @@
 
 Written by the runner next to ``results.json``:
 
-* ``report.md``: the setup, one row per method (tool F1, argument F1, exact match,
-  schema-valid rate, parse-failure rate; prompt tokens and seconds per request, trainable
-  parameters, training seconds), argument and tool F1 per number of calls, the methods
-  that could not run and why, and the machine and date of each method's run;
+* ``report.md``: the setup (with the training requests left out for holding a result
+  reference), one row per method (tool F1, argument F1, exact match, schema-valid rate,
+  parse-failure rate; prompt tokens and seconds per request, trainable parameters,
+  training seconds), argument and tool F1 per number of calls, the methods that could not
+  run and why, and the machine and date of each method's run;
 * ``accuracy.png``: the three accuracy metrics per method, and tool/argument F1 per number
   of gold calls;
 * ``cost.png``: argument and tool F1 against prompt tokens per request and against seconds
@@ -41,10 +42,15 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary.get("command"):
         lines += [f"`{summary['command']}`", ""]
     cap = f" (at least {setup['train_per_tool']} per tool where there are)" if setup["train_per_tool"] else ""
+    skipped = setup.get("train_requests_skipped_for_references", 0)
     lines += [
         f"{setup['train_requests']} training requests{cap}, "
-        f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`.",
+        f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`. "
+        f"{skipped} training requests were left out before the cap because a call held a result reference "
+        '(`"$varN.field$"`, which no executor resolves); no method trains on or is shown one.',
         "",
+    ]
+    lines += [
         "| method | tool F1 | argument F1 | exact match | schema-valid | parse failures | prompt tokens/request "
         "| s/request | trainable params | training s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -109,12 +115,12 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     bars.set_ylim(0, 1)
     bars.set_ylabel("score")
     bars.set_title("accuracy per method")
-    bars.legend(loc="upper left")
     for i, n in enumerate(names):
         counts = sorted(int(k) for k in methods[n]["by_calls"])
         color = f"C{i}"
         lines.plot(counts, [methods[n]["by_calls"][str(k)]["argument_f1"] for k in counts], "o-", color=color, label=f"{n} argument F1")
         lines.plot(counts, [methods[n]["by_calls"][str(k)]["tool_f1"] for k in counts], "s--", color=color, alpha=0.6, label=f"{n} tool F1")
+    bars.legend(loc="upper left")
     lines.set_xlabel("gold calls per request")
     lines.set_ylim(0, 1)
     lines.set_title("accuracy per number of calls")
