@@ -16,7 +16,10 @@ One run:
    every training request held a reference): no method can match that call;
 4. for each method: fit, predict every test request, score (`agentmem.eval.metrics`),
    and write ``methods/<name>.json`` (scores, costs, every prediction) atomically;
-5. writes ``results.json``, ``report.md`` and the plots (`agentmem.eval.report`).
+5. computes the ceiling of the test requests (`agentmem.eval.metrics.ceiling`: the share
+   of gold argument values readable from the request, and the argument F1 of an oracle
+   writing exactly the reachable calls), and writes ``results.json``, ``report.md`` and
+   the plots (`agentmem.eval.report`).
 
 Resuming: a method whose file exists with the same setup (data, split, settings,
 backbone) is read back instead of recomputed; change anything and it runs again. A
@@ -55,7 +58,7 @@ from agentmem.eval.datasets import (
     without_references,
 )
 from agentmem.eval.methods import METHODS, MethodSettings, MethodUnavailableError, Prediction, build_method
-from agentmem.eval.metrics import score
+from agentmem.eval.metrics import ceiling, score
 
 __all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run"]
 
@@ -271,6 +274,8 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
     summary = {
         "command": config.command,
         "setup": setup,
+        "ceiling": ceiling([ex["query"] for ex in data.test], [ex["calls"] for ex in data.test], data.inventory)
+        .as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in results.items()},
     }
     _write_json(config.out / RESULTS_FILE, summary)

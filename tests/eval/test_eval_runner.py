@@ -98,15 +98,26 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
     # TokMem's own guard finds nothing more to leave out: the runner already did
     assert methods["tokmem"]["fit"]["skipped"] == 0
 
+    # the ceiling of the same test requests, beside the methods
+    top = summary["ceiling"]
+    assert top["n_examples"] == 4 and 0.0 <= top["reachable_share"] <= top["reference_free_share"] <= 1.0
+    assert 0.0 <= top["argument_f1"] <= top["argument_f1_reference_free"] <= 1.0
+
     report = (tmp_path / "report.md").read_text()
     assert "| method | tool F1 | argument F1 |" in report
     assert f"{skipped} training requests were left out" in report
+    assert f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |" in report
+    assert f"| ceiling (no references) | - | {top['argument_f1_reference_free']:.3f} |" in report
+    assert f"{top['reachable_share']:.1%} can be read from the request" in report
+    header = next(line for line in report.splitlines() if line.startswith("| method | tool F1"))
+    rows = [line for line in report.splitlines() if line.startswith("| ceiling (")]
+    assert len(rows) == 3 and all(row.count("|") == header.count("|") for row in rows[:2])
     assert all(f"| {n} |" in report for n in ok)
     assert "tokmem-adapted: tokmem-adapted" not in report and "- tokmem-adapted: " in report
     for png in ("accuracy.png", "cost.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["methods"]["icl"]["scores"] == ok["icl"]["scores"]
+    assert saved["methods"]["icl"]["scores"] == ok["icl"]["scores"] and saved["ceiling"] == top
 
 
 def test_finished_methods_are_read_back_not_recomputed(tmp_path: Path, backbone, user_data) -> None:
