@@ -29,6 +29,7 @@ from agentmem.nestful import (
     sanitize_tool_name,
     spec_to_json_schema,
 )
+from agentmem.tools.parsing import find_reference
 
 __all__ = [
     "NESTFUL_SUBSETS",
@@ -41,6 +42,7 @@ __all__ = [
     "sanitize_tool_name",
     "spec_to_json_schema",
     "split",
+    "without_references",
 ]
 
 
@@ -242,3 +244,20 @@ def cap_per_tool(examples: list[dict], per_tool: int, seed: int = 0) -> list[dic
             for n in names:
                 uses[n] = uses.get(n, 0) + 1
     return [ex for i, ex in enumerate(examples) if i in kept]
+
+
+def without_references(examples: list[dict]) -> tuple[list[dict], int]:
+    """The requests none of whose calls holds a result reference (``"$var1.dest_id$"``).
+
+    A plan never holds a value the product cannot resolve, and no executor resolves a
+    reference, so no method may be taught one: a request holding one in any call is left
+    out whole (keeping its other calls would teach plans that stop short).
+
+    Args:
+        examples: Requests ``{"query", "calls"}``.
+
+    Returns:
+        ``(kept, skipped)``: the kept requests in their order, and how many were left out.
+    """
+    kept = [ex for ex in examples if find_reference([c["arguments"] for c in ex["calls"]]) is None]
+    return kept, len(examples) - len(kept)

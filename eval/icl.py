@@ -6,7 +6,8 @@ the system message in the compact format of `agentmem.eval.textplan`):
 * system: the instruction and one line per tool: every tool of the inventory (ICL), or
   the ``rag_k`` tools retrieved for the request (RAG, below);
 * demonstrations: ``demonstrations`` training requests as earlier user/assistant turns, the
-  assistant writing the gold plan as text, each plan at most 160 tokens. ICL draws them
+  assistant writing the gold plan as text, each plan at most 160 tokens (training requests
+  hold no result reference: the runner leaves those out, so no demonstration shows one). ICL draws them
   once: in a seeded shuffle of the training requests, the first ones that each bring a
   tool not shown yet (variety at little cost). RAG retrieves them per request: the most
   similar training requests (the most similar last, next to the request);

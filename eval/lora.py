@@ -2,7 +2,8 @@
 
 The LoRA has the shape of TokMem's adaptation (rank ``lora_r`` on the query and value
 projections, alpha ``4 * lora_r``, dropout 0.1) and is trained, with the backbone frozen,
-on the same training requests as TokMem:
+on the same training requests as TokMem, none holding a result reference (the runner
+leaves those out for every method, so no plan text teaches ``"$varN.field$"``):
 
     chat(query) -> "Search_Hotel_Destination {"query":"Paris"}\\nSearch_Hotels {...}" <eos>
 

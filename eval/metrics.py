@@ -30,6 +30,28 @@ tool's schema (they are not in ``preds[i]``, which holds only valid calls):
   examples (``sum len(preds[i]) / sum (len(preds[i]) + invalid_counts[i])``);
   1.0 when no call was attempted.
 * ``parse_failure_rate``: share of examples whose ``preds[i]`` is ``None``.
+
+The ceiling of a test set (:func:`ceiling`): what can be read from the requests at all.
+A plan never holds a value the product cannot resolve, so a gold value that is a result
+reference, or that the request does not state, cannot be written by any method that
+copies from the request. Per gold argument value (each top-level argument of each gold
+call), :func:`reachable`:
+
+* a value holding a result reference (`find_reference`) is unreachable;
+* a string is reachable when it appears in the request, case-insensitively (substring);
+* a number is reachable when its text appears in the request (``2.0`` as ``2``,
+  ``1.5`` as ``1.5``; ``"1,500"`` does not show ``1500``);
+* a boolean, ``null``, and a value of its parameter's ``enum`` count as reachable: they
+  are chosen, not copied, so the request need not spell them;
+* a list or object is reachable when every item or field is (an empty one is).
+
+Dates written differently in the request (``"October 12"`` for ``"2024-10-12"``) count
+as unreachable: the ceiling is that of verbatim reading, and a method that rewrites
+values may pass it on a few. The oracle writes, for each request, every gold call whose
+tool is in the inventory and whose values are all reachable, exactly, and nothing else;
+its mean argument F1 (:func:`argument_f1`) and exact match are the ceiling. A looser
+ceiling counts only references as unreachable (the oracle writes every gold call of an
+inventory tool holding no reference).
 """
 
 from __future__ import annotations
@@ -39,11 +61,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from agentmem.tools.parsing import find_reference
+
 __all__ = [
+    "Ceiling",
     "Scores",
     "argument_f1",
+    "ceiling",
     "exact_match",
     "normalize_arguments",
+    "reachable",
     "score",
     "set_f1",
     "tool_f1",
@@ -216,4 +243,139 @@ def score(
         n_valid_calls=n_valid,
         n_invalid_calls=n_invalid,
         n_parse_failures=n_failures,
+    )
+
+
+def _enum(schema: Any) -> list[Any]:
+    """The enum values a schema allows, across ``anyOf`` branches."""
+    if not isinstance(schema, dict):
+        return []
+    values = list(schema["enum"]) if isinstance(schema.get("enum"), list) else []
+    for branch in schema.get("anyOf") or []:
+        values += _enum(branch)
+    return values
+
+
+def _branches(schema: Any, key: str) -> Any:
+    """``schema[key]``, or the first ``anyOf`` branch's (the reference branch has none)."""
+    if not isinstance(schema, dict):
+        return None
+    if key in schema:
+        return schema[key]
+    return next((b[key] for b in schema.get("anyOf") or [] if isinstance(b, dict) and key in b), None)
+
+
+def reachable(value: Any, query: str, schema: Any = None) -> bool:
+    """Whether a gold argument value can be read from the request (rules in the module
+    docstring).
+
+    Args:
+        value: The gold value.
+        query: The request text.
+        schema: The parameter's JSON Schema, for its ``enum``, ``items`` and ``properties``.
+
+    Returns:
+        True when the value holds no reference and the request states it (or it is chosen:
+        a boolean, ``null`` or an enum value).
+    """
+    if find_reference(value) is not None:
+        return False
+    if value is None or isinstance(value, bool) or value in _enum(schema):
+        return True
+    if isinstance(value, str):
+        return value.casefold() in query.casefold()
+    if isinstance(value, (int, float)):
+        return str(_normalize_value(value)) in query
+    if isinstance(value, (list, tuple)):
+        items = _branches(schema, "items")
+        return all(reachable(v, query, items) for v in value)
+    if isinstance(value, dict):
+        fields = _branches(schema, "properties") or {}
+        return all(reachable(v, query, fields.get(k)) for k, v in value.items())
+    return False
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """What a test set lets any method score (definitions in the module docstring).
+
+    Attributes:
+        n_examples: Test requests.
+        n_values: Gold argument values (top-level arguments of every gold call).
+        reference_free_share: Share of those values holding no result reference.
+        reachable_share: Share of those values readable from the request.
+        argument_f1_reference_free: Mean argument F1 of the oracle that writes every gold
+            call of an inventory tool holding no reference.
+        argument_f1: Mean argument F1 of the oracle that writes every reachable call.
+        exact_match: Share of requests whose every gold call is reachable.
+        argument_f1_by_calls: ``argument_f1`` per number of gold calls (keys as text).
+    """
+
+    n_examples: int
+    n_values: int
+    reference_free_share: float
+    reachable_share: float
+    argument_f1_reference_free: float
+    argument_f1: float
+    exact_match: float
+    argument_f1_by_calls: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ceiling as a plain dict, e.g. for JSON reports."""
+        return asdict(self)
+
+
+def ceiling(
+    queries: Sequence[str], golds: Sequence[Sequence[dict]], tools: dict[str, dict] | None = None
+) -> Ceiling:
+    """The ceiling of a test set: reachable gold values, and the oracle's scores.
+
+    Args:
+        queries: The request of each example.
+        golds: The gold plan of each example.
+        tools: The inventory, by name (``{"name", "description", "parameters"}``): its
+            schemas tell enum values, and a gold call of a tool outside it is out of the
+            oracle's reach. None: every tool, no enums.
+
+    Returns:
+        The :class:`Ceiling`.
+
+    Raises:
+        ValueError: If ``queries`` and ``golds`` differ in length.
+    """
+    if len(queries) != len(golds):
+        raise ValueError(f"{len(queries)} requests but {len(golds)} gold plans")
+    n_values = n_reference_free = n_reachable = 0
+    oracle: list[list[dict]] = []
+    loose: list[list[dict]] = []
+    for query, gold in zip(queries, golds):
+        oracle.append([])
+        loose.append([])
+        for call in gold:
+            known = tools is None or call["name"] in tools
+            properties = ((tools or {}).get(call["name"], {}).get("parameters") or {}).get("properties") or {}
+            arguments = call.get("arguments", {})
+            values = [reachable(v, query, properties.get(k)) for k, v in arguments.items()]
+            free = [find_reference(v) is None for v in arguments.values()]
+            n_values += len(values)
+            n_reachable += sum(values)
+            n_reference_free += sum(free)
+            if known and all(values):
+                oracle[-1].append(call)
+            if known and all(free):
+                loose[-1].append(call)
+    exact = score(golds, oracle)
+    by_calls = {}
+    for k in sorted({len(g) for g in golds}):
+        chosen = [i for i, g in enumerate(golds) if len(g) == k]
+        by_calls[str(k)] = score([golds[i] for i in chosen], [oracle[i] for i in chosen]).argument_f1
+    return Ceiling(
+        n_examples=len(golds),
+        n_values=n_values,
+        reference_free_share=n_reference_free / n_values if n_values else 1.0,
+        reachable_share=n_reachable / n_values if n_values else 1.0,
+        argument_f1_reference_free=score(golds, loose).argument_f1,
+        argument_f1=exact.argument_f1,
+        exact_match=exact.exact_match,
+        argument_f1_by_calls=by_calls,
     )

@@ -2,12 +2,17 @@
 
 Written by the runner next to ``results.json``:
 
-* ``report.md``: the setup, one row per method (tool F1, argument F1, exact match,
-  schema-valid rate, parse-failure rate; prompt tokens and seconds per request, trainable
-  parameters, training seconds), argument and tool F1 per number of calls, the methods
-  that could not run and why, and the machine and date of each method's run;
+* ``report.md``: the setup (with the training requests left out for holding a result
+  reference), one row per method (tool F1, argument F1, exact match, schema-valid rate,
+  parse-failure rate; prompt tokens and seconds per request, trainable parameters,
+  training seconds) and two ceiling rows (`agentmem.eval.metrics.ceiling`: the argument
+  F1 and exact match of an oracle writing exactly the reachable gold calls, and argument
+  F1 when only references count as unreachable), with the share of gold values reachable
+  stated above the table; argument and tool F1 per number of calls, with the ceiling's
+  argument F1; the methods that could not run and why, and the machine and date of each
+  method's run;
 * ``accuracy.png``: the three accuracy metrics per method, and tool/argument F1 per number
-  of gold calls;
+  of gold calls, each panel with the ceiling's argument F1 as a dotted line;
 * ``cost.png``: argument and tool F1 against prompt tokens per request and against seconds
   per request (log scales).
 """
@@ -41,10 +46,25 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary.get("command"):
         lines += [f"`{summary['command']}`", ""]
     cap = f" (at least {setup['train_per_tool']} per tool where there are)" if setup["train_per_tool"] else ""
+    skipped = setup.get("train_requests_skipped_for_references", 0)
     lines += [
         f"{setup['train_requests']} training requests{cap}, "
-        f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`.",
+        f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`. "
+        f"{skipped} training requests were left out before the cap because a call held a result reference "
+        '(`"$varN.field$"`, which no executor resolves); no method trains on or is shown one.',
         "",
+    ]
+    top = summary.get("ceiling")
+    if top:
+        lines += [
+            f"Ceiling of the test requests: of their {top['n_values']} gold argument values, "
+            f"{top['reference_free_share']:.1%} hold no result reference and {top['reachable_share']:.1%} can be "
+            "read from the request (a string or number whose text appears in it, case-insensitively; booleans, "
+            "null and enum values count as reachable; dates written otherwise do not). An oracle writing exactly "
+            "the reachable calls of inventory tools scores the ceiling rows below.",
+            "",
+        ]
+    lines += [
         "| method | tool F1 | argument F1 | exact match | schema-valid | parse failures | prompt tokens/request "
         "| s/request | trainable params | training s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -56,6 +76,12 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {s['schema_valid_rate']:.3f} | {s['parse_failure_rate']:.3f} | {c['prompt_tokens_per_request']:.0f} "
             f"| {c['seconds_per_request']:.2f} | {_count(c['trainable_parameters'])} | {c['training_seconds']:.0f} |"
         )
+    if top:
+        rest = " - |" * 6  # no schema-valid rate, failures or costs: the oracle is not run
+        lines += [
+            f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |{rest}",
+            f"| ceiling (no references) | - | {top['argument_f1_reference_free']:.3f} | - |{rest}",
+        ]
     counts = sorted({int(k) for r in _ok(summary).values() for k in r["by_calls"]})
     if counts:
         lines += [
@@ -73,6 +99,10 @@ def markdown(summary: dict[str, Any]) -> str:
                 s = r["by_calls"].get(str(k))
                 cells.append(f"{s['argument_f1']:.2f} / {s['tool_f1']:.2f}" if s else "-")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if top:
+            by = top["argument_f1_by_calls"]
+            cells = [f"{by[str(k)]:.2f} / -" if str(k) in by else "-" for k in counts]
+            lines.append("| ceiling (verbatim) | " + " | ".join(cells) + " |")
     unavailable = {n: r for n, r in summary["methods"].items() if r.get("status") != "ok"}
     if unavailable:
         lines += ["", "Not run:", ""] + [f"- {n}: {r.get('reason', r.get('status'))}" for n, r in unavailable.items()]
@@ -109,12 +139,17 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     bars.set_ylim(0, 1)
     bars.set_ylabel("score")
     bars.set_title("accuracy per method")
-    bars.legend(loc="upper left")
     for i, n in enumerate(names):
         counts = sorted(int(k) for k in methods[n]["by_calls"])
         color = f"C{i}"
         lines.plot(counts, [methods[n]["by_calls"][str(k)]["argument_f1"] for k in counts], "o-", color=color, label=f"{n} argument F1")
         lines.plot(counts, [methods[n]["by_calls"][str(k)]["tool_f1"] for k in counts], "s--", color=color, alpha=0.6, label=f"{n} tool F1")
+    top = summary.get("ceiling")
+    if top:
+        bars.axhline(top["argument_f1"], color="black", linestyle=":", label="ceiling (argument F1)")
+        by = {int(k): v for k, v in top["argument_f1_by_calls"].items()}
+        lines.plot(sorted(by), [by[k] for k in sorted(by)], "x:", color="black", label="ceiling argument F1")
+    bars.legend(loc="upper left")
     lines.set_xlabel("gold calls per request")
     lines.set_ylim(0, 1)
     lines.set_title("accuracy per number of calls")

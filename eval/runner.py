@@ -4,14 +4,22 @@ One run:
 
 1. loads the dataset (a NESTFUL subset, or a user's JSONL requests + JSON tools);
 2. splits it by request (`split`, seeded; by default the standard subset of 2-4-call
-   requests, every test tool seen in training), caps the training requests at about
-   ``train_per_tool`` per tool (`cap_per_tool`) and draws ``limit`` test requests
-   (seeded sample, kept in dataset order);
-3. takes as the tool inventory every tool the training requests call: every method
-   chooses among the same tools, and a test request only calls those;
+   requests, every test tool seen in training), leaves out the training requests holding
+   a result reference (`without_references`: no method is taught a value no executor
+   resolves; their number is in the setup and the report), caps the rest at about
+   ``train_per_tool`` per tool (`cap_per_tool`, after the filter so that the cap counts
+   usable requests) and draws ``limit`` test requests (seeded sample, kept in dataset
+   order). Test requests keep their gold plans as the dataset gives them, references
+   included: a gold call holding one cannot be matched by any method;
+3. takes as the tool inventory every tool the kept training requests call: every method
+   chooses among the same tools. A test request may call a tool outside it (one whose
+   every training request held a reference): no method can match that call;
 4. for each method: fit, predict every test request, score (`agentmem.eval.metrics`),
    and write ``methods/<name>.json`` (scores, costs, every prediction) atomically;
-5. writes ``results.json``, ``report.md`` and the plots (`agentmem.eval.report`).
+5. computes the ceiling of the test requests (`agentmem.eval.metrics.ceiling`: the share
+   of gold argument values readable from the request, and the argument F1 of an oracle
+   writing exactly the reachable calls), and writes ``results.json``, ``report.md`` and
+   the plots (`agentmem.eval.report`).
 
 Resuming: a method whose file exists with the same setup (data, split, settings,
 backbone) is read back instead of recomputed; change anything and it runs again. A
@@ -40,9 +48,17 @@ from pathlib import Path
 from typing import Any
 
 from agentmem.backbone import Backbone
-from agentmem.eval.datasets import NESTFUL_SUBSETS, Dataset, cap_per_tool, load_jsonl, load_nestful, split
+from agentmem.eval.datasets import (
+    NESTFUL_SUBSETS,
+    Dataset,
+    cap_per_tool,
+    load_jsonl,
+    load_nestful,
+    split,
+    without_references,
+)
 from agentmem.eval.methods import METHODS, MethodSettings, MethodUnavailableError, Prediction, build_method
-from agentmem.eval.metrics import score
+from agentmem.eval.metrics import ceiling, score
 
 __all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run"]
 
@@ -100,6 +116,8 @@ class Data:
     train: list[dict]
     test: list[dict]
     inventory: dict[str, dict]
+    skipped_train: int = 0
+    """Training requests left out because a call held a result reference."""
 
 
 def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
@@ -111,6 +129,7 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
             dataset = load_nestful(config.dataset)
     bounds = (None, None) if config.full else (2, 4)
     train, test = split(dataset, config.test_fraction, config.settings.seed, *bounds)
+    train, skipped = without_references(train)
     if config.train_per_tool is not None:
         train = cap_per_tool(train, config.train_per_tool, config.settings.seed)
     if config.limit is not None and len(test) > config.limit:
@@ -119,8 +138,11 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
     used = {c["name"] for ex in train for c in ex["calls"]}
     inventory = {name: tool for name, tool in dataset.tools.items() if name in used}
     if not train or not test:
-        raise ValueError(f"{dataset.name}: the split left {len(train)} training and {len(test)} test requests")
-    return Data(dataset=dataset, train=train, test=test, inventory=inventory)
+        raise ValueError(
+            f"{dataset.name}: the split left {len(train)} training requests ({skipped} more held a result "
+            f"reference) and {len(test)} test requests"
+        )
+    return Data(dataset=dataset, train=train, test=test, inventory=inventory, skipped_train=skipped)
 
 
 def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
@@ -134,6 +156,7 @@ def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
         "train_per_tool": config.train_per_tool,
         "limit": config.limit,
         "train_requests": len(data.train),
+        "train_requests_skipped_for_references": data.skipped_train,
         "test_requests": len(data.test),
         "tools": len(data.inventory),
         "renamed_tools": {n: data.dataset.original_name(n) for n in data.inventory if n in data.dataset.original_names},
@@ -251,6 +274,8 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
     summary = {
         "command": config.command,
         "setup": setup,
+        "ceiling": ceiling([ex["query"] for ex in data.test], [ex["calls"] for ex in data.test], data.inventory)
+        .as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in results.items()},
     }
     _write_json(config.out / RESULTS_FILE, summary)

@@ -11,7 +11,8 @@ Tool list (:func:`compact_tool`), one line per tool::
 * a type is the JSON Schema ``type`` (``array[string]`` when the items are typed), an enum
   its values (at most 8, then ``|...``), ``any`` when untyped; the reference alternative
   that `agentmem.eval.datasets` adds to non-string values (``anyOf [..., $varN...]``) is
-  left out, the instruction says how to refer to earlier results instead;
+  left out: a plan never holds a value no executor resolves, so no method is taught
+  references (the instruction asks for literal values from the request instead);
 * the description is the tool description's first sentence, cut to 100 characters.
   Parameter descriptions are left out: ComplexFuncBench's 40 schemas as JSON are about
   10,000 tokens, more than SmolLM2's 8,192-token context; this form is about 1,550.
@@ -23,12 +24,13 @@ Plan text (:func:`render_plan`), one call per line, arguments as compact JSON in
 order (`canonical_json`, as in memory-token training)::
 
     Search_Car_Location {"query":"San Diego Marriott La Jolla"}
-    Search_Car_Rentals {"pick_up_latitude":"$var1.coordinates.latitude$",...}
+    Search_Car_Rentals {"pick_up_date":"2024-12-05","pick_up_time":"09:00",...}
 
 Parsing (:func:`parse_plan`, never raises): a line that starts with a name-like word
 followed by ``{`` (optionally ``name({...})``, optionally after a list bullet) is an
 attempted call: valid when the tool is known and its arguments parse and validate
-(`parse_call`), invalid otherwise, with the reason. Other lines are free text. Parsing
+(`parse_call`), invalid otherwise, with the reason; arguments holding a result reference
+(``"$var1.dest_id$"``) are invalid, for every method alike (`parse_call` says so). Other lines are free text. Parsing
 stops at a call identical to the one before it, the same repeat guard as the TokMem
 decoder. An output with text but no attempted call is a parse failure.
 """
@@ -59,8 +61,8 @@ INSTRUCTION = (
     "You plan tool calls. The tools, one per line as name(parameter: type, ...): description, "
     "where ? marks an optional parameter:\n{tools}\n"
     "Answer with the calls the request needs, in order, one per line: the tool name, a space, "
-    'then its arguments as one JSON object. Write "$varN.field$" for a field of the result of '
-    "the N-th call. Write nothing else."
+    'then its arguments as one JSON object of literal values taken from the request. '
+    "Write nothing else."
 )
 _MAX_ENUM = 8
 _MAX_DESCRIPTION = 100

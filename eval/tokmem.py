@@ -8,6 +8,11 @@ requests call (ties: the first in the request); a tool left with none gets a cop
 request that calls it (that request then counts twice). Every request trains every
 memory token it uses whichever tool it is handed to.
 
+The training requests come without result references (the runner leaves out any request
+holding one, for every method); ``learn_tools`` is still called with ``invalid="skip"``, so
+that a request it refuses (a reference, a value breaking its schema) is left out rather
+than stopping the run, and the fit details count them (``skipped``).
+
 Predict: `AgentMem.plan_batch` with ``tool_choice="required"`` (every benchmark request
 needs at least one call; the prompt baselines are told so in their instruction) and
 schema-constrained arguments. The prompt is the request alone in the backbone's chat
@@ -87,6 +92,7 @@ class TokMemMethod(Method):
             batch_size=settings.train_batch_size,
             seed=settings.seed,
             progress=settings.progress,
+            invalid="skip",
         )
         adapter = self.memory.backbone.adapter
         return FitRecord(
@@ -98,6 +104,7 @@ class TokMemMethod(Method):
                 "first_loss": round(report.first_loss, 4),
                 "last_loss": round(report.last_loss, 4),
                 "adapter": adapter.id if adapter is not None else None,
+                "skipped": len(report.skipped),
             },
         )
 

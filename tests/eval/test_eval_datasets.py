@@ -21,7 +21,10 @@ from agentmem.eval.datasets import (
     sanitize_tool_name,
     spec_to_json_schema,
     split,
+    without_references,
 )
+from agentmem.eval.runner import RunConfig, prepare_data
+from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import NAME_PATTERN, to_tool_spec
 
 # subset -> (raw examples, examples kept, tools); the drops are listed in the module docstring.
@@ -454,3 +457,21 @@ def test_cap_per_tool_keeps_every_tool_and_caps_the_rest(complexfuncbench: Datas
     assert cap_per_tool(train, 10**6) == train
     with pytest.raises(ValueError, match="per_tool must be >= 1, got 0"):
         cap_per_tool(train, 0)
+
+
+def test_without_references_drops_whole_requests() -> None:
+    clean = {"query": "a", "calls": [{"name": "f", "arguments": {"x": "Paris", "n": 2}}]}
+    nested = {"query": "b", "calls": [{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"ids": ["$var1.id$"]}}]}
+    embedded = {"query": "c", "calls": [{"name": "g", "arguments": {"note": "id: $var2.id$ please"}}]}
+    kept, skipped = without_references([nested, clean, embedded, clean])
+    assert kept == [clean, clean] and skipped == 2
+
+
+def test_no_training_request_of_a_run_holds_a_reference(complexfuncbench: Dataset) -> None:
+    data = prepare_data(RunConfig(out=Path("unused")), complexfuncbench)
+    assert data.skipped_train > 0
+    assert all(find_reference(c["arguments"]) is None for ex in data.train for c in ex["calls"])
+    # the inventory is what the kept requests call: every method chooses among those
+    assert set(data.inventory) == {c["name"] for ex in data.train for c in ex["calls"]}
+    # gold test plans stay as the dataset gives them, references included
+    assert any(find_reference(c["arguments"]) is not None for ex in data.test for c in ex["calls"])

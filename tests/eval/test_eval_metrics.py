@@ -7,8 +7,10 @@ import pytest
 from agentmem.eval.metrics import (
     Scores,
     argument_f1,
+    ceiling,
     exact_match,
     normalize_arguments,
+    reachable,
     score,
     set_f1,
     tool_f1,
@@ -105,3 +107,70 @@ def test_score_edge_cases_and_errors() -> None:
         score([GOLD], [GOLD], invalid_counts=[0, 0])
     with pytest.raises(ValueError):
         score([GOLD], [GOLD], invalid_counts=[-1])
+
+
+HOTELS = {
+    "name": "Search_Hotels",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "dest_id": {"anyOf": [{"type": "number"}, {"type": "string", "pattern": "^\\$var[0-9]+(\\.[^$]*)?\\$$"}]},
+            "sort_by": {"anyOf": [{"enum": ["price", "distance"]}, {"type": "string"}]},
+            "adults": {"type": "integer"},
+            "free": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+DEST = {"name": "Search_Hotel_Destination", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}
+
+
+def test_reachable_values_by_kind() -> None:
+    query = "Hotels in TOKYO for 2 adults, tagged spa, sorted cheapest first, id 1.5"
+    props = HOTELS["parameters"]["properties"]
+    assert reachable("Tokyo", query)  # case-insensitive substring
+    assert not reachable("Osaka", query)  # absent from the request
+    assert not reachable("$var1.dest_id$", query, props["dest_id"])  # a reference, whatever the text
+    assert not reachable(["spa", "$var2$"], query, props["tags"])  # one item is a reference
+    assert reachable(["spa"], query, props["tags"]) and not reachable(["spa", "gym"], query, props["tags"])
+    assert reachable(2, query) and reachable(2.0, query) and reachable(1.5, query)
+    assert not reachable(3, query)
+    assert reachable("price", query, props["sort_by"])  # an enum value is chosen, not read
+    assert not reachable("price", query)  # ...without the schema it must be read
+    assert reachable(False, query) and reachable(None, query)
+    assert reachable({"city": "tokyo", "n": 2}, query) and not reachable({"city": "Kyoto"}, query)
+
+
+def test_ceiling_on_hand_made_examples() -> None:
+    tools = {"Search_Hotels": HOTELS, "Search_Hotel_Destination": DEST}
+    queries = [
+        "Find hotels near Tokyo Tower for 2 adults.",
+        "Find a destination for Lisbon and hotels there sorted by price.",
+    ]
+    golds = [
+        # a reference: the second call is out of reach, the first is read from the request
+        [call("Search_Hotel_Destination", query="Tokyo Tower"), call("Search_Hotels", dest_id="$var1.dest_id$", adults=2)],
+        # values absent from the request: "Porto", and the id -2167973 (its enum value
+        # "price" alone would be reachable): neither call is in reach
+        [call("Search_Hotel_Destination", query="Porto"), call("Search_Hotels", dest_id=-2167973, sort_by="price")],
+    ]
+    top = ceiling(queries, golds, tools)
+    assert top.n_examples == 2 and top.n_values == 6
+    # values: "Tokyo Tower" yes, reference no, 2 yes; "Porto" no, -2167973 no, "price" yes (enum)
+    assert top.reachable_share == pytest.approx(3 / 6)
+    assert top.reference_free_share == pytest.approx(5 / 6)
+    # the oracle writes one of two gold calls in the first request, none in the second
+    assert top.argument_f1 == pytest.approx((2 * 1 / 3 + 0.0) / 2)
+    assert top.exact_match == 0.0
+    # counting only references: the first request as before, the second whole
+    assert top.argument_f1_reference_free == pytest.approx((2 / 3 + 1.0) / 2)
+    assert top.argument_f1_by_calls == {"2": pytest.approx(1 / 3)}
+
+    # a gold call of a tool outside the inventory is out of the oracle's reach
+    alone = ceiling(queries[:1], golds[:1], {"Search_Hotels": HOTELS})
+    assert alone.argument_f1 == 0.0 and alone.reachable_share == pytest.approx(2 / 3)
+    # every call reachable: the oracle is exact
+    whole = ceiling(["hotels near Tokyo Tower"], [[call("Search_Hotel_Destination", query="tokyo tower")]])
+    assert whole.argument_f1 == 1.0 and whole.exact_match == 1.0 and whole.reachable_share == 1.0
+    with pytest.raises(ValueError, match="1 requests but 2 gold plans"):
+        ceiling(queries[:1], golds)

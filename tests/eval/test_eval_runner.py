@@ -28,11 +28,16 @@ def backbone(tokenizer):
 @pytest.fixture(scope="module")
 def user_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The demo tools and 2-call requests as a user's JSONL dataset; one tool name needs
-    sanitising."""
+    sanitising, and a few requests pass a result reference (as NESTFUL plans do)."""
     folder = tmp_path_factory.mktemp("data")
     rename = {"get_weather": "get weather(now)"}
     tools = [{**tool, "name": rename.get(name, name)} for name, tool in demo.TOOLS.items()]
     requests = demo.multi_call_examples(n=24)
+    for request in requests[:6]:
+        # the second call's first string argument names the first call's result instead
+        arguments = request["calls"][1]["arguments"]
+        key = next(k for k, v in arguments.items() if isinstance(v, str))
+        arguments[key] = "$var1.city$"
     for request in requests:
         for call in request["calls"]:
             call["name"] = rename.get(call["name"], call["name"])
@@ -60,6 +65,9 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
     setup, methods = summary["setup"], summary["methods"]
     assert setup["test_requests"] == 4 and setup["tools"] == 4
     assert setup["renamed_tools"] == {"get_weather_now": "get weather(now)"}
+    # training requests holding a reference are left out for every method, and counted
+    skipped = setup["train_requests_skipped_for_references"]
+    assert skipped >= 1
     assert list(methods) == list(METHODS)
 
     # no adaptation ships for the tiny model: reported, not faked
@@ -87,13 +95,29 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
     assert cost["rag"]["prompt_tokens_per_request"] > 2 * cost["tokmem"]["prompt_tokens_per_request"]
     assert cost["lora"]["prompt_tokens_per_request"] == cost["tokmem"]["prompt_tokens_per_request"]
 
+    # TokMem's own guard finds nothing more to leave out: the runner already did
+    assert methods["tokmem"]["fit"]["skipped"] == 0
+
+    # the ceiling of the same test requests, beside the methods
+    top = summary["ceiling"]
+    assert top["n_examples"] == 4 and 0.0 <= top["reachable_share"] <= top["reference_free_share"] <= 1.0
+    assert 0.0 <= top["argument_f1"] <= top["argument_f1_reference_free"] <= 1.0
+
     report = (tmp_path / "report.md").read_text()
     assert "| method | tool F1 | argument F1 |" in report
+    assert f"{skipped} training requests were left out" in report
+    assert f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |" in report
+    assert f"| ceiling (no references) | - | {top['argument_f1_reference_free']:.3f} |" in report
+    assert f"{top['reachable_share']:.1%} can be read from the request" in report
+    header = next(line for line in report.splitlines() if line.startswith("| method | tool F1"))
+    rows = [line for line in report.splitlines() if line.startswith("| ceiling (")]
+    assert len(rows) == 3 and all(row.count("|") == header.count("|") for row in rows[:2])
     assert all(f"| {n} |" in report for n in ok)
     assert "tokmem-adapted: tokmem-adapted" not in report and "- tokmem-adapted: " in report
     for png in ("accuracy.png", "cost.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((tmp_path / "results.json").read_text())["methods"]["icl"]["scores"] == ok["icl"]["scores"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["methods"]["icl"]["scores"] == ok["icl"]["scores"] and saved["ceiling"] == top
 
 
 def test_finished_methods_are_read_back_not_recomputed(tmp_path: Path, backbone, user_data) -> None:

@@ -8,6 +8,7 @@ from agentmem.eval.bm25 import BM25, words
 from agentmem.eval.datasets import REFERENCE_SCHEMA, load_nestful, split
 from agentmem.eval.textplan import compact_tool, parse_plan, render_plan, should_stop, system_prompt
 from agentmem.eval.tokmem import assign_to_tools
+from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import to_tool_spec
 
 HOTELS = {
@@ -47,19 +48,29 @@ def test_compact_tool_line() -> None:
 def test_system_prompt_lists_every_tool_once() -> None:
     prompt = system_prompt([HOTELS, DEST])
     assert prompt.count("\nSearch_Hotels(") == 1 and prompt.count("\nSearch_Hotel_Destination(") == 1
-    assert "$varN.field$" in prompt
+    # no method is taught result references: the prompt neither shows nor describes them
+    assert "$var" not in prompt and "result of" not in prompt
 
 
 def test_render_then_parse_round_trips() -> None:
     calls = [
         {"name": "Search_Hotel_Destination", "arguments": {"query": "Tokyo Tower"}},
-        {"name": "Search_Hotels", "arguments": {"sort_by": "price", "dest_id": "$var1.dest_id$"}},
+        {"name": "Search_Hotels", "arguments": {"sort_by": "price", "dest_id": 5}},
     ]
-    text = render_plan(calls, {n: s.parameters for n, s in SPECS.items()})
+    schemas = {n: s.parameters for n, s in SPECS.items()}
+    text = render_plan(calls, schemas)
     # keys follow the schema's order, as constrained decoding writes them
-    assert text.splitlines()[1] == 'Search_Hotels {"dest_id":"$var1.dest_id$","sort_by":"price"}'
+    assert text.splitlines()[1] == 'Search_Hotels {"dest_id":5,"sort_by":"price"}'
     parsed = parse_plan(text, SPECS)
     assert parsed.calls == calls and parsed.invalid == []
+
+    # a result reference renders, but parses as an invalid call whose reason names it
+    calls[1]["arguments"]["dest_id"] = "$var1.dest_id$"
+    parsed = parse_plan(render_plan(calls, schemas), SPECS)
+    assert parsed.calls == calls[:1]
+    assert [bad["name"] for bad in parsed.invalid] == ["Search_Hotels"]
+    assert "'$var1.dest_id$'" in parsed.invalid[0]["reason"]
+    assert parsed.invalid[0]["raw"] == '{"dest_id":"$var1.dest_id$","sort_by":"price"}'
 
 
 def test_round_trip_on_every_complexfuncbench_training_plan() -> None:
@@ -67,12 +78,24 @@ def test_round_trip_on_every_complexfuncbench_training_plan() -> None:
     specs = {n: to_tool_spec(t) for n, t in ds.tools.items()}
     schemas = {n: s.parameters for n, s in specs.items()}
     train, _ = split(ds, 0.2, seed=0, min_calls=2, max_calls=4)
+    n_valid = n_invalid = 0
     for ex in train:
         parsed = parse_plan(render_plan(ex["calls"], schemas), specs)
-        assert parsed.invalid == []
         # the parser stops at a call repeating the one before it, as the TokMem decoder does
-        expected = [c for i, c in enumerate(ex["calls"]) if i == 0 or c != ex["calls"][i - 1]]
-        assert parsed.calls == expected[: len(parsed.calls)] and parsed.calls
+        kept = list(ex["calls"])
+        repeat = next((i for i in range(1, len(kept)) if kept[i] == kept[i - 1]), None)
+        kept = kept[:repeat]
+        # a call holding a reference is invalid, its reason naming the reference; the
+        # others round-trip exactly
+        assert parsed.calls == [c for c in kept if find_reference(c["arguments"]) is None]
+        referring = [c for c in kept if find_reference(c["arguments"]) is not None]
+        assert [bad["name"] for bad in parsed.invalid] == [c["name"] for c in referring]
+        for bad, c in zip(parsed.invalid, referring):
+            references = {find_reference(v) for v in c["arguments"].values()} - {None}
+            assert any(repr(r) in bad["reason"] for r in references), bad["reason"]
+        n_valid += len(parsed.calls)
+        n_invalid += len(parsed.invalid)
+    assert n_valid > 500 and n_invalid > 100  # both kinds are exercised
 
 
 @pytest.mark.parametrize(
