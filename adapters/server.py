@@ -44,11 +44,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
-from starlette.exceptions import HTTPException
+
+from agentmem.extras import missing_extra
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.exceptions import HTTPException
+except ImportError as exc:  # a core install: say which extra to install, not only the module
+    raise missing_extra("server", exc) from exc
 
 from agentmem.backbone import Backbone
 from agentmem.bank_io import META_FILE, load_bank

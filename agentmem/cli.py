@@ -256,6 +256,9 @@ def _corpus_file(path: Path) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from agentmem.extras import require_extra
+
+    require_extra("server")  # before any bank loads; a MissingExtraError is printed, exit 2
     import uvicorn
 
     # A bank is data: the backbone it names loads from this machine (an alias, a folder, a

@@ -52,5 +52,10 @@ class BackboneMismatchError(BankError):
     """A saved memory bank was learned on a different backbone than the one given."""
 
 
+class MissingExtraError(AgentMemError, ImportError):
+    """A layer beyond the core (server, LangChain adapter, evaluation) whose extra is not
+    installed; the message names the ``pip install`` to run."""
+
+
 class BankFormatWarning(UserWarning):
     """A bank read from an older format that cannot promise to plan like the bank it was saved from."""

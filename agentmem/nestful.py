@@ -9,8 +9,7 @@ loader returns a :class:`Dataset` in the library's public example format::
 and its tools as OpenAI-style inner function dicts
 ``{"name", "description", "parameters": <JSON Schema>}``.
 
-NESTFUL data (``nestful-wrapper==0.1.7``, folder ``data_v1/``)
-----------------------------------------------------------------
+NESTFUL data (``nestful-wrapper==0.1.7``, folder ``data_v1/``):
 Each raw example is ``{"input": str, "output": [call, ...]}`` where a call is
 ``{"name", "arguments", "label": "varN"}``. Conversion:
 
@@ -31,8 +30,7 @@ Each raw example is ``{"input": str, "output": [call, ...]}`` where a call is
 * ComplexFuncBench extras (``response``, ``errors``, ``num_successful_calls``,
   ``var_result``) and every ``output_parameters`` block are not carried over.
 
-Tool names (:func:`sanitize_tool_name`)
----------------------------------------
+Tool names (:func:`sanitize_tool_name`):
 A `ToolSpec` name must match ``^[A-Za-z_][A-Za-z0-9_.-]{0,63}$``; two
 ComplexFuncBench tools do not (``Get_Hotel_Reviews(Tips)``,
 ``Get_Hotel_Reviews(Tips)_Sort_Option``). Every loader renames such tools, in
@@ -44,8 +42,7 @@ a name longer than 64 characters is cut to 64. Two tools that end up with one
 name are an error. :attr:`Dataset.original_names` maps each new name back to
 the original, so results can be reported under the dataset's own names.
 
-Spec conversion (:func:`spec_to_json_schema`)
----------------------------------------------
+Spec conversion (:func:`spec_to_json_schema`):
 A spec's ``query_parameters`` ``{param: {...}}`` become
 ``{"type": "object", "properties": ..., "required": [...],
 "additionalProperties": false}``, valid under JSON Schema Draft 2020-12.
@@ -80,8 +77,7 @@ Per parameter (and recursively for ``items`` and ``properties``):
   schema. This keeps types and enums for constrained
   decoding while letting any value, at any depth, be an earlier result.
 
-Gold calls that contradict their own tool spec
-----------------------------------------------
+Gold calls that contradict their own tool spec:
 With this conversion every schema passes ``check_schema``, but some gold calls
 break their tool's declared spec (checked as `ToolSpec` checks generated
 arguments: Draft 2020-12 with string formats such as ``date``). Such gold cannot be produced under

@@ -130,7 +130,12 @@ def run_lora(task: Task, base: Backbone, config: LoRAConfig) -> list[dict[str, f
 
 def plot(results: dict[str, list[dict[str, float]]], path: Path, title: str) -> None:
     """First-round argument F1 and tool F1 after each round, one line per learner."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:  # a core install: say which extra to install, not only the module
+        from agentmem.extras import missing_extra
+
+        raise missing_extra("eval", exc) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -170,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma-separated, of: {', '.join(LEARNERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
+    from agentmem.extras import require_extra
+
+    require_extra("eval")  # the plot is drawn at the end: fail before an hour of training, not after
     command = "python -m agentmem.eval.bench_forgetting " + shlex.join(sys.argv[1:] if argv is None else argv)
     learners = [name.strip() for name in args.learners.split(",")]
     unknown = [name for name in learners if name not in LEARNERS]

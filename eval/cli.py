@@ -36,6 +36,11 @@ def register(commands: Any) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from agentmem.extras import require_extra
+
+    # before the run, not at its end when the report's plots are drawn; the CLI prints the
+    # MissingExtraError and exits 2
+    require_extra("eval")
     from agentmem.eval.methods import MethodSettings
     from agentmem.eval.runner import RunConfig, run
 

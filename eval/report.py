@@ -119,7 +119,12 @@ def _examples_with(summary: dict[str, Any], calls: int) -> int:
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     """Draws ``accuracy.png`` and ``cost.png`` into ``out``; returns their paths."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:  # a core install: say which extra to install, not only the module
+        from agentmem.extras import missing_extra
+
+        raise missing_extra("eval", exc) from exc
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt

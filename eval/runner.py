@@ -239,8 +239,16 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
 
     Returns:
         The content of ``results.json``.
+
+    Raises:
+        MissingExtraError: If the [eval] extra is not installed (the plots need it; checked
+            first, not after the run).
     """
     from tqdm.auto import tqdm
+
+    from agentmem.extras import require_extra
+
+    require_extra("eval")
 
     from agentmem.eval.report import write_report
 

@@ -235,7 +235,7 @@ def test_permissions_follow_the_umask(tmp_path, umask):
         save_bank(tmp_path / "bank", tiny_bank(0))
     finally:
         os.umask(previous)
-    for folder, dirs, files in os.walk(tmp_path / "bank"):
+    for folder, _dirs, files in os.walk(tmp_path / "bank"):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o777 & ~umask, folder
         for name in files:
             assert stat.S_IMODE(os.stat(os.path.join(folder, name)).st_mode) == 0o666 & ~umask, name
