@@ -7,9 +7,9 @@ written back as memory token + arguments) -> `AgentMem.plan` (an agent run in pr
 continues its plan, see below), whose routing mask is the bound tools and `tool_choice`
 (every LangChain form normalised by `agentmem.chat.tool_choice_policy`).
 
-Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_plan_chunks` (a text chunk, one chunk per valid call carrying
-`tool_call_chunks`, a last chunk with `usage_metadata` and `response_metadata`) ->
-`_stream` yields them; `_generate` adds them up into one AIMessage.
+Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_plan_chunks` (a text chunk, one
+chunk per valid call carrying `tool_call_chunks`, a last chunk with `usage_metadata` and
+`response_metadata`) -> `_stream` yields them; `_generate` adds them up into one AIMessage.
 
 Where it differs from a hosted chat model, by design:
 
