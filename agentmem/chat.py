@@ -194,8 +194,8 @@ def tool_choice_policy(choice: Any, names: Sequence[str], *, openai: bool = Fals
         return choice
     if isinstance(choice, str) and choice in _LANGCHAIN_POLICIES:
         return _LANGCHAIN_POLICIES[choice]
-    raise ToolChoiceError(f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False nor a bound tool "
-                          f"({', '.join(names) or 'none bound'})")
+    raise ToolChoiceError(f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False "
+                          f"nor a bound tool ({', '.join(names) or 'none bound'})")
 
 
 def _openai_policy(choice: Any, names: Sequence[str]) -> str:
@@ -277,7 +277,8 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
         call = read_call(raw, f"tool_calls[{i}]")
         steps.append(ToolCall(call.name, call.arguments, **({"id": call.id} if call.id else {})))
     for raw in data.get("invalid_tool_calls") or ():
-        function = raw["function"]
-        steps.append(InvalidToolCall(function["name"], function["arguments"], raw["error"], **({"id": raw["id"]} if raw.get("id") else {})))
+        function, ids = raw["function"], {"id": raw["id"]} if raw.get("id") else {}
+        steps.append(InvalidToolCall(function["name"], function["arguments"], raw["error"], **ids))
     return Plan(steps=steps, text=data.get("text", ""), finish_reason=data.get("finish_reason", "stop"),
-                usage=dict(data.get("usage") or {}), timings=dict(data.get("timings") or {}), notes=list(data.get("notes") or ()))
+                usage=dict(data.get("usage") or {}), timings=dict(data.get("timings") or {}),
+                notes=list(data.get("notes") or ()))

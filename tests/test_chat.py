@@ -185,7 +185,8 @@ def test_turns_are_frozen():
 
 
 def test_plan_batch_options_take_effect(mem):
-    assert all(not p.steps and p.usage["generated_tokens"] <= 2 for p in mem.plan_batch(REQUESTS, tool_choice="none", max_text_tokens=2))
+    texts = mem.plan_batch(REQUESTS, tool_choice="none", max_text_tokens=2)
+    assert all(not p.steps and p.usage["generated_tokens"] <= 2 for p in texts)
     restricted = mem.plan_batch(REQUESTS[:2], tools=["toggle_light"], tool_choice="any", max_calls=2)
     assert all(p.steps and {s.name for s in p.steps} == {"toggle_light"} for p in restricted)
     assert all(p.steps[0].name == "set_unit" for p in mem.plan_batch(REQUESTS[:2], tool_choice="set_unit", max_calls=2))
