@@ -1,15 +1,15 @@
 """LangChain chat model over an AgentMem: `ChatAgentMem`.
 
-Input flow: LangChain messages -> `_convert_messages` (the role/content dicts that
-`agentmem.encoding.prompt_ids` renders with the backbone's chat template; an AIMessage's
-tool calls stay structured, so they are written back as memory token + arguments) ->
-`AgentMem.plan` (an agent run in progress continues its plan, see below), whose routing
-mask is the bound tools and `tool_choice` (every LangChain form normalised by
-`_tool_choice`).
+Input flow: LangChain messages -> `_convert_messages` (turns of the chat boundary,
+`agentmem.chat`, then the role/content dicts that `agentmem.encoding.prompt_ids` renders
+with the backbone's chat template; an AIMessage's tool calls stay structured, so they are
+written back as memory token + arguments) -> `AgentMem.plan` (an agent run in progress
+continues its plan, see below), whose routing mask is the bound tools and `tool_choice`
+(every LangChain form normalised by `agentmem.chat.tool_choice_policy`).
 
-Output flow: Plan -> `_plan_chunks` (a text chunk, one chunk per valid call carrying
-`tool_call_chunks`, a last chunk with `usage_metadata` and `response_metadata`) ->
-`_stream` yields them; `_generate` adds them up into one AIMessage.
+Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_plan_chunks` (a text chunk, one
+chunk per valid call carrying `tool_call_chunks`, a last chunk with `usage_metadata` and
+`response_metadata`) -> `_stream` yields them; `_generate` adds them up into one AIMessage.
 
 Where it differs from a hosted chat model, by design:
 
@@ -35,8 +35,6 @@ Where it differs from a hosted chat model, by design:
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -70,19 +68,13 @@ except ImportError as exc:  # a core install: say which extra to install, not on
 
 from agentmem.backbone import DEFAULT_BACKBONE
 from agentmem.bank_io import META_FILE
+from agentmem.chat import cut_at_stop, plan_options, plan_to_dict, prompt_messages, read_turn, tool_choice_policy
 from agentmem.core import AgentMem
 from agentmem.errors import InvalidExampleError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import Plan, ToolCall
-from agentmem.tools.parsing import canonical_json
 
 __all__ = ["ChatAgentMem"]
 
-# One lock for loading, learning and planning: the bank must not change under a decode, and
-# two decodes on one CPU only compete for the same cores.
-_LOCK = threading.RLock()
-
-_CHOICES = {"auto": "auto", "any": "any", "required": "any", "none": "none"}
-_MEDIA_BLOCKS = frozenset({"image", "image_url", "audio", "input_audio", "file", "video"})
 _CALL_OPTIONS = frozenset({"tools", "tool_choice", "max_tokens", "max_calls", "model", "stream"})
 _ROLES = ((SystemMessage, "system"), (HumanMessage, "user"), (AIMessage, "assistant"), (ToolMessage, "tool"),
           (FunctionMessage, "tool"))
@@ -90,71 +82,24 @@ _ROLES = ((SystemMessage, "system"), (HumanMessage, "user"), (AIMessage, "assist
 # input: LangChain -> chat-message dicts -> token ids
 
 
-def _text(content: str | list[str | dict[str, Any]]) -> str:
-    """The text of a message. Tool-call and reasoning blocks are skipped (calls travel in
-    ``tool_calls``); media raise, since the backbone reads text only."""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif block.get("type") == "text":
-            parts.append(block.get("text", ""))
-        elif block.get("type") in _MEDIA_BLOCKS:
-            raise UnsupportedInputError(f"ChatAgentMem reads text only; got a {block['type']!r} content block")
-    return "".join(parts)
-
-
 def _convert_messages(messages: Sequence[BaseMessage], known: Container[str]) -> list[dict[str, Any]]:
-    """LangChain messages as the chat-message dicts `prompt_ids` renders.
+    """LangChain messages as the chat-message dicts `prompt_ids` renders (through the chat
+    boundary's `Turn`: `agentmem.chat.prompt_messages` says how earlier calls are written).
 
     Args:
         messages: System, human, AI (with ``tool_calls``), tool, function or chat messages.
-        known: Tools the bank holds. An earlier call to any other tool has no memory token
-            to be written with, so it is written into the assistant's text as JSON.
+        known: Tools the bank holds.
     """
-    out = []
-    for message in messages:
+    turns = []
+    for i, message in enumerate(messages):
         role = message.role if isinstance(message, ChatMessage) else next(
             (r for cls, r in _ROLES if isinstance(message, cls)), None)
         if role is None:
             raise UnsupportedInputError(f"cannot send a {type(message).__name__} to ChatAgentMem")
-        entry: dict[str, Any] = {"role": role, "content": _text(message.content)}
-        if isinstance(message, AIMessage) and message.tool_calls:
-            calls = [c for c in message.tool_calls if c["name"] in known]
-            others = [c for c in message.tool_calls if c["name"] not in known]
-            entry["content"] += "".join(json.dumps({"name": c["name"], "arguments": c["args"]}) for c in others)
-            if calls:
-                entry["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in calls]
-        out.append(entry)
-    return out
-
-
-def _tool_choice(choice: Any, names: Sequence[str]) -> str:
-    """Any form LangChain passes as ``tool_choice``, as the decoder's policy.
-
-    ``None`` -> "auto" ("none" with no tool bound); "any"/"required" -> "any"; ``True`` ->
-    the single bound tool, else "any"; ``False`` -> "none"; a bound tool's name, or a dict
-    naming one (``{"type": "function", "function": {"name"}}``, ``{"type": "tool", "name"}``)
-    or a policy (``{"type": "any"}``) -> that.
-    """
-    if isinstance(choice, dict):
-        choice = (choice.get("function") or {}).get("name") or choice.get("name") or choice.get("type")
-    if choice is None:
-        return "auto" if names else "none"
-    if choice is True:
-        return names[0] if len(names) == 1 else "any"
-    if choice is False:
-        return "none"
-    if isinstance(choice, str) and choice in names:
-        return choice
-    if isinstance(choice, str) and choice in _CHOICES:
-        return _CHOICES[choice]
-    raise UnknownToolError(
-        f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False nor a bound tool "
-        f"({', '.join(names) or 'none bound'})"
-    )
+        calls = message.tool_calls if isinstance(message, AIMessage) else ()
+        # strict=False: tool-call and reasoning blocks are passed over (calls travel in tool_calls)
+        turns.append(read_turn(role, message.content, calls, where=f"messages[{i}]", strict=False))
+    return prompt_messages(turns, known)
 
 
 def _require_learned(memory: AgentMem, names: Sequence[str]) -> None:
@@ -171,35 +116,38 @@ def _require_learned(memory: AgentMem, names: Sequence[str]) -> None:
 # output: Plan -> chunks
 
 
-def _cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
-    ends = [text.find(s) for s in stop or () if s and s in text]
-    return (text[: min(ends)], True) if ends else (text, False)
-
-
 def _plan_chunks(
-    plan: Plan, *, model: str, token_id: Callable[[str], int], stop: Sequence[str] | None
+    plan: Plan,
+    *,
+    model: str,
+    token_id: Callable[[str], int],
+    stop: Sequence[str] | None,
+    schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[AIMessageChunk]:
     """The chunks of one plan: its text, one chunk per valid call, a last chunk with usage
     and metadata (the only chunk that carries them, so that adding chunks counts once)."""
-    text, cut = _cut_at_stop(plan.text, stop)
+    data = plan_to_dict(plan, schemas)
+    text, cut = cut_at_stop(data["text"], stop)
     chunks = [AIMessageChunk(content=text)] if text else []
-    for index, call in enumerate(plan.calls):
-        args = canonical_json(call.arguments)
-        chunks.append(AIMessageChunk(content="", tool_call_chunks=[tool_call_chunk(name=call.name, args=args, id=call.id, index=index)]))
+    for index, call in enumerate(data["tool_calls"]):
+        function = call["function"]
+        chunk = tool_call_chunk(name=function["name"], args=function["arguments"], id=call["id"], index=index)
+        chunks.append(AIMessageChunk(content="", tool_call_chunks=[chunk]))
     metadata: dict[str, Any] = {
         "model_name": model,
         "model_provider": "agentmem",
-        "finish_reason": "stop" if cut else plan.finish_reason,
+        "finish_reason": "stop" if cut else data["finish_reason"],
         "memory_tokens": [
             {"name": step.name, "token_id": token_id(step.name), "valid": isinstance(step, ToolCall)} for step in plan.steps
         ],
-        "timings": dict(plan.timings),
+        "timings": data["timings"],
     }
-    if plan.notes:
-        metadata["notes"] = list(plan.notes)
-    if plan.invalid_calls:
+    if data["notes"]:
+        metadata["notes"] = data["notes"]
+    if data["invalid_tool_calls"]:
         metadata["invalid_tool_calls"] = [
-            invalid_tool_call(name=c.name, args=c.raw, id=c.id, error=c.reason) for c in plan.invalid_calls
+            invalid_tool_call(name=c["function"]["name"], args=c["function"]["arguments"], id=c["id"], error=c["error"])
+            for c in data["invalid_tool_calls"]
         ]
     prompt, generated = plan.usage.get("prompt_tokens", 0), plan.usage.get("generated_tokens", 0)
     usage = UsageMetadata(input_tokens=prompt, output_tokens=generated, total_tokens=prompt + generated)
@@ -280,10 +228,12 @@ class ChatAgentMem(BaseChatModel):
         return params
 
     def _agentmem(self) -> AgentMem:
-        with _LOCK:
-            if self.memory is None:
-                self.memory = _load(self.model)
-            return self.memory
+        if self.memory is None:
+            memory = _load(self.model)
+            with AgentMem.lock:  # two first uses at once may both load; the first one kept serves both
+                if self.memory is None:
+                    self.memory = memory
+        return self.memory
 
     # tools
 
@@ -323,7 +273,7 @@ class ChatAgentMem(BaseChatModel):
         _require_learned(self._agentmem(), names)
         if parallel_tool_calls is False:
             kwargs["max_calls"] = 1
-        return super().bind(tools=formatted, tool_choice=_tool_choice(tool_choice, names), **kwargs)
+        return super().bind(tools=formatted, tool_choice=tool_choice_policy(tool_choice, names), **kwargs)
 
     def with_structured_output(
         self,
@@ -367,7 +317,7 @@ class ChatAgentMem(BaseChatModel):
         if strays:
             raise InvalidExampleError(f"examples given for {strays}, which are not among the tools bound ({sorted(by_name)})")
         memory = self._agentmem()
-        with _LOCK:
+        with memory.lock:  # check, then learn, as one step: no other thread learns the same tool between
             new = [(by_name[name], list(rows)) for name, rows in examples.items() if name not in memory.bank]
             if new:
                 memory.learn_tools(new, **train)
@@ -385,23 +335,16 @@ class ChatAgentMem(BaseChatModel):
             )
         names = [convert_to_openai_tool(t)["function"]["name"] for t in options.get("tools") or ()]
         _require_learned(memory, names)
-        max_tokens = options.get("max_tokens", self.max_tokens)
-        return {
-            "tool_choice": _tool_choice(options.get("tool_choice"), names),
-            "tools": names,
-            "max_calls": options.get("max_calls", self.max_calls),
-            "constrained": self.constrained,
-            "resume": self.continue_plans,
-            **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
-        }
+        return plan_options(names, tool_choice=options.get("tool_choice"), max_calls=options.get("max_calls", self.max_calls),
+                            max_tokens=options.get("max_tokens", self.max_tokens), constrained=self.constrained,
+                            resume=self.continue_plans)
 
     def _iterate(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         """The one source of output: plans the request, then yields its chunks."""
         memory = self._agentmem()
-        with _LOCK:
-            plan = memory.plan(_convert_messages(messages, memory.bank), **self._plan_options(memory, kwargs))
+        plan = memory.plan(_convert_messages(messages, memory.bank), **self._plan_options(memory, kwargs))
         stop = stop if stop is not None else self.stop
-        for chunk in _plan_chunks(plan, model=self.model, token_id=memory.memory_token_id, stop=stop):
+        for chunk in _plan_chunks(plan, model=self.model, token_id=memory.memory_token_id, stop=stop, schemas=memory.schemas):
             yield ChatGenerationChunk(message=chunk)
 
     def _stream(

@@ -2,11 +2,12 @@
 
 Input flow: ``POST /v1/chat/completions`` -> `ChatRequest` (a malformed body is a 400 in
 OpenAI's error shape) -> the bank ``model`` names (`BankRegistry`) -> `_plan_options` (``tools``
-must be learned in that bank) -> `_convert_messages` (earlier ``tool_calls`` are written back
-as memory token + arguments) -> `AgentMem.plan` (at most ``max_prompt_tokens``), one request
-at a time (the registry's lock). Output flow: Plan -> `_completion` (a
-``chat.completion``), or with ``stream`` -> `_chunks` (role and text, one chunk per call, a
-last chunk with ``finish_reason``, an optional usage chunk) as server-sent events.
+must be learned in that bank; ``tool_choice`` by `agentmem.chat.plan_options`) -> the chat
+boundary's `read_turn` and `prompt_messages` (earlier ``tool_calls`` are written back as
+memory token + arguments) -> `AgentMem.plan` (at most ``max_prompt_tokens``; AgentMem makes
+one model call at a time). Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_completion`
+(a ``chat.completion``), or with ``stream`` -> `_chunks` (role and text, one chunk per call,
+a last chunk with ``finish_reason``, an optional usage chunk) as server-sent events.
 
 Where it differs from OpenAI's API, by design:
 
@@ -36,10 +37,9 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 import uuid
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,10 +58,10 @@ except ImportError as exc:  # a core install: say which extra to install, not on
 
 from agentmem.backbone import Backbone
 from agentmem.bank_io import META_FILE, load_bank
+from agentmem.chat import Turn, cut_at_stop, plan_options, plan_to_dict, prompt_messages, read_turn
 from agentmem.core import AgentMem
-from agentmem.errors import AgentMemError, BankError, PromptTooLongError
+from agentmem.errors import AgentMemError, BankError, ChatInputError, PromptTooLongError, ToolChoiceError
 from agentmem.tools.calls import Plan
-from agentmem.tools.parsing import canonical_json
 
 __all__ = ["API_KEY_ENV", "BankRegistry", "ChatRequest", "ServerLimits", "create_app"]
 
@@ -105,7 +105,6 @@ class BankRegistry:
     """
 
     def __init__(self, backbone: Backbone | None = None, *, device: str | None = None) -> None:
-        self.lock = threading.RLock()  # one model call at a time, across every bank
         self.device = device
         self._banks: dict[str, tuple[AgentMem, int]] = {}  # name -> (bank, when it was added)
         self._backbones: dict[str, Backbone] = {}  # by fingerprint, and plain ones by name too
@@ -132,7 +131,7 @@ class BankRegistry:
             BackboneMismatchError: The bank does not fit the backbone it names.
             APIError: 400 ``backbone_not_served``, with ``new_backbones=False``.
         """
-        with self.lock:
+        with AgentMem.lock:  # loading is a model call too; and the registry changes as one step
             memory = source if isinstance(source, AgentMem) else None
             if memory is None:
                 saved = load_bank(source)
@@ -184,7 +183,7 @@ class BankRegistry:
 
     def remove(self, name: str) -> None:
         """Removes a bank (its backbone stays loaded for the others)."""
-        with self.lock:
+        with AgentMem.lock:
             self.get(name)
             del self._banks[name]
 
@@ -244,7 +243,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     tools: list[FunctionTool] | None = None
-    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None  # the dict: see _tool_choice
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None  # see agentmem.chat.tool_choice_policy
     parallel_tool_calls: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -266,39 +265,6 @@ class ServerLimits:
     max_text_tokens: int = 1024  # most max_tokens a request may ask (default: the decoder's 256)
 
 
-def _text(content: str | list[dict[str, Any]] | None, param: str) -> str:
-    """The text of a message's content; media parts are refused (the backbone reads text)."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    for i, part in enumerate(content):
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise APIError(400, f"content part of type {part.get('type')!r}: agentmem reads text parts only",
-                           param=f"{param}[{i}]", code="unsupported_content")
-    return "".join(part["text"] for part in content)
-
-
-def _convert_messages(messages: Sequence[Message], known: Container[str]) -> list[dict[str, Any]]:
-    """OpenAI messages as the chat-message dicts `prompt_ids` renders.
-
-    Args:
-        messages: The request's messages.
-        known: Tools the bank holds. An earlier call to any other tool has no memory token
-            to be written with, so it is written into the assistant's text as JSON.
-    """
-    out = []
-    for i, message in enumerate(messages):
-        role = {"developer": "system", "function": "tool"}.get(message.role, message.role)
-        entry: dict[str, Any] = {"role": role, "content": _text(message.content, f"messages[{i}].content")}
-        if message.tool_calls and role != "assistant":
-            raise APIError(400, f"a {message.role} message cannot hold tool_calls", param=f"messages[{i}].tool_calls")
-        calls = [(c.function.name, c.function.arguments) for c in message.tool_calls or ()]
-        entry["content"] += "".join(json.dumps({"name": n, "arguments": a}) for n, a in calls if n not in known)
-        if any(n in known for n, _ in calls):
-            entry["tool_calls"] = [{"name": n, "args": a} for n, a in calls if n in known]
-        out.append(entry)
-    return out
-
-
 def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> dict[str, Any]:
     """The keyword arguments of `AgentMem.plan` for a request; 400s name what is wrong."""
     if request.n != 1:
@@ -312,35 +278,13 @@ def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) 
             raise APIError(400, f"tool {name!r} is not learned in bank {request.model!r} (it holds: {', '.join(held) or 'no tools'}); "
                                 "learn it into the bank first (AgentMem.learn_tool or `agentmem learn`)",
                            param=f"tools[{i}].function.name", code="unknown_tool")
-    choice = _tool_choice(request.tool_choice, names)
     max_tokens = request.max_completion_tokens or request.max_tokens
+    options = plan_options(names, tool_choice=request.tool_choice, openai=True, max_calls=request.max_calls,
+                           parallel_tool_calls=request.parallel_tool_calls, max_tokens=max_tokens,
+                           max_prompt_tokens=limits.max_prompt_tokens, resume=request.continue_plans)
     if max_tokens is not None and max_tokens > limits.max_text_tokens:
         raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_text_tokens}", param="max_tokens")
-    max_calls = 1 if request.parallel_tool_calls is False else request.max_calls
-    return {
-        "tool_choice": choice,
-        "tools": names,
-        "max_calls": max_calls,
-        **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
-        "max_prompt_tokens": limits.max_prompt_tokens,
-        "resume": request.continue_plans,
-    }
-
-
-def _tool_choice(choice: str | dict[str, Any] | None, names: Sequence[str]) -> str:
-    """OpenAI's ``tool_choice`` as the decoder's policy."""
-    if isinstance(choice, dict):
-        function = choice.get("function") if choice.get("type") == "function" else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str) or name not in names:
-            raise APIError(400, f"tool_choice {choice!r} must be {{'type': 'function', 'function': {{'name': N}}}} with N "
-                                f"one of the request's tools ({', '.join(names) or 'none'})", param="tool_choice")
-        return name
-    if choice is None:
-        return "auto" if names else "none"
-    if choice == "required" and not names:
-        raise APIError(400, "tool_choice 'required' with no tools", param="tool_choice")
-    return {"required": "any"}.get(choice, choice)
+    return options
 
 
 def _check_text(value: Any, param: str) -> None:
@@ -362,45 +306,43 @@ def _check_text(value: Any, param: str) -> None:
             stack += [(f"{where}[{i}]", child) for i, child in enumerate(item)]
 
 
-def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, str]:
-    """Plans a request; returns the plan and the backbone's fingerprint."""
-    with registry.lock:  # the model, and the tokenizer (a fast tokenizer is not thread-safe)
-        memory = registry.get(request.model)
-        options = _plan_options(memory, request, limits)
-        try:
-            plan = memory.plan(_convert_messages(request.messages, memory.bank), **options)
-        except PromptTooLongError as exc:
-            raise APIError(400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded") from exc
-        return plan, memory.backbone.fingerprint
+def _turns(messages: Sequence[Message]) -> list[Turn]:
+    return [read_turn(m.role, m.content, [c.model_dump() for c in m.tool_calls or ()], where=f"messages[{i}]")
+            for i, m in enumerate(messages)]
+
+
+def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, AgentMem]:
+    """Plans a request (`AgentMem` serialises model calls); returns the plan and the bank."""
+    memory = registry.get(request.model)
+    options = _plan_options(memory, request, limits)
+    try:
+        plan = memory.plan(prompt_messages(_turns(request.messages), memory.bank), **options)
+    except PromptTooLongError as exc:
+        raise APIError(400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded") from exc
+    return plan, memory
 
 
 # responses
 
 
-def _cut_at_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
-    stops = [stop] if isinstance(stop, str) else stop or []
-    ends = [text.find(s) for s in stops if s and s in text]
-    return (text[: min(ends)], True) if ends else (text, False)
-
-
-def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | list[str] | None = None) -> dict[str, Any]:
+def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | list[str] | None = None,
+                schemas: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """A ``chat.completion`` object for a plan (with the ``invalid_tool_calls`` extension)."""
-    text, cut = _cut_at_stop(plan.text, stop)
+    data = plan_to_dict(plan, schemas)
+    text, cut = cut_at_stop(data["text"], stop)
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not plan.calls else None, "refusal": None}
-    if plan.calls:
-        message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": canonical_json(c.arguments)}} for c in plan.calls]
-    if plan.invalid_calls:
-        message["invalid_tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw},
-                                          "error": c.reason} for c in plan.invalid_calls]
+    if data["tool_calls"]:
+        message["tool_calls"] = data["tool_calls"]
+    if data["invalid_tool_calls"]:
+        message["invalid_tool_calls"] = data["invalid_tool_calls"]
     finish = "tool_calls" if plan.calls else "length" if plan.finish_reason == "length" and not cut else "stop"
-    prompt, generated = plan.usage.get("prompt_tokens", 0), plan.usage.get("generated_tokens", 0)
+    prompt, generated = data["usage"].get("prompt_tokens", 0), data["usage"].get("generated_tokens", 0)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": model, "system_fingerprint": fingerprint,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated},
-        "agentmem": {"notes": list(plan.notes), "timings": dict(plan.timings), "plan_finish_reason": plan.finish_reason},
+        "agentmem": {"notes": data["notes"], "timings": data["timings"], "plan_finish_reason": data["finish_reason"]},
     }
 
 
@@ -467,6 +409,8 @@ def _as_api_error(exc: Exception) -> APIError:
         return APIError(400, f"{param or 'body'}: {first.get('msg')}", param=param)
     if isinstance(exc, HTTPException):
         return APIError(exc.status_code, str(exc.detail))
+    if isinstance(exc, (ChatInputError, ToolChoiceError)):  # the chat boundary says where in the request
+        return APIError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, AgentMemError):  # e.g. a bank folder that is not a bank
         return APIError(400, str(exc), code=re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower())
     return APIError(500, f"{type(exc).__name__}: {exc}", kind="server_error")
@@ -577,8 +521,9 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
         _check_text(request.model_dump(), "")
-        plan, fingerprint = _plan(registry, request, limits)
-        completion = _completion(plan, model=request.model, fingerprint=fingerprint, stop=request.stop)
+        plan, memory = _plan(registry, request, limits)
+        completion = _completion(plan, model=request.model, fingerprint=memory.backbone.fingerprint, stop=request.stop,
+                                 schemas=memory.schemas)
         if not request.stream:
             return completion
         include_usage = bool((request.stream_options or {}).get("include_usage"))

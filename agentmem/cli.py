@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("bank", type=Path)
     plan.add_argument("request")
     plan.add_argument("--tool-choice", default="auto")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--json", action="store_true",
+                      help="print the plan as JSON: tool_calls in OpenAI's shape (arguments as JSON text), "
+                           "invalid_tool_calls with their error, text, finish_reason, usage, timings, notes")
 
     info = commands.add_parser("info", help="describe a saved bank")
     info.add_argument("bank", type=Path)
@@ -155,27 +157,16 @@ def _learn(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from agentmem.chat import plan_to_dict
     from agentmem.core import AgentMem
 
     mem = AgentMem.load(args.bank)
     plan = mem.plan(args.request, tool_choice=args.tool_choice)
     if args.json:
-        print(json.dumps(_plan_dict(plan), indent=2, ensure_ascii=False))
+        print(json.dumps(plan_to_dict(plan, mem.schemas), indent=2, ensure_ascii=False))
     else:
         print(plan)
     return 0
-
-
-def _plan_dict(plan: Any) -> dict[str, Any]:
-    return {
-        "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in plan.calls],
-        "invalid_calls": [{"id": c.id, "name": c.name, "raw": c.raw, "reason": c.reason} for c in plan.invalid_calls],
-        "text": plan.text,
-        "finish_reason": plan.finish_reason,
-        "usage": plan.usage,
-        "timings": plan.timings,
-        "notes": plan.notes,
-    }
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, read_c
 from agentmem.adapter import resolve_backbone
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone
 from agentmem.bank_io import SavedBank, load_bank, save_bank
+from agentmem.chat import tool_choice_policy
 from agentmem.compose import compose_examples
-from agentmem.decoding import Decoder, DecodeSettings
+from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
 from agentmem.memory import MemoryBank, mean_embedding
@@ -28,6 +31,17 @@ __all__ = ["AdaptReport", "AgentMem", "LearnReport"]
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.
 KEPT_EXAMPLES = 16
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs a method under `AgentMem.lock`: the bank must not change under a decode."""
+
+    @functools.wraps(method)
+    def locked(self: AgentMem, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class AgentMem:
@@ -49,7 +63,15 @@ class AgentMem:
         >>> mem = AgentMem()
         >>> mem.learn_tool(get_weather_schema, examples)
         >>> mem.plan("What's the weather in Paris in celsius?").calls
+
+    Attributes:
+        lock: Held by every call that uses the model or changes the bank (planning, learning,
+            adapting, forgetting), so that AgentMem is safe to share between threads; one
+            lock for the process (`agentmem.decoding.MODEL_LOCK`), since banks share
+            backbones and tokenizers. Hold it to make several calls one step (check, then learn).
     """
+
+    lock: threading.RLock = MODEL_LOCK  # type: ignore[valid-type]
 
     def __init__(
         self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None, adapted: bool | None = None
@@ -95,6 +117,7 @@ class AgentMem:
         """
         return self.learn_tools([(schema, examples)], **train)
 
+    @_locked
     def learn_tools(
         self,
         tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]],
@@ -147,7 +170,7 @@ class AgentMem:
         self._specs.update({s.name: s for s in specs})
         try:
             encoded = [
-                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self._schemas())
+                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self.schemas)
                 for ex in examples
             ]
             # rehearsed requests teach routing only: their arguments are the frozen rows' business
@@ -189,9 +212,12 @@ class AgentMem:
             chosen.extend(rng.sample(pool, min(config.rehearse, len(pool))))
         return chosen
 
-    def _schemas(self) -> dict[str, dict[str, Any]]:
+    @property
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """Each learned tool's argument schema, by name (key order is the order arguments are written in)."""
         return {name: spec.parameters for name, spec in self._specs.items()}
 
+    @_locked
     def forget(self, name: str) -> None:
         """Removes a learned tool (its row and spec)."""
         self.bank.remove(name)
@@ -201,6 +227,7 @@ class AgentMem:
 
     # adaptation
 
+    @_locked
     def adapt(self, corpus: Any, epochs: int = 1, **config: Any) -> AdaptReport:
         """Runs the one-time adaptation phase on a corpus of auxiliary tools.
 
@@ -242,7 +269,7 @@ class AgentMem:
         self,
         request: str | Messages,
         *,
-        tool_choice: str = "auto",
+        tool_choice: Any = "auto",
         tools: Sequence[str] | None = None,
         max_calls: int = 8,
         max_text_tokens: int = DecodeSettings.max_text_tokens,
@@ -251,13 +278,14 @@ class AgentMem:
         constrained: bool = True,
         copy_bias: float = DecodeSettings.copy_bias,
     ) -> Plan:
-        """Plans the tool calls a request needs.
+        """Plans the tool calls a request needs: ``plan_batch([request], ...)[0]``.
 
         Args:
             request: A string, or chat messages (system, user, assistant turns with
                 ``tool_calls``, ``tool`` results) rendered with the backbone's template.
             tool_choice: ``"auto"`` (calls or a text answer), ``"any"``/``"required"``
-                (at least one call), ``"none"`` (text only), or a tool name (that tool first).
+                (at least one call), ``"none"`` (text only), or a tool name (that tool
+                first); LangChain's other forms too (`agentmem.chat.tool_choice_policy`).
             tools: Restrict routing to these learned tools (default: all).
             max_calls: Stop after this many calls.
             max_text_tokens: Most tokens of a text answer.
@@ -273,48 +301,64 @@ class AgentMem:
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
-        settings = DecodeSettings(
-            tool_choice=tool_choice,
-            tools=tools,
-            max_calls=max_calls,
-            max_text_tokens=max_text_tokens,
-            constrained=constrained,
-            copy_bias=copy_bias,
-        )
-        self._decoder.check(settings)
-        tokenizer, schemas = self.backbone.tokenizer, self._schemas()
-        if resume and tool_choice != "none":
-            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas)
-        else:
-            ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
-        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-            raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
-        return self._decoder.decode([ids], replace(settings, continued=continued), [source_text(request)])[0]
+        return self.plan_batch(
+            [request], tool_choice=tool_choice, tools=tools, max_calls=max_calls, max_text_tokens=max_text_tokens,
+            max_prompt_tokens=max_prompt_tokens, resume=resume, constrained=constrained, copy_bias=copy_bias,
+        )[0]
 
     def plan_batch(
         self,
         requests: Sequence[str | Messages],
         *,
         batch_size: int = 8,
-        tool_choice: str = "auto",
+        tool_choice: Any = "auto",
         tools: Sequence[str] | None = None,
         max_calls: int = 8,
+        max_text_tokens: int = DecodeSettings.max_text_tokens,
+        max_prompt_tokens: int | None = None,
+        resume: bool = False,
         constrained: bool = True,
         copy_bias: float = DecodeSettings.copy_bias,
     ) -> list[Plan]:
-        """Plans many requests, ``batch_size`` at a time (same results as one by one)."""
+        """Plans many requests, ``batch_size`` at a time: the same plans as `plan` one by one.
+
+        Every option of `plan` applies to each request; ``resume`` resumes each request that
+        ends in an agent run in progress, and plans the others afresh.
+
+        Raises:
+            PromptTooLongError: A prompt is over ``max_prompt_tokens`` (nothing is decoded).
+            UnknownToolError: ``tools`` or ``tool_choice`` names a tool the bank lacks.
+        """
+        names = list(tools) if tools is not None else list(self.bank.names)
         settings = DecodeSettings(
-            tool_choice=tool_choice, tools=tools, max_calls=max_calls, constrained=constrained, copy_bias=copy_bias
+            tool_choice=tool_choice_policy(tool_choice, names),
+            tools=tools,
+            max_calls=max_calls,
+            max_text_tokens=max_text_tokens,
+            constrained=constrained,
+            copy_bias=copy_bias,
         )
-        self._decoder.check(settings)
-        schemas = self._schemas()
-        prompts = [prompt_ids(self.backbone.tokenizer, r, self.memory_token_id, schemas) for r in requests]
-        sources = [source_text(r) for r in requests]
-        plans: list[Plan] = []
-        for start in range(0, len(prompts), batch_size):
-            window = slice(start, start + batch_size)
-            plans.extend(self._decoder.decode(prompts[window], settings, sources[window]))
+        with self.lock:  # the tokenizer and the bank, as well as the model
+            self._decoder.check(settings)
+            prompts = [self._prompt(r, resume and settings.tool_choice != "none", max_prompt_tokens) for r in requests]
+            sources = [source_text(r) for r in requests]
+            plans: list[Plan] = []
+            for start in range(0, len(prompts), batch_size):
+                window = prompts[start : start + batch_size]
+                ids, continued = [p[0] for p in window], [p[1] for p in window]
+                plans.extend(self._decoder.decode(ids, settings, sources[start : start + batch_size], continued))
         return plans
+
+    def _prompt(self, request: str | Messages, resume: bool, max_prompt_tokens: int | None) -> tuple[list[int], bool]:
+        """A request's prompt ids, and whether they resume its plan."""
+        tokenizer, schemas = self.backbone.tokenizer, self.schemas
+        if resume:
+            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas)
+        else:
+            ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
+        return ids, continued
 
     # persistence
 

@@ -23,6 +23,7 @@ with its reason.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from transformers import DynamicCache
 
 from agentmem import memory
 from agentmem.backbone import Backbone
+from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex, value_string
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
@@ -40,8 +42,12 @@ from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.parsing import canonical_json, parse_call
 from agentmem.tools.spec import ToolSpec
 
-ToolChoice = str  # "auto" | "any" | "required" | "none" | a tool name
-_CHOICES = ("auto", "any", "required", "none")
+ToolChoice = str  # one of POLICIES ("auto" | "any" | "none") or a tool name; see agentmem.chat.tool_choice_policy
+
+#: One model call at a time in a process, whichever bank or front end makes it: banks share
+#: backbones, backbones share tokenizers (an adapted backbone keeps its base's), a fast
+#: tokenizer is not thread-safe, and two decodes on one device only compete for it.
+MODEL_LOCK = threading.RLock()
 
 
 @dataclass
@@ -54,7 +60,6 @@ class DecodeSettings:
     max_argument_tokens: int = 128
     max_text_tokens: int = 256
     constrained: bool = True
-    continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
     copy_bias: float = 0.0  # bonus to tokens that continue a span of the request in a string value
 
 
@@ -64,6 +69,7 @@ class _Row:
 
     prompt_tokens: int
     source: str = ""  # the request's text, where argument values are copied from
+    continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
     mode: str = "route"
     plan: Plan = field(default_factory=Plan)
     tool: str | None = None
@@ -104,12 +110,12 @@ class Decoder:
         for name in names:
             self.bank.index(name)  # raises UnknownToolError naming the known tools
         choice = settings.tool_choice
-        if choice not in _CHOICES and choice not in names:
+        if choice not in POLICIES and choice not in names:
             raise UnknownToolError(
-                f"tool_choice {choice!r} is neither one of {', '.join(_CHOICES)} nor an allowed tool "
+                f"tool_choice {choice!r} is neither one of {', '.join(POLICIES)} nor an allowed tool "
                 f"({', '.join(names) or 'none'})"
             )
-        if choice in ("any", "required") and not names:
+        if choice == "any" and not names:
             raise UnknownToolError("tool_choice requires a call but no tool is allowed")
         if settings.max_calls < 1:
             raise ValueError(f"max_calls must be >= 1, got {settings.max_calls}")
@@ -119,7 +125,11 @@ class Decoder:
 
     @torch.no_grad()
     def decode(
-        self, prompts: Sequence[Sequence[int]], settings: DecodeSettings, sources: Sequence[str] | None = None
+        self,
+        prompts: Sequence[Sequence[int]],
+        settings: DecodeSettings,
+        sources: Sequence[str] | None = None,
+        continued: Sequence[bool] | None = None,
     ) -> list[Plan]:
         """Plans a batch of tokenised prompts; one Plan per prompt.
 
@@ -128,7 +138,19 @@ class Decoder:
             settings: Limits and policy.
             sources: Each request's text (what argument values may be copied from), for
                 ``settings.copy_bias``.
+            continued: Whether each prompt already ends in calls of its plan (an agent run
+                resumed, `agentmem.encoding.resumed_prompt_ids`): it routes as after a call.
         """
+        with MODEL_LOCK:
+            return self._decode(prompts, settings, sources, continued)
+
+    def _decode(
+        self,
+        prompts: Sequence[Sequence[int]],
+        settings: DecodeSettings,
+        sources: Sequence[str] | None,
+        continued: Sequence[bool] | None,
+    ) -> list[Plan]:
         allowed = self.check(settings)
         started = time.perf_counter()
         backbone, device = self.backbone, self.backbone.device
@@ -136,7 +158,8 @@ class Decoder:
         rows_tensor = self.bank.rows.to(device)
         body = memory.decoder(backbone)
         texts = list(sources) if sources is not None else [""] * len(prompts)
-        states = [_Row(prompt_tokens=len(p), source=t) for p, t in zip(prompts, texts)]
+        resumed = list(continued) if continued is not None else [False] * len(prompts)
+        states = [_Row(prompt_tokens=len(p), source=t, continued=c) for p, t, c in zip(prompts, texts, resumed)]
         if settings.tool_choice == "none":
             for state in states:
                 state.mode = "text"
@@ -263,14 +286,14 @@ class Decoder:
     ) -> int | None:
         # A continued plan (an agent resuming after tool results) is past its first call:
         # no text answer, no forced first call, only the next call or end-of-plan.
-        first = not state.plan.steps and not settings.continued
+        first = not state.plan.steps and not state.continued
         choice = settings.tool_choice
-        forced = first and choice not in _CHOICES  # a named tool goes first
+        forced = first and choice not in POLICIES  # a named tool goes first
         rows = [self.bank.index(choice)] if forced else allowed
         memory_ids = [vocab + r for r in rows]
         candidates = torch.full_like(scores, float("-inf"))
         candidates[memory_ids] = scores[memory_ids]
-        if not forced and not (first and choice in ("any", "required")):
+        if not forced and not (first and choice == "any"):
             candidates[eos] = scores[eos]
             # Text may answer instead of a plan, never trail one: a plan ends at eos.
             if first and choice == "auto":
@@ -348,4 +371,4 @@ def _runaway(tokens: Sequence[int]) -> tuple[int, ...] | None:
     return None
 
 
-__all__ = ["Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]
+__all__ = ["MODEL_LOCK", "Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]

@@ -8,7 +8,6 @@ constrained decoding agree token for token.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from agentmem.chat import read_call
 from agentmem.tools.examples import Example
 from agentmem.tools.parsing import canonical_json
 
@@ -136,17 +136,8 @@ def resumed_prompt_ids(
 
 
 def _name_and_arguments(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    function = call.get("function") or {}
-    name = function.get("name") or call.get("name")
-    arguments = function.get("arguments", call.get("args", call.get("arguments", {})))
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments or "{}")
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"tool call to {name!r} has arguments that are not JSON: {exc}") from exc
-    if not isinstance(name, str) or not isinstance(arguments, dict):
-        raise ValueError(f"cannot read tool call {call!r}: expected a name and an arguments object")
-    return name, arguments
+    read = read_call(call)  # OpenAI's and LangChain's shapes, one reader (agentmem.chat)
+    return read.name, read.arguments
 
 
 def argument_ids(

@@ -36,6 +36,28 @@ class UnsupportedInputError(AgentMemError, ValueError):
     """A request the model cannot take: non-text content, an option the decoder lacks."""
 
 
+class ChatInputError(UnsupportedInputError):
+    """A chat message, call or content part the chat boundary cannot read.
+
+    Attributes:
+        param: Where it stands in the request (``messages[1].content[0]``), as an HTTP
+            error's ``param``.
+        code: A short machine-readable kind (``unsupported_content``), or None.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
+
+
+class ToolChoiceError(UnknownToolError, ValueError):
+    """A ``tool_choice`` that is no policy and names no allowed tool (a `KeyError` like
+    `UnknownToolError`, and a `ValueError`, since the value itself is malformed)."""
+
+    param = "tool_choice"
+    code: str | None = None
+
+
 class PromptTooLongError(UnsupportedInputError):
     """A request whose prompt is longer than the caller's (or the backbone's) limit."""
 

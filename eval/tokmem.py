@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from agentmem.adapter import Adapter, resolve_backbone
 from agentmem.backbone import Backbone
+from agentmem.chat import plan_to_dict, read_call
 from agentmem.core import AgentMem
 from agentmem.errors import BackboneError, BankError
 from agentmem.eval.methods import FitRecord, Method, MethodSettings, MethodUnavailableError, Prediction
@@ -115,14 +116,20 @@ class TokMemMethod(Method):
             plans = self.memory.plan_batch(
                 list(queries[start : start + size]), batch_size=size, tool_choice="required", max_calls=self.settings.max_calls
             )
-            for plan in plans:
-                predictions.append(
-                    Prediction(
-                        calls=None if not plan.steps and plan.text else [{"name": c.name, "arguments": c.arguments} for c in plan.calls],
-                        invalid=[{"name": c.name, "raw": c.raw, "reason": c.reason} for c in plan.invalid_calls],
-                        prompt_tokens=plan.usage.get("prompt_tokens", 0),
-                        generated_tokens=plan.usage.get("generated_tokens", 0),
-                        text=plan.text,
-                    )
-                )
+            predictions.extend(_prediction(plan_to_dict(plan)) for plan in plans)
         return predictions
+
+
+def _prediction(plan: dict) -> Prediction:
+    """A plan in the chat boundary's form (`plan_to_dict`) as the evaluation's prediction: a
+    text answer with no call attempted is no plan (None), unlike a plan of no valid call."""
+    answered = not plan["tool_calls"] and not plan["invalid_tool_calls"] and plan["text"]
+    calls = [read_call(c) for c in plan["tool_calls"]]
+    return Prediction(
+        calls=None if answered else [{"name": c.name, "arguments": c.arguments} for c in calls],
+        invalid=[{"name": c["function"]["name"], "raw": c["function"]["arguments"], "reason": c["error"]}
+                 for c in plan["invalid_tool_calls"]],
+        prompt_tokens=plan["usage"].get("prompt_tokens", 0),
+        generated_tokens=plan["usage"].get("generated_tokens", 0),
+        text=plan["text"],
+    )

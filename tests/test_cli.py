@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from agentmem import AgentMem, cli
+from agentmem.chat import plan_from_dict
 from agentmem.tools import demo
 
 
@@ -25,3 +26,22 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     bad.write_text("{broken")
     assert cli.main(["learn", str(bad), "--out", str(tmp_path / "out")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_plan_json_is_the_chat_boundarys_dict(tiny, tmp_path, capsys):
+    folder = tmp_path / "tiny"  # the tiny model as a backbone folder, so that the saved bank can name it
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    mem = AgentMem(str(folder), adapted=False)
+    mem.learn_tool(demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=2), epochs=1, progress=False)
+    path = mem.save(tmp_path / "bank")
+    assert cli.main(["plan", str(path), "weather in Oslo", "--tool-choice", "any", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"tool_calls", "invalid_tool_calls", "text", "finish_reason", "usage", "timings", "notes"}
+    for call in printed["tool_calls"]:
+        assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+        assert isinstance(json.loads(call["function"]["arguments"]), dict)
+    for call in printed["invalid_tool_calls"]:
+        assert call["function"]["name"] == "get_weather" and call["error"]
+    plan = plan_from_dict(printed)
+    assert len(plan.steps) == len(printed["tool_calls"]) + len(printed["invalid_tool_calls"]) >= 1

@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from transformers import AutoTokenizer
 
 from agentmem import AgentMem
-from agentmem.adapters.langchain import ChatAgentMem, _convert_messages, _plan_chunks, _tool_choice
+from agentmem.adapters.langchain import ChatAgentMem, _convert_messages, _plan_chunks
 from agentmem.backbone import DEFAULT_BACKBONE, resolve
+from agentmem.chat import tool_choice_policy
 from agentmem.encoding import argument_ids, prompt_ids, resumed_prompt_ids
 from agentmem.errors import BackboneError, InvalidExampleError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import Plan
@@ -93,12 +94,12 @@ def _merged(chunks):
     ],
 )
 def test_tool_choice_forms(choice, names, expected):
-    assert _tool_choice(choice, names) == expected
+    assert tool_choice_policy(choice, names) == expected
 
 
 def test_tool_choice_naming_no_bound_tool_is_refused():
     with pytest.raises(UnknownToolError, match="'c'.*a, b"):
-        _tool_choice("c", ["a", "b"])
+        tool_choice_policy("c", ["a", "b"])
 
 
 def test_unlearned_tool_is_named_with_how_to_learn_it(tiny):
