@@ -78,8 +78,9 @@ def serving(registry: BankRegistry) -> Iterator[str]:
 
 def post(url: str, body: dict[str, Any], timeout: float) -> tuple[float, bool]:
     """Sends one chat completion; returns (seconds, whether it succeeded with a 200)."""
-    request = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -89,18 +90,29 @@ def post(url: str, body: dict[str, Any], timeout: float) -> tuple[float, bool]:
     return time.perf_counter() - started, ok
 
 
-def load_level(url: str, queries: list[str], clients: int, requests: int, max_tokens: int, timeout: float) -> dict[str, float]:
+def load_level(
+    url: str, queries: list[str], clients: int, requests: int, max_tokens: int, timeout: float
+) -> dict[str, float]:
     """Sends ``requests`` completions from ``clients`` threads; returns throughput and latency."""
-    bodies = [{"model": BANK, "messages": [{"role": "user", "content": queries[i % len(queries)]}], "max_tokens": max_tokens}
-              for i in range(requests)]
+    bodies = [
+        {"model": BANK, "messages": [{"role": "user", "content": queries[i % len(queries)]}], "max_tokens": max_tokens}
+        for i in range(requests)
+    ]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         results = list(pool.map(lambda body: post(url, body, timeout), bodies))
     wall = time.perf_counter() - started
     latencies = sorted(seconds for seconds, _ in results)
     p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
-    return {"clients": clients, "requests": requests, "errors": sum(not ok for _, ok in results),
-            "rps": requests / wall, "p50": statistics.median(latencies), "p95": p95, "wall": wall}
+    return {
+        "clients": clients,
+        "requests": requests,
+        "errors": sum(not ok for _, ok in results),
+        "rps": requests / wall,
+        "p50": statistics.median(latencies),
+        "p95": p95,
+        "wall": wall,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,13 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         post(url, {"model": BANK, "messages": [{"role": "user", "content": queries[0]}]}, args.timeout)  # warm-up
         for clients in levels:
             r = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
-            rows.append(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']:.2f} | "
-                        f"{r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['wall']:.1f} |")
+            rows.append(
+                f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']:.2f} | "
+                f"{r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['wall']:.1f} |"
+            )
             print(rows[-1], flush=True)
 
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {memory.backbone.device}"
     today = datetime.date.today().isoformat()
-    source = f"bank {args.bank}" if args.bank else f"demo pack on {args.backbone}, {args.examples_per_tool} examples per tool"
+    source = (
+        f"bank {args.bank}"
+        if args.bank
+        else f"demo pack on {args.backbone}, {args.examples_per_tool} examples per tool"
+    )
     lines = [
         f"## agentmem serve on loopback ({today}; {machine})",
         "",

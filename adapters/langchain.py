@@ -76,8 +76,13 @@ from agentmem.tools.calls import Plan, ToolCall
 __all__ = ["ChatAgentMem"]
 
 _CALL_OPTIONS = frozenset({"tools", "tool_choice", "max_tokens", "max_calls", "model", "stream"})
-_ROLES = ((SystemMessage, "system"), (HumanMessage, "user"), (AIMessage, "assistant"), (ToolMessage, "tool"),
-          (FunctionMessage, "tool"))
+_ROLES = (
+    (SystemMessage, "system"),
+    (HumanMessage, "user"),
+    (AIMessage, "assistant"),
+    (ToolMessage, "tool"),
+    (FunctionMessage, "tool"),
+)
 
 # input: LangChain -> chat-message dicts -> token ids
 
@@ -92,8 +97,11 @@ def _convert_messages(messages: Sequence[BaseMessage], known: Container[str]) ->
     """
     turns = []
     for i, message in enumerate(messages):
-        role = message.role if isinstance(message, ChatMessage) else next(
-            (r for cls, r in _ROLES if isinstance(message, cls)), None)
+        role = (
+            message.role
+            if isinstance(message, ChatMessage)
+            else next((r for cls, r in _ROLES if isinstance(message, cls)), None)
+        )
         if role is None:
             raise UnsupportedInputError(f"cannot send a {type(message).__name__} to ChatAgentMem")
         calls = message.tool_calls if isinstance(message, AIMessage) else ()
@@ -138,7 +146,8 @@ def _plan_chunks(
         "model_provider": "agentmem",
         "finish_reason": "stop" if cut else data["finish_reason"],
         "memory_tokens": [
-            {"name": step.name, "token_id": token_id(step.name), "valid": isinstance(step, ToolCall)} for step in plan.steps
+            {"name": step.name, "token_id": token_id(step.name), "valid": isinstance(step, ToolCall)}
+            for step in plan.steps
         ],
         "timings": data["timings"],
     }
@@ -219,8 +228,13 @@ class ChatAgentMem(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "max_tokens": self.max_tokens, "max_calls": self.max_calls,
-                "constrained": self.constrained, "continue_plans": self.continue_plans}
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "max_calls": self.max_calls,
+            "constrained": self.constrained,
+            "continue_plans": self.continue_plans,
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop if stop is not None else self.stop, **kwargs)
@@ -310,12 +324,17 @@ class ChatAgentMem(BaseChatModel):
         return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
 
     def _learn_missing(
-        self, formatted: list[dict[str, Any]], examples: Mapping[str, Sequence[dict[str, Any]]], train: Mapping[str, Any]
+        self,
+        formatted: list[dict[str, Any]],
+        examples: Mapping[str, Sequence[dict[str, Any]]],
+        train: Mapping[str, Any],
     ) -> None:
         by_name = {f["function"]["name"]: f for f in formatted}
         strays = sorted(set(examples) - set(by_name))
         if strays:
-            raise InvalidExampleError(f"examples given for {strays}, which are not among the tools bound ({sorted(by_name)})")
+            raise InvalidExampleError(
+                f"examples given for {strays}, which are not among the tools bound ({sorted(by_name)})"
+            )
         memory = self._agentmem()
         with memory.lock:  # check, then learn, as one step: no other thread learns the same tool between
             new = [(by_name[name], list(rows)) for name, rows in examples.items() if name not in memory.bank]
@@ -335,16 +354,25 @@ class ChatAgentMem(BaseChatModel):
             )
         names = [convert_to_openai_tool(t)["function"]["name"] for t in options.get("tools") or ()]
         _require_learned(memory, names)
-        return plan_options(names, tool_choice=options.get("tool_choice"), max_calls=options.get("max_calls", self.max_calls),
-                            max_tokens=options.get("max_tokens", self.max_tokens), constrained=self.constrained,
-                            resume=self.continue_plans)
+        return plan_options(
+            names,
+            tool_choice=options.get("tool_choice"),
+            max_calls=options.get("max_calls", self.max_calls),
+            max_tokens=options.get("max_tokens", self.max_tokens),
+            constrained=self.constrained,
+            resume=self.continue_plans,
+        )
 
-    def _iterate(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _iterate(
+        self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         """The one source of output: plans the request, then yields its chunks."""
         memory = self._agentmem()
         plan = memory.plan(_convert_messages(messages, memory.bank), **self._plan_options(memory, kwargs))
         stop = stop if stop is not None else self.stop
-        for chunk in _plan_chunks(plan, model=self.model, token_id=memory.memory_token_id, stop=stop, schemas=memory.schemas):
+        for chunk in _plan_chunks(
+            plan, model=self.model, token_id=memory.memory_token_id, stop=stop, schemas=memory.schemas
+        ):
             yield ChatGenerationChunk(message=chunk)
 
     def _stream(

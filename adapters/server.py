@@ -76,8 +76,15 @@ _log = logging.getLogger(__name__)
 class APIError(Exception):
     """An error returned to the client as ``{"error": {"message", "type", "param", "code"}}``."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 
@@ -136,10 +143,13 @@ class BankRegistry:
             if memory is None:
                 saved = load_bank(source)
                 if not new_backbones and saved.fingerprint not in self._backbones:
-                    raise APIError(400, f"bank {name!r} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
-                                        "which this server does not run; a bank loaded at run time must run on a backbone "
-                                        "the server already holds (start the server with it to load its backbone)",
-                                   code="backbone_not_served")
+                    raise APIError(
+                        400,
+                        f"bank {name!r} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
+                        "which this server does not run; a bank loaded at run time must run on a backbone "
+                        "the server already holds (start the server with it to load its backbone)",
+                        code="backbone_not_served",
+                    )
                 backbone = self._backbones.get(saved.fingerprint) or self._backbones.get(f"name:{saved.backbone_name}")
                 memory = AgentMem.from_saved(saved, backbone, device=self.device, path=source)
             self._remember(memory.backbone)
@@ -151,8 +161,11 @@ class BankRegistry:
         added: list[str] = []
         for path in map(Path, paths):
             # Dot folders are saves in progress or left by a crash (agentmem.atomic), never banks.
-            folders = [path] if (path / META_FILE).is_file() else sorted(
-                p for p in path.glob("*") if not p.name.startswith(".") and (p / META_FILE).is_file())
+            folders = (
+                [path]
+                if (path / META_FILE).is_file()
+                else sorted(p for p in path.glob("*") if not p.name.startswith(".") and (p / META_FILE).is_file())
+            )
             if not folders:
                 raise BankError(f"no memory bank at {path}: expected a bank folder or a folder of banks")
             for folder in folders:
@@ -194,8 +207,13 @@ class BankRegistry:
     def _entry(self, name: str) -> tuple[AgentMem, int]:
         entry = self._banks.get(name)
         if entry is None:
-            raise APIError(404, f"the model {name!r} does not exist: this server serves the banks "
-                                f"{', '.join(self.names()) or '(none)'}", param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"the model {name!r} does not exist: this server serves the banks "
+                f"{', '.join(self.names()) or '(none)'}",
+                param="model",
+                code="model_not_found",
+            )
         return entry
 
     def names(self) -> list[str]:
@@ -204,9 +222,18 @@ class BankRegistry:
     def models(self, name: str | None = None) -> list[dict[str, Any]]:
         """Every bank (or the one named) as an OpenAI model object, plus its tools and backbone."""
         entries = sorted(self._banks.copy().items()) if name is None else [(name, self._entry(name))]
-        return [{"id": n, "object": "model", "created": created, "owned_by": "agentmem", "tools": list(memory.bank.names),
-                 "backbone": memory.backbone.name, "fingerprint": memory.backbone.fingerprint}
-                for n, (memory, created) in entries]
+        return [
+            {
+                "id": n,
+                "object": "model",
+                "created": created,
+                "owned_by": "agentmem",
+                "tools": list(memory.bank.names),
+                "backbone": memory.backbone.name,
+                "fingerprint": memory.backbone.fingerprint,
+            }
+            for n, (memory, created) in entries
+        ]
 
     def backbones(self) -> int:
         """How many distinct backbones the banks run on."""
@@ -243,7 +270,9 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     tools: list[FunctionTool] | None = None
-    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None  # see agentmem.chat.tool_choice_policy
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = (
+        None  # see agentmem.chat.tool_choice_policy
+    )
     parallel_tool_calls: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
@@ -275,15 +304,28 @@ def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) 
     names = [t.function.name for t in request.tools] if request.tools is not None else list(held)
     for i, name in enumerate(names):
         if name not in memory.bank:
-            raise APIError(400, f"tool {name!r} is not learned in bank {request.model!r} (it holds: {', '.join(held) or 'no tools'}); "
-                                "learn it into the bank first (AgentMem.learn_tool or `agentmem learn`)",
-                           param=f"tools[{i}].function.name", code="unknown_tool")
+            raise APIError(
+                400,
+                f"tool {name!r} is not learned in bank {request.model!r} (it holds: {', '.join(held) or 'no tools'}); "
+                "learn it into the bank first (AgentMem.learn_tool or `agentmem learn`)",
+                param=f"tools[{i}].function.name",
+                code="unknown_tool",
+            )
     max_tokens = request.max_completion_tokens or request.max_tokens
-    options = plan_options(names, tool_choice=request.tool_choice, openai=True, max_calls=request.max_calls,
-                           parallel_tool_calls=request.parallel_tool_calls, max_tokens=max_tokens,
-                           max_prompt_tokens=limits.max_prompt_tokens, resume=request.continue_plans)
+    options = plan_options(
+        names,
+        tool_choice=request.tool_choice,
+        openai=True,
+        max_calls=request.max_calls,
+        parallel_tool_calls=request.parallel_tool_calls,
+        max_tokens=max_tokens,
+        max_prompt_tokens=limits.max_prompt_tokens,
+        resume=request.continue_plans,
+    )
     if max_tokens is not None and max_tokens > limits.max_text_tokens:
-        raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_text_tokens}", param="max_tokens")
+        raise APIError(
+            400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_text_tokens}", param="max_tokens"
+        )
     return options
 
 
@@ -297,18 +339,28 @@ def _check_text(value: Any, param: str) -> None:
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise APIError(400, f"{where or 'body'} holds text that is not valid Unicode (a lone surrogate such as "
-                                    "\\ud800); send UTF-8 text", param=where or None, code="invalid_text") from None
+                raise APIError(
+                    400,
+                    f"{where or 'body'} holds text that is not valid Unicode (a lone surrogate such as "
+                    "\\ud800); send UTF-8 text",
+                    param=where or None,
+                    code="invalid_text",
+                ) from None
         elif isinstance(item, dict):
             for key, child in item.items():
-                stack += [(f"{where}.{key}".lstrip(".") if str(key).isidentifier() else f"{where}[{key!r}]", child), (where, key)]
+                stack += [
+                    (f"{where}.{key}".lstrip(".") if str(key).isidentifier() else f"{where}[{key!r}]", child),
+                    (where, key),
+                ]
         elif isinstance(item, (list, tuple)):
             stack += [(f"{where}[{i}]", child) for i, child in enumerate(item)]
 
 
 def _turns(messages: Sequence[Message]) -> list[Turn]:
-    return [read_turn(m.role, m.content, [c.model_dump() for c in m.tool_calls or ()], where=f"messages[{i}]")
-            for i, m in enumerate(messages)]
+    return [
+        read_turn(m.role, m.content, [c.model_dump() for c in m.tool_calls or ()], where=f"messages[{i}]")
+        for i, m in enumerate(messages)
+    ]
 
 
 def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, AgentMem]:
@@ -318,19 +370,31 @@ def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) ->
     try:
         plan = memory.plan(prompt_messages(_turns(request.messages), memory.bank), **options)
     except PromptTooLongError as exc:
-        raise APIError(400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded") from exc
+        raise APIError(
+            400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded"
+        ) from exc
     return plan, memory
 
 
 # responses
 
 
-def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | list[str] | None = None,
-                schemas: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def _completion(
+    plan: Plan,
+    *,
+    model: str,
+    fingerprint: str = "",
+    stop: str | list[str] | None = None,
+    schemas: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A ``chat.completion`` object for a plan (with the ``invalid_tool_calls`` extension)."""
     data = plan_to_dict(plan, schemas)
     text, cut = cut_at_stop(data["text"], stop)
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not plan.calls else None, "refusal": None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text if text or not plan.calls else None,
+        "refusal": None,
+    }
     if data["tool_calls"]:
         message["tool_calls"] = data["tool_calls"]
     if data["invalid_tool_calls"]:
@@ -338,8 +402,11 @@ def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | li
     finish = "tool_calls" if plan.calls else "length" if plan.finish_reason == "length" and not cut else "stop"
     prompt, generated = data["usage"].get("prompt_tokens", 0), data["usage"].get("generated_tokens", 0)
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-        "model": model, "system_fingerprint": fingerprint,
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": fingerprint,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated},
         "agentmem": {"notes": data["notes"], "timings": data["timings"], "plan_finish_reason": data["finish_reason"]},
@@ -348,7 +415,9 @@ def _completion(plan: Plan, *, model: str, fingerprint: str = "", stop: str | li
 
 def _chunks(completion: dict[str, Any], include_usage: bool = False) -> list[dict[str, Any]]:
     """The ``chat.completion.chunk`` objects that add up to ``completion``."""
-    head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")} | {"object": "chat.completion.chunk"}
+    head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")} | {
+        "object": "chat.completion.chunk"
+    }
     choice, message = completion["choices"][0], completion["choices"][0]["message"]
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -387,8 +456,10 @@ class BankRequest(BaseModel):
     @field_validator("path", mode="before")
     @classmethod
     def _no_path(cls, value: Any) -> None:
-        raise ValueError("banks are loaded by folder name, not by path: send 'folder', the name of a bank folder "
-                         "inside the folders this server was started with")
+        raise ValueError(
+            "banks are loaded by folder name, not by path: send 'folder', the name of a bank folder "
+            "inside the folders this server was started with"
+        )
 
 
 def _param(loc: Sequence[Any]) -> str | None:
@@ -431,9 +502,17 @@ class _Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())
-        if self.key is not None and scope.get("path") != "/health" and not self._authorized(headers.get(b"authorization", b"")):
-            error = APIError(401, "a valid API key is required: send the header 'Authorization: Bearer <key>' with the key "
-                                  "this server was started with", code="invalid_api_key")
+        if (
+            self.key is not None
+            and scope.get("path") != "/health"
+            and not self._authorized(headers.get(b"authorization", b""))
+        ):
+            error = APIError(
+                401,
+                "a valid API key is required: send the header 'Authorization: Bearer <key>' with the key "
+                "this server was started with",
+                code="invalid_api_key",
+            )
             response = error.response()
             response.headers["WWW-Authenticate"] = "Bearer"
             return await response(scope, receive, send)
@@ -469,12 +548,14 @@ class _Gate:
 
     def _too_large(self, size: int | None) -> JSONResponse:
         told = f"of {size} bytes " if size is not None else ""
-        return APIError(413, f"request body {told}is over this server's limit of {self.limit} bytes",
-                        code="request_too_large").response()
+        return APIError(
+            413, f"request body {told}is over this server's limit of {self.limit} bytes", code="request_too_large"
+        ).response()
 
 
-def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = False,
-               api_key: str | None = None) -> FastAPI:
+def create_app(
+    registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = False, api_key: str | None = None
+) -> FastAPI:
     """The FastAPI app serving ``registry``.
 
     Args:
@@ -489,8 +570,10 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
     """
     app = FastAPI(title="agentmem", description="OpenAI-compatible tool calling over memory banks")
     if admin:
-        _log.warning("admin endpoints are on: POST /v1/banks and DELETE /v1/banks/{name} load and drop banks%s",
-                     "" if api_key is not None else " for anyone who reaches this server (no API key)")
+        _log.warning(
+            "admin endpoints are on: POST /v1/banks and DELETE /v1/banks/{name} load and drop banks%s",
+            "" if api_key is not None else " for anyone who reaches this server (no API key)",
+        )
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -522,8 +605,13 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
     def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
         _check_text(request.model_dump(), "")
         plan, memory = _plan(registry, request, limits)
-        completion = _completion(plan, model=request.model, fingerprint=memory.backbone.fingerprint, stop=request.stop,
-                                 schemas=memory.schemas)
+        completion = _completion(
+            plan,
+            model=request.model,
+            fingerprint=memory.backbone.fingerprint,
+            stop=request.stop,
+            schemas=memory.schemas,
+        )
         if not request.stream:
             return completion
         include_usage = bool((request.stream_options or {}).get("include_usage"))
@@ -536,13 +624,18 @@ def create_app(registry: BankRegistry, limits: ServerLimits = ServerLimits(), *,
             name = body.folder or body.name
             folder = registry.find(name)
             if folder is None:  # the same answer for every reason: it says nothing of the file system
-                raise APIError(404, f"no bank folder named {name!r} in the folders this server serves banks from",
-                               param="folder" if body.folder else "name", code="bank_not_found")
+                raise APIError(
+                    404,
+                    f"no bank folder named {name!r} in the folders this server serves banks from",
+                    param="folder" if body.folder else "name",
+                    code="bank_not_found",
+                )
             try:
                 registry.add(body.name, folder, new_backbones=False)
             except AgentMemError as exc:  # named by its folder alone: where the roots lie is the server's business
-                raise APIError(400, str(exc).replace(str(folder.parent) + os.sep, ""),
-                               code=_as_api_error(exc).code) from exc
+                raise APIError(
+                    400, str(exc).replace(str(folder.parent) + os.sep, ""), code=_as_api_error(exc).code
+                ) from exc
             return registry.models(body.name)[0]
 
         @app.delete("/v1/banks/{name}")

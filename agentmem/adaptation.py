@@ -63,7 +63,9 @@ class AdaptReport:
     def loss_curve(self, points: int = 20) -> list[float]:
         """The step losses averaged over ``points`` equal windows (for records and plots)."""
         size = max(1, math.ceil(len(self.losses) / points))
-        return [round(sum(w) / len(w), 4) for w in (self.losses[i : i + size] for i in range(0, len(self.losses), size))]
+        return [
+            round(sum(w) / len(w), 4) for w in (self.losses[i : i + size] for i in range(0, len(self.losses), size))
+        ]
 
 
 def adapt_backbone(
@@ -87,7 +89,9 @@ def adapt_backbone(
     from peft import get_peft_model_state_dict
 
     if backbone.adapter is not None:
-        raise BackboneError(f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id}); adapt the base backbone instead")
+        raise BackboneError(
+            f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id}); adapt the base backbone instead"
+        )
     if not examples:
         raise ValueError("the adaptation corpus has no examples")
     started = time.perf_counter()
@@ -99,7 +103,9 @@ def adapt_backbone(
     rows = torch.nn.Parameter(bank.rows.to(backbone.device))
     schemas = {s.name: s.parameters for s in specs}
     encoded = [
-        encode_example(backbone.tokenizer, e, lambda n: backbone.vocab_size + bank.index(n), backbone.eos_token_id, schemas)
+        encode_example(
+            backbone.tokenizer, e, lambda n: backbone.vocab_size + bank.index(n), backbone.eos_token_id, schemas
+        )
         for e in examples
     ]
     run = train_lora(work, rows, encoded, config, desc="adapting")
@@ -137,7 +143,11 @@ def adapt_backbone(
         "loss_curve": report.loss_curve(),
     }
     adapter = Adapter(
-        lora=config.lora(), weights=weights, base_name=backbone.name, base_fingerprint=backbone.fingerprint, training=record
+        lora=config.lora(),
+        weights=weights,
+        base_name=backbone.name,
+        base_fingerprint=backbone.fingerprint,
+        training=record,
     )
     return adapted_backbone(backbone, merged, adapter), report
 

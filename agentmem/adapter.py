@@ -109,7 +109,9 @@ class Adapter:
         try:
             meta = json.loads((folder / ADAPTER_CONFIG).read_text())
             if meta.get("format_version") != ADAPTER_FORMAT:
-                raise BankError(f"{folder} has adapter format {meta.get('format_version')!r}; this agentmem reads {ADAPTER_FORMAT}")
+                raise BankError(
+                    f"{folder} has adapter format {meta.get('format_version')!r}; this agentmem reads {ADAPTER_FORMAT}"
+                )
             adapter = cls(
                 lora=dict(meta["lora"]),
                 weights=load_file(str(folder / ADAPTER_WEIGHTS)),
@@ -117,10 +119,20 @@ class Adapter:
                 base_fingerprint=str(meta["base"]["fingerprint"]),
                 training=dict(meta.get("training", {})),
             )
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, SafetensorError, OSError) as exc:
+        except (
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            SafetensorError,
+            OSError,
+        ) as exc:
             raise BankError(f"adapter folder {folder} is corrupted: {type(exc).__name__}: {exc}") from exc
         if meta.get("id") != adapter.id:
-            raise BankError(f"adapter folder {folder} is corrupted: its weights hash to {adapter.id}, not {meta.get('id')}")
+            raise BankError(
+                f"adapter folder {folder} is corrupted: its weights hash to {adapter.id}, not {meta.get('id')}"
+            )
         return adapter
 
 
@@ -207,7 +219,9 @@ def shipped_adapter(name: str) -> Adapter | None:
     return Adapter.load(folder) if (folder / ADAPTER_CONFIG).is_file() else None
 
 
-def resolve_backbone(backbone: str | Backbone, adapter: Adapter | bool | None = None, *, device: str | None = None) -> Backbone:
+def resolve_backbone(
+    backbone: str | Backbone, adapter: Adapter | bool | None = None, *, device: str | None = None
+) -> Backbone:
     """This backbone with this adapter: the one place that decides what a bank runs on.
 
     Args:
@@ -229,7 +243,9 @@ def resolve_backbone(backbone: str | Backbone, adapter: Adapter | bool | None = 
         return _with_adapter(backbone, adapter, device)
     if isinstance(backbone, Backbone):
         if adapter is False and backbone.adapter is not None:
-            raise BackboneError(f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id}); load the base one")
+            raise BackboneError(
+                f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id}); load the base one"
+            )
         if adapter and backbone.adapter is None:
             return apply_adapter(backbone, _require_shipped(backbone.name))
         return backbone

@@ -130,7 +130,9 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         raise BankError(f"{folder / META_FILE} is corrupted: {exc}") from None
     duplicates = sorted({s.name for s in specs if sum(t.name == s.name for t in specs) > 1})
     if duplicates:
-        raise BankError(f"{folder / META_FILE} is corrupted: tool names must be unique, found {', '.join(duplicates)} twice")
+        raise BankError(
+            f"{folder / META_FILE} is corrupted: tool names must be unique, found {', '.join(duplicates)} twice"
+        )
     training = {spec.name: dict(t.get("training", {})) for spec, t in zip(specs, entries)}
     kept = {spec.name: [_example(e) for e in t.get("kept_examples", [])] for spec, t in zip(specs, entries)}
     try:
@@ -138,24 +140,40 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
     except (SafetensorError, OSError, KeyError) as exc:
         raise BankError(f"{folder / ROWS_FILE} is corrupted: {exc}") from exc
     if rows.ndim != 2 or rows.shape[0] != len(specs) or not rows.dtype.is_floating_point:
-        raise BankError(f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape "
-                        f"{tuple(rows.shape)} and dtype {rows.dtype} (expected [{len(specs)}, hidden], floating point)")
+        raise BankError(
+            f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape "
+            f"{tuple(rows.shape)} and dtype {rows.dtype} (expected [{len(specs)}, hidden], floating point)"
+        )
     # A NaN or infinite row would not fail later: it plans calls made of whatever token wins.
     broken = [spec.name for spec, finite in zip(specs, torch.isfinite(rows).all(dim=1).tolist()) if not finite]
     if broken:
-        raise BankError(f"{folder / ROWS_FILE} is corrupted: the rows of {', '.join(broken[:8])}"
-                        f"{' and others' if len(broken) > 8 else ''} hold NaN or infinite values; learn "
-                        f"{'that tool' if len(broken) == 1 else 'those tools'} again or restore the bank from a copy")
+        raise BankError(
+            f"{folder / ROWS_FILE} is corrupted: the rows of {', '.join(broken[:8])}"
+            f"{' and others' if len(broken) > 8 else ''} hold NaN or infinite values; learn "
+            f"{'that tool' if len(broken) == 1 else 'those tools'} again or restore the bank from a copy"
+        )
     try:
-        adapter = Adapter.load(folder / ADAPTER_DIR) if adaptation is not None or (folder / ADAPTER_DIR).exists() else None
+        adapter = (
+            Adapter.load(folder / ADAPTER_DIR) if adaptation is not None or (folder / ADAPTER_DIR).exists() else None
+        )
     except BankError:
         raise
     except (ValueError, TypeError, RecursionError) as exc:  # Adapter.load checks less of its JSON than this module does
         raise BankError(f"adapter folder {folder / ADAPTER_DIR} is corrupted: {type(exc).__name__}: {exc}") from None
     if (adapter.id if adapter is not None else None) != adaptation:
         found = adapter.id if adapter is not None else "no adapter folder"
-        raise BankError(f"{folder} is inconsistent: {META_FILE} names adaptation {adaptation}, {ADAPTER_DIR}/ holds {found}")
-    return SavedBank(backbone_name=name, fingerprint=fingerprint, specs=specs, training=training, rows=rows, adapter=adapter, kept=kept)
+        raise BankError(
+            f"{folder} is inconsistent: {META_FILE} names adaptation {adaptation}, {ADAPTER_DIR}/ holds {found}"
+        )
+    return SavedBank(
+        backbone_name=name,
+        fingerprint=fingerprint,
+        specs=specs,
+        training=training,
+        rows=rows,
+        adapter=adapter,
+        kept=kept,
+    )
 
 
 class _Invalid(Exception):
@@ -191,8 +209,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
     try:
         json.dumps(meta, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (\ud800) written as an escape: no tokenizer takes it
-        raise BankError(f"{path} is corrupted: {_surrogate_path(meta)} holds text that is not valid Unicode "
-                        "(a lone surrogate escape)") from None
+        raise BankError(
+            f"{path} is corrupted: {_surrogate_path(meta)} holds text that is not valid Unicode "
+            "(a lone surrogate escape)"
+        ) from None
     return meta
 
 
@@ -220,7 +240,9 @@ def _encodable(text: str) -> bool:
 
 def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
     """isinstance, except that a JSON true/false is not a number."""
-    return isinstance(value, kind) and not (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)))
+    return isinstance(value, kind) and not (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    )
 
 
 _KIND_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", type(None): "null"}
@@ -235,8 +257,10 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: st
     value = obj[key]
     if not _is(value, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        raise _Invalid(f"{where}.{key} must be {' or '.join(_KIND_NAMES.get(k, k.__name__) for k in kinds)}, "
-                       f"got {type(value).__name__} {reprlib.repr(value)}")
+        raise _Invalid(
+            f"{where}.{key} must be {' or '.join(_KIND_NAMES.get(k, k.__name__) for k in kinds)}, "
+            f"got {type(value).__name__} {reprlib.repr(value)}"
+        )
     return value
 
 
@@ -273,7 +297,9 @@ def _check_meta(meta: dict[str, Any]) -> tuple[str, str, str | None, list[dict[s
                 _get(call, "arguments", dict, f"{at}.calls[{k}]")
     entries = sorted(tools, key=lambda t: t["row"])
     if [t["row"] for t in entries] != list(range(len(entries))):
-        raise _Invalid(f"tool rows must be 0..{len(entries) - 1}, each once; got {reprlib.repr([t['row'] for t in tools])}")
+        raise _Invalid(
+            f"tool rows must be 0..{len(entries) - 1}, each once; got {reprlib.repr([t['row'] for t in tools])}"
+        )
     return name, fingerprint, adaptation, entries
 
 

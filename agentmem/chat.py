@@ -48,8 +48,16 @@ __all__ = [
 POLICIES = ("auto", "any", "none")
 
 # Every role a front end may send, as the role the chat template renders.
-_ROLES = {"system": "system", "developer": "system", "user": "user", "human": "user", "assistant": "assistant",
-          "ai": "assistant", "tool": "tool", "function": "tool"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
 # Content parts that carry no text for the backbone: refused even where other non-text parts
 # (tool-call and reasoning blocks, whose content travels elsewhere) are passed over.
 _MEDIA_PARTS = frozenset({"image", "image_url", "audio", "input_audio", "file", "video"})
@@ -91,10 +99,13 @@ def read_call(call: Mapping[str, Any], where: str = "tool_calls") -> Call:
         try:
             arguments = json.loads(arguments or "{}")
         except json.JSONDecodeError as exc:
-            raise ChatInputError(f"tool call to {name!r} has arguments that are not JSON: {exc}",
-                                 param=f"{where}.function.arguments") from exc
+            raise ChatInputError(
+                f"tool call to {name!r} has arguments that are not JSON: {exc}", param=f"{where}.function.arguments"
+            ) from exc
     if not isinstance(name, str) or not isinstance(arguments, dict):
-        raise ChatInputError(f"cannot read tool call {dict(call)!r}: expected a name and an arguments object", param=where)
+        raise ChatInputError(
+            f"cannot read tool call {dict(call)!r}: expected a name and an arguments object", param=where
+        )
     return Call(name, arguments, call.get("id"))
 
 
@@ -123,13 +134,22 @@ def content_text(content: str | Sequence[Any] | None, where: str = "content", *,
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append(part["text"])
         elif strict or kind in _MEDIA_PARTS or kind == "text":
-            raise ChatInputError(f"content part of type {kind!r}: agentmem reads text parts only",
-                                 param=f"{where}[{i}]", code="unsupported_content")
+            raise ChatInputError(
+                f"content part of type {kind!r}: agentmem reads text parts only",
+                param=f"{where}[{i}]",
+                code="unsupported_content",
+            )
     return "".join(parts)
 
 
-def read_turn(role: str, content: Any = None, calls: Sequence[Mapping[str, Any]] = (), *, where: str = "messages[0]",
-              strict: bool = True) -> Turn:
+def read_turn(
+    role: str,
+    content: Any = None,
+    calls: Sequence[Mapping[str, Any]] = (),
+    *,
+    where: str = "messages[0]",
+    strict: bool = True,
+) -> Turn:
     """One message from a front end's role name, content and calls (see `read_call`).
 
     Raises:
@@ -156,8 +176,9 @@ def prompt_messages(turns: Sequence[Turn], known: Container[str]) -> list[dict[s
     out = []
     for turn in turns:
         entry: dict[str, Any] = {"role": turn.role, "content": turn.content}
-        entry["content"] += "".join(json.dumps({"name": c.name, "arguments": c.arguments}) for c in turn.calls
-                                    if c.name not in known)
+        entry["content"] += "".join(
+            json.dumps({"name": c.name, "arguments": c.arguments}) for c in turn.calls if c.name not in known
+        )
         if any(c.name in known for c in turn.calls):
             entry["tool_calls"] = [{"name": c.name, "args": c.arguments} for c in turn.calls if c.name in known]
         out.append(entry)
@@ -194,8 +215,10 @@ def tool_choice_policy(choice: Any, names: Sequence[str], *, openai: bool = Fals
         return choice
     if isinstance(choice, str) and choice in _LANGCHAIN_POLICIES:
         return _LANGCHAIN_POLICIES[choice]
-    raise ToolChoiceError(f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False "
-                          f"nor a bound tool ({', '.join(names) or 'none bound'})")
+    raise ToolChoiceError(
+        f"tool_choice {choice!r} is neither one of auto, any, required, none, True, False "
+        f"nor a bound tool ({', '.join(names) or 'none bound'})"
+    )
 
 
 def _openai_policy(choice: Any, names: Sequence[str]) -> str:
@@ -203,19 +226,31 @@ def _openai_policy(choice: Any, names: Sequence[str]) -> str:
         function = choice.get("function") if choice.get("type") == "function" else None
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str) or name not in names:
-            raise ToolChoiceError(f"tool_choice {choice!r} must be {{'type': 'function', 'function': {{'name': N}}}} with N "
-                                  f"one of the request's tools ({', '.join(names) or 'none'})")
+            raise ToolChoiceError(
+                f"tool_choice {choice!r} must be {{'type': 'function', 'function': {{'name': N}}}} with N "
+                f"one of the request's tools ({', '.join(names) or 'none'})"
+            )
         return name
     if not isinstance(choice, str) or choice not in _OPENAI_POLICIES:
-        raise ToolChoiceError(f"tool_choice {choice!r} must be one of {', '.join(_OPENAI_POLICIES)} or "
-                              "{'type': 'function', 'function': {'name': N}}")
+        raise ToolChoiceError(
+            f"tool_choice {choice!r} must be one of {', '.join(_OPENAI_POLICIES)} or "
+            "{'type': 'function', 'function': {'name': N}}"
+        )
     if choice == "required" and not names:
         raise ToolChoiceError("tool_choice 'required' with no tools")
     return _OPENAI_POLICIES[choice]
 
 
-def plan_options(names: Sequence[str], *, tool_choice: Any = None, openai: bool = False, max_calls: int = 8,
-                 parallel_tool_calls: bool | None = None, max_tokens: int | None = None, **fixed: Any) -> dict[str, Any]:
+def plan_options(
+    names: Sequence[str],
+    *,
+    tool_choice: Any = None,
+    openai: bool = False,
+    max_calls: int = 8,
+    parallel_tool_calls: bool | None = None,
+    max_tokens: int | None = None,
+    **fixed: Any,
+) -> dict[str, Any]:
     """The keyword arguments of `AgentMem.plan` for a chat request.
 
     Args:
@@ -256,11 +291,18 @@ def plan_to_dict(plan: Plan, schemas: Mapping[str, dict[str, Any]] | None = None
     """
     schemas = schemas or {}
     return {
-        "tool_calls": [{"id": c.id, "type": "function",
-                        "function": {"name": c.name, "arguments": canonical_json(c.arguments, schemas.get(c.name))}}
-                       for c in plan.calls],
-        "invalid_tool_calls": [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw},
-                                "error": c.reason} for c in plan.invalid_calls],
+        "tool_calls": [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": canonical_json(c.arguments, schemas.get(c.name))},
+            }
+            for c in plan.calls
+        ],
+        "invalid_tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw}, "error": c.reason}
+            for c in plan.invalid_calls
+        ],
         "text": plan.text,
         "finish_reason": plan.finish_reason,
         "usage": dict(plan.usage),
@@ -279,6 +321,11 @@ def plan_from_dict(data: Mapping[str, Any]) -> Plan:
     for raw in data.get("invalid_tool_calls") or ():
         function, ids = raw["function"], {"id": raw["id"]} if raw.get("id") else {}
         steps.append(InvalidToolCall(function["name"], function["arguments"], raw["error"], **ids))
-    return Plan(steps=steps, text=data.get("text", ""), finish_reason=data.get("finish_reason", "stop"),
-                usage=dict(data.get("usage") or {}), timings=dict(data.get("timings") or {}),
-                notes=list(data.get("notes") or ()))
+    return Plan(
+        steps=steps,
+        text=data.get("text", ""),
+        finish_reason=data.get("finish_reason", "stop"),
+        usage=dict(data.get("usage") or {}),
+        timings=dict(data.get("timings") or {}),
+        notes=list(data.get("notes") or ()),
+    )

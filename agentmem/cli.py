@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--epochs", type=int, default=3)
     learn.add_argument("--lr", type=float, default=5e-3)
     learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
-    learn.add_argument("--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)")
+    learn.add_argument(
+        "--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)"
+    )
     learn.add_argument(
         "--skip-invalid",
         action="store_true",
@@ -51,26 +53,45 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("bank", type=Path)
     plan.add_argument("request")
     plan.add_argument("--tool-choice", default="auto")
-    plan.add_argument("--json", action="store_true",
-                      help="print the plan as JSON: tool_calls in OpenAI's shape (arguments as JSON text), "
-                           "invalid_tool_calls with their error, text, finish_reason, usage, timings, notes")
+    plan.add_argument(
+        "--json",
+        action="store_true",
+        help="print the plan as JSON: tool_calls in OpenAI's shape (arguments as JSON text), "
+        "invalid_tool_calls with their error, text, finish_reason, usage, timings, notes",
+    )
 
     info = commands.add_parser("info", help="describe a saved bank")
     info.add_argument("bank", type=Path)
 
     export = commands.add_parser("export", help="write a bank as a Hugging Face checkpoint, one special token per tool")
     export.add_argument("bank", type=Path)
-    export.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (must not exist or be empty)")
+    export.add_argument(
+        "--out", type=Path, required=True, help="checkpoint folder to write (must not exist or be empty)"
+    )
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
-    export.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="saved weights' dtype (default: the backbone's)")
+    export.add_argument(
+        "--dtype", choices=["float32", "bfloat16", "float16"], help="saved weights' dtype (default: the backbone's)"
+    )
 
     adapt = commands.add_parser("adapt", help="run the one-time adaptation phase on auxiliary tools; save the adapter")
-    adapt.add_argument("--out", type=Path, required=True, help="adapter folder to write (adapter.safetensors + adapter.json)")
+    adapt.add_argument(
+        "--out", type=Path, required=True, help="adapter folder to write (adapter.safetensors + adapter.json)"
+    )
     adapt.add_argument("--backbone", default="smollm2-135m", help="base backbone (adapted from its plain weights)")
-    adapt.add_argument("--synthetic", type=int, help="synthetic requests in the corpus (default: adaptation_corpus's, 5000)")
-    adapt.add_argument("--synthetic-tools", type=int, help="synthetic tools in the corpus (default: adaptation_corpus's, 76)")
-    adapt.add_argument("--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated")
-    adapt.add_argument("--corpus", type=Path, help='JSON file {"tools": [...], "examples": [...]}: the corpus instead of the generated one')
+    adapt.add_argument(
+        "--synthetic", type=int, help="synthetic requests in the corpus (default: adaptation_corpus's, 5000)"
+    )
+    adapt.add_argument(
+        "--synthetic-tools", type=int, help="synthetic tools in the corpus (default: adaptation_corpus's, 76)"
+    )
+    adapt.add_argument(
+        "--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated"
+    )
+    adapt.add_argument(
+        "--corpus",
+        type=Path,
+        help='JSON file {"tools": [...], "examples": [...]}: the corpus instead of the generated one',
+    )
     adapt.add_argument("--seed", type=int, default=0, help="seeds the corpus and the training")
     adapt.add_argument("--epochs", type=int, default=1)
     adapt.add_argument("--lr", type=float, help="LoRA learning rate (default: AdaptConfig.lr)")
@@ -82,12 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted (default: 4096)")
-    serve.add_argument("--admin", action="store_true",
-                       help="serve POST/DELETE /v1/banks: load (by folder name, from the folders served) and drop banks at "
-                            "run time; off by default")
-    serve.add_argument("--no-admin", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on every route but /health "
-                                         "(default: the environment variable AGENTMEM_API_KEY, if set)")
+    serve.add_argument(
+        "--admin",
+        action="store_true",
+        help="serve POST/DELETE /v1/banks: load (by folder name, from the folders served) and drop banks at "
+        "run time; off by default",
+    )
+    serve.add_argument(
+        "--no-admin", action="store_true", help=argparse.SUPPRESS
+    )  # the default now; kept for old scripts
+    serve.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on every route but /health "
+        "(default: the environment variable AGENTMEM_API_KEY, if set)",
+    )
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
 
     # commands of other layers (``agentmem eval``), registered as entry points: the core
@@ -99,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "agentmem " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         handlers = {
-            "demo": _demo, "learn": _learn, "plan": _plan, "info": _info, "export": _export,
-            "adapt": _adapt, "serve": _serve,
+            "demo": _demo,
+            "learn": _learn,
+            "plan": _plan,
+            "info": _info,
+            "export": _export,
+            "adapt": _adapt,
+            "serve": _serve,
         }
         return handlers[args.command](args) if args.command in handlers else args.run(args)
     except (AgentMemError, OSError, json.JSONDecodeError) as exc:
@@ -115,7 +149,9 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"Loading backbone {args.backbone} ...")
     mem = AgentMem(args.backbone)
-    print(f"  {mem.backbone.name}: {sum(p.numel() for p in mem.backbone.model.parameters()) / 1e6:.1f} M parameters, frozen")
+    print(
+        f"  {mem.backbone.name}: {sum(p.numel() for p in mem.backbone.model.parameters()) / 1e6:.1f} M parameters, frozen"
+    )
     pack = [(demo.TOOLS[name], demo.training_examples(name)) for name in demo.TOOLS]
     # Two-call requests teach the model to chain tokens; they ride along with the first tool.
     pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=40))
@@ -142,8 +178,13 @@ def _learn(args: argparse.Namespace) -> int:
     from agentmem.core import AgentMem
 
     entries = json.loads(args.tools.read_text())
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"tool", "examples"} <= e.keys() for e in entries):
-        print(f"agentmem learn: error: {args.tools} must hold a JSON list of {{\"tool\": ..., \"examples\": [...]}}", file=sys.stderr)
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and {"tool", "examples"} <= e.keys() for e in entries
+    ):
+        print(
+            f'agentmem learn: error: {args.tools} must hold a JSON list of {{"tool": ..., "examples": [...]}}',
+            file=sys.stderr,
+        )
         return 2
     mem = AgentMem.load(args.bank) if args.bank else AgentMem(args.backbone)
     options = {k: v for k, v in {"rehearse": args.rehearse, "keep": args.keep}.items() if v is not None}
@@ -176,7 +217,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"bank {args.bank}: {len(saved.specs)} tools on backbone {saved.backbone_name} ({saved.fingerprint})")
     for i, spec in enumerate(saved.specs):
         record = saved.training.get(spec.name, {})
-        trained = f"{record.get('examples', '?')} examples, loss {record.get('last_loss', '?')}" if record else "no record"
+        trained = (
+            f"{record.get('examples', '?')} examples, loss {record.get('last_loss', '?')}" if record else "no record"
+        )
         print(f"  [{i}] {spec.name}: {spec.description[:60]} ({trained}, |row| = {saved.rows[i].norm():.3f})")
     return 0
 
@@ -212,22 +255,34 @@ def _adapt(args: argparse.Namespace) -> int:
             sizes = {"n_synthetic": args.synthetic, "synthetic_tool_count": args.synthetic_tools}
             sizes = {k: v for k, v in sizes.items() if v is not None}  # the library's defaults otherwise
             corpus = adaptation_corpus(seed=args.seed, subsets=subsets, **sizes)
-            record = {"name": corpus.name, "seed": args.seed, "subsets": subsets, "requests": len(corpus.examples),
-                      "tools": len(corpus.tools), **sizes}
+            record = {
+                "name": corpus.name,
+                "seed": args.seed,
+                "subsets": subsets,
+                "requests": len(corpus.examples),
+                "tools": len(corpus.tools),
+                **sizes,
+            }
         mem = AgentMem(args.backbone, adapted=False)
         if distributed.is_main_process():
-            print(f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests")
-        report = mem.adapt(corpus, epochs=args.epochs, seed=args.seed, **{k: v for k, v in options.items() if v is not None})
+            print(
+                f"Adapting {args.backbone} on {corpus.name}: {len(corpus.tools)} tools, {len(corpus.examples)} requests"
+            )
+        report = mem.adapt(
+            corpus, epochs=args.epochs, seed=args.seed, **{k: v for k, v in options.items() if v is not None}
+        )
     except ValueError as exc:  # bad sizes, subsets or settings; AgentMemErrors are ValueErrors too
         print(f"agentmem adapt: error: {exc}", file=sys.stderr)
         return 2
     adapter = mem.backbone.adapter
-    adapter.training.update({
-        "command": args.command_line,
-        "corpus": record,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
-    })
+    adapter.training.update(
+        {
+            "command": args.command_line,
+            "corpus": record,
+            "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
+        }
+    )
     saved = adapter.save(args.out)  # under a multi-process launcher, only the main process writes
     if distributed.is_main_process():
         print(report)
@@ -241,7 +296,11 @@ def _corpus_file(path: Path) -> Any:
     from types import SimpleNamespace
 
     data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("tools"), (list, dict)) or not isinstance(data.get("examples"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("tools"), (list, dict))
+        or not isinstance(data.get("examples"), list)
+    ):
         raise ValueError(f'{path} must hold a JSON object {{"tools": [...], "examples": [...]}}')
     return SimpleNamespace(name=str(path), tools=data["tools"], examples=data["examples"])
 
@@ -264,12 +323,21 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     registry = BankRegistry(device=args.device)
     names = registry.add_paths(args.banks)
-    print(f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
-          f"http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}", flush=True)
+    print(
+        f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
+        f"http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}",
+        flush=True,
+    )
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"agentmem serve: warning: listening on {args.host} without an API key: anyone who reaches it may "
-              f"use it (pass --api-key or set {API_KEY_ENV})", file=sys.stderr, flush=True)
-    app = create_app(registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=args.admin, api_key=api_key)
+        print(
+            f"agentmem serve: warning: listening on {args.host} without an API key: anyone who reaches it may "
+            f"use it (pass --api-key or set {API_KEY_ENV})",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = create_app(
+        registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=args.admin, api_key=api_key
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

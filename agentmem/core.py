@@ -154,7 +154,9 @@ class AgentMem:
         names = [s.name for s in specs]
         for name in names:
             if name in self._specs or names.count(name) > 1:
-                raise DuplicateToolError(f"tool {name!r} is already learned (or given twice); forget it first to relearn it")
+                raise DuplicateToolError(
+                    f"tool {name!r} is already learned (or given twice); forget it first to relearn it"
+                )
         known = {**self._specs, **{s.name: s for s in specs}}
         examples: list[Example] = []
         by_tool: dict[str, list[Example]] = {}
@@ -170,7 +172,9 @@ class AgentMem:
         self._specs.update({s.name: s for s in specs})
         try:
             encoded = [
-                encode_example(self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self.schemas)
+                encode_example(
+                    self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self.schemas
+                )
                 for ex in examples
             ]
             # rehearsed requests teach routing only: their arguments are the frozen rows' business
@@ -302,8 +306,15 @@ class AgentMem:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
         return self.plan_batch(
-            [request], tool_choice=tool_choice, tools=tools, max_calls=max_calls, max_text_tokens=max_text_tokens,
-            max_prompt_tokens=max_prompt_tokens, resume=resume, constrained=constrained, copy_bias=copy_bias,
+            [request],
+            tool_choice=tool_choice,
+            tools=tools,
+            max_calls=max_calls,
+            max_text_tokens=max_text_tokens,
+            max_prompt_tokens=max_prompt_tokens,
+            resume=resume,
+            constrained=constrained,
+            copy_bias=copy_bias,
         )[0]
 
     def plan_batch(
@@ -382,7 +393,9 @@ class AgentMem:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None) -> AgentMem:
+    def load(
+        cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None
+    ) -> AgentMem:
         """Loads a saved bank onto its backbone.
 
         A bank learned on an adapted backbone carries its adapter, which is merged into

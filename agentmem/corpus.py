@@ -69,18 +69,125 @@ def _pick(pool: Sequence[Any]) -> Callable[[random.Random], Any]:
     return lambda rng: rng.choice(pool)
 
 
-_FIRST = ["Ana", "Ben", "Chloe", "Dmitri", "Elif", "Farah", "Goran", "Hana", "Ivan", "Jonas", "Keiko", "Luis",
-          "Maya", "Nils", "Olga", "Pedro", "Quinn", "Rosa", "Sami", "Tariq", "Uma", "Vera", "Wen", "Yusuf", "Zoe"]
-_LAST = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Kowalski", "Haddad", "Silva", "Novak", "Brennan",
-         "Castillo", "Ivanova", "Mensah", "Schulz", "Petrov", "Rossi", "Nakamura", "Ferreira", "Dubois"]
-_CITIES = ["Porto", "Kraków", "Valencia", "Bruges", "Tallinn", "Graz", "Split", "Bergen", "Lyon", "Gdańsk",
-           "Bologna", "Seville", "Riga", "Ghent", "Aarhus", "Basel", "Zagreb", "Ljubljana", "Turin", "Leeds",
-           "Denver", "Austin", "Quito", "Accra", "Perth", "Kyoto", "Pune", "Manila", "Busan", "Tbilisi"]
-_WORDS = ["blue", "river", "quiet", "garden", "winter", "copper", "maple", "harbor", "silent", "golden",
-          "paper", "stone", "summer", "velvet", "orbit", "cedar", "lantern", "meadow", "north", "echo"]
-_TOPICS = ["vegan lasagna", "jazz piano", "mountain biking", "solar panels", "sourdough bread", "chess openings",
-           "python decorators", "roman history", "bird watching", "home espresso", "knitting patterns",
-           "electric scooters", "tax deductions", "yoga for beginners", "board games", "street photography"]
+_FIRST = [
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dmitri",
+    "Elif",
+    "Farah",
+    "Goran",
+    "Hana",
+    "Ivan",
+    "Jonas",
+    "Keiko",
+    "Luis",
+    "Maya",
+    "Nils",
+    "Olga",
+    "Pedro",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tariq",
+    "Uma",
+    "Vera",
+    "Wen",
+    "Yusuf",
+    "Zoe",
+]
+_LAST = [
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Tanaka",
+    "Kowalski",
+    "Haddad",
+    "Silva",
+    "Novak",
+    "Brennan",
+    "Castillo",
+    "Ivanova",
+    "Mensah",
+    "Schulz",
+    "Petrov",
+    "Rossi",
+    "Nakamura",
+    "Ferreira",
+    "Dubois",
+]
+_CITIES = [
+    "Porto",
+    "Kraków",
+    "Valencia",
+    "Bruges",
+    "Tallinn",
+    "Graz",
+    "Split",
+    "Bergen",
+    "Lyon",
+    "Gdańsk",
+    "Bologna",
+    "Seville",
+    "Riga",
+    "Ghent",
+    "Aarhus",
+    "Basel",
+    "Zagreb",
+    "Ljubljana",
+    "Turin",
+    "Leeds",
+    "Denver",
+    "Austin",
+    "Quito",
+    "Accra",
+    "Perth",
+    "Kyoto",
+    "Pune",
+    "Manila",
+    "Busan",
+    "Tbilisi",
+]
+_WORDS = [
+    "blue",
+    "river",
+    "quiet",
+    "garden",
+    "winter",
+    "copper",
+    "maple",
+    "harbor",
+    "silent",
+    "golden",
+    "paper",
+    "stone",
+    "summer",
+    "velvet",
+    "orbit",
+    "cedar",
+    "lantern",
+    "meadow",
+    "north",
+    "echo",
+]
+_TOPICS = [
+    "vegan lasagna",
+    "jazz piano",
+    "mountain biking",
+    "solar panels",
+    "sourdough bread",
+    "chess openings",
+    "python decorators",
+    "roman history",
+    "bird watching",
+    "home espresso",
+    "knitting patterns",
+    "electric scooters",
+    "tax deductions",
+    "yoga for beginners",
+    "board games",
+    "street photography",
+]
 _STREETS = ["Baker Street", "Elm Avenue", "Harbour Road", "Mill Lane", "Station Road", "Oak Drive", "King Street"]
 _LANGUAGES = ["Spanish", "German", "Japanese", "Portuguese", "Korean", "Italian", "Dutch", "Turkish", "Polish"]
 
@@ -130,26 +237,78 @@ _PARAMS: dict[str, _Param] = {
     "date": _Param(_string("Date as YYYY-MM-DD.", pattern=r"^\d{4}-\d{2}-\d{2}$"), _date, ("on {v}", "for {v}")),
     "time": _Param(_string("24-hour time HH:MM.", pattern=r"^\d{2}:\d{2}$"), _time, ("at {v}", "around {v}")),
     "reference": _Param(_string("Reference code, e.g. 'QX-4821'."), _code, ("with reference {v}", "number {v}", "{v}")),
-    "topic": _Param(_string("What to look for."), _pick(_TOPICS), ('about "{v}"', 'on {v}', 'matching "{v}"')),
-    "address": _Param(_string("Street address."), lambda r: f"{r.randint(1, 200)} {r.choice(_STREETS)}", ("at {v}", "to {v}")),
+    "topic": _Param(_string("What to look for."), _pick(_TOPICS), ('about "{v}"', "on {v}", 'matching "{v}"')),
+    "address": _Param(
+        _string("Street address."), lambda r: f"{r.randint(1, 200)} {r.choice(_STREETS)}", ("at {v}", "to {v}")
+    ),
     "language": _Param(_string("Language name."), _pick(_LANGUAGES), ("in {v}",)),
-    "quantity": _Param(_integer("How many.", 1, 50), lambda r: r.randint(1, 50), ("x{v}", "{v} of them", "quantity {v}")),
-    "guests": _Param(_integer("Number of people.", 1, 20), lambda r: r.randint(1, 20), ("for {v} people", "for a party of {v}")),
+    "quantity": _Param(
+        _integer("How many.", 1, 50), lambda r: r.randint(1, 50), ("x{v}", "{v} of them", "quantity {v}")
+    ),
+    "guests": _Param(
+        _integer("Number of people.", 1, 20), lambda r: r.randint(1, 20), ("for {v} people", "for a party of {v}")
+    ),
     "nights": _Param(_integer("Number of nights.", 1, 30), lambda r: r.randint(1, 30), ("for {v} nights",)),
-    "limit": _Param(_integer("Maximum number of results.", 1, 100), lambda r: r.randint(2, 100), ("top {v}", "limit {v} results")),
+    "limit": _Param(
+        _integer("Maximum number of results.", 1, 100), lambda r: r.randint(2, 100), ("top {v}", "limit {v} results")
+    ),
     "year": _Param(_integer("Year.", 1950, 2030), lambda r: r.randint(1950, 2030), ("from {v}", "in the year {v}")),
-    "minutes": _Param(_integer("Duration in minutes.", 1, 600), lambda r: r.randint(5, 600), ("for {v} minutes", "lasting {v} minutes")),
-    "min_rating": _Param(_integer("Lowest acceptable rating (1-5).", 1, 5), lambda r: r.randint(1, 5), ("rated at least {v}", "with {v} stars or more")),
-    "max_price": _Param({"type": "number", "description": "Highest price in dollars."}, _money, ("under ${v}", "for at most {v} dollars")),
+    "minutes": _Param(
+        _integer("Duration in minutes.", 1, 600),
+        lambda r: r.randint(5, 600),
+        ("for {v} minutes", "lasting {v} minutes"),
+    ),
+    "min_rating": _Param(
+        _integer("Lowest acceptable rating (1-5).", 1, 5),
+        lambda r: r.randint(1, 5),
+        ("rated at least {v}", "with {v} stars or more"),
+    ),
+    "max_price": _Param(
+        {"type": "number", "description": "Highest price in dollars."},
+        _money,
+        ("under ${v}", "for at most {v} dollars"),
+    ),
     "amount": _Param({"type": "number", "description": "Amount in dollars."}, _money, ("of ${v}", "for {v} dollars")),
-    "weight_kg": _Param({"type": "number", "description": "Weight in kilograms."}, lambda r: round(r.uniform(0.2, 40) + 0.05, 2), ("weighing {v} kg",)),
-    "express": _Param({"type": "boolean", "description": "Fastest option."}, lambda r: r.random() < 0.5, ("with express handling|with standard handling",)),
-    "public": _Param({"type": "boolean", "description": "Visible to everyone."}, lambda r: r.random() < 0.5, ("publicly|privately", "as public|as private")),
-    "priority": _Param(_string("Priority.", enum=["low", "normal", "high", "urgent"]), _pick(["low", "normal", "high", "urgent"]), ("with {v} priority", "marked {v}")),
-    "sort_by": _Param(_string("Sort order.", enum=["price", "rating", "distance", "date"]), _pick(["price", "rating", "distance", "date"]), ("sorted by {v}", "ordered by {v}")),
-    "size": _Param(_string("Size.", enum=["small", "medium", "large"]), _pick(["small", "medium", "large"]), ("in size {v}", "{v} size")),
-    "format": _Param(_string("File format.", enum=["pdf", "csv", "json", "txt"]), _pick(["pdf", "csv", "json", "txt"]), ("as {v}", "in {v} format")),
-    "mode": _Param(_string("Travel mode.", enum=["driving", "walking", "cycling", "transit"]), _pick(["driving", "walking", "cycling", "transit"]), ("by {v}", "{v}")),
+    "weight_kg": _Param(
+        {"type": "number", "description": "Weight in kilograms."},
+        lambda r: round(r.uniform(0.2, 40) + 0.05, 2),
+        ("weighing {v} kg",),
+    ),
+    "express": _Param(
+        {"type": "boolean", "description": "Fastest option."},
+        lambda r: r.random() < 0.5,
+        ("with express handling|with standard handling",),
+    ),
+    "public": _Param(
+        {"type": "boolean", "description": "Visible to everyone."},
+        lambda r: r.random() < 0.5,
+        ("publicly|privately", "as public|as private"),
+    ),
+    "priority": _Param(
+        _string("Priority.", enum=["low", "normal", "high", "urgent"]),
+        _pick(["low", "normal", "high", "urgent"]),
+        ("with {v} priority", "marked {v}"),
+    ),
+    "sort_by": _Param(
+        _string("Sort order.", enum=["price", "rating", "distance", "date"]),
+        _pick(["price", "rating", "distance", "date"]),
+        ("sorted by {v}", "ordered by {v}"),
+    ),
+    "size": _Param(
+        _string("Size.", enum=["small", "medium", "large"]),
+        _pick(["small", "medium", "large"]),
+        ("in size {v}", "{v} size"),
+    ),
+    "format": _Param(
+        _string("File format.", enum=["pdf", "csv", "json", "txt"]),
+        _pick(["pdf", "csv", "json", "txt"]),
+        ("as {v}", "in {v} format"),
+    ),
+    "mode": _Param(
+        _string("Travel mode.", enum=["driving", "walking", "cycling", "transit"]),
+        _pick(["driving", "walking", "cycling", "transit"]),
+        ("by {v}", "{v}"),
+    ),
 }
 
 # Objects a tool acts on: (name slug, noun phrase, verbs, parameters it may take). The
@@ -221,25 +380,79 @@ _QUESTION_OPENERS = {"Can you ", "Could you "}
 
 # Free text copied from the request: the values a small model most often paraphrases,
 # truncates or invents. Adaptation split only (the benchmarks' tools stay as they were).
-_TASKS = ["water the plants", "call the landlord", "pick up the dry cleaning", "renew my passport",
-          "buy a birthday card for Nora", "take the recycling out", "send the slides to the team",
-          "book a dentist check-up", "pay the electricity bill", "charge the camera batteries",
-          "return the library books", "defrost the freezer", "check the tyre pressure", "practice the speech",
-          "order more printer ink", "feed the neighbour's cat", "back up the laptop", "cancel the gym trial",
-          "bring the blue folder", "stretch for ten minutes", "print the boarding passes", "fix the squeaky door"]
-_MESSAGES = ["running ten minutes late", "the meeting moved to room 4", "dinner is at my place tonight",
-             "can you bring the charger", "the package arrived safely", "happy anniversary to you both",
-             "please review the draft by Friday", "the train is cancelled, taking the bus",
-             "thanks for the lovely evening", "the keys are under the mat", "call me when you land",
-             "the report is ready for sign-off", "see you at the north entrance", "bring warm clothes for the hike"]
-_ITEMS = ["oat milk", "free-range eggs", "sourdough loaf", "green tea", "dish soap", "cherry tomatoes",
-          "peanut butter", "AA batteries", "basmati rice", "paper towels", "greek yogurt", "dark chocolate"]
-_LABELS = ["take the vitamins", "leave for the airport", "stand-up meeting", "start the laundry",
-           "pick up the kids", "check the oven", "water break", "call grandma"]
+_TASKS = [
+    "water the plants",
+    "call the landlord",
+    "pick up the dry cleaning",
+    "renew my passport",
+    "buy a birthday card for Nora",
+    "take the recycling out",
+    "send the slides to the team",
+    "book a dentist check-up",
+    "pay the electricity bill",
+    "charge the camera batteries",
+    "return the library books",
+    "defrost the freezer",
+    "check the tyre pressure",
+    "practice the speech",
+    "order more printer ink",
+    "feed the neighbour's cat",
+    "back up the laptop",
+    "cancel the gym trial",
+    "bring the blue folder",
+    "stretch for ten minutes",
+    "print the boarding passes",
+    "fix the squeaky door",
+]
+_MESSAGES = [
+    "running ten minutes late",
+    "the meeting moved to room 4",
+    "dinner is at my place tonight",
+    "can you bring the charger",
+    "the package arrived safely",
+    "happy anniversary to you both",
+    "please review the draft by Friday",
+    "the train is cancelled, taking the bus",
+    "thanks for the lovely evening",
+    "the keys are under the mat",
+    "call me when you land",
+    "the report is ready for sign-off",
+    "see you at the north entrance",
+    "bring warm clothes for the hike",
+]
+_ITEMS = [
+    "oat milk",
+    "free-range eggs",
+    "sourdough loaf",
+    "green tea",
+    "dish soap",
+    "cherry tomatoes",
+    "peanut butter",
+    "AA batteries",
+    "basmati rice",
+    "paper towels",
+    "greek yogurt",
+    "dark chocolate",
+]
+_LABELS = [
+    "take the vitamins",
+    "leave for the airport",
+    "stand-up meeting",
+    "start the laundry",
+    "pick up the kids",
+    "check the oven",
+    "water break",
+    "call grandma",
+]
 _FREE_TEXT: dict[str, _Param] = {
-    "task": _Param(_string("What to do, in the request's words."), _pick(_TASKS), ("to {v}", "so that I {v}", "saying {v}")),
-    "message": _Param(_string("The message text, in the request's words."), _pick(_MESSAGES),
-                      ('saying "{v}"', "that says {v}", "with the text {v}")),
+    "task": _Param(
+        _string("What to do, in the request's words."), _pick(_TASKS), ("to {v}", "so that I {v}", "saying {v}")
+    ),
+    "message": _Param(
+        _string("The message text, in the request's words."),
+        _pick(_MESSAGES),
+        ('saying "{v}"', "that says {v}", "with the text {v}"),
+    ),
     "item": _Param(_string("The item, as the request names it."), _pick(_ITEMS), ("for {v}", "of {v}")),
     "label": _Param(_string("A short label."), _pick(_LABELS), ('labelled "{v}"', "named {v}", "for {v}")),
 }
@@ -273,8 +486,12 @@ class _Tool:
         return {
             "name": self.name,
             "description": self.description or f"{self.verb.replace('_', ' ').capitalize()} {self.noun}.",
-            "parameters": {"type": "object", "properties": properties,
-                           "required": list(self.params[: self.required]), "additionalProperties": False},
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": list(self.params[: self.required]),
+                "additionalProperties": False,
+            },
         }
 
 
@@ -299,8 +516,12 @@ def _tools(n: int, seed: int, split: str) -> list[_Tool]:
         name, description = f"{verb}_{slug}", ""
         if split == "adapt" and rng.random() < _MASKED_SHARE:
             name = "tool_" + "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(6))
-            description = " ".join("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 8))) for _ in range(4))
-        tools.append(_Tool(name, verb, noun, tuple(chosen), required=rng.randint(1, len(chosen)), description=description))
+            description = " ".join(
+                "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 8))) for _ in range(4)
+            )
+        tools.append(
+            _Tool(name, verb, noun, tuple(chosen), required=rng.randint(1, len(chosen)), description=description)
+        )
     return tools
 
 

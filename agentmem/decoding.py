@@ -100,7 +100,9 @@ class Decoder:
             tokenizer = self.backbone.tokenizer
             ids = [[i] for i in range(min(len(tokenizer), self.backbone.vocab_size))]
             fast = getattr(tokenizer, "_tokenizer", None)  # the Rust tokenizer decodes in bulk, 3x faster
-            texts = fast.decode_batch(ids, skip_special_tokens=False) if fast is not None else tokenizer.batch_decode(ids)
+            texts = (
+                fast.decode_batch(ids, skip_special_tokens=False) if fast is not None else tokenizer.batch_decode(ids)
+            )
             self._copy_index = CopyIndex(texts)
         return self._copy_index
 
@@ -330,9 +332,15 @@ class Decoder:
         call = parse_call(self.specs[state.tool], text)
         state.tool, state.matcher, state.pending = None, None, []
         previous = state.plan.steps[-1] if state.plan.steps else None
-        if isinstance(call, ToolCall) and isinstance(previous, ToolCall) and (call.name, call.arguments) == (previous.name, previous.arguments):
+        if (
+            isinstance(call, ToolCall)
+            and isinstance(previous, ToolCall)
+            and (call.name, call.arguments) == (previous.name, previous.arguments)
+        ):
             # A small model can loop on one call; the same call twice in a row is never a plan.
-            state.plan.notes.append(f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}")
+            state.plan.notes.append(
+                f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}"
+            )
             state.mode = "done"
             return
         state.plan.steps.append(call)

@@ -121,7 +121,11 @@ def resumed_prompt_ids(
     calls: list[tuple[str, dict[str, Any]]] = []
     if users and messages[-1].get("role") == "tool":
         for message in messages[users[-1] + 1 :]:
-            if message.get("role") == "assistant" and message.get("tool_calls") and not (message.get("content") or "").strip():
+            if (
+                message.get("role") == "assistant"
+                and message.get("tool_calls")
+                and not (message.get("content") or "").strip()
+            ):
                 calls.extend(_name_and_arguments(c) for c in message["tool_calls"])
             elif message.get("role") != "tool":
                 calls = []

@@ -136,7 +136,9 @@ def extended_tokenizer(
     tokens = [tool_token(name) for name in names]
     taken = [t for t in tokens if t in known]
     if taken:
-        raise BackboneError(f"the backbone's tokenizer already holds {', '.join(taken)}; cannot add them as tool tokens")
+        raise BackboneError(
+            f"the backbone's tokenizer already holds {', '.join(taken)}; cannot add them as tool tokens"
+        )
     fillers = [FILLER_FORMAT.format(id=i) for i in range(len(tokenizer), vocab_size)]
     extended = copy.deepcopy(tokenizer)
     extended.add_special_tokens({"extra_special_tokens": fillers + tokens}, replace_extra_special_tokens=False)
@@ -209,7 +211,9 @@ def _check_target(target: Path, overwrite: bool) -> None:
     if not any(target.iterdir()):
         return
     if not overwrite:
-        raise FileExistsError(f"{target} exists and is not empty; choose another folder, or pass overwrite=True (--overwrite)")
+        raise FileExistsError(
+            f"{target} exists and is not empty; choose another folder, or pass overwrite=True (--overwrite)"
+        )
     if not (target / EXPORT_META).is_file():
         raise FileExistsError(f"{target} is not an agentmem export (no {EXPORT_META}); not replacing it")
 
@@ -279,9 +283,9 @@ def _readme(meta: dict[str, Any]) -> str:
     rows = "\n".join(f"| `{t['token']}` | {t['id']} | `{t['tool']}` |" for t in meta["tools"])
     source = meta["source"]
     adapted = f", adapted ({source['adaptation']})" if source["adaptation"] else ""
-    return f"""# {len(meta['tools'])} tools as memory tokens (agentmem export)
+    return f"""# {len(meta["tools"])} tools as memory tokens (agentmem export)
 
-Backbone `{source['backbone']}` ({source['backbone_fingerprint']}{adapted}); bank {source['bank_fingerprint']}.
+Backbone `{source["backbone"]}` ({source["backbone_fingerprint"]}{adapted}); bank {source["bank_fingerprint"]}.
 Each tool is one added special token, trained by agentmem (TokMem) on a frozen backbone;
 the model emits it when a request needs the tool, followed by the arguments as JSON.
 
@@ -296,13 +300,13 @@ tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
 model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
 messages = [{{"role": "user", "content": "your request"}}]
 inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-output = model.generate(**inputs, max_new_tokens=256)  # greedy, ends at {meta['eos_token']}
+output = model.generate(**inputs, max_new_tokens=256)  # greedy, ends at {meta["eos_token"]}
 text = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
 ```
 
-Reading the output: {meta['output']}
+Reading the output: {meta["output"]}
 
-Decoding: {meta['decoding']}
+Decoding: {meta["decoding"]}
 
 Files: `tools.json` (the tools, OpenAI function format), `agentmem_export.json` (this map, machine-readable).
 """

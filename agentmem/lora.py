@@ -154,7 +154,9 @@ def train_lora(
     bf16 = _native_bf16(backbone.device) if config.bf16 is None else config.bf16
     shared = common_prefix([e.prefix for e in encoded])
     order_rng = random.Random(config.seed)
-    plan = [b for _ in range(config.epochs) for b in _batches([e.length for e in encoded], config.batch_size, order_rng)]
+    plan = [
+        b for _ in range(config.epochs) for b in _batches([e.length for e in encoded], config.batch_size, order_rng)
+    ]
     warmup = int(config.warmup * len(plan))
     losses: list[float] = []
     tokens = 0
@@ -196,7 +198,9 @@ def shared_prefix_loss(
     """
     device = backbone.device
     start = len(shared)
-    prefix = memory.decoder(backbone)(input_ids=torch.tensor([list(shared)], device=device), use_cache=True).past_key_values
+    prefix = memory.decoder(backbone)(
+        input_ids=torch.tensor([list(shared)], device=device), use_cache=True
+    ).past_key_values
     n = len(batch)
     layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in prefix.layers]
     cache = DynamicCache(layers, config=backbone.model.config)

@@ -309,21 +309,15 @@ def data_root() -> Path:
     try:
         distribution = importlib.metadata.distribution(_PACKAGE)
     except importlib.metadata.PackageNotFoundError as e:
-        raise ModuleNotFoundError(
-            f"The NESTFUL data package is not installed. Install it with: {_INSTALL_HINT}"
-        ) from e
+        raise ModuleNotFoundError(f"The NESTFUL data package is not installed. Install it with: {_INSTALL_HINT}") from e
     root = Path(distribution.locate_file("data_v1"))
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"{_PACKAGE} is installed but {root} is missing; reinstall with: {_INSTALL_HINT}"
-        )
+        raise FileNotFoundError(f"{_PACKAGE} is installed but {root} is missing; reinstall with: {_INSTALL_HINT}")
     return root
 
 
-@functools.lru_cache(maxsize=None)
-def _load_nestful_cached(
-    subset: str, root: Path
-) -> tuple[dict[str, dict], list[tuple[dict, bool]], dict[str, str]]:
+@functools.cache
+def _load_nestful_cached(subset: str, root: Path) -> tuple[dict[str, dict], list[tuple[dict, bool]], dict[str, str]]:
     """The subset's tools, every example paired with whether its gold calls validate, and
     the renamed tools' original names."""
     data_file, spec_file = NESTFUL_SUBSETS[subset]
@@ -352,7 +346,9 @@ def _load_nestful_cached(
             if c["name"] != _RESULT_MARKER
         ]
         # checked as ToolSpec checks generated arguments (Draft 2020-12, string formats)
-        valid = all(c["name"] in checked and checked[c["name"]].validate_arguments(c["arguments"]) is None for c in calls)
+        valid = all(
+            c["name"] in checked and checked[c["name"]].validate_arguments(c["arguments"]) is None for c in calls
+        )
         examples.append(({"query": raw["input"].strip(), "calls": calls}, valid))
     return tools, examples, original_names
 
@@ -374,9 +370,7 @@ def load_nestful(subset: str, *, keep_invalid: bool = False) -> Dataset:
         ModuleNotFoundError: If ``nestful-wrapper`` is not installed.
     """
     if subset not in NESTFUL_SUBSETS:
-        raise ValueError(
-            f"Unknown NESTFUL subset {subset!r}; allowed: {', '.join(NESTFUL_SUBSETS)}"
-        )
+        raise ValueError(f"Unknown NESTFUL subset {subset!r}; allowed: {', '.join(NESTFUL_SUBSETS)}")
     # The ComplexFuncBench files are ~200 MB of JSON: parse once per process, hand out copies.
     tools, examples, original_names = _load_nestful_cached(subset, data_root())
     kept = [ex for ex, valid in examples if valid or keep_invalid]

@@ -222,7 +222,9 @@ def train_rows(
 
     # Encode every prompt once when the caches fit in the budget; otherwise per step.
     cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
-    cached = encode_prefixes(backbone, [e.prefix for e in examples]) if cache_bytes <= config.prefix_cache_bytes else None
+    cached = (
+        encode_prefixes(backbone, [e.prefix for e in examples]) if cache_bytes <= config.prefix_cache_bytes else None
+    )
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     show = config.progress and distributed.is_main_process()
@@ -236,7 +238,11 @@ def train_rows(
             chosen = order[start : start + config.batch_size]
             mine = distributed.shard(chosen)  # the whole batch, unless a launcher started several processes
             batch = [examples[i] for i in mine]
-            prefixes = [cached[i] for i in mine] if cached is not None else encode_prefixes(backbone, [e.prefix for e in batch])
+            prefixes = (
+                [cached[i] for i in mine]
+                if cached is not None
+                else encode_prefixes(backbone, [e.prefix for e in batch])
+            )
             # forward: frozen rows with the trainable ones spliced in, so only they get gradient
             rows = frozen.index_copy(0, index, trainable)
             loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)

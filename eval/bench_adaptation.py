@@ -44,7 +44,11 @@ def demo_accuracy(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40) -
     predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
     invalid = [len(p.invalid_calls) for p in plans]
     out: dict[str, Any] = {"report": report}
-    for part, keep in [("all", lambda e: True), ("single", lambda e: len(e["calls"]) == 1), ("two-call", lambda e: len(e["calls"]) == 2)]:
+    for part, keep in [
+        ("all", lambda e: True),
+        ("single", lambda e: len(e["calls"]) == 1),
+        ("two-call", lambda e: len(e["calls"]) == 2),
+    ]:
         idx = [i for i, e in enumerate(held) if keep(e)]
         out[part] = score([held[i]["calls"] for i in idx], [predicted[i] for i in idx], [invalid[i] for i in idx])
     return out
@@ -67,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         result = demo_accuracy(AgentMem(backbone))
         seconds = time.perf_counter() - started
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
-        rows.append(f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
-                    f"{result['all'].schema_valid_rate:.2f} | {result['report'].last_loss:.3f} | {seconds:.0f} s |")
+        rows.append(
+            f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
+            f"{result['all'].schema_valid_rate:.2f} | {result['report'].last_loss:.3f} | {seconds:.0f} s |"
+        )
         print(rows[-1], flush=True)
 
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"

@@ -46,7 +46,11 @@ def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
     predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
     invalid = [len(p.invalid_calls) for p in plans]
     out = {}
-    for part, keep in [("all", lambda e: True), ("single", lambda e: len(e["calls"]) == 1), ("two-call", lambda e: len(e["calls"]) == 2)]:
+    for part, keep in [
+        ("all", lambda e: True),
+        ("single", lambda e: len(e["calls"]) == 1),
+        ("two-call", lambda e: len(e["calls"]) == 2),
+    ]:
         idx = [i for i, e in enumerate(held) if keep(e)]
         out[part] = score([held[i]["calls"] for i in idx], [predicted[i] for i in idx], [invalid[i] for i in idx])
     return out
@@ -93,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         result = score_plans(held, plans)
         label = f"copy_bias={bias:g}"
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
-        rows.append(f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
-                    f"{result['all'].schema_valid_rate:.2f} | {seconds:.0f} s |")
+        rows.append(
+            f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
+            f"{result['all'].schema_valid_rate:.2f} | {seconds:.0f} s |"
+        )
         print(rows[-1], flush=True)
         if bias == 0.0:
             shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"## Decoding levers on the demo pack ({today}; {machine})",
         "",
-        f"`python -m agentmem.eval.bench_decoding {' '.join(argv or [])}`".replace(" `", "`") + f" on {args.backbone}, {which}; "
+        f"`python -m agentmem.eval.bench_decoding {' '.join(argv or [])}`".replace(" `", "`")
+        + f" on {args.backbone}, {which}; "
         f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f}).",
         "",
         "| decoding | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | planning time |",

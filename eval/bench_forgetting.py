@@ -114,7 +114,10 @@ def run_lora(task: Task, base: Backbone, config: LoRAConfig) -> list[dict[str, f
         encoded = [
             EncodedExample(
                 prefix=tuple(prompt_ids(tok, e["query"])),
-                target=(*tok(render_plan(e["calls"], schemas), add_special_tokens=False)["input_ids"], base.eos_token_id),
+                target=(
+                    *tok(render_plan(e["calls"], schemas), add_special_tokens=False)["input_ids"],
+                    base.eos_token_id,
+                ),
             )
             for n in names
             for e in task.train[n]
@@ -123,7 +126,9 @@ def run_lora(task: Task, base: Backbone, config: LoRAConfig) -> list[dict[str, f
         longest = max(len(e.target) for e in encoded)
         parsed = [parse_plan(g.text, specs) for g in generate(work, prompts, max_new_tokens=longest + 8, batch_size=10)]
         # text with no attempted call counts as one invalid call
-        out.append(_scores(first, [p.calls or [] for p in parsed], [len(p.invalid) + (p.calls is None) for p in parsed]))
+        out.append(
+            _scores(first, [p.calls or [] for p in parsed], [len(p.invalid) + (p.calls is None) for p in parsed])
+        )
         print(f"  LoRA round {len(out)}: {out[-1]}", flush=True)
     return out
 
@@ -147,8 +152,16 @@ def plot(results: dict[str, list[dict[str, float]]], path: Path, title: str) -> 
             marker, line = styles[i % len(styles)]
             rounds = list(range(1, len(rows) + 1))
             # lines that coincide stay visible: later ones are drawn thinner, with open markers
-            ax.plot(rounds, [100 * r[metric] for r in rows], marker=marker, linestyle=line, label=learner,
-                    linewidth=2.5 - 0.4 * i, markersize=9 - i, markerfacecolor="none" if i else None)
+            ax.plot(
+                rounds,
+                [100 * r[metric] for r in rows],
+                marker=marker,
+                linestyle=line,
+                label=learner,
+                linewidth=2.5 - 0.4 * i,
+                markersize=9 - i,
+                markerfacecolor="none" if i else None,
+            )
         ax.set_xlabel("round")
         ax.set_ylabel(f"{name} of round-1 tools (%)")
         ax.set_xticks(rounds)
@@ -170,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=5, help="held-out requests per tool")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of learn_tools per round")
     parser.add_argument("--lora-epochs", type=int, default=2, help="epochs of the LoRA baseline per round")
-    parser.add_argument("--lora-lr", default=f"{LoRAConfig.lr:g},1e-3", help="learning rates of the LoRA baseline, comma-separated: one learner each")
+    parser.add_argument(
+        "--lora-lr",
+        default=f"{LoRAConfig.lr:g},1e-3",
+        help="learning rates of the LoRA baseline, comma-separated: one learner each",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma-separated, of: {', '.join(LEARNERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs"))
@@ -187,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
 
     today = datetime.date.today().isoformat()
     stem = args.out / f"forgetting-{today}"
-    settings = {k: getattr(args, k) for k in ("backbone", "rounds", "tools_per_round", "train", "test", "epochs", "seed")}
+    settings = {
+        k: getattr(args, k) for k in ("backbone", "rounds", "tools_per_round", "train", "test", "epochs", "seed")
+    }
     task = make_task(args.rounds, args.tools_per_round, args.train, args.test, args.seed)
     # (label, learn_tools settings or None for LoRA, LoRA learning rate), one per line of the table
     runs: list[tuple[str, dict[str, Any] | None, float]] = []
@@ -196,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         runs += [(f"{label} (lr {lr:g})", None, lr) for lr in lora_lrs] if train is None else [(label, train, 0.0)]
     # each backbone is loaded only when a learner needs it
     base = load_backbone(args.backbone) if any(train is None for _, train, _ in runs) else None
-    adapted = AgentMem(args.backbone).backbone if any(train is not None for _, train, _ in runs) else None  # shipped adaptation
+    adapted = (
+        AgentMem(args.backbone).backbone if any(train is not None for _, train, _ in runs) else None
+    )  # shipped adaptation
     device = (adapted or base).device
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
     machine += torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -219,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
     adapter = adapted.adapter if adapted is not None else None  # unknown in a run of LoRA alone
     adaptation = f" (agentmem rows on adaptation {adapter.id})" if adapter is not None else ""
-    header = "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) | minutes |"
+    header = (
+        "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) | minutes |"
+    )
     lines = [
         f"## Forgetting over {args.rounds} rounds of {args.tools_per_round} tools ({today})",
         "",
@@ -242,9 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({"date": today, "task": settings, "learners": records}, indent=2) + "\n")
-    plot({label: record["rounds"] for label, record in records.items()}, stem.with_suffix(".png"),
-         f"{args.backbone}: {args.rounds} rounds x {args.tools_per_round} tools ({today})")
+    stem.with_suffix(".json").write_text(
+        json.dumps({"date": today, "task": settings, "learners": records}, indent=2) + "\n"
+    )
+    plot(
+        {label: record["rounds"] for label, record in records.items()},
+        stem.with_suffix(".png"),
+        f"{args.backbone}: {args.rounds} rounds x {args.tools_per_round} tools ({today})",
+    )
     return 0
 
 

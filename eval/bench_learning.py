@@ -78,7 +78,12 @@ def bench_learning(backbone: Backbone, n_examples: int, epochs: int) -> dict[str
     examples = normalize_examples(spec, demo.training_examples("get_weather", n=n_examples))
     bank = MemoryBank(backbone.hidden_size)
     rows = bank.add([spec.name], memory.mean_embedding(backbone))
-    encoded = [encode_example(backbone.tokenizer, e, lambda _: backbone.vocab_size, backbone.eos_token_id, {spec.name: spec.parameters}) for e in examples]
+    encoded = [
+        encode_example(
+            backbone.tokenizer, e, lambda _: backbone.vocab_size, backbone.eos_token_id, {spec.name: spec.parameters}
+        )
+        for e in examples
+    ]
     config = TrainConfig(epochs=epochs, progress=False)
     naive_tps = naive_train(backbone, encoded, config)
     report = train_rows(backbone, bank, rows, encoded, config)
@@ -86,7 +91,9 @@ def bench_learning(backbone: Backbone, n_examples: int, epochs: int) -> dict[str
     # The user-facing figure: one learn_tool call from scratch, encoding included.
     mem = AgentMem(backbone)
     started = time.perf_counter()
-    mem.learn_tool(demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=n_examples), epochs=epochs, progress=False)
+    mem.learn_tool(
+        demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=n_examples), epochs=epochs, progress=False
+    )
     return {
         "naive_tps": naive_tps,
         "agentmem_tps": report.tokens_per_second,

@@ -30,8 +30,8 @@ import json
 import platform
 import random
 import shlex
-import sys
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +44,26 @@ from agentmem.core import AgentMem
 from agentmem.tools import demo
 
 _NOUNS = [
-    "invoice", "flight", "hotel_room", "meeting", "order", "ticket", "playlist", "recipe", "parcel",
-    "account", "contract", "course", "car_rental", "prescription", "appointment", "subscription",
-    "expense", "shift", "lead", "warehouse_item",
+    "invoice",
+    "flight",
+    "hotel_room",
+    "meeting",
+    "order",
+    "ticket",
+    "playlist",
+    "recipe",
+    "parcel",
+    "account",
+    "contract",
+    "course",
+    "car_rental",
+    "prescription",
+    "appointment",
+    "subscription",
+    "expense",
+    "shift",
+    "lead",
+    "warehouse_item",
 ]
 _VERBS = ["get", "create", "cancel", "update", "search"]
 _FIELDS = [
@@ -75,8 +92,10 @@ def filler_tools(n: int, seed: int = 0) -> list[tuple[dict[str, Any], list[dict[
         }
         examples = []
         for i in range(3):
-            value = {"reference": f"{chr(65 + i)}{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
-                     "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"}
+            value = {
+                "reference": f"{chr(65 + i)}{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+                "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            }
             key = fields[0][0]
             if key in value:
                 arguments = {key: value[key]}
@@ -100,8 +119,12 @@ def filler_tools(n: int, seed: int = 0) -> list[tuple[dict[str, Any], list[dict[
 
 def system_prompt(tools: list[dict[str, Any]]) -> str:
     """The prompt-based baseline's instructions: one compact JSON schema per line."""
-    lines = [json.dumps({"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
-                        separators=(",", ":")) for t in tools]
+    lines = [
+        json.dumps(
+            {"name": t["name"], "description": t["description"], "parameters": t["parameters"]}, separators=(",", ":")
+        )
+        for t in tools
+    ]
     return (
         "You can call these tools:\n" + "\n".join(lines) + "\n"
         'To call a tool, reply only with {"name": <tool name>, "arguments": <arguments object>}, '
@@ -118,8 +141,13 @@ class Measured:
 
 
 @torch.no_grad()
-def prompt_based(mem: AgentMem, tools: list[dict[str, Any]], requests: list[dict[str, Any]],
-                 cached_tools: bool, max_new_tokens: int = 64) -> Measured:
+def prompt_based(
+    mem: AgentMem,
+    tools: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    cached_tools: bool,
+    max_new_tokens: int = 64,
+) -> Measured:
     """Plans each request by prompting with every schema; greedy, one request at a time."""
     backbone = mem.backbone
     tokenizer, model = backbone.tokenizer, backbone.model
@@ -127,8 +155,9 @@ def prompt_based(mem: AgentMem, tools: list[dict[str, Any]], requests: list[dict
     prefix_ids = _ids(tokenizer, [{"role": "system", "content": system}], generation_prompt=False)
     prefix_cache = None
     if cached_tools:  # computed once, outside the timed region, as a prefix cache would be
-        prefix_cache = model(input_ids=torch.tensor([prefix_ids]), use_cache=True,
-                             past_key_values=DynamicCache(config=model.config)).past_key_values
+        prefix_cache = model(
+            input_ids=torch.tensor([prefix_ids]), use_cache=True, past_key_values=DynamicCache(config=model.config)
+        ).past_key_values
     prompts, seconds, generated, correct = [], [], [], []
     for request in requests:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": request["query"]}]
@@ -138,17 +167,23 @@ def prompt_based(mem: AgentMem, tools: list[dict[str, Any]], requests: list[dict
         kwargs: dict[str, Any] = {}
         if prefix_cache is not None:
             kwargs["past_key_values"] = copy.deepcopy(prefix_cache)
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=backbone.eos_token_id,
-                             **kwargs)
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=backbone.eos_token_id,
+            **kwargs,
+        )
         seconds.append(time.perf_counter() - started)
-        new = out[0, len(ids):].tolist()
+        new = out[0, len(ids) :].tolist()
         text = tokenizer.decode(new, skip_special_tokens=True)
         prompts.append(len(ids) - (len(prefix_ids) if cached_tools else 0))
         generated.append(len(new))
         correct.append(float(f'"{request["calls"][0]["name"]}"' in text))
-    return Measured(statistics.mean(prompts), statistics.median(seconds), statistics.mean(generated),
-                    statistics.mean(correct))
+    return Measured(
+        statistics.mean(prompts), statistics.median(seconds), statistics.mean(generated), statistics.mean(correct)
+    )
 
 
 def _ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
@@ -163,7 +198,9 @@ def memory_tokens(mem: AgentMem, requests: list[dict[str, Any]], constrained: bo
         statistics.mean(p.usage["prompt_tokens"] for p in plans),
         statistics.median(p.timings["total"] for p in plans),
         statistics.mean(p.usage["generated_tokens"] for p in plans),
-        statistics.mean(float(bool(p.calls) and p.calls[0].name == r["calls"][0]["name"]) for p, r in zip(plans, requests)),
+        statistics.mean(
+            float(bool(p.calls) and p.calls[0].name == r["calls"][0]["name"]) for p, r in zip(plans, requests)
+        ),
     )
 
 
@@ -176,8 +213,9 @@ def seconds_per_token(mem: AgentMem, requests: list[dict[str, Any]], constrained
     return best
 
 
-def bench_planning(backbone: str = "smollm2-135m", sizes: tuple[int, ...] = (10, 40, 100),
-                   n_requests: int = 8, epochs: int = 3) -> dict[str, Any]:
+def bench_planning(
+    backbone: str = "smollm2-135m", sizes: tuple[int, ...] = (10, 40, 100), n_requests: int = 8, epochs: int = 3
+) -> dict[str, Any]:
     """Runs the whole benchmark; returns its figures (see module docstring)."""
     largest = max(sizes)
     mem = AgentMem(backbone)
@@ -195,12 +233,14 @@ def bench_planning(backbone: str = "smollm2-135m", sizes: tuple[int, ...] = (10,
             mem.forget(name)
         tools = all_tools[:size]
         mem.plan(requests[0]["query"])  # warm-up
-        rows.append({
-            "tools": size,
-            "agentmem": memory_tokens(mem, requests).__dict__,
-            "prompt": prompt_based(mem, tools, requests, cached_tools=False).__dict__,
-            "prompt_cached": prompt_based(mem, tools, requests, cached_tools=True).__dict__,
-        })
+        rows.append(
+            {
+                "tools": size,
+                "agentmem": memory_tokens(mem, requests).__dict__,
+                "prompt": prompt_based(mem, tools, requests, cached_tools=False).__dict__,
+                "prompt_cached": prompt_based(mem, tools, requests, cached_tools=True).__dict__,
+            }
+        )
         if size == min(sizes):
             constrained = seconds_per_token(mem, requests, constrained=True)
             unconstrained = seconds_per_token(mem, requests, constrained=False)
@@ -223,8 +263,11 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["rows"]:
         ours = row["agentmem"]
-        for key, label in (("agentmem", "agentmem (memory tokens)"), ("prompt", "prompt-based (schemas in prompt)"),
-                           ("prompt_cached", "prompt-based, tool prefix cached")):
+        for key, label in (
+            ("agentmem", "agentmem (memory tokens)"),
+            ("prompt", "prompt-based (schemas in prompt)"),
+            ("prompt_cached", "prompt-based, tool prefix cached"),
+        ):
             m = row[key]
             lines.append(
                 f"| {row['tools']} | {label} | {m['prompt_tokens']:.0f} | {m['seconds']:.2f} | {m['generated_tokens']:.1f} | "
@@ -256,14 +299,16 @@ def main(argv: list[str] | None = None) -> int:
     result = bench_planning(args.backbone, sizes, args.requests, args.epochs)
     today = datetime.date.today().isoformat()
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    text = "\n".join([
-        f"## Planning cost against prompt-based function calling ({today}; {machine})",
-        "",
-        f"`{command.strip()}` on {args.backbone}; training: {result['training']}.",
-        "",
-        markdown(result),
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"## Planning cost against prompt-based function calling ({today}; {machine})",
+            "",
+            f"`{command.strip()}` on {args.backbone}; training: {result['training']}.",
+            "",
+            markdown(result),
+            "",
+        ]
+    )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / f"planning-{today}.md", "a") as f:

@@ -18,14 +18,20 @@ __all__ = ["register"]
 def register(commands: Any) -> None:
     """Adds the ``eval`` subcommand to the ``agentmem`` CLI's subparsers."""
     evaluate = commands.add_parser("eval", help="evaluate TokMem against ICL, RAG and LoRA baselines; write a report")
-    evaluate.add_argument("--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl")
+    evaluate.add_argument(
+        "--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl"
+    )
     evaluate.add_argument("--requests", type=Path, help="with --dataset jsonl: JSONL of {query, calls}")
     evaluate.add_argument("--tools", type=Path, help="with --dataset jsonl: JSON list of function schemas")
-    evaluate.add_argument("--methods", default="icl,rag,lora,tokmem", help="comma-separated: icl, rag, lora, tokmem, tokmem-adapted")
+    evaluate.add_argument(
+        "--methods", default="icl,rag,lora,tokmem", help="comma-separated: icl, rag, lora, tokmem, tokmem-adapted"
+    )
     evaluate.add_argument("--limit", type=int, default=50, help="test requests (seeded sample; 0: all)")
     evaluate.add_argument("--out", type=Path, required=True, help="results folder (an existing one is resumed)")
     evaluate.add_argument("--full", action="store_true", help="all requests, not only the 2-4-call subset")
-    evaluate.add_argument("--train-per-tool", type=int, default=5, help="cap training requests at about this many per tool (0: all)")
+    evaluate.add_argument(
+        "--train-per-tool", type=int, default=5, help="cap training requests at about this many per tool (0: all)"
+    )
     evaluate.add_argument("--backbone", default="smollm2-135m")
     evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
     evaluate.add_argument("--epochs", type=int, default=3, help="training passes (lora, tokmem)")

@@ -92,9 +92,7 @@ def load_jsonl(path: str | Path, tools_path: str | Path, *, name: str | None = N
     for example in examples:
         for call in example["calls"]:
             call["name"] = new_names.get(call["name"], call["name"])
-    return Dataset(
-        name=name or path.stem, tools=tools, examples=examples, original_names=original_names
-    )
+    return Dataset(name=name or path.stem, tools=tools, examples=examples, original_names=original_names)
 
 
 def _load_tools(tools_path: Path) -> dict[str, dict]:
@@ -119,9 +117,7 @@ def _load_tools(tools_path: Path) -> dict[str, dict]:
         try:
             jsonschema.Draft202012Validator.check_schema(parameters)
         except jsonschema.SchemaError as e:
-            raise ValueError(
-                f"{where} ({tool_name!r}): invalid parameters schema: {e.message}"
-            ) from e
+            raise ValueError(f"{where} ({tool_name!r}): invalid parameters schema: {e.message}") from e
         tools[tool_name] = {
             "name": tool_name,
             "description": item.get("description") or "",
@@ -190,17 +186,14 @@ def split(
     kept = [
         ex
         for ex in dataset.examples
-        if (min_calls is None or len(ex["calls"]) >= min_calls)
-        and (max_calls is None or len(ex["calls"]) <= max_calls)
+        if (min_calls is None or len(ex["calls"]) >= min_calls) and (max_calls is None or len(ex["calls"]) <= max_calls)
     ]
     order = list(range(len(kept)))
     random.Random(seed).shuffle(order)
     n_test = round(test_fraction * len(kept))
     test_ids = set(order[:n_test])
 
-    trained_tools = {
-        c["name"] for i, ex in enumerate(kept) if i not in test_ids for c in ex["calls"]
-    }
+    trained_tools = {c["name"] for i, ex in enumerate(kept) if i not in test_ids for c in ex["calls"]}
     # Train tools only grow, so one pass in shuffled order settles every test request.
     for i in order[:n_test]:
         tools = {c["name"] for c in kept[i]["calls"]}

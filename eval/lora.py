@@ -64,7 +64,9 @@ class LoRAMethod(Method):
         work, peft_model = lora_copy(self.backbone, config)  # only the LoRA's weights train
         run = train_lora(work, None, encoded, config, desc="lora: training")
         params = sum(p.numel() for p in work.model.parameters() if p.requires_grad)
-        self.tuned = Backbone(name=self.backbone.name, model=merge_lora(peft_model), tokenizer=tokenizer, fingerprint="lora-baseline")
+        self.tuned = Backbone(
+            name=self.backbone.name, model=merge_lora(peft_model), tokenizer=tokenizer, fingerprint="lora-baseline"
+        )
         losses = run.losses
         return FitRecord(
             seconds=time.perf_counter() - started,

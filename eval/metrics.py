@@ -325,9 +325,7 @@ class Ceiling:
         return asdict(self)
 
 
-def ceiling(
-    queries: Sequence[str], golds: Sequence[Sequence[dict]], tools: dict[str, dict] | None = None
-) -> Ceiling:
+def ceiling(queries: Sequence[str], golds: Sequence[Sequence[dict]], tools: dict[str, dict] | None = None) -> Ceiling:
     """The ceiling of a test set: reachable gold values, and the oracle's scores.
 
     Args:

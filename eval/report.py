@@ -147,8 +147,21 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     for i, n in enumerate(names):
         counts = sorted(int(k) for k in methods[n]["by_calls"])
         color = f"C{i}"
-        lines.plot(counts, [methods[n]["by_calls"][str(k)]["argument_f1"] for k in counts], "o-", color=color, label=f"{n} argument F1")
-        lines.plot(counts, [methods[n]["by_calls"][str(k)]["tool_f1"] for k in counts], "s--", color=color, alpha=0.6, label=f"{n} tool F1")
+        lines.plot(
+            counts,
+            [methods[n]["by_calls"][str(k)]["argument_f1"] for k in counts],
+            "o-",
+            color=color,
+            label=f"{n} argument F1",
+        )
+        lines.plot(
+            counts,
+            [methods[n]["by_calls"][str(k)]["tool_f1"] for k in counts],
+            "s--",
+            color=color,
+            alpha=0.6,
+            label=f"{n} tool F1",
+        )
     top = summary.get("ceiling")
     if top:
         bars.axhline(top["argument_f1"], color="black", linestyle=":", label="ceiling (argument F1)")
@@ -167,7 +180,10 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, (key, label) in zip(axes, (("prompt_tokens_per_request", "prompt tokens per request"), ("seconds_per_request", "seconds per request"))):
+    for ax, (key, label) in zip(
+        axes,
+        (("prompt_tokens_per_request", "prompt tokens per request"), ("seconds_per_request", "seconds per request")),
+    ):
         for i, n in enumerate(names):
             x = max(methods[n]["cost"][key], 1e-3)
             tool, argument = methods[n]["scores"]["tool_f1"], methods[n]["scores"]["argument_f1"]

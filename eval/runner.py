@@ -146,7 +146,9 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
 
 
 def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
-    digest = hashlib.sha256(json.dumps([data.train, data.test, data.inventory], sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([data.train, data.test, data.inventory], sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
     settings = config.settings.as_dict()
     settings.pop("progress")
     return {
@@ -223,9 +225,7 @@ def evaluate_method(name: str, backbone: Backbone, config: RunConfig, data: Data
             "training_examples": fit.examples,
         },
         "fit": fit.details,
-        "predictions": [
-            {"query": q, "gold": g, **asdict(p)} for q, g, p in zip(queries, golds, predictions)
-        ],
+        "predictions": [{"query": q, "gold": g, **asdict(p)} for q, g, p in zip(queries, golds, predictions)],
     }
 
 
@@ -282,8 +282,9 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
     summary = {
         "command": config.command,
         "setup": setup,
-        "ceiling": ceiling([ex["query"] for ex in data.test], [ex["calls"] for ex in data.test], data.inventory)
-        .as_dict(),
+        "ceiling": ceiling(
+            [ex["query"] for ex in data.test], [ex["calls"] for ex in data.test], data.inventory
+        ).as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in results.items()},
     }
     _write_json(config.out / RESULTS_FILE, summary)

@@ -61,7 +61,7 @@ INSTRUCTION = (
     "You plan tool calls. The tools, one per line as name(parameter: type, ...): description, "
     "where ? marks an optional parameter:\n{tools}\n"
     "Answer with the calls the request needs, in order, one per line: the tool name, a space, "
-    'then its arguments as one JSON object of literal values taken from the request. '
+    "then its arguments as one JSON object of literal values taken from the request. "
     "Write nothing else."
 )
 _MAX_ENUM = 8
@@ -73,7 +73,9 @@ def _type_text(schema: Any) -> str:
     if not isinstance(schema, dict):
         return "any"
     if "anyOf" in schema:
-        branches = [b for b in schema["anyOf"] if not (isinstance(b, dict) and "pattern" in b and "$var" in b["pattern"])]
+        branches = [
+            b for b in schema["anyOf"] if not (isinstance(b, dict) and "pattern" in b and "$var" in b["pattern"])
+        ]
         return "|".join(_type_text(b) for b in branches) or "string"
     if isinstance(schema.get("enum"), list):
         values = [json.dumps(v, ensure_ascii=False) for v in schema["enum"][:_MAX_ENUM]]
@@ -117,9 +119,7 @@ def system_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
 
 def render_plan(calls: Sequence[Mapping[str, Any]], schemas: Mapping[str, dict] | None = None) -> str:
     """A plan as text, one ``name {json}`` line per call (keys in schema order)."""
-    return "\n".join(
-        f"{c['name']} {canonical_json(c['arguments'], (schemas or {}).get(c['name']))}" for c in calls
-    )
+    return "\n".join(f"{c['name']} {canonical_json(c['arguments'], (schemas or {}).get(c['name']))}" for c in calls)
 
 
 @dataclass

@@ -112,9 +112,14 @@ class TokMemMethod(Method):
     def predict(self, queries: Sequence[str]) -> list[Prediction]:
         size = self.settings.batch_size
         predictions = []
-        for start in tqdm(range(0, len(queries), size), desc=self.name, disable=not self.settings.progress, leave=False):
+        for start in tqdm(
+            range(0, len(queries), size), desc=self.name, disable=not self.settings.progress, leave=False
+        ):
             plans = self.memory.plan_batch(
-                list(queries[start : start + size]), batch_size=size, tool_choice="required", max_calls=self.settings.max_calls
+                list(queries[start : start + size]),
+                batch_size=size,
+                tool_choice="required",
+                max_calls=self.settings.max_calls,
             )
             predictions.extend(_prediction(plan_to_dict(plan)) for plan in plans)
         return predictions
@@ -127,8 +132,10 @@ def _prediction(plan: dict) -> Prediction:
     calls = [read_call(c) for c in plan["tool_calls"]]
     return Prediction(
         calls=None if answered else [{"name": c.name, "arguments": c.arguments} for c in calls],
-        invalid=[{"name": c["function"]["name"], "raw": c["function"]["arguments"], "reason": c["error"]}
-                 for c in plan["invalid_tool_calls"]],
+        invalid=[
+            {"name": c["function"]["name"], "raw": c["function"]["arguments"], "reason": c["error"]}
+            for c in plan["invalid_tool_calls"]
+        ],
         prompt_tokens=plan["usage"].get("prompt_tokens", 0),
         generated_tokens=plan["usage"].get("generated_tokens", 0),
         text=plan["text"],

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from agentmem import AgentMem, cli, memory
 from agentmem.adaptation import AdaptConfig, read_corpus
 from agentmem.adapter import SHIPPED_DIR, Adapter, adapted_fingerprint, apply_adapter, inject_lora, resolve_backbone
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import common_prefix, encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, InvalidExampleError
 from agentmem.lora import shared_prefix_loss
-from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.memory import MemoryBank
 from agentmem.tools import demo
 from tests.conftest import tiny_backbone
@@ -78,7 +78,10 @@ def test_shared_prefix_loss_and_gradient_equal_full_sequences(tiny):
     bank = MemoryBank(tiny.hidden_size)
     bank.add([s.name for s in specs], torch.randn(tiny.hidden_size))
     schemas = {s.name: s.parameters for s in specs}
-    encoded = [encode_example(tiny.tokenizer, e, lambda n: tiny.vocab_size + bank.index(n), tiny.eos_token_id, schemas) for e in examples]
+    encoded = [
+        encode_example(tiny.tokenizer, e, lambda n: tiny.vocab_size + bank.index(n), tiny.eos_token_id, schemas)
+        for e in examples
+    ]
     shared = common_prefix([e.prefix for e in encoded])
     assert len(shared) > 10  # the chat template's system prompt
     torch.manual_seed(0)
@@ -136,7 +139,9 @@ def test_resolve_backbone_merges_an_adapter_once(tiny, adapted):
     rebuilt = resolve_backbone(tiny, adapter)  # a copy: the base given stays plain
     assert rebuilt.fingerprint == mem.backbone.fingerprint and tiny.adapter is None
     assert resolve_backbone(rebuilt, adapter) is rebuilt  # already carries it
-    other = Adapter(adapter.lora, {k: v + 1 for k, v in adapter.weights.items()}, adapter.base_name, adapter.base_fingerprint)
+    other = Adapter(
+        adapter.lora, {k: v + 1 for k, v in adapter.weights.items()}, adapter.base_name, adapter.base_fingerprint
+    )
     with pytest.raises(BackboneMismatchError, match="carries adapter"):
         resolve_backbone(rebuilt, other)
 
@@ -168,8 +173,21 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     tiny.model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     out = tmp_path / "adapter"
-    argv = ["adapt", "--backbone", str(folder), "--synthetic", "8", "--synthetic-tools", "3", "--subsets", "",
-            "--batch-size", "4", "--out", str(out)]
+    argv = [
+        "adapt",
+        "--backbone",
+        str(folder),
+        "--synthetic",
+        "8",
+        "--synthetic-tools",
+        "3",
+        "--subsets",
+        "",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     assert "saved adapter sha256:" in capsys.readouterr().out
     adapter = Adapter.load(out)
@@ -180,7 +198,15 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
 
     tools, examples = _corpus(3, 4)
     (tmp_path / "corpus.json").write_text(json.dumps({"tools": list(tools.values()), "examples": examples}))
-    argv = ["adapt", "--backbone", str(folder), "--corpus", str(tmp_path / "corpus.json"), "--out", str(tmp_path / "mine")]
+    argv = [
+        "adapt",
+        "--backbone",
+        str(folder),
+        "--corpus",
+        str(tmp_path / "corpus.json"),
+        "--out",
+        str(tmp_path / "mine"),
+    ]
     assert cli.main(argv) == 0 and "3 tools, 4 requests" in capsys.readouterr().out
     assert Adapter.load(tmp_path / "mine").training["corpus"]["file"] == str(tmp_path / "corpus.json")
     (tmp_path / "corpus.json").write_text(json.dumps({"tools": []}))

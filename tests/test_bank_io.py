@@ -24,8 +24,11 @@ def saved(tokenizer, tmp_path_factory) -> Path:
     from tests.conftest import tiny_backbone
 
     mem = AgentMem(tiny_backbone(tokenizer))
-    mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=4)) for n in ("get_weather", "convert_currency")],
-                    epochs=1, progress=False)
+    mem.learn_tools(
+        [(demo.TOOLS[n], demo.training_examples(n, n=4)) for n in ("get_weather", "convert_currency")],
+        epochs=1,
+        progress=False,
+    )
     return mem.save(tmp_path_factory.mktemp("banks") / "good")
 
 
@@ -56,28 +59,53 @@ def _damaged(saved: Path) -> dict[str, tuple[object, str]]:
 
     deep = "[" * 100_000 + "]" * 100_000
     return {
-        "training is a string": (edit(lambda m: m["tools"][0].update(training="ab")), r"tools\[0\]\.training must be an object, got str"),
-        "kept arguments not an object": (edit(lambda m: m["tools"][0]["kept_examples"][0]["calls"][0].update(arguments="ab")),
-                                         r"tools\[0\]\.kept_examples\[0\]\.calls\[0\]\.arguments must be an object"),
-        "kept example a number": (edit(lambda m: m["tools"][1]["kept_examples"].__setitem__(0, 7)), r"kept_examples\[0\] must be an object"),
-        "100k-deep nesting": (json.dumps(meta)[:-1] + ', "extra": ' + deep + "}", f"nested 100001 levels deep, over the limit of {MAX_DEPTH}"),
-        "deep nesting in a spec": (edit(lambda m: m["tools"][0]["spec"]["parameters"].update(
-            x=json.loads("[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)))), "levels deep"),
+        "training is a string": (
+            edit(lambda m: m["tools"][0].update(training="ab")),
+            r"tools\[0\]\.training must be an object, got str",
+        ),
+        "kept arguments not an object": (
+            edit(lambda m: m["tools"][0]["kept_examples"][0]["calls"][0].update(arguments="ab")),
+            r"tools\[0\]\.kept_examples\[0\]\.calls\[0\]\.arguments must be an object",
+        ),
+        "kept example a number": (
+            edit(lambda m: m["tools"][1]["kept_examples"].__setitem__(0, 7)),
+            r"kept_examples\[0\] must be an object",
+        ),
+        "100k-deep nesting": (
+            json.dumps(meta)[:-1] + ', "extra": ' + deep + "}",
+            f"nested 100001 levels deep, over the limit of {MAX_DEPTH}",
+        ),
+        "deep nesting in a spec": (
+            edit(
+                lambda m: m["tools"][0]["spec"]["parameters"].update(
+                    x=json.loads("[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2))
+                )
+            ),
+            "levels deep",
+        ),
         "format_version true": (edit(lambda m: m.update(format_version=True)), "format version True"),
         "format_version 2.0": (edit(lambda m: m.update(format_version=2.0)), "format version 2.0"),
-        "row a float": (edit(lambda m: m["tools"][0].update(row=0.0)), r"tools\[0\]\.row must be an integer, got float"),
+        "row a float": (
+            edit(lambda m: m["tools"][0].update(row=0.0)),
+            r"tools\[0\]\.row must be an integer, got float",
+        ),
         "row a bool": (edit(lambda m: m["tools"][1].update(row=True)), r"tools\[1\]\.row must be an integer, got bool"),
         "rows repeated": (edit(lambda m: m["tools"][1].update(row=0)), "rows must be 0..1"),
         "huge integer": (json.dumps(meta).replace('"row": 1', '"row": 1' + "0" * 5000), "not JSON"),
         "huge float": (json.dumps(meta).replace('"row": 1', '"row": 1e999'), "row must be an integer, got float inf"),
         "backbone a list": (edit(lambda m: m.update(backbone=["x"])), "bank.backbone must be an object, got list"),
-        "backbone name a number": (edit(lambda m: m["backbone"].update(name=5)), "backbone.name must be a string, got int"),
+        "backbone name a number": (
+            edit(lambda m: m["backbone"].update(name=5)),
+            "backbone.name must be a string, got int",
+        ),
         "tools missing": (edit(lambda m: m.pop("tools")), "bank has no 'tools'"),
         "tools an object": (edit(lambda m: m.update(tools={})), "bank.tools must be a list, got dict"),
         "duplicate tool": (edit(lambda m: m["tools"][1].update(spec=m["tools"][0]["spec"])), "found get_weather twice"),
         "spec name a list": (edit(lambda m: m["tools"][0]["spec"].update(name=["x"])), "tool name .* is not valid"),
-        "lone surrogate": (json.dumps(meta).replace('"description": "', '"description": "\\ud800', 1),
-                           r"\['tools'\]\[0\]\['spec'\]\['description'\] holds text that is not valid Unicode"),
+        "lone surrogate": (
+            json.dumps(meta).replace('"description": "', '"description": "\\ud800', 1),
+            r"\['tools'\]\[0\]\['spec'\]\['description'\] holds text that is not valid Unicode",
+        ),
         "not an object": ([1, 2], "expected a JSON object, got list"),
         "truncated": (json.dumps(meta)[:100], "not JSON"),
         "empty": ("", "not JSON"),

@@ -52,9 +52,12 @@ def test_content_parts():
 
 
 def test_turns_and_the_prompt_they_give():
-    turns = [read_turn("developer", "be brief"), read_turn("user", [{"type": "text", "text": "lights on"}]),
-             read_turn("assistant", None, [{"name": "light", "args": {"on": True}}, {"name": "web", "args": {"q": "x"}}]),
-             read_turn("function", "done")]
+    turns = [
+        read_turn("developer", "be brief"),
+        read_turn("user", [{"type": "text", "text": "lights on"}]),
+        read_turn("assistant", None, [{"name": "light", "args": {"on": True}}, {"name": "web", "args": {"q": "x"}}]),
+        read_turn("function", "done"),
+    ]
     assert [t.role for t in turns] == ["system", "user", "assistant", "tool"]
     messages = prompt_messages(turns, known={"light"})
     assert messages[2]["tool_calls"] == [{"name": "light", "args": {"on": True}}]  # a memory token can write it
@@ -69,8 +72,14 @@ def test_turns_and_the_prompt_they_give():
 
 @pytest.mark.parametrize(
     ("choice", "names", "expected"),
-    [(None, ["a"], "auto"), (None, [], "none"), ("auto", ["a"], "auto"), ("none", ["a"], "none"),
-     ("required", ["a"], "any"), ({"type": "function", "function": {"name": "b"}}, ["a", "b"], "b")],
+    [
+        (None, ["a"], "auto"),
+        (None, [], "none"),
+        ("auto", ["a"], "auto"),
+        ("none", ["a"], "none"),
+        ("required", ["a"], "any"),
+        ({"type": "function", "function": {"name": "b"}}, ["a", "b"], "b"),
+    ],
 )
 def test_openai_tool_choice(choice, names, expected):
     assert tool_choice_policy(choice, names, openai=True) == expected
@@ -78,8 +87,12 @@ def test_openai_tool_choice(choice, names, expected):
 
 @pytest.mark.parametrize(
     ("choice", "match"),
-    [("any", "must be one of auto, required, none"), (True, "must be one of"), ({"type": "tool", "name": "a"}, "with N one of"),
-     ({"type": "function", "function": {"name": "c"}}, r"request's tools \(a, b\)")],
+    [
+        ("any", "must be one of auto, required, none"),
+        (True, "must be one of"),
+        ({"type": "tool", "name": "a"}, "with N one of"),
+        ({"type": "function", "function": {"name": "c"}}, r"request's tools \(a, b\)"),
+    ],
 )
 def test_openai_tool_choice_takes_openai_forms_only(choice, match):
     with pytest.raises(ToolChoiceError, match=match) as caught:
@@ -94,9 +107,12 @@ def test_required_with_no_tools_is_refused_in_openai_terms():
 
 
 def test_plan_options():
-    assert plan_options(["a"], tool_choice="required", openai=True, parallel_tool_calls=False, max_tokens=5, resume=True) == {
-        "tool_choice": "any", "tools": ["a"], "max_calls": 1, "max_text_tokens": 5, "resume": True}
-    assert "max_text_tokens" not in plan_options(["a"], max_calls=3) and plan_options(["a"], max_calls=3)["max_calls"] == 3
+    assert plan_options(
+        ["a"], tool_choice="required", openai=True, parallel_tool_calls=False, max_tokens=5, resume=True
+    ) == {"tool_choice": "any", "tools": ["a"], "max_calls": 1, "max_text_tokens": 5, "resume": True}
+    assert (
+        "max_text_tokens" not in plan_options(["a"], max_calls=3) and plan_options(["a"], max_calls=3)["max_calls"] == 3
+    )
 
 
 def test_cut_at_stop():
@@ -107,15 +123,27 @@ def test_cut_at_stop():
 
 def test_plan_to_dict_and_back():
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}}
-    plan = Plan(steps=[ToolCall("weather", {"unit": "c", "city": "Oslo"}, id="call_a"),
-                       InvalidToolCall("weather", '{"city": 3', "arguments did not close", id="call_b")],
-                finish_reason="length", usage={"prompt_tokens": 7, "generated_tokens": 9}, notes=["n"])
+    plan = Plan(
+        steps=[
+            ToolCall("weather", {"unit": "c", "city": "Oslo"}, id="call_a"),
+            InvalidToolCall("weather", '{"city": 3', "arguments did not close", id="call_b"),
+        ],
+        finish_reason="length",
+        usage={"prompt_tokens": 7, "generated_tokens": 9},
+        notes=["n"],
+    )
     data = plan_to_dict(plan, {"weather": schema})
-    assert data["tool_calls"] == [{"id": "call_a", "type": "function",
-                                   "function": {"name": "weather", "arguments": '{"city":"Oslo","unit":"c"}'}}]  # schema order
-    assert data["invalid_tool_calls"] == [{"id": "call_b", "type": "function",
-                                           "function": {"name": "weather", "arguments": '{"city": 3'},
-                                           "error": "arguments did not close"}]
+    assert data["tool_calls"] == [
+        {"id": "call_a", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Oslo","unit":"c"}'}}
+    ]  # schema order
+    assert data["invalid_tool_calls"] == [
+        {
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": 3'},
+            "error": "arguments did not close",
+        }
+    ]
     assert json.loads(json.dumps(data)) == data  # plain data
     back = plan_from_dict(data)
     assert back.calls == [ToolCall("weather", {"city": "Oslo", "unit": "c"}, id="call_a")]
@@ -127,37 +155,73 @@ def test_plan_to_dict_and_back():
 # plan_batch is plan, request by request, whatever the options
 
 
-UNIT = {"name": "set_unit", "description": "Set the temperature unit.", "parameters": {
-    "type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["unit"]}}
-LIGHT = {"name": "toggle_light", "description": "Switch the light on or off.", "parameters": {
-    "type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]}}
+UNIT = {
+    "name": "set_unit",
+    "description": "Set the temperature unit.",
+    "parameters": {
+        "type": "object",
+        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["unit"],
+    },
+}
+LIGHT = {
+    "name": "toggle_light",
+    "description": "Switch the light on or off.",
+    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
+}
 
 
 @pytest.fixture(scope="module")
 def mem(tokenizer):
     """A tiny bank of two tools with short arguments (enum, boolean): quick to decode."""
     mem = AgentMem(tiny_backbone(tokenizer))
-    mem.learn_tools([(UNIT, [{"query": "use celsius", "arguments": {"unit": "celsius"}}]),
-                     (LIGHT, [{"query": "lights on", "arguments": {"on": True}}])], epochs=1, progress=False)
+    mem.learn_tools(
+        [
+            (UNIT, [{"query": "use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [{"query": "lights on", "arguments": {"on": True}}]),
+        ],
+        epochs=1,
+        progress=False,
+    )
     return mem
 
 
-REQUESTS = ["use fahrenheit please", "switch the lights off",
-            [{"role": "user", "content": "lights on, then celsius"},
-             {"role": "assistant", "content": "", "tool_calls": [{"name": "toggle_light", "args": {"on": True}}]},
-             {"role": "tool", "content": "the light is on"}]]
+REQUESTS = [
+    "use fahrenheit please",
+    "switch the lights off",
+    [
+        {"role": "user", "content": "lights on, then celsius"},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "toggle_light", "args": {"on": True}}]},
+        {"role": "tool", "content": "the light is on"},
+    ],
+]
 
 
 def _signature(plan: Plan) -> tuple:
-    return [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps], \
-        plan.text, plan.finish_reason, plan.usage
+    return (
+        [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps],
+        plan.text,
+        plan.finish_reason,
+        plan.usage,
+    )
 
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"tool_choice": "any"}, {"tool_choice": "required"}, {"tool_choice": "none"}, {"tool_choice": "set_unit"},
-     {"tools": ["toggle_light"]}, {"max_calls": 1}, {"max_text_tokens": 2}, {"max_prompt_tokens": 4096},
-     {"resume": True}, {"constrained": False, "max_calls": 1}, {"copy_bias": 2.0}],
+    [
+        {},
+        {"tool_choice": "any"},
+        {"tool_choice": "required"},
+        {"tool_choice": "none"},
+        {"tool_choice": "set_unit"},
+        {"tools": ["toggle_light"]},
+        {"max_calls": 1},
+        {"max_text_tokens": 2},
+        {"max_prompt_tokens": 4096},
+        {"resume": True},
+        {"constrained": False, "max_calls": 1},
+        {"copy_bias": 2.0},
+    ],
     ids=lambda o: ",".join(o) or "defaults",
 )
 def test_plan_batch_equals_plan_one_by_one(mem, options):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from agentmem import AgentMem
-from agentmem.errors import UnknownToolError
 from agentmem.corpus import synthetic_examples, synthetic_tools
+from agentmem.errors import UnknownToolError
 from agentmem.tools import demo
 
 FAST = {"epochs": 1, "progress": False}

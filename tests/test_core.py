@@ -44,8 +44,10 @@ def test_continual_round_leaves_old_rows_bit_identical(tiny):
     before = mem.bank.rows.clone()
     multi = demo.multi_call_examples(n=4)  # calls get_weather (old) and the new tools
     mem.learn_tools(
-        [(demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=6) + multi),
-         (demo.TOOLS["send_email"], demo.training_examples("send_email", n=6))],
+        [
+            (demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=6) + multi),
+            (demo.TOOLS["send_email"], demo.training_examples("send_email", n=6)),
+        ],
         **FAST,
     )
     assert torch.equal(mem.bank.rows[:2], before)
@@ -100,8 +102,10 @@ BOOK_TABLE = {
 
 def test_saved_bank_keeps_property_order_and_plans_like_the_live_one(tiny, tmp_path: Path):
     mem = AgentMem(tiny)
-    examples = [{"query": f"table for {n} at {r} at {t}", "arguments": {"restaurant": r, "people": n, "time": t}}
-                for n, r, t in [(2, "Nopa", "19:30"), (4, "Zuni", "18:00"), (3, "Spice Route", "21:00")]]
+    examples = [
+        {"query": f"table for {n} at {r} at {t}", "arguments": {"restaurant": r, "people": n, "time": t}}
+        for n, r, t in [(2, "Nopa", "19:30"), (4, "Zuni", "18:00"), (3, "Spice Route", "21:00")]
+    ]
     mem.learn_tool(BOOK_TABLE, examples, **FAST)
     requests = ["a table for 2 at Spice Route at 21:00", "book Zuni for 5 people"]
     before = mem.plan_batch(requests, tool_choice="any", max_calls=1)

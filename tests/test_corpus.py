@@ -100,12 +100,26 @@ def test_adaptation_tools_teach_free_text_copying_and_masked_names():
     masked = [name for name in adapt if name.startswith("tool_")]
     assert 0.1 < len(masked) / len(adapt) < 0.4  # about a quarter: the memory token must carry the tool
     assert all("_" not in adapt[name]["description"] and adapt[name]["description"] for name in masked)
-    free = [name for name, t in adapt.items() if set(t["parameters"]["properties"]) & {"task", "message", "item", "label"}]
+    free = [
+        name for name, t in adapt.items() if set(t["parameters"]["properties"]) & {"task", "message", "item", "label"}
+    ]
     assert len(free) >= 8
     examples = corpus.synthetic_examples(free, 60, seed=0, multi=0.0)
-    spans = [v for e in examples for c in e["calls"] for k, v in c["arguments"].items() if k in ("task", "message", "item", "label")]
+    spans = [
+        v
+        for e in examples
+        for c in e["calls"]
+        for k, v in c["arguments"].items()
+        if k in ("task", "message", "item", "label")
+    ]
     assert spans and all(" " in v for v in spans)  # multi-word spans, each said verbatim (checked above for all values)
-    assert all(str(v) in e["query"] for e in examples for c in e["calls"] for v in c["arguments"].values() if not isinstance(v, bool))
+    assert all(
+        str(v) in e["query"]
+        for e in examples
+        for c in e["calls"]
+        for v in c["arguments"].values()
+        if not isinstance(v, bool)
+    )
     # the benchmarks' split is untouched: plain verb_object names, no free-text parameters
     held = corpus.synthetic_tools(60, 0, "eval")
     assert not [n for n in held if n.startswith("tool_")]

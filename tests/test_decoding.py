@@ -27,7 +27,9 @@ def mem(tiny) -> AgentMem:
 
 
 def _signature(plan):
-    return [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps], plan.text
+    return [
+        (type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps
+    ], plan.text
 
 
 def test_every_step_is_a_valid_or_invalid_call_never_an_exception(mem):
@@ -72,9 +74,17 @@ def test_batch_equals_one_by_one(mem):
 def test_messages_with_earlier_calls_and_results(mem):
     messages = [
         {"role": "user", "content": "What's the weather in Oslo? Then remind me to pack at 07:00."},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 4, "condition": "rain"}'},
     ]
     plan = mem.plan(messages, tool_choice="any", max_calls=1)
@@ -92,8 +102,11 @@ def test_unknown_tool_choice_is_a_clear_error(mem):
 def test_on_cuda_constrained_planning_gives_calls_not_exceptions(tiny):
     tiny.model.to("cuda")
     mem = AgentMem(tiny)
-    mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in ("get_weather", "create_reminder")],
-                    epochs=2, progress=False)
+    mem.learn_tools(
+        [(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in ("get_weather", "create_reminder")],
+        epochs=2,
+        progress=False,
+    )
     # the grammar's token mask is filled on the CPU and must be applied where the logits are
     for plan in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2):
         assert plan.steps
@@ -139,8 +152,13 @@ def test_a_token_starting_a_result_reference_is_passed_over(mem):
 def test_copy_bias_favours_continuing_the_request(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = _Row(prompt_tokens=1, mode="arguments", tool="create_reminder", source="remind me to pack an umbrella",
-                 text='{"text":"pack an')
+    state = _Row(
+        prompt_tokens=1,
+        mode="arguments",
+        tool="create_reminder",
+        source="remind me to pack an umbrella",
+        text='{"text":"pack an',
+    )
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]

@@ -19,9 +19,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from agentmem import AgentMem, cli, memory
 from agentmem.backbone import Backbone
+from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import argument_ids, prompt_ids
 from agentmem.errors import BackboneError, BankError
-from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.export import EXPORT_META, bank_fingerprint, export_checkpoint, parse_output, tool_token
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
@@ -44,7 +44,9 @@ def _load(path: Path):
 def _agentmem_logits(mem: AgentMem, ids: torch.Tensor) -> torch.Tensor:
     """The logits agentmem computes: memory rows spliced in, memory columns appended."""
     with torch.no_grad():
-        hidden = memory.decoder(mem.backbone)(inputs_embeds=memory.embed(mem.backbone, mem.bank.rows, ids)).last_hidden_state
+        hidden = memory.decoder(mem.backbone)(
+            inputs_embeds=memory.embed(mem.backbone, mem.bank.rows, ids)
+        ).last_hidden_state
         return memory.logits(mem.backbone, mem.bank.rows, hidden)
 
 
@@ -58,7 +60,9 @@ def _plan_sequence(mem: AgentMem, names=NAMES) -> torch.Tensor:
 
 
 def _signature(plan):
-    return [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps], plan.text
+    return [
+        (type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps
+    ], plan.text
 
 
 def _greedy(model, tokenizer, prompt: list[int], max_new_tokens: int) -> tuple[str, int]:
@@ -86,7 +90,9 @@ def test_tool_tokens_sit_at_agentmem_ids_and_files_describe_them(routed, tokeniz
         assert exported.convert_tokens_to_ids(token) == token_id
         assert token_id in exported(f"call {token}{{}}", add_special_tokens=False)["input_ids"]  # never split
         assert exported.decode([token_id]) == token and exported.decode([token_id], skip_special_tokens=True) == ""
-    assert tool_token("get_weather") not in tokenizer.get_vocab() and len(tokenizer) == vocab  # live tokenizer untouched
+    assert (
+        tool_token("get_weather") not in tokenizer.get_vocab() and len(tokenizer) == vocab
+    )  # live tokenizer untouched
     messages = [{"role": "user", "content": "Weather in Oslo?"}]  # the README's recipe gives agentmem's prompt
     recipe = exported.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
     assert list(recipe) == prompt_ids(tokenizer, messages)
@@ -100,7 +106,9 @@ def test_tool_tokens_sit_at_agentmem_ids_and_files_describe_them(routed, tokeniz
     assert meta["source"]["backbone_fingerprint"] == mem.backbone.fingerprint and meta["source"]["adaptation"] is None
     assert meta["eos_token_id"] == mem.backbone.eos_token_id and meta["filler_tokens"] == 0
     assert "<|tool:convert_currency|>" in (path / "README.md").read_text()
-    assert model.generation_config.eos_token_id == mem.backbone.eos_token_id and model.generation_config.do_sample is False
+    assert (
+        model.generation_config.eos_token_id == mem.backbone.eos_token_id and model.generation_config.do_sample is False
+    )
     assert (path / "model.safetensors").is_file()
     assert [p.name for p in path.parent.iterdir()] == ["tiny"]  # no staging folder left
 
@@ -155,9 +163,16 @@ def test_untied_model_with_padded_vocabulary(tokenizer, tmp_path):
     torch.manual_seed(0)
     padded = len(tokenizer) + 3  # embedding wider than the tokenizer, as many checkpoints pad it
     config = LlamaConfig(
-        vocab_size=padded, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+        vocab_size=padded,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
     )
     mem = _learn(Backbone.from_model(LlamaForCausalLM(config), tokenizer, name="untied"), n=3, epochs=1)
     path = export_checkpoint(mem, tmp_path / "export")
@@ -179,7 +194,13 @@ def test_untied_model_with_padded_vocabulary(tokenizer, tmp_path):
 def test_adapted_backbone_is_exported_with_its_lora_merged(tiny, tmp_path):
     base = {k: v.clone() for k, v in tiny.model.state_dict().items()}
     mem = AgentMem(tiny)
-    mem.adapt((synthetic_tools(2, seed=0), synthetic_examples(2, 4, seed=0)), batch_size=4, progress=False, bf16=False, lr=1e-2)
+    mem.adapt(
+        (synthetic_tools(2, seed=0), synthetic_examples(2, 4, seed=0)),
+        batch_size=4,
+        progress=False,
+        bf16=False,
+        lr=1e-2,
+    )
     mem.learn_tool(demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=3), epochs=1, progress=False)
     path = export_checkpoint(mem, tmp_path / "export")
     model, _ = _load(path)

@@ -7,7 +7,8 @@ import json
 import jsonschema
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentmem.grammar import ArgumentGrammar
 from agentmem.tools import canonical_json
@@ -27,9 +28,16 @@ _primitive = st.one_of(
 
 
 def _object(children):
-    return st.dictionaries(st.sampled_from(["a", "city", "n", "flag", "tags", "when"]), children, min_size=1, max_size=3).flatmap(
+    return st.dictionaries(
+        st.sampled_from(["a", "city", "n", "flag", "tags", "when"]), children, min_size=1, max_size=3
+    ).flatmap(
         lambda props: st.lists(st.sampled_from(sorted(props)), unique=True).map(
-            lambda required: {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+            lambda required: {
+                "type": "object",
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            }
         )
     )
 
@@ -73,7 +81,11 @@ def test_sampled_output_always_validates(grammar, schema, seed):
 def test_greedy_output_of_a_real_model_validates(grammar, tiny):
     schema = {
         "type": "object",
-        "properties": {"city": {"type": "string", "maxLength": 12}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+        "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        },
         "required": ["city", "unit", "days"],
         "additionalProperties": False,
     }

@@ -31,13 +31,20 @@ BOOK_TABLE = {
     },
 }
 _TRAIN = [
-    ("Book a table for {p} at {r} at {t}.", 2, "Nopa", "7pm"), ("Table at {r} for {p} people, {t}.", 4, "Zuni", "6pm"),
-    ("Reserve {r} for {p} at {t} please", 3, "Lucca", "9pm"), ("Can you get us {r} at {t}? We are {p}.", 5, "Ramen Bar", "8pm"),
-    ("{p} people at {r} tonight at {t}", 6, "Kin Khao", "7:30pm"), ("I need a table for {p} at {r}, {t}", 2, "Flour", "1pm"),
-    ("Get me a booking at {r} for {p} at {t}", 8, "Delfina", "8:15pm"), ("Book {r}, party of {p}, {t}", 4, "Cotogna", "6:45pm"),
-    ("Dinner at {r} for {p} at {t}", 3, "Souvla", "9:30pm"), ("Reserve a table at {r} for {p} at {t}", 7, "Tartine", "noon"),
-    ("We'd like {r} at {t} for {p}", 2, "Mister Jiu", "10pm"), ("Lunch for {p} at {r}, {t}", 5, "Namu", "12:30pm"),
-    ("Could you book {r} for {p} guests at {t}?", 6, "Aziza", "7:45pm"), ("Table for {p}, {r}, at {t}", 3, "Burma Love", "5pm"),
+    ("Book a table for {p} at {r} at {t}.", 2, "Nopa", "7pm"),
+    ("Table at {r} for {p} people, {t}.", 4, "Zuni", "6pm"),
+    ("Reserve {r} for {p} at {t} please", 3, "Lucca", "9pm"),
+    ("Can you get us {r} at {t}? We are {p}.", 5, "Ramen Bar", "8pm"),
+    ("{p} people at {r} tonight at {t}", 6, "Kin Khao", "7:30pm"),
+    ("I need a table for {p} at {r}, {t}", 2, "Flour", "1pm"),
+    ("Get me a booking at {r} for {p} at {t}", 8, "Delfina", "8:15pm"),
+    ("Book {r}, party of {p}, {t}", 4, "Cotogna", "6:45pm"),
+    ("Dinner at {r} for {p} at {t}", 3, "Souvla", "9:30pm"),
+    ("Reserve a table at {r} for {p} at {t}", 7, "Tartine", "noon"),
+    ("We'd like {r} at {t} for {p}", 2, "Mister Jiu", "10pm"),
+    ("Lunch for {p} at {r}, {t}", 5, "Namu", "12:30pm"),
+    ("Could you book {r} for {p} guests at {t}?", 6, "Aziza", "7:45pm"),
+    ("Table for {p}, {r}, at {t}", 3, "Burma Love", "5pm"),
     ("Please reserve {r} at {t}, {p} of us", 4, "Octavia", "8:30pm"),
 ]
 REQUESTS = [
@@ -50,7 +57,10 @@ REQUESTS = [
 
 
 def _examples() -> list[dict]:
-    return [{"query": q.format(p=p, r=r, t=t), "arguments": {"restaurant": r, "people": p, "time": t}} for q, p, r, t in _TRAIN]
+    return [
+        {"query": q.format(p=p, r=r, t=t), "arguments": {"restaurant": r, "people": p, "time": t}}
+        for q, p, r, t in _TRAIN
+    ]
 
 
 def _signature(calls: list[tuple[str, dict]]) -> list[tuple[str, list]]:
@@ -67,10 +77,14 @@ def live_and_saved(smollm, tmp_path_factory):
 
 def test_loaded_bank_plans_like_the_live_one(live_and_saved, smollm):
     live, path = live_and_saved
-    expected = [_signature([(c.name, c.arguments) for c in p.calls]) for p in live.plan_batch(REQUESTS, tool_choice="any")]
+    expected = [
+        _signature([(c.name, c.arguments) for c in p.calls]) for p in live.plan_batch(REQUESTS, tool_choice="any")
+    ]
     assert sum(bool(e) for e in expected) >= 4  # the live bank does call the tool
     loaded = AgentMem.load(path, backbone=smollm)
-    assert [_signature([(c.name, c.arguments) for c in p.calls]) for p in loaded.plan_batch(REQUESTS, tool_choice="any")] == expected
+    assert [
+        _signature([(c.name, c.arguments) for c in p.calls]) for p in loaded.plan_batch(REQUESTS, tool_choice="any")
+    ] == expected
 
     registry = BankRegistry(smollm)
     registry.add("tables", path)
@@ -79,7 +93,11 @@ def test_loaded_bank_plans_like_the_live_one(live_and_saved, smollm):
     for request in REQUESTS:
         body = {"model": "tables", "messages": [{"role": "user", "content": request}], "tool_choice": "required"}
         message = client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]
-        served.append(_signature([(c["function"]["name"], _ordered(c["function"]["arguments"])) for c in message.get("tool_calls") or []]))
+        served.append(
+            _signature(
+                [(c["function"]["name"], _ordered(c["function"]["arguments"])) for c in message.get("tool_calls") or []]
+            )
+        )
     assert served == expected
 
     chat = ChatAgentMem(model=str(path)).bind_tools([BOOK_TABLE], tool_choice="any")

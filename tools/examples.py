@@ -88,7 +88,9 @@ def normalize_examples(
                 skipped.append(SkippedExample(spec.name, i, reason))
     if not out:
         left = f" (all {len(skipped or [])} were skipped as invalid)" if invalid == "skip" else ""
-        raise InvalidExampleError(f"tool {spec.name!r}: no examples given{left}; pass at least one (about 20 work well)")
+        raise InvalidExampleError(
+            f"tool {spec.name!r}: no examples given{left}; pass at least one (about 20 work well)"
+        )
     if not any(call.name == spec.name for ex in out for call in ex.calls):
         raise InvalidExampleError(f"tool {spec.name!r}: none of its {len(out)} examples calls it")
     return out
@@ -97,7 +99,9 @@ def normalize_examples(
 def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Example:
     where = f"tool {spec.name!r}, example {i}"
     if not isinstance(raw, Mapping):
-        raise InvalidExampleError(f"{where}: expected a dict with 'query' and 'arguments' or 'calls', got {type(raw).__name__}")
+        raise InvalidExampleError(
+            f"{where}: expected a dict with 'query' and 'arguments' or 'calls', got {type(raw).__name__}"
+        )
     query = raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidExampleError(f"{where}: 'query' must be a non-empty string, got {query!r:.80}")
@@ -112,13 +116,17 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
     calls = []
     for j, call in enumerate(raw_calls):
         if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
-            raise InvalidExampleError(f"{where}, call {j}: expected {{'name': str, 'arguments': dict}}, got {call!r:.80}")
+            raise InvalidExampleError(
+                f"{where}, call {j}: expected {{'name': str, 'arguments': dict}}, got {call!r:.80}"
+            )
         name, arguments = call["name"], call.get("arguments", {})
         if name not in tools:
             allowed = ", ".join(sorted(tools))
             raise InvalidExampleError(f"{where}, call {j}: unknown tool {name!r}; calls may use: {allowed}")
         if not isinstance(arguments, dict):
-            raise InvalidExampleError(f"{where}, call {j} ({name}): 'arguments' must be a dict, got {type(arguments).__name__}")
+            raise InvalidExampleError(
+                f"{where}, call {j} ({name}): 'arguments' must be a dict, got {type(arguments).__name__}"
+            )
         problem = tools[name].validate_arguments(arguments)
         if problem is not None:
             raise InvalidExampleError(f"{where}, call {j} ({name}): arguments break the schema {problem}")

@@ -71,20 +71,26 @@ def parse_call(spec: ToolSpec, text: str) -> ToolCall | InvalidToolCall:
         # token such as "\x00"), so constrained output may hold them; they stay characters
         arguments, end = json.JSONDecoder(strict=False).raw_decode(text.strip())
     except json.JSONDecodeError as exc:
-        return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments are not valid JSON: {exc.msg} at char {exc.pos}")
+        return InvalidToolCall(
+            name=spec.name, raw=text, reason=f"arguments are not valid JSON: {exc.msg} at char {exc.pos}"
+        )
     except RecursionError:
         return InvalidToolCall(name=spec.name, raw=text, reason="arguments are nested too deeply to parse")
     rest = text.strip()[end:].strip()
     if rest:
         return InvalidToolCall(name=spec.name, raw=text, reason=f"unexpected text after the arguments: {rest[:40]!r}")
     if not isinstance(arguments, dict):
-        return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments must be a JSON object, got {type(arguments).__name__}")
+        return InvalidToolCall(
+            name=spec.name, raw=text, reason=f"arguments must be a JSON object, got {type(arguments).__name__}"
+        )
     problem = spec.validate_arguments(arguments)
     if problem is not None:
         return InvalidToolCall(name=spec.name, raw=text, reason=f"arguments break the schema {problem}")
     reference = find_reference(arguments)
     if reference is not None:
         return InvalidToolCall(
-            name=spec.name, raw=text, reason=f"arguments hold {reference!r}, a reference to another result that no executor resolves"
+            name=spec.name,
+            raw=text,
+            reason=f"arguments hold {reference!r}, a reference to another result that no executor resolves",
         )
     return ToolCall(name=spec.name, arguments=arguments)

@@ -40,7 +40,9 @@ class ToolSpec:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
             raise SchemaError(f"tool name {self.name!r} is not valid: expected {_NAME_RULE}")
         if not isinstance(self.description, str):
-            raise SchemaError(f"tool {self.name!r}: description must be a string, got {type(self.description).__name__}")
+            raise SchemaError(
+                f"tool {self.name!r}: description must be a string, got {type(self.description).__name__}"
+            )
         _check_parameters(self.name, self.parameters)
 
     def __hash__(self) -> int:
@@ -192,7 +194,9 @@ def _check_parameters(name: str, schema: Any) -> None:
         path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise SchemaError(f"tool {name!r}: invalid JSON Schema at {path}: {exc.message}") from None
     if schema.get("type") != "object":
-        raise SchemaError(f"tool {name!r}: parameters must describe an object (\"type\": \"object\"), got type {schema.get('type')!r}")
+        raise SchemaError(
+            f'tool {name!r}: parameters must describe an object ("type": "object"), got type {schema.get("type")!r}'
+        )
     if not isinstance(schema.get("properties", {}), dict):
         raise SchemaError(f"tool {name!r}: 'properties' must be an object")
 

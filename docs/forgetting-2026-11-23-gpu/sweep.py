@@ -1,5 +1,10 @@
 """Sweep of learn_tools settings on the forgetting task (GPU scratch script, not shipped)."""
-import json, os, sys, time
+
+import json
+import os
+import sys
+import time
+
 from agentmem.core import AgentMem
 from agentmem.eval.bench_forgetting import make_task, run_agentmem
 

@@ -10,11 +10,20 @@ from agentmem import AgentMem
 from agentmem.backbone import Backbone
 from tests.conftest import tiny_backbone
 
-UNIT = {"name": "set_unit", "description": "Set the temperature unit.",
-        "parameters": {"type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-                       "required": ["unit"]}}
-LIGHT = {"name": "toggle_light", "description": "Switch the light on or off.",
-         "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]}}
+UNIT = {
+    "name": "set_unit",
+    "description": "Set the temperature unit.",
+    "parameters": {
+        "type": "object",
+        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["unit"],
+    },
+}
+LIGHT = {
+    "name": "toggle_light",
+    "description": "Switch the light on or off.",
+    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +32,23 @@ def saved_home(tokenizer, tmp_path_factory) -> tuple[Backbone, Path]:
     arguments: constrained decoding stays short), learned in one quick epoch."""
     backbone = tiny_backbone(tokenizer)
     memory = AgentMem(backbone)
-    memory.learn_tools([
-        (UNIT, [{"query": q, "arguments": {"unit": u}} for q, u in [("use celsius", "celsius"), ("fahrenheit please", "fahrenheit")] * 2]),
-        (LIGHT, [{"query": q, "arguments": {"on": o}} for q, o in [("lights on", True), ("lights out", False)] * 2]),
-    ], epochs=1, progress=False)
+    memory.learn_tools(
+        [
+            (
+                UNIT,
+                [
+                    {"query": q, "arguments": {"unit": u}}
+                    for q, u in [("use celsius", "celsius"), ("fahrenheit please", "fahrenheit")] * 2
+                ],
+            ),
+            (
+                LIGHT,
+                [{"query": q, "arguments": {"on": o}} for q, o in [("lights on", True), ("lights out", False)] * 2],
+            ),
+        ],
+        epochs=1,
+        progress=False,
+    )
     root = tmp_path_factory.mktemp("served")
     memory.save(root / "home")
     return backbone, root

@@ -31,8 +31,11 @@ FAST = {"epochs": 1, "progress": False}
 
 
 def _tool(name: str, properties: dict, description: str = "") -> dict:
-    return {"name": name, "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(properties)}}
+    return {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": list(properties)},
+    }
 
 
 UNIT = _tool("set_unit", {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "Set the temperature unit.")
@@ -48,8 +51,13 @@ class Unit(BaseModel):
 
 def _memory(backbone) -> AgentMem:
     mem = AgentMem(backbone)
-    mem.learn_tools([(UNIT, [{"query": "use celsius", "arguments": {"unit": "celsius"}}]),
-                     (LIGHT, [{"query": "lights on", "arguments": {"on": True}}])], **FAST)
+    mem.learn_tools(
+        [
+            (UNIT, [{"query": "use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [{"query": "lights on", "arguments": {"on": True}}]),
+        ],
+        **FAST,
+    )
     return mem
 
 
@@ -58,12 +66,17 @@ def _standard_memory() -> AgentMem:
     """A tiny bank holding the tools the standard unit tests bind, under their names."""
     mem = AgentMem(tiny_backbone(AutoTokenizer.from_pretrained(resolve(DEFAULT_BACKBONE))))
     adder = {"a": {"type": "integer"}, "b": {"type": "integer"}}
-    mem.learn_tools([
-        (_tool("my_adder_tool", adder), [{"query": "add 1 and 2", "arguments": {"a": 1, "b": 2}}]),
-        (_tool("my_adder", adder), [{"query": "3 plus 4", "arguments": {"a": 3, "b": 4}}]),
-        (_tool("PersonA", {"name": {"type": "string"}, "age": {"type": "integer"}}),
-         [{"query": "Ana is 30", "arguments": {"name": "Ana", "age": 30}}]),
-    ], **FAST)
+    mem.learn_tools(
+        [
+            (_tool("my_adder_tool", adder), [{"query": "add 1 and 2", "arguments": {"a": 1, "b": 2}}]),
+            (_tool("my_adder", adder), [{"query": "3 plus 4", "arguments": {"a": 3, "b": 4}}]),
+            (
+                _tool("PersonA", {"name": {"type": "string"}, "age": {"type": "integer"}}),
+                [{"query": "Ana is 30", "arguments": {"name": "Ana", "age": 30}}],
+            ),
+        ],
+        **FAST,
+    )
     return mem
 
 
@@ -87,10 +100,19 @@ def _merged(chunks):
 @pytest.mark.parametrize(
     ("choice", "names", "expected"),
     [
-        (None, ["a", "b"], "auto"), (None, [], "none"), ("auto", ["a"], "auto"), ("any", ["a"], "any"),
-        ("required", ["a"], "any"), ("none", ["a"], "none"), (True, ["a"], "a"), (True, ["a", "b"], "any"),
-        (False, ["a"], "none"), ("b", ["a", "b"], "b"), ({"type": "function", "function": {"name": "b"}}, ["a", "b"], "b"),
-        ({"type": "tool", "name": "a"}, ["a", "b"], "a"), ({"type": "any"}, ["a"], "any"),
+        (None, ["a", "b"], "auto"),
+        (None, [], "none"),
+        ("auto", ["a"], "auto"),
+        ("any", ["a"], "any"),
+        ("required", ["a"], "any"),
+        ("none", ["a"], "none"),
+        (True, ["a"], "a"),
+        (True, ["a", "b"], "any"),
+        (False, ["a"], "none"),
+        ("b", ["a", "b"], "b"),
+        ({"type": "function", "function": {"name": "b"}}, ["a", "b"], "b"),
+        ({"type": "tool", "name": "a"}, ["a", "b"], "a"),
+        ({"type": "any"}, ["a"], "any"),
     ],
 )
 def test_tool_choice_forms(choice, names, expected):
@@ -149,7 +171,9 @@ def test_invoke_and_stream_give_the_same_calls(tiny, tokenizer):
 def test_tool_choice_reaches_the_decoder(tiny):
     chat = ChatAgentMem(memory=_memory(tiny), max_tokens=4)
     silent = chat.bind_tools([UNIT, LIGHT], tool_choice="none").invoke("use celsius")
-    assert silent.tool_calls == [] and silent.invalid_tool_calls == [] and silent.response_metadata["memory_tokens"] == []
+    assert (
+        silent.tool_calls == [] and silent.invalid_tool_calls == [] and silent.response_metadata["memory_tokens"] == []
+    )
     forced = chat.bind_tools([UNIT, LIGHT], tool_choice="any").invoke("hi")
     assert forced.response_metadata["memory_tokens"]
     only = chat.bind_tools([LIGHT], tool_choice="any").invoke("use celsius")
@@ -181,18 +205,24 @@ def test_history_renders_calls_and_continues_an_agent_run(tiny, tokenizer):
     assert [m["role"] for m in converted] == ["system", "user", "assistant", "tool"]
     assert converted[2]["tool_calls"] == [{"name": "toggle_light", "args": {"on": True}}]
 
-    ids, continued = resumed_prompt_ids(tokenizer, converted, mem.memory_token_id, {"toggle_light": LIGHT["parameters"]})
+    ids, continued = resumed_prompt_ids(
+        tokenizer, converted, mem.memory_token_id, {"toggle_light": LIGHT["parameters"]}
+    )
     expected = prompt_ids(tokenizer, converted[:2]) + [mem.memory_token_id("toggle_light")]
     assert continued and ids == expected + argument_ids(tokenizer, {"on": True}, LIGHT["parameters"])
     # Anything after the calls other than their results is a new turn, rendered as it is.
-    rendered, continued = resumed_prompt_ids(tokenizer, [*converted, {"role": "user", "content": "and?"}], mem.memory_token_id, {})
+    rendered, continued = resumed_prompt_ids(
+        tokenizer, [*converted, {"role": "user", "content": "and?"}], mem.memory_token_id, {}
+    )
     assert not continued and "the light is on" in tokenizer.decode(rendered)
 
     # A continued plan offers only the next call or the end of the plan, never text.
     message = ChatAgentMem(memory=mem).bind_tools([UNIT, LIGHT]).invoke(history)
     assert message.content == "" and message.response_metadata["finish_reason"] in ("stop", "max_calls")
 
-    foreign = _convert_messages([AIMessage("", tool_calls=[{"name": "search", "args": {"q": "x"}, "id": "2"}])], mem.bank)
+    foreign = _convert_messages(
+        [AIMessage("", tool_calls=[{"name": "search", "args": {"q": "x"}, "id": "2"}])], mem.bank
+    )
     assert "tool_calls" not in foreign[0] and '"name": "search"' in foreign[0]["content"]
 
 

@@ -47,66 +47,133 @@ def get_weather(location: str) -> str:
     return "It's sunny."
 
 
-GREETING = {"name": "greeting_generator", "description": "Generate a greeting in a particular style of speaking.",
-            "parameters": {"type": "object", "properties": {"answer_style": {"type": "string"}}, "required": ["answer_style"]}}
+GREETING = {
+    "name": "greeting_generator",
+    "description": "Generate a greeting in a particular style of speaking.",
+    "parameters": {"type": "object", "properties": {"answer_style": {"type": "string"}}, "required": ["answer_style"]},
+}
 
 
 def _one(arg: str, pairs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     return [{"query": query, "arguments": {arg: value}} for query, value in pairs]
 
 
-MAGIC = _one("input", [
-    ("What is the value of magic_function(7)? Use the tool.", 7), ("What is magic_function(12)?", 12),
-    ("Compute magic_function(5) for me.", 5), ("Use the tool to get magic_function(41).", 41),
-    ("Apply the magic function to 9.", 9), ("What does magic_function return for 100?", 100),
-    ("magic_function(-6) = ?", -6), ("Please call magic_function with input 28.", 28),
-    ("Run magic_function on 4 and tell me the result.", 4), ("I need the value of magic_function(250).", 250),
-    ("Evaluate magic_function(8) using the tool.", 8), ("What's the magic function of 63?", 63),
-    ("Calculate magic_function(1).", 1), ("Tell me magic_function(17). Use the tool.", 17),
-    ("Find the output of magic_function when the input is 2.", 2),
-])
-NO_ARGS = [{"query": q, "arguments": {}} for q in [
-    "What does magic_function_no_args() return?", "Call magic_function_no_args.",
-    "Use the tool: magic_function_no_args().", "Run the magic function that takes no arguments.",
-    "Get me the result of magic_function_no_args.", "Compute magic_function_no_args() please.",
-    "What is magic_function_no_args() equal to?", "Evaluate magic_function_no_args using the tool.",
-    "I need the output of magic_function_no_args().", "Please invoke magic_function_no_args.",
-    "Tell me the value of the no-argument magic function.", "magic_function_no_args() = ?",
-]]
-ADDER = [{"query": q, "arguments": {"a": a, "b": b}} for q, a, b in [
-    ("What is 5 + 7", 5, 7), ("Add 12 and 30.", 12, 30), ("What is the sum of 4 and 9?", 4, 9),
-    ("Compute 21 plus 8.", 21, 8), ("What's 100 + 250?", 100, 250), ("How much is 2 + 2?", 2, 2),
-    ("Sum 45 and 55.", 45, 55), ("What is 7 + 14", 7, 14), ("Use the adder on 11 and 19.", 11, 19),
-    ("What is 60 plus 9?", 60, 9), ("Tell me 18 + 27.", 18, 27), ("Add 6 and 13 together.", 6, 13),
-]]
-WEATHER = _one("location", [
-    ("What is the weather in Paris, France?", "Paris, France"), ("How's the weather in Austin, TX?", "Austin, TX"),
-    ("Is it raining in London?", "London"), ("Weather for Tokyo, Japan please.", "Tokyo, Japan"),
-    ("What's the forecast in Denver, CO?", "Denver, CO"), ("Tell me the weather in Berlin.", "Berlin"),
-    ("Is it sunny in Miami, FL?", "Miami, FL"), ("What is the weather like in Seattle, WA?", "Seattle, WA"),
-    ("Check the weather in Madrid, Spain.", "Madrid, Spain"), ("How hot is it in Phoenix, AZ today?", "Phoenix, AZ"),
-    ("Do I need an umbrella in Boston, MA?", "Boston, MA"), ("What's the weather at Lake Tahoe?", "Lake Tahoe"),
-])
-GREETINGS = _one("answer_style", [
-    ("Using the tool, generate a cowboy greeting.", "cowboy"), ("Generate a greeting in the style of Shakespeare.", "Shakespeare"),
-    ("Use the tool to greet me like a robot.", "robot"), ("Make a formal greeting with the greeting generator.", "formal"),
-    ("Using the tool, generate a surfer greeting.", "surfer"), ("Greet me in the style of a medieval knight.", "medieval knight"),
-    ("Generate a hip-hop style greeting.", "hip-hop"), ("Use the greeting tool in the style of a butler.", "butler"),
-    ("Using the tool, generate a Viking greeting.", "Viking"), ("Give me a greeting in the style of Yoda.", "Yoda"),
-    ("Create a sports commentator greeting using the tool.", "sports commentator"),
-    ("Using the tool, generate a cheerful greeting.", "cheerful"),
-])
-CUSTOMERS = [{"query": f"Create a customer named '{name}' ({english}) - {what}", "arguments": {"customer_name": name, "description": what}}
-             for name, english, what in [
-    ("Müller GmbH", "Miller Ltd", "a German engineering firm"), ("北京科技", "Beijing Tech", "a Chinese software company"),
-    ("東京商事", "Tokyo Trading", "a Japanese trading house"), ("서울전자", "Seoul Electronics", "a Korean electronics maker"),
-    ("Café Société", "Society Cafe", "a French bakery chain"), ("Москва Трейд", "Moscow Trade", "a Russian logistics company"),
-    ("上海银行", "Shanghai Bank", "a Chinese bank"), ("さくら食品", "Sakura Foods", "a Japanese food company"),
-    ("Ελληνική Ναυτιλία", "Greek Shipping", "a Greek shipping line"), ("深圳创新集团", "Shenzhen Innovation Group", "a Chinese hardware startup"),
-    ("ひかり光学", "Hikari Optics", "a Japanese optics company"), ("المستقبل", "The Future", "an Egyptian media company"),
-]]
-SUITE_TOOLS = [(magic_function, MAGIC), (magic_function_no_args, NO_ARGS), (my_adder_tool, ADDER), (get_weather, WEATHER),
-               (GREETING, GREETINGS), (unicode_customer, CUSTOMERS)]
+MAGIC = _one(
+    "input",
+    [
+        ("What is the value of magic_function(7)? Use the tool.", 7),
+        ("What is magic_function(12)?", 12),
+        ("Compute magic_function(5) for me.", 5),
+        ("Use the tool to get magic_function(41).", 41),
+        ("Apply the magic function to 9.", 9),
+        ("What does magic_function return for 100?", 100),
+        ("magic_function(-6) = ?", -6),
+        ("Please call magic_function with input 28.", 28),
+        ("Run magic_function on 4 and tell me the result.", 4),
+        ("I need the value of magic_function(250).", 250),
+        ("Evaluate magic_function(8) using the tool.", 8),
+        ("What's the magic function of 63?", 63),
+        ("Calculate magic_function(1).", 1),
+        ("Tell me magic_function(17). Use the tool.", 17),
+        ("Find the output of magic_function when the input is 2.", 2),
+    ],
+)
+NO_ARGS = [
+    {"query": q, "arguments": {}}
+    for q in [
+        "What does magic_function_no_args() return?",
+        "Call magic_function_no_args.",
+        "Use the tool: magic_function_no_args().",
+        "Run the magic function that takes no arguments.",
+        "Get me the result of magic_function_no_args.",
+        "Compute magic_function_no_args() please.",
+        "What is magic_function_no_args() equal to?",
+        "Evaluate magic_function_no_args using the tool.",
+        "I need the output of magic_function_no_args().",
+        "Please invoke magic_function_no_args.",
+        "Tell me the value of the no-argument magic function.",
+        "magic_function_no_args() = ?",
+    ]
+]
+ADDER = [
+    {"query": q, "arguments": {"a": a, "b": b}}
+    for q, a, b in [
+        ("What is 5 + 7", 5, 7),
+        ("Add 12 and 30.", 12, 30),
+        ("What is the sum of 4 and 9?", 4, 9),
+        ("Compute 21 plus 8.", 21, 8),
+        ("What's 100 + 250?", 100, 250),
+        ("How much is 2 + 2?", 2, 2),
+        ("Sum 45 and 55.", 45, 55),
+        ("What is 7 + 14", 7, 14),
+        ("Use the adder on 11 and 19.", 11, 19),
+        ("What is 60 plus 9?", 60, 9),
+        ("Tell me 18 + 27.", 18, 27),
+        ("Add 6 and 13 together.", 6, 13),
+    ]
+]
+WEATHER = _one(
+    "location",
+    [
+        ("What is the weather in Paris, France?", "Paris, France"),
+        ("How's the weather in Austin, TX?", "Austin, TX"),
+        ("Is it raining in London?", "London"),
+        ("Weather for Tokyo, Japan please.", "Tokyo, Japan"),
+        ("What's the forecast in Denver, CO?", "Denver, CO"),
+        ("Tell me the weather in Berlin.", "Berlin"),
+        ("Is it sunny in Miami, FL?", "Miami, FL"),
+        ("What is the weather like in Seattle, WA?", "Seattle, WA"),
+        ("Check the weather in Madrid, Spain.", "Madrid, Spain"),
+        ("How hot is it in Phoenix, AZ today?", "Phoenix, AZ"),
+        ("Do I need an umbrella in Boston, MA?", "Boston, MA"),
+        ("What's the weather at Lake Tahoe?", "Lake Tahoe"),
+    ],
+)
+GREETINGS = _one(
+    "answer_style",
+    [
+        ("Using the tool, generate a cowboy greeting.", "cowboy"),
+        ("Generate a greeting in the style of Shakespeare.", "Shakespeare"),
+        ("Use the tool to greet me like a robot.", "robot"),
+        ("Make a formal greeting with the greeting generator.", "formal"),
+        ("Using the tool, generate a surfer greeting.", "surfer"),
+        ("Greet me in the style of a medieval knight.", "medieval knight"),
+        ("Generate a hip-hop style greeting.", "hip-hop"),
+        ("Use the greeting tool in the style of a butler.", "butler"),
+        ("Using the tool, generate a Viking greeting.", "Viking"),
+        ("Give me a greeting in the style of Yoda.", "Yoda"),
+        ("Create a sports commentator greeting using the tool.", "sports commentator"),
+        ("Using the tool, generate a cheerful greeting.", "cheerful"),
+    ],
+)
+CUSTOMERS = [
+    {
+        "query": f"Create a customer named '{name}' ({english}) - {what}",
+        "arguments": {"customer_name": name, "description": what},
+    }
+    for name, english, what in [
+        ("Müller GmbH", "Miller Ltd", "a German engineering firm"),
+        ("北京科技", "Beijing Tech", "a Chinese software company"),
+        ("東京商事", "Tokyo Trading", "a Japanese trading house"),
+        ("서울전자", "Seoul Electronics", "a Korean electronics maker"),
+        ("Café Société", "Society Cafe", "a French bakery chain"),
+        ("Москва Трейд", "Moscow Trade", "a Russian logistics company"),
+        ("上海银行", "Shanghai Bank", "a Chinese bank"),
+        ("さくら食品", "Sakura Foods", "a Japanese food company"),
+        ("Ελληνική Ναυτιλία", "Greek Shipping", "a Greek shipping line"),
+        ("深圳创新集团", "Shenzhen Innovation Group", "a Chinese hardware startup"),
+        ("ひかり光学", "Hikari Optics", "a Japanese optics company"),
+        ("المستقبل", "The Future", "an Egyptian media company"),
+    ]
+]
+SUITE_TOOLS = [
+    (magic_function, MAGIC),
+    (magic_function_no_args, NO_ARGS),
+    (my_adder_tool, ADDER),
+    (get_weather, WEATHER),
+    (GREETING, GREETINGS),
+    (unicode_customer, CUSTOMERS),
+]
 SUITE_TRAINING = {"epochs": 3, "lr": 1e-2, "progress": False}
 
 
@@ -178,8 +245,10 @@ AGENT_TRAINING = {"epochs": 6, "lr": 1e-2, "progress": False}
 
 def _agent_examples() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     pairs = [e for e in demo.multi_call_examples(n=80) if {c["name"] for c in e["calls"]} == set(AGENT_TOOLS)]
-    return [(demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=6) + pairs),
-            (demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=6))]
+    return [
+        (demo.TOOLS["get_weather"], demo.training_examples("get_weather", n=6) + pairs),
+        (demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=6)),
+    ]
 
 
 def test_agent_runs_a_two_step_task(smollm, tmp_path):

@@ -33,8 +33,11 @@ FAST = {"epochs": 2, "progress": False}
 
 
 def _tool(name: str, properties: dict, description: str = "") -> dict:
-    return {"name": name, "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(properties)}}
+    return {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": list(properties)},
+    }
 
 
 UNIT = _tool("set_unit", {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "Set the temperature unit.")
@@ -80,18 +83,52 @@ def banks(tokenizer) -> dict[str, AgentMem]:
     """Two banks with different tools on one tiny backbone."""
     backbone = tiny_backbone(tokenizer)
     home, travel = AgentMem(backbone), AgentMem(backbone)
-    home.learn_tools([
-        (UNIT, _examples(("use celsius", {"unit": "celsius"}), ("switch to fahrenheit", {"unit": "fahrenheit"}),
-                         ("temperatures in celsius", {"unit": "celsius"}), ("fahrenheit please", {"unit": "fahrenheit"}))),
-        (LIGHT, _examples(("lights on", {"on": True}), ("turn the lights off", {"on": False}),
-                          ("switch the lamp on", {"on": True}), ("lights out", {"on": False}))),
-    ], **FAST)
-    travel.learn_tools([
-        (SEAT, _examples(("an aisle seat", {"seat": "aisle"}), ("window seat please", {"seat": "window"}),
-                         ("seat me by the window", {"seat": "window"}), ("aisle, please", {"seat": "aisle"}))),
-        (MEAL, _examples(("vegan meal for me", {"meal": "vegan"}), ("I'd like fish", {"meal": "fish"}),
-                         ("chicken for dinner", {"meal": "chicken"}), ("a vegan dinner", {"meal": "vegan"}))),
-    ], **FAST)
+    home.learn_tools(
+        [
+            (
+                UNIT,
+                _examples(
+                    ("use celsius", {"unit": "celsius"}),
+                    ("switch to fahrenheit", {"unit": "fahrenheit"}),
+                    ("temperatures in celsius", {"unit": "celsius"}),
+                    ("fahrenheit please", {"unit": "fahrenheit"}),
+                ),
+            ),
+            (
+                LIGHT,
+                _examples(
+                    ("lights on", {"on": True}),
+                    ("turn the lights off", {"on": False}),
+                    ("switch the lamp on", {"on": True}),
+                    ("lights out", {"on": False}),
+                ),
+            ),
+        ],
+        **FAST,
+    )
+    travel.learn_tools(
+        [
+            (
+                SEAT,
+                _examples(
+                    ("an aisle seat", {"seat": "aisle"}),
+                    ("window seat please", {"seat": "window"}),
+                    ("seat me by the window", {"seat": "window"}),
+                    ("aisle, please", {"seat": "aisle"}),
+                ),
+            ),
+            (
+                MEAL,
+                _examples(
+                    ("vegan meal for me", {"meal": "vegan"}),
+                    ("I'd like fish", {"meal": "fish"}),
+                    ("chicken for dinner", {"meal": "chicken"}),
+                    ("a vegan dinner", {"meal": "vegan"}),
+                ),
+            ),
+        ],
+        **FAST,
+    )
     return {"home": home, "travel": travel}
 
 
@@ -124,7 +161,9 @@ def _user(text: str) -> list[dict]:
 def test_tool_calls_equal_agentmem_plan(client, banks):
     tools = [_openai_tool(UNIT), _openai_tool(LIGHT)]
     for query in QUERIES[:3]:
-        response = client.chat.completions.create(model="home", messages=_user(query), tools=tools, tool_choice="required")
+        response = client.chat.completions.create(
+            model="home", messages=_user(query), tools=tools, tool_choice="required"
+        )
         plan = banks["home"].plan(query, tool_choice="any", tools=list(HOME))
         message, choice = response.choices[0].message, response.choices[0]
         assert _calls(message) and _calls(message) == _plan_calls(plan)
@@ -135,7 +174,9 @@ def test_tool_calls_equal_agentmem_plan(client, banks):
         assert response.usage.completion_tokens == plan.usage["generated_tokens"]
         assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
     named = {"type": "function", "function": {"name": "toggle_light"}}
-    response = client.chat.completions.create(model="home", messages=_user("use celsius"), tools=tools, tool_choice=named)
+    response = client.chat.completions.create(
+        model="home", messages=_user("use celsius"), tools=tools, tool_choice=named
+    )
     plan = banks["home"].plan("use celsius", tool_choice="toggle_light", tools=list(HOME))
     assert _calls(response.choices[0].message)[0][0] == "toggle_light"
     assert _calls(response.choices[0].message) == _plan_calls(plan)
@@ -143,7 +184,12 @@ def test_tool_calls_equal_agentmem_plan(client, banks):
 
 def test_stream_adds_up_to_the_same_calls(client):
     tools = [_openai_tool(SEAT), _openai_tool(MEAL)]
-    request = {"model": "travel", "messages": _user("vegan meal and an aisle seat"), "tools": tools, "tool_choice": "required"}
+    request = {
+        "model": "travel",
+        "messages": _user("vegan meal and an aisle seat"),
+        "tools": tools,
+        "tool_choice": "required",
+    }
     whole = client.chat.completions.create(**request)
     chunks = list(client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True}))
     assert all(isinstance(c, ChatCompletionChunk) and c.id == chunks[0].id for c in chunks)
@@ -162,17 +208,24 @@ def test_stream_adds_up_to_the_same_calls(client):
             entry = by_index.setdefault(call.index, {"name": "", "arguments": ""})
             entry["name"] += call.function.name or ""
             entry["arguments"] += call.function.arguments or ""
-    assert [(e["name"], json.loads(e["arguments"])) for _, e in sorted(by_index.items())] == _calls(whole.choices[0].message)
+    assert [(e["name"], json.loads(e["arguments"])) for _, e in sorted(by_index.items())] == _calls(
+        whole.choices[0].message
+    )
 
 
 def test_text_answer_respects_max_tokens(client):
-    response = client.chat.completions.create(model="home", messages=_user("hello there"), tool_choice="none", max_tokens=3)
+    response = client.chat.completions.create(
+        model="home", messages=_user("hello there"), tool_choice="none", max_tokens=3
+    )
     choice = response.choices[0]
     assert choice.message.tool_calls is None and isinstance(choice.message.content, str)
     assert 1 <= response.usage.completion_tokens <= 3
     assert choice.finish_reason in ("length", "stop")
-    streamed = list(client.chat.completions.create(model="home", messages=_user("hello there"), tool_choice="none",
-                                                   max_tokens=3, stream=True))
+    streamed = list(
+        client.chat.completions.create(
+            model="home", messages=_user("hello there"), tool_choice="none", max_tokens=3, stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in streamed) == choice.message.content
 
 
@@ -224,29 +277,61 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, ser
         ({"messages": ok["messages"]}, "model", None),
         ({**ok, "tool_choice": {"type": "function", "function": {"name": "book_seat"}}}, "tool_choice", None),
         ({**ok, "tools": [], "tool_choice": "required"}, "tool_choice", None),
-        ({**ok, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-         "messages[0].content[0]", "unsupported_content"),
+        (
+            {**ok, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages[0].content[0]",
+            "unsupported_content",
+        ),
         ({**ok, "messages": [{"role": "user", "content": "celsius " * 400}]}, "messages", "context_length_exceeded"),
-        ({**ok, "messages": [*ok["messages"], {"role": "assistant", "tool_calls": [
-            {"id": "c", "type": "function", "function": {"name": "set_unit", "arguments": "{broken"}}]}]},
-         "messages[1].tool_calls[0].function.arguments", None),
+        (
+            {
+                **ok,
+                "messages": [
+                    *ok["messages"],
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c", "type": "function", "function": {"name": "set_unit", "arguments": "{broken"}}
+                        ],
+                    },
+                ],
+            },
+            "messages[1].tool_calls[0].function.arguments",
+            None,
+        ),
         ({**ok, "n": 2}, "n", None),
         ({**ok, "max_tokens": 0}, "max_tokens", None),
         ({**ok, "max_tokens": 10**6}, "max_tokens", None),
     ]
     for body, param, code in cases:
         _assert_error(httpx.post(url, json=body, timeout=60), 400, param, code)
-    assert "not valid JSON" in _assert_error(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400)["message"]
-    _assert_error(httpx.post(url, content=b"x" * (2 << 20), headers={"content-type": "application/json"}), 413,
-                  code="request_too_large")
+    assert (
+        "not valid JSON"
+        in _assert_error(httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400)[
+            "message"
+        ]
+    )
+    _assert_error(
+        httpx.post(url, content=b"x" * (2 << 20), headers={"content-type": "application/json"}),
+        413,
+        code="request_too_large",
+    )
     # the same body sent chunked (no Content-Length) is counted as it arrives
     big = json.dumps({**ok, "messages": _user("celsius " * 400_000)}).encode()
-    chunked = httpx.post(url, content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
-                         headers={"content-type": "application/json"})
+    chunked = httpx.post(
+        url,
+        content=iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),
+        headers={"content-type": "application/json"},
+    )
     assert "content-length" not in chunked.request.headers and chunked.request.headers["transfer-encoding"] == "chunked"
     _assert_error(chunked, 413, code="request_too_large")
     small = json.dumps({**ok, "max_tokens": 2, "tool_choice": "none"}).encode()
-    assert httpx.post(url, content=iter([small[:10], small[10:]]), headers={"content-type": "application/json"}).status_code == 200
+    assert (
+        httpx.post(
+            url, content=iter([small[:10], small[10:]]), headers={"content-type": "application/json"}
+        ).status_code
+        == 200
+    )
     _assert_error(httpx.get(served[0] + "/v1/nothing-here"), 404)
     assert httpx.get(served[0] + "/health").json()["status"] == "ok"
     assert client.chat.completions.create(**ok).choices[0].message is not None
@@ -254,8 +339,11 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, ser
 
 def test_concurrent_requests_equal_sequential_ones(client, served):
     registry = served[1]
-    requests = [{"model": bank, "messages": _user(query), "tool_choice": choice}
-                for bank in ("home", "travel") for query, choice in zip(QUERIES[:4], ("required", "auto", "required", "auto"))]
+    requests = [
+        {"model": bank, "messages": _user(query), "tool_choice": choice}
+        for bank in ("home", "travel")
+        for query, choice in zip(QUERIES[:4], ("required", "auto", "required", "auto"))
+    ]
     assert len(requests) == 8
 
     def ask(request: dict) -> tuple:
@@ -277,6 +365,7 @@ def test_concurrent_requests_equal_sequential_ones(client, served):
             finally:
                 with guard:
                     active[0] -= 1
+
         return decode
 
     sequential = [ask(r) for r in requests]
@@ -297,8 +386,11 @@ def test_agent_history_is_rendered_and_resumed(client, banks):
     memory, query = banks["home"], "use celsius please"
     first = client.chat.completions.create(model="home", messages=_user(query), tool_choice="required")
     call = first.choices[0].message.tool_calls[0]
-    history = [*_user(query), {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-               {"role": "tool", "tool_call_id": call.id, "content": "done"}]
+    history = [
+        *_user(query),
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "done"},
+    ]
     resumed = client.chat.completions.create(model="home", messages=history)
     rendered = client.chat.completions.create(model="home", messages=history, extra_body={"continue_plans": False})
     user_tokens = memory.plan(query).usage["prompt_tokens"]
@@ -308,9 +400,15 @@ def test_agent_history_is_rendered_and_resumed(client, banks):
     assert rendered.usage.prompt_tokens > resumed.usage.prompt_tokens  # the tool result rendered as a message
     assert resumed.choices[0].message.content in (None, "")  # a resumed plan calls or ends; it never answers in words
     # a call to a tool the bank lacks is written as text, not refused
-    foreign = [*_user(query), {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "elsewhere", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    foreign = [
+        *_user(query),
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "elsewhere", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
     assert client.chat.completions.create(model="home", messages=foreign).usage.prompt_tokens > user_tokens
 
 
@@ -322,7 +420,9 @@ def test_banks_from_disk_share_one_backbone_and_reload(banks, tmp_path):
     assert registry.add_paths([tmp_path / "banks"]) == ["home", "travel"]
     assert registry.get("home").backbone is registry.get("travel").backbone is backbone
     query = "an aisle seat"
-    assert _plan_calls(registry.get("travel").plan(query, tool_choice="any")) == _plan_calls(banks["travel"].plan(query, tool_choice="any"))
+    assert _plan_calls(registry.get("travel").plan(query, tool_choice="any")) == _plan_calls(
+        banks["travel"].plan(query, tool_choice="any")
+    )
     with _serving(create_app(registry, admin=True)) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
         added = httpx.post(url + "/v1/banks", json={"name": "extra", "folder": "home"})
@@ -333,7 +433,9 @@ def test_banks_from_disk_share_one_backbone_and_reload(banks, tmp_path):
         response = client.chat.completions.create(model="extra", messages=_user("use celsius"), tool_choice="required")
         assert {n for n, _ in _calls(response.choices[0].message)} <= set(TRAVEL)
         assert registry.get("extra").backbone is backbone
-        _assert_error(httpx.post(url + "/v1/banks", json={"name": "bad", "folder": "nowhere"}), 404, code="bank_not_found")
+        _assert_error(
+            httpx.post(url + "/v1/banks", json={"name": "bad", "folder": "nowhere"}), 404, code="bank_not_found"
+        )
         _assert_error(httpx.post(url + "/v1/banks", json={"name": "../x"}), 400, param="name")
         assert httpx.delete(url + "/v1/banks/extra").json()["deleted"] is True
         with pytest.raises(openai.NotFoundError):
@@ -345,23 +447,39 @@ def test_banks_from_disk_share_one_backbone_and_reload(banks, tmp_path):
 
 
 def test_invalid_calls_are_reported_not_dropped():
-    plan = Plan(steps=[ToolCall("set_unit", {"unit": "celsius"}, id="call_a"),
-                       InvalidToolCall("toggle_light", raw='{"on": "maybe"}', reason="'maybe' is not of type 'boolean'")],
-                usage={"prompt_tokens": 7, "generated_tokens": 12})
+    plan = Plan(
+        steps=[
+            ToolCall("set_unit", {"unit": "celsius"}, id="call_a"),
+            InvalidToolCall("toggle_light", raw='{"on": "maybe"}', reason="'maybe' is not of type 'boolean'"),
+        ],
+        usage={"prompt_tokens": 7, "generated_tokens": 12},
+    )
     completion = _completion(plan, model="home")
     parsed = ChatCompletion.model_validate(completion)
     message = parsed.choices[0].message
     assert _calls(message) == [("set_unit", {"unit": "celsius"})] and parsed.choices[0].finish_reason == "tool_calls"
-    assert message.model_extra["invalid_tool_calls"] == [{"id": plan.invalid_calls[0].id, "type": "function",
-                                                          "function": {"name": "toggle_light", "arguments": '{"on": "maybe"}'},
-                                                          "error": "'maybe' is not of type 'boolean'"}]
+    assert message.model_extra["invalid_tool_calls"] == [
+        {
+            "id": plan.invalid_calls[0].id,
+            "type": "function",
+            "function": {"name": "toggle_light", "arguments": '{"on": "maybe"}'},
+            "error": "'maybe' is not of type 'boolean'",
+        }
+    ]
     chunks = [ChatCompletionChunk.model_validate(c) for c in _chunks(completion, include_usage=True)]
     assert chunks[-2].choices[0].delta.model_extra["invalid_tool_calls"] == message.model_extra["invalid_tool_calls"]
     assert chunks[-1].usage.total_tokens == 19
     only_invalid = _completion(Plan(steps=[plan.steps[1]], finish_reason="length"), model="home")
-    assert only_invalid["choices"][0]["finish_reason"] == "length" and "tool_calls" not in only_invalid["choices"][0]["message"]
+    assert (
+        only_invalid["choices"][0]["finish_reason"] == "length"
+        and "tool_calls" not in only_invalid["choices"][0]["message"]
+    )
     assert _completion(Plan(text="Hi. STOP here", finish_reason="length"), model="m", stop=["STOP"])["choices"][0] == {
-        "index": 0, "message": {"role": "assistant", "content": "Hi. ", "refusal": None}, "logprobs": None, "finish_reason": "stop"}
+        "index": 0,
+        "message": {"role": "assistant", "content": "Hi. ", "refusal": None},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
 
 
 def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, capsys):
@@ -373,10 +491,14 @@ def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, ca
     for name, memory in banks.items():
         memory.save(tmp_path / "banks" / name)
     loads: list[str] = []
-    monkeypatch.setattr("agentmem.adapter.load_backbone", lambda name, device=None: loads.append(name) or banks["home"].backbone)
+    monkeypatch.setattr(
+        "agentmem.adapter.load_backbone", lambda name, device=None: loads.append(name) or banks["home"].backbone
+    )
     ran: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
-    assert cli.main(["serve", str(tmp_path / "banks"), "--port", "8123", "--no-admin", "--max-prompt-tokens", "64"]) == 0
+    assert (
+        cli.main(["serve", str(tmp_path / "banks"), "--port", "8123", "--no-admin", "--max-prompt-tokens", "64"]) == 0
+    )
     assert loads == ["tiny-llama"]  # one backbone for both banks
     assert ran["host"] == "127.0.0.1" and ran["port"] == 8123
     assert "2 banks (home, travel) on 1 backbone(s)" in capsys.readouterr().out
@@ -413,4 +535,8 @@ def test_a_failure_inside_is_a_500_body_and_not_fatal(client, served):
         assert caught.value.body["type"] == "server_error" and "decoder exploded" in caught.value.body["message"]
     finally:
         del memory._decoder.decode
-    assert client.chat.completions.create(model="home", messages=_user("use celsius"), tool_choice="required").choices[0].message.tool_calls
+    assert (
+        client.chat.completions.create(model="home", messages=_user("use celsius"), tool_choice="required")
+        .choices[0]
+        .message.tool_calls
+    )

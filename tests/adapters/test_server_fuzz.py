@@ -20,13 +20,14 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from agentmem import AgentMem
@@ -41,43 +42,130 @@ FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthC
 TEXT = st.one_of(
     st.text(max_size=20),
     st.text(st.characters(codec=None, categories=["Cc", "Zs", "So", "Mn"]), max_size=6),
-    st.sampled_from(["", "\x00", "<|endoftext|>", "<|im_start|>", "use celsius", "lights on", "set_unit", "home",
-                     "x" * 300, "\u202e", "{", "\\u0000"]),
+    st.sampled_from(
+        [
+            "",
+            "\x00",
+            "<|endoftext|>",
+            "<|im_start|>",
+            "use celsius",
+            "lights on",
+            "set_unit",
+            "home",
+            "x" * 300,
+            "\u202e",
+            "{",
+            "\\u0000",
+        ]
+    ),
 )
-NAMES = st.one_of(st.sampled_from(["home", "set_unit", "toggle_light", "nowhere", "", "..", ".home-tmp-1", "home/..",
-                                   "/etc", "%2e%2e", "HOME", "home\x00", "\ud800"]), TEXT)
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
-                    TEXT, st.sampled_from(["\ud800", "a\udfffb", "\udbff\udfff\ud800"]))
-JSON = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(TEXT, inner, max_size=4)), max_leaves=6)
+NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "home",
+            "set_unit",
+            "toggle_light",
+            "nowhere",
+            "",
+            "..",
+            ".home-tmp-1",
+            "home/..",
+            "/etc",
+            "%2e%2e",
+            "HOME",
+            "home\x00",
+            "\ud800",
+        ]
+    ),
+    TEXT,
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+    st.sampled_from(["\ud800", "a\udfffb", "\udbff\udfff\ud800"]),
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
+    max_leaves=6,
+)
 
 # Chat requests of every valid shape, each field varied within what OpenAI's API allows (and
 # small: a request that reaches the model stays a few tokens and calls long).
-ARGUMENTS = st.one_of(st.fixed_dictionaries({"unit": st.sampled_from(["celsius", "fahrenheit", "kelvin"])}),
-                      st.fixed_dictionaries({"on": st.booleans()}), st.just("{}"), st.just('{"unit": "celsius"}'),
-                      st.builds(json.dumps, st.dictionaries(TEXT, SCALARS, max_size=2)))
-CALL = st.fixed_dictionaries({"id": TEXT, "type": st.just("function"),
-                              "function": st.fixed_dictionaries({"name": st.sampled_from(["set_unit", "toggle_light", "elsewhere"]),
-                                                                 "arguments": ARGUMENTS})})
+ARGUMENTS = st.one_of(
+    st.fixed_dictionaries({"unit": st.sampled_from(["celsius", "fahrenheit", "kelvin"])}),
+    st.fixed_dictionaries({"on": st.booleans()}),
+    st.just("{}"),
+    st.just('{"unit": "celsius"}'),
+    st.builds(json.dumps, st.dictionaries(TEXT, SCALARS, max_size=2)),
+)
+CALL = st.fixed_dictionaries(
+    {
+        "id": TEXT,
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": st.sampled_from(["set_unit", "toggle_light", "elsewhere"]), "arguments": ARGUMENTS}
+        ),
+    }
+)
 CONTENT = st.one_of(TEXT, st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXT}), max_size=2))
 MESSAGE = st.one_of(
-    st.fixed_dictionaries({"role": st.sampled_from(["system", "developer", "user", "user", "tool", "function"]), "content": CONTENT}),
-    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.one_of(st.none(), CONTENT)},
-                          optional={"tool_calls": st.lists(CALL, max_size=2)}))
-TOOLS = st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
-    {"name": st.sampled_from(["set_unit", "toggle_light"])}, optional={"parameters": st.just({"type": "object"})})}),
-    max_size=2, unique_by=lambda t: t["function"]["name"])
-TOOL_CHOICE = st.one_of(st.sampled_from(["auto", "none", "required"]),
-                        st.fixed_dictionaries({"type": st.just("function"),
-                                               "function": st.fixed_dictionaries({"name": st.sampled_from(["set_unit", "toggle_light"])})}))
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "developer", "user", "user", "tool", "function"]), "content": CONTENT}
+    ),
+    st.fixed_dictionaries(
+        {"role": st.just("assistant"), "content": st.one_of(st.none(), CONTENT)},
+        optional={"tool_calls": st.lists(CALL, max_size=2)},
+    ),
+)
+TOOLS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries(
+                {"name": st.sampled_from(["set_unit", "toggle_light"])},
+                optional={"parameters": st.just({"type": "object"})},
+            ),
+        }
+    ),
+    max_size=2,
+    unique_by=lambda t: t["function"]["name"],
+)
+TOOL_CHOICE = st.one_of(
+    st.sampled_from(["auto", "none", "required"]),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries({"name": st.sampled_from(["set_unit", "toggle_light"])}),
+        }
+    ),
+)
 SMALL = st.integers(1, 2)
 CHAT = st.fixed_dictionaries(
-    {"model": st.sampled_from(["home"] * 7 + ["nowhere"]),
-     "messages": st.lists(MESSAGE, min_size=1, max_size=3), "max_calls": SMALL, "max_tokens": SMALL},
-    optional={"tools": TOOLS, "tool_choice": TOOL_CHOICE, "parallel_tool_calls": st.booleans(),
-              "max_completion_tokens": SMALL, "stop": st.one_of(TEXT, st.lists(TEXT, max_size=2)), "stream": st.booleans(),
-              "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}), "n": st.just(1),
-              "logprobs": st.sampled_from([False, False, False, True]), "continue_plans": st.booleans(), "temperature": st.floats(0, 2), "user": TEXT})
+    {
+        "model": st.sampled_from(["home"] * 7 + ["nowhere"]),
+        "messages": st.lists(MESSAGE, min_size=1, max_size=3),
+        "max_calls": SMALL,
+        "max_tokens": SMALL,
+    },
+    optional={
+        "tools": TOOLS,
+        "tool_choice": TOOL_CHOICE,
+        "parallel_tool_calls": st.booleans(),
+        "max_completion_tokens": SMALL,
+        "stop": st.one_of(TEXT, st.lists(TEXT, max_size=2)),
+        "stream": st.booleans(),
+        "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+        "n": st.just(1),
+        "logprobs": st.sampled_from([False, False, False, True]),
+        "continue_plans": st.booleans(),
+        "temperature": st.floats(0, 2),
+        "user": TEXT,
+    },
+)
 
 
 def _paths(value: Any, at: tuple = ()) -> list[tuple]:
@@ -119,7 +207,9 @@ def broken(draw: Any, valid: st.SearchStrategy) -> Any:
             path = draw(st.sampled_from(strings))
             text = _at(value, path)
             cut = draw(st.integers(0, len(text)))
-            return _mutate(value, path, "replace", text[:cut] + draw(st.sampled_from(["\ud800", "\udfff", "\udbff"])) + text[cut:])
+            return _mutate(
+                value, path, "replace", text[:cut] + draw(st.sampled_from(["\ud800", "\udfff", "\udbff"])) + text[cut:]
+            )
         op = "replace"
     return _mutate(value, draw(st.sampled_from(paths)), op, draw(JSON), draw(st.integers(1, 40)))
 
@@ -130,9 +220,19 @@ def _at(value: Any, path: tuple) -> Any:
     return value
 
 
-ROUTES = st.sampled_from([("POST", "/v1/chat/completions"), ("POST", "/v1/chat/completions"), ("POST", "/v1/banks"),
-                          ("DELETE", "/v1/banks/{}"), ("GET", "/v1/models/{}"), ("GET", "/v1/models"), ("PUT", "/v1/banks"),
-                          ("POST", "/v1/completions"), ("GET", "/{}")])
+ROUTES = st.sampled_from(
+    [
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/banks"),
+        ("DELETE", "/v1/banks/{}"),
+        ("GET", "/v1/models/{}"),
+        ("GET", "/v1/models"),
+        ("PUT", "/v1/banks"),
+        ("POST", "/v1/completions"),
+        ("GET", "/{}"),
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +278,17 @@ def test_generated_chat_requests_never_fail_the_server(fuzzed, body, raw):
 
 
 @settings(FUZZ, max_examples=1000)
-@given(route=ROUTES, name=NAMES, body=st.one_of(JSON, st.binary(max_size=64), broken(CHAT),
-                                                 st.fixed_dictionaries({"name": NAMES}, optional={"folder": NAMES, "path": TEXT})),
-       chunked=st.booleans())
+@given(
+    route=ROUTES,
+    name=NAMES,
+    body=st.one_of(
+        JSON,
+        st.binary(max_size=64),
+        broken(CHAT),
+        st.fixed_dictionaries({"name": NAMES}, optional={"folder": NAMES, "path": TEXT}),
+    ),
+    chunked=st.booleans(),
+)
 def test_generated_bodies_on_every_route_never_fail_the_server(fuzzed, route, name, body, chunked):
     web, registry, _, home = fuzzed
     before = _served(registry)
@@ -189,14 +297,18 @@ def test_generated_bodies_on_every_route_never_fail_the_server(fuzzed, route, na
     sent = iter([content[:7], content[7:]]) if chunked else content  # an iterator goes out chunked
     response = web.request(method, path, content=sent, headers={"content-type": "application/json"})
     if response.status_code == 200 and route[1].startswith("/v1/banks"):
-        registry.add("home", home)  # a generated reload or DELETE of "home" did what it should; undone for the next body
+        registry.add(
+            "home", home
+        )  # a generated reload or DELETE of "home" did what it should; undone for the next body
     _check(web, registry, before, response)
 
 
 # bank files
 
 
-EXTREME = st.one_of(JSON, st.sampled_from([math.nan, math.inf, -math.inf, 10**400, -(10**30), 1e308, 2**63, -1, 0, True]))
+EXTREME = st.one_of(
+    JSON, st.sampled_from([math.nan, math.inf, -math.inf, 10**400, -(10**30), 1e308, 2**63, -1, 0, True])
+)
 
 
 @settings(FUZZ, max_examples=200)
@@ -221,7 +333,9 @@ def test_generated_bank_folders_are_bank_errors_or_banks_never_crashes(fuzzed, d
             depth = data.draw(st.sampled_from([65, 1000, 100_000]))
             text = text[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
         elif how == "huge number":
-            text = text.replace('"row": 0', '"row": ' + data.draw(st.sampled_from(["1" + "0" * 5000, "1e999", "-0", "0.0"])), 1)
+            text = text.replace(
+                '"row": 0', '"row": ' + data.draw(st.sampled_from(["1" + "0" * 5000, "1e999", "-0", "0.0"])), 1
+            )
         else:
             text = data.draw(st.binary(max_size=200)).decode("latin-1")
     else:
@@ -229,9 +343,12 @@ def test_generated_bank_folders_are_bank_errors_or_banks_never_crashes(fuzzed, d
         new_rows = rows.clone()
         if how in ("nan", "inf"):
             new_rows[data.draw(st.integers(0, rows.shape[0] - 1)), data.draw(st.integers(0, rows.shape[1] - 1))] = (
-                math.nan if how == "nan" else -math.inf)
+                math.nan if how == "nan" else -math.inf
+            )
         elif how == "shape":
-            new_rows = rows[: data.draw(st.integers(0, rows.shape[0] - 1))] if data.draw(st.booleans()) else rows.flatten()
+            new_rows = (
+                rows[: data.draw(st.integers(0, rows.shape[0] - 1))] if data.draw(st.booleans()) else rows.flatten()
+            )
         elif how == "dtype":
             new_rows = rows.to(data.draw(st.sampled_from([torch.int32, torch.bool, torch.float16, torch.bfloat16])))
     folder = root / "mutant"
@@ -255,8 +372,13 @@ def test_generated_bank_folders_are_bank_errors_or_banks_never_crashes(fuzzed, d
         response = web.post("/v1/banks", json=body)
         try:
             if response.status_code == 200:  # a harmless mutation: the bank must then plan without a 5xx
-                ask = {"model": body["name"], "messages": [{"role": "user", "content": "use celsius"}], "max_tokens": 2,
-                       "tool_choice": choice, "max_calls": 1}
+                ask = {
+                    "model": body["name"],
+                    "messages": [{"role": "user", "content": "use celsius"}],
+                    "max_tokens": 2,
+                    "tool_choice": choice,
+                    "max_calls": 1,
+                }
                 assert web.post("/v1/chat/completions", json=ask).status_code < 500
         finally:
             registry.add("home", home)

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from agentmem import AgentMem, cli
 from agentmem.adapters import server
-from agentmem.adapters.server import API_KEY_ENV, BankRegistry, ServerLimits, create_app
+from agentmem.adapters.server import API_KEY_ENV, BankRegistry, create_app
 from tests.adapters.conftest import LIGHT
 from tests.conftest import tiny_backbone
 
@@ -64,11 +64,25 @@ def test_admin_endpoints_are_off_by_default_and_logged_when_on(registry, caplog)
 
 def test_api_key_is_required_everywhere_but_health(registry):
     web = TestClient(create_app(registry, admin=True, api_key=KEY))
-    requests = [("GET", "/v1/models", None), ("GET", "/v1/models/home", None), ("POST", "/v1/chat/completions", OK),
-                ("POST", "/v1/banks", {"name": "x", "folder": "home"}), ("DELETE", "/v1/banks/home", None),
-                ("GET", "/docs", None), ("GET", "/openapi.json", None), ("GET", "/v1/nothing-here", None)]
-    wrong = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"}, {"Authorization": KEY},
-             {"Authorization": f"Bearer {KEY}x"}, {"Authorization": f"Bearer {KEY[:-1]}"}, {"X-Api-Key": KEY}]
+    requests = [
+        ("GET", "/v1/models", None),
+        ("GET", "/v1/models/home", None),
+        ("POST", "/v1/chat/completions", OK),
+        ("POST", "/v1/banks", {"name": "x", "folder": "home"}),
+        ("DELETE", "/v1/banks/home", None),
+        ("GET", "/docs", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/v1/nothing-here", None),
+    ]
+    wrong = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": KEY},
+        {"Authorization": f"Bearer {KEY}x"},
+        {"Authorization": f"Bearer {KEY[:-1]}"},
+        {"X-Api-Key": KEY},
+    ]
     for method, path, body in requests:
         for headers in wrong:
             response = web.request(method, path, json=body, headers=headers)
@@ -78,7 +92,9 @@ def test_api_key_is_required_everywhere_but_health(registry):
     assert web.get("/health").json()["status"] == "ok"
     good = {"Authorization": f"Bearer {KEY}"}
     assert web.get("/v1/models", headers=good).json()["data"][0]["id"] == "home"
-    assert web.get("/v1/models", headers={"Authorization": f"bearer {KEY}"}).status_code == 200  # the scheme is case-free
+    assert (
+        web.get("/v1/models", headers={"Authorization": f"bearer {KEY}"}).status_code == 200
+    )  # the scheme is case-free
     # the OpenAI client sends the key as a bearer token
     client = openai.OpenAI(base_url="http://testserver/v1", api_key=KEY, http_client=web, max_retries=0)
     assert client.chat.completions.create(**OK).choices[0].message is not None
@@ -96,8 +112,24 @@ def test_banks_load_at_run_time_by_folder_name_from_the_served_folders_only(regi
     for body in [{"name": "x", "path": str(outside / "elsewhere")}, {"name": "x", "path": "/etc"}]:
         messages.append(_error(web.post("/v1/banks", json=body), 400, param="path"))
     not_found = set()
-    for folder in ["etc", "root", ".ssh", "..", ".", "secret", "elsewhere", "linked", "nowhere", "../outside/elsewhere",
-                   "/etc", str(outside / "elsewhere"), "home/..", "home/", "~", "%2e%2e"]:
+    for folder in [
+        "etc",
+        "root",
+        ".ssh",
+        "..",
+        ".",
+        "secret",
+        "elsewhere",
+        "linked",
+        "nowhere",
+        "../outside/elsewhere",
+        "/etc",
+        str(outside / "elsewhere"),
+        "home/..",
+        "home/",
+        "~",
+        "%2e%2e",
+    ]:
         response = web.post("/v1/banks", json={"name": "x", "folder": folder})
         assert response.status_code in (400, 404), (folder, response.text)
         messages.append(_error(response, response.status_code, param="folder"))
@@ -137,7 +169,10 @@ def test_a_broken_bank_is_a_400_naming_its_folder_only_and_the_old_bank_keeps_se
     meta["tools"][0]["training"] = "ab"
     (root / "broken" / "bank.json").write_text(json.dumps(meta))
     message = _error(web.post("/v1/banks", json={"name": "home", "folder": "broken"}), 400, code="bank_error")
-    assert message.startswith("broken/bank.json is corrupted: tools[0].training must be an object") and str(root) not in message
+    assert (
+        message.startswith("broken/bank.json is corrupted: tools[0].training must be an object")
+        and str(root) not in message
+    )
     assert web.get("/v1/models").json() == before
     assert web.post("/v1/chat/completions", json=OK).status_code == 200
 
@@ -159,12 +194,27 @@ def test_hidden_folders_left_by_crashed_saves_are_not_banks(saved_home, root, mo
 
 def test_every_tool_choice_shape_is_checked(registry):
     web = TestClient(create_app(registry))
-    bad = ["sometimes", "", 5, True, [], ["auto"], {}, {"type": "function"}, {"type": "function", "function": "set_unit"},
-           {"type": "function", "function": None}, {"type": "function", "function": []}, {"type": "function", "function": {}},
-           {"type": "function", "function": {"name": 5}}, {"type": "function", "function": {"name": ["set_unit"]}},
-           {"type": "function", "function": {"name": {"x": 1}}}, {"function": {"name": "set_unit"}},
-           {"type": "tool", "function": {"name": "set_unit"}}, {"type": "allowed_tools", "allowed_tools": {"mode": "auto"}},
-           {"type": "function", "function": {"name": "book_table"}}]
+    bad = [
+        "sometimes",
+        "",
+        5,
+        True,
+        [],
+        ["auto"],
+        {},
+        {"type": "function"},
+        {"type": "function", "function": "set_unit"},
+        {"type": "function", "function": None},
+        {"type": "function", "function": []},
+        {"type": "function", "function": {}},
+        {"type": "function", "function": {"name": 5}},
+        {"type": "function", "function": {"name": ["set_unit"]}},
+        {"type": "function", "function": {"name": {"x": 1}}},
+        {"function": {"name": "set_unit"}},
+        {"type": "tool", "function": {"name": "set_unit"}},
+        {"type": "allowed_tools", "allowed_tools": {"mode": "auto"}},
+        {"type": "function", "function": {"name": "book_table"}},
+    ]
     for choice in bad:
         _error(web.post("/v1/chat/completions", json={**OK, "tool_choice": choice}), 400, param="tool_choice")
     for choice in ["auto", "none", "required", None, {"type": "function", "function": {"name": "toggle_light"}}]:
@@ -178,9 +228,11 @@ def test_text_with_lone_surrogates_is_a_400_naming_the_field(registry):
         body.replace("use celsius", "use \\ud800 celsius"): "messages[0].content",
         body.replace('"use celsius"', '[{"type": "text", "text": "x\\udfff"}]'): "messages[0].content[0].text",
         body.replace('"home"', '"ho\\ud800me"'): "model",
-        body.replace("}]", '}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": '
-                           '{"name": "set_unit", "arguments": {"unit": "\\ud800"}}}]}]'):
-            "messages[1].tool_calls[0].function.arguments.unit",
+        body.replace(
+            "}]",
+            '}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": '
+            '{"name": "set_unit", "arguments": {"unit": "\\ud800"}}}]}]',
+        ): "messages[1].tool_calls[0].function.arguments.unit",
         body.replace('"max_tokens"', '"user": "\\ud83d", "max_tokens"'): "user",
         body.replace('"max_tokens"', '"metadata": {"\\ud800": 1}, "max_tokens"'): "metadata",
         body.replace('"max_tokens": 2', '"max_tokens": 2, "stop": ["\\udc00"]'): "stop[0]",
@@ -188,7 +240,12 @@ def test_text_with_lone_surrogates_is_a_400_naming_the_field(registry):
     for raw, param in cases.items():
         response = web.post("/v1/chat/completions", content=raw.encode(), headers={"content-type": "application/json"})
         assert "not valid Unicode" in _error(response, 400, code="invalid_text", param=param)
-    assert web.post("/v1/chat/completions", json={**OK, "messages": [{"role": "user", "content": "caf\u00e9 \U0001f600"}]}).status_code == 200
+    assert (
+        web.post(
+            "/v1/chat/completions", json={**OK, "messages": [{"role": "user", "content": "caf\u00e9 \U0001f600"}]}
+        ).status_code
+        == 200
+    )
 
 
 def test_cli_serve_is_loopback_keyless_and_admin_free_unless_asked(saved_home, root, monkeypatch, capsys, caplog):
@@ -201,7 +258,10 @@ def test_cli_serve_is_loopback_keyless_and_admin_free_unless_asked(saved_home, r
     assert ran["host"] == "127.0.0.1"
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # backbones named by banks are never downloaded
     web = TestClient(ran["app"])
-    assert web.get("/v1/models").status_code == 200 and web.post("/v1/banks", json={"name": "home"}).status_code in (404, 405)
+    assert web.get("/v1/models").status_code == 200 and web.post("/v1/banks", json={"name": "home"}).status_code in (
+        404,
+        405,
+    )
     monkeypatch.setenv(API_KEY_ENV, KEY)
     with caplog.at_level(logging.WARNING, logger=server.__name__):
         assert cli.main(["serve", str(root), "--admin"]) == 0

@@ -89,10 +89,7 @@ def test_every_schema_is_valid_and_accepts_every_kept_gold_call(subset: str) -> 
 def test_dropped_examples_are_exactly_those_breaking_their_spec(subset: str) -> None:
     full = load_nestful(subset, keep_invalid=True)
     validators = {n: _validator(t["parameters"]) for n, t in full.tools.items()}
-    breaking = sum(
-        not all(validators[c["name"]].is_valid(c["arguments"]) for c in ex["calls"])
-        for ex in full.examples
-    )
+    breaking = sum(not all(validators[c["name"]].is_valid(c["arguments"]) for c in ex["calls"]) for ex in full.examples)
     n_raw, n_kept, _ = EXPECTED[subset]
     assert breaking == n_raw - n_kept
 
@@ -116,7 +113,16 @@ def test_examples_follow_the_public_format(subset: str) -> None:
 def test_complexfuncbench_calls_histogram(complexfuncbench: Dataset) -> None:
     histogram = collections.Counter(len(ex["calls"]) for ex in complexfuncbench.examples)
     assert dict(histogram) == {
-        2: 83, 3: 140, 4: 166, 5: 235, 6: 194, 7: 67, 8: 52, 9: 41, 10: 10, 11: 10,
+        2: 83,
+        3: 140,
+        4: 166,
+        5: 235,
+        6: 194,
+        7: 67,
+        8: 52,
+        9: 41,
+        10: 10,
+        11: 10,
     }
 
 
@@ -255,9 +261,7 @@ def test_required_flags_and_closed_objects() -> None:
 
 
 def test_enums_defaults_and_annotations() -> None:
-    schema = _schema(
-        type="string", description="d", enum=["x", "y"], default="x", example="y", required=True
-    )
+    schema = _schema(type="string", description="d", enum=["x", "y"], default="x", example="y", required=True)
     prop = schema["properties"]["p"]
     assert (prop["description"], prop["default"], prop["examples"]) == ("d", "x", ["y"])
     assert _valid(schema, "x") and not _valid(schema, "z")
@@ -461,7 +465,10 @@ def test_cap_per_tool_keeps_every_tool_and_caps_the_rest(complexfuncbench: Datas
 
 def test_without_references_drops_whole_requests() -> None:
     clean = {"query": "a", "calls": [{"name": "f", "arguments": {"x": "Paris", "n": 2}}]}
-    nested = {"query": "b", "calls": [{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"ids": ["$var1.id$"]}}]}
+    nested = {
+        "query": "b",
+        "calls": [{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"ids": ["$var1.id$"]}}],
+    }
     embedded = {"query": "c", "calls": [{"name": "g", "arguments": {"note": "id: $var2.id$ please"}}]}
     kept, skipped = without_references([nested, clean, embedded, clean])
     assert kept == [clean, clean] and skipped == 2

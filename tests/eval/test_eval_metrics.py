@@ -69,9 +69,7 @@ def test_repeated_calls_count_once_in_sets_but_not_in_exact_match() -> None:
 
 def test_normalisation_numbers_keys_and_nesting() -> None:
     assert normalize_arguments({"a": 1}) == normalize_arguments({"a": 1.0})
-    assert normalize_arguments({"a": [1.0, {"y": 2.0, "x": 1}]}) == normalize_arguments(
-        {"a": [1, {"x": 1, "y": 2}]}
-    )
+    assert normalize_arguments({"a": [1.0, {"y": 2.0, "x": 1}]}) == normalize_arguments({"a": [1, {"x": 1, "y": 2}]})
     assert normalize_arguments({"b": 1, "a": 2}) == normalize_arguments({"a": 2, "b": 1})
     assert normalize_arguments({"a": 1.5}) != normalize_arguments({"a": 1})
     assert normalize_arguments({"a": True}) != normalize_arguments({"a": 1})
@@ -122,7 +120,10 @@ HOTELS = {
         },
     },
 }
-DEST = {"name": "Search_Hotel_Destination", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}
+DEST = {
+    "name": "Search_Hotel_Destination",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}},
+}
 
 
 def test_reachable_values_by_kind() -> None:
@@ -149,7 +150,10 @@ def test_ceiling_on_hand_made_examples() -> None:
     ]
     golds = [
         # a reference: the second call is out of reach, the first is read from the request
-        [call("Search_Hotel_Destination", query="Tokyo Tower"), call("Search_Hotels", dest_id="$var1.dest_id$", adults=2)],
+        [
+            call("Search_Hotel_Destination", query="Tokyo Tower"),
+            call("Search_Hotels", dest_id="$var1.dest_id$", adults=2),
+        ],
         # values absent from the request: "Porto", and the id -2167973 (its enum value
         # "price" alone would be reachable): neither call is in reach
         [call("Search_Hotel_Destination", query="Porto"), call("Search_Hotels", dest_id=-2167973, sort_by="price")],

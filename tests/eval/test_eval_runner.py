@@ -14,7 +14,6 @@ from agentmem.eval.generation import generate
 from agentmem.eval.methods import METHODS, MethodSettings
 from agentmem.eval.runner import RunConfig, run
 from agentmem.tools import demo
-
 from tests.conftest import tiny_backbone
 
 SETTINGS = dict(max_new_tokens=12, epochs=1, batch_size=4, demonstrations=2, rag_k=2, progress=False)
@@ -106,7 +105,9 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
     report = (tmp_path / "report.md").read_text()
     assert "| method | tool F1 | argument F1 |" in report
     assert f"{skipped} training requests were left out" in report
-    assert f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |" in report
+    assert (
+        f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |" in report
+    )
     assert f"| ceiling (no references) | - | {top['argument_f1_reference_free']:.3f} |" in report
     assert f"{top['reachable_share']:.1%} can be read from the request" in report
     header = next(line for line in report.splitlines() if line.startswith("| method | tool F1"))
@@ -164,7 +165,10 @@ def test_tokmem_adapted_runs_on_an_adapter_folder(tmp_path: Path, backbone, user
 def test_generation_with_a_shared_prefix_matches_one_by_one(backbone) -> None:
     tokenizer = backbone.tokenizer
     start = tokenizer("You plan tool calls. Tools: a, b, c.", add_special_tokens=False)["input_ids"]
-    prompts = [start + tokenizer(q, add_special_tokens=False)["input_ids"] for q in ("hi", "what is the weather in Paris", "x y z")]
+    prompts = [
+        start + tokenizer(q, add_special_tokens=False)["input_ids"]
+        for q in ("hi", "what is the weather in Paris", "x y z")
+    ]
     together = generate(backbone, prompts, max_new_tokens=8, batch_size=3)
     alone = [generate(backbone, [p], max_new_tokens=8)[0] for p in prompts]
     assert [g.text for g in together] == [g.text for g in alone]

@@ -17,7 +17,10 @@ HOTELS = {
     "parameters": {
         "type": "object",
         "properties": {
-            "dest_id": {"description": "From Search_Hotel_Destination.", "anyOf": [{"type": "number"}, REFERENCE_SCHEMA]},
+            "dest_id": {
+                "description": "From Search_Hotel_Destination.",
+                "anyOf": [{"type": "number"}, REFERENCE_SCHEMA],
+            },
             "sort_by": {"anyOf": [{"type": "string", "enum": ["price", "distance"]}, REFERENCE_SCHEMA]},
             "tags": {"type": "array", "items": {"type": "string"}},
             "note": {},
@@ -139,7 +142,15 @@ def test_should_stop() -> None:
 
 
 def test_bm25_ranks_the_matching_document_first() -> None:
-    assert words("Search_Hotels_ByCoordinates pickUpDate") == ["search", "hotels", "by", "coordinates", "pick", "up", "date"]
+    assert words("Search_Hotels_ByCoordinates pickUpDate") == [
+        "search",
+        "hotels",
+        "by",
+        "coordinates",
+        "pick",
+        "up",
+        "date",
+    ]
     index = BM25(["find hotels near a place", "rent a car at an airport", "flight prices between airports"])
     assert index.top("cheap hotels in Paris", 1) == [0]
     assert index.top("car rental at the airport", 2)[0] == 1

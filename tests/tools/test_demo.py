@@ -47,9 +47,11 @@ def _assert_values_in_query(query: str, arguments: dict[str, Any]) -> None:
 
 
 def test_schemas_are_strict_json_schema_objects() -> None:
-    assert set(demo.TOOLS) == set(demo.IMPLEMENTATIONS) == {
-        "get_weather", "convert_currency", "send_email", "create_reminder"
-    }
+    assert (
+        set(demo.TOOLS)
+        == set(demo.IMPLEMENTATIONS)
+        == {"get_weather", "convert_currency", "send_email", "create_reminder"}
+    )
     for name, tool in demo.TOOLS.items():
         assert tool["name"] == name and tool["description"]
         schema = tool["parameters"]
@@ -74,9 +76,7 @@ def test_unit_is_omitted_exactly_when_the_query_does_not_name_it() -> None:
             assert "celsius" not in query.lower() and "fahrenheit" not in query.lower(), query
 
 
-@pytest.mark.parametrize(
-    ("name", "optional"), [("get_weather", "unit"), ("create_reminder", "date")]
-)
+@pytest.mark.parametrize(("name", "optional"), [("get_weather", "unit"), ("create_reminder", "date")])
 def test_optional_arguments_are_sometimes_given_and_omitted(name: str, optional: str) -> None:
     given = [optional in ex["arguments"] for ex in demo.training_examples(name, n=20)]
     assert any(given) and not all(given)
@@ -100,8 +100,11 @@ def test_multi_call_examples_combine_two_tools_in_asked_order() -> None:
         first, second = ex["calls"]
         assert first["name"] != second["name"]
         position = [
-            min(ex["query"].find(v if isinstance(v, str) else json.dumps(v))
-                for k, v in call["arguments"].items() if k != "unit")
+            min(
+                ex["query"].find(v if isinstance(v, str) else json.dumps(v))
+                for k, v in call["arguments"].items()
+                if k != "unit"
+            )
             for call in ex["calls"]
         ]
         assert position[0] < position[1], ex["query"]
@@ -147,9 +150,7 @@ def test_tool_results_are_deterministic_and_correct() -> None:
     unknown = demo.run_call("get_weather", {"city": "Ulaanbaatar"})
     assert unknown == demo.run_call("get_weather", {"city": "Ulaanbaatar"})
     assert -5 <= unknown["temperature"] <= 30
-    converted = demo.run_call(
-        "convert_currency", {"amount": 100, "from_currency": "USD", "to_currency": "EUR"}
-    )
+    converted = demo.run_call("convert_currency", {"amount": 100, "from_currency": "USD", "to_currency": "EUR"})
     assert converted["converted"] == 92.0
     email = demo.run_call("send_email", {"to": "a@b.co", "subject": "Hi", "body": "Yo"})
     assert email["simulated"] is True and email["to"] == "a@b.co"

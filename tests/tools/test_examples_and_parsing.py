@@ -1,16 +1,24 @@
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentmem.errors import InvalidExampleError
 from agentmem.tools import InvalidToolCall, ToolCall, canonical_json, normalize_examples, parse_call, to_tool_spec
 from agentmem.tools.examples import Call
 
-WEATHER = to_tool_spec({
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
-})
+WEATHER = to_tool_spec(
+    {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    }
+)
 EMAIL = to_tool_spec({"name": "send_email", "parameters": {"type": "object", "properties": {"to": {"type": "string"}}}})
 
 
@@ -19,10 +27,13 @@ def test_single_and_multi_call_examples():
         WEATHER,
         [
             {"query": " Weather in Oslo? ", "arguments": {"city": "Oslo"}},
-            {"query": "Weather in Rome, then email bob", "calls": [
-                {"name": "get_weather", "arguments": {"city": "Rome"}},
-                {"name": "send_email", "arguments": {"to": "bob"}},
-            ]},
+            {
+                "query": "Weather in Rome, then email bob",
+                "calls": [
+                    {"name": "get_weather", "arguments": {"city": "Rome"}},
+                    {"name": "send_email", "arguments": {"to": "bob"}},
+                ],
+            },
         ],
         known={"send_email": EMAIL},
     )
@@ -40,7 +51,10 @@ def test_single_and_multi_call_examples():
         ([{"query": "q"}], "exactly one of"),
         ([{"query": "q", "arguments": {}, "calls": []}], "exactly one of"),
         ([{"query": "q", "calls": []}], "non-empty list"),
-        ([{"query": "ok", "arguments": {"city": "x"}}, {"query": "q", "arguments": {"town": "x"}}], "example 1.*schema"),
+        (
+            [{"query": "ok", "arguments": {"city": "x"}}, {"query": "q", "arguments": {"town": "x"}}],
+            "example 1.*schema",
+        ),
         ([{"query": "q", "calls": [{"name": "fly", "arguments": {}}]}], "unknown tool 'fly'.*get_weather"),
         ([{"query": "q", "calls": [{"name": "send_email", "arguments": {}}]}], "none of its 1 examples calls it"),
     ],
