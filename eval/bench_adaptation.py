@@ -25,7 +25,7 @@ import torch
 from agentmem.adapter import Adapter, resolve_backbone, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
-from agentmem.eval.metrics import score
+from agentmem.eval.bench_decoding import learn_demo_pack, score_plans
 from agentmem.tools import demo
 
 
@@ -36,22 +36,9 @@ def demo_accuracy(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40) -
         Tool F1, argument F1, exact match and schema-valid rate for all, single-call and
         two-call requests, and the training report.
     """
-    pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
-    pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))  # as `agentmem demo`
-    report = mem.learn_tools(pack, progress=False)
+    report = learn_demo_pack(mem, examples_per_tool, multi)
     held = demo.held_out_examples()
-    plans = mem.plan_batch([e["query"] for e in held])
-    predicted = [[{"name": c.name, "arguments": c.arguments} for c in p.calls] for p in plans]
-    invalid = [len(p.invalid_calls) for p in plans]
-    out: dict[str, Any] = {"report": report}
-    for part, keep in [
-        ("all", lambda e: True),
-        ("single", lambda e: len(e["calls"]) == 1),
-        ("two-call", lambda e: len(e["calls"]) == 2),
-    ]:
-        idx = [i for i, e in enumerate(held) if keep(e)]
-        out[part] = score([held[i]["calls"] for i in idx], [predicted[i] for i in idx], [invalid[i] for i in idx])
-    return out
+    return {"report": report, **score_plans(held, mem.plan_batch([e["query"] for e in held]))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,25 @@
+"""The decoding bench's scoring and plan listing, on plans built by hand."""
+
+from __future__ import annotations
+
+from agentmem.eval.bench_decoding import score_plans, show_plans
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
+
+HELD = [
+    {"query": "weather in Lima?", "calls": [{"name": "get_weather", "arguments": {"city": "Lima"}}]},
+    {"query": "weather in Oslo, then 5 EUR in USD", "calls": [
+        {"name": "get_weather", "arguments": {"city": "Oslo"}},
+        {"name": "convert_currency", "arguments": {"amount": 5, "from_currency": "EUR", "to_currency": "USD"}},
+    ]},
+]
+
+
+def test_scores_split_by_call_count_and_plans_are_marked():
+    right = Plan(steps=[ToolCall("get_weather", {"city": "Lima"})])
+    half = Plan(steps=[ToolCall("get_weather", {"city": "Oslo"}), InvalidToolCall("convert_currency", "{", "not JSON")])
+    scores = score_plans(HELD, [right, half])
+    assert scores["single"].argument_f1 == 1.0 and scores["single"].exact_match == 1.0
+    assert 0 < scores["two-call"].argument_f1 < 1 and scores["two-call"].exact_match == 0.0
+    assert scores["all"].exact_match == 0.5
+    text = show_plans(HELD, [right, half])
+    assert text.startswith("- ok  'weather in Lima?'") and "- BAD" in text and "INVALID convert_currency: not JSON" in text
