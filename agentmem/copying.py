@@ -86,7 +86,7 @@ class CopyIndex:
         Args:
             source: The text values may be copied from (the request).
             prefix: The value written so far. Empty: a value may start at any word of
-                the source.
+                the source, with a token that ends at a word's end.
 
         Returns:
             Ids of tokens whose text makes ``prefix + text`` a substring of ``source``.
@@ -100,9 +100,12 @@ class CopyIndex:
             starts = [i for i, ch in enumerate(source) if ch.isalnum() and (i == 0 or not source[i - 1].isalnum())]
         found: set[int] = set()
         for start in starts:
-            rest = source[start : start + self._longest]
-            for end in range(1, len(rest) + 1):
-                found.update(self._ids.get(rest[:end], ()))
+            rest = source[start : start + self._longest + 1]
+            for end in range(1, min(len(rest), self._longest) + 1):
+                # A value's first token must cover whole words: favouring a bare "H" of
+                # "Hello!" sent a model with nothing to copy down "Hangul-Dhala-Dhala...".
+                if prefix or end == len(rest) or not rest[end].isalnum():
+                    found.update(self._ids.get(rest[:end], ()))
         return found
 
 

@@ -39,7 +39,12 @@ class ArgumentGrammar:
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
         self._compiler: xgr.GrammarCompiler | None = None  # built on first use (~0.3 s)
+        self._info: xgr.TokenizerInfo | None = None
         self._cache: dict[str, CompiledArguments] = {}
+
+    def token_bytes(self) -> list[bytes]:
+        """Each token id's raw bytes (a multi-byte character may span several tokens)."""
+        return [bytes(b) for b in self._tokenizer_info().decoded_vocab]
 
     def compile(self, schema: dict[str, Any]) -> CompiledArguments:
         """Compiles (or fetches from cache) the grammar of one argument schema. Never raises."""
@@ -59,10 +64,14 @@ class ArgumentGrammar:
         """Arguments decoded freely (memory tokens still masked) until the object closes."""
         return CompiledArguments(self.vocab_size, None)
 
+    def _tokenizer_info(self) -> xgr.TokenizerInfo:
+        if self._info is None:
+            self._info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size)
+        return self._info
+
     def _get_compiler(self) -> xgr.GrammarCompiler:
         if self._compiler is None:
-            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.vocab_size)
-            self._compiler = xgr.GrammarCompiler(info)
+            self._compiler = xgr.GrammarCompiler(self._tokenizer_info())
         return self._compiler
 
 

@@ -163,7 +163,7 @@ def test_copy_bias_favours_continuing_the_request(mem):
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]
     scores[umbrella], scores[coat] = 4.0, 5.0
-    assert decoder._argument_token(state, scores, DecodeSettings())[0] == coat
+    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=0))[0] == coat
     assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == umbrella
     closing = tokenizer.encode('"')[0]
     scores[closing] = 6.0  # the model ends the value here: the bonus does not drag it on

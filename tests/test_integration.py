@@ -59,6 +59,7 @@ def test_saved_bank_plans_from_the_command_line(learned, capsys):
     assert cli.main(["plan", str(path), request, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     direct = mem.plan(request)
-    assert [(c["name"], c["arguments"]) for c in printed["calls"]] == [(c.name, c.arguments) for c in direct.calls]
+    calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in printed["tool_calls"]]
+    assert calls == [(c.name, c.arguments) for c in direct.calls]
     assert cli.main(["info", str(path)]) == 0
     assert "get_weather" in capsys.readouterr().out
