@@ -7,10 +7,13 @@ from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 
 HELD = [
     {"query": "weather in Lima?", "calls": [{"name": "get_weather", "arguments": {"city": "Lima"}}]},
-    {"query": "weather in Oslo, then 5 EUR in USD", "calls": [
-        {"name": "get_weather", "arguments": {"city": "Oslo"}},
-        {"name": "convert_currency", "arguments": {"amount": 5, "from_currency": "EUR", "to_currency": "USD"}},
-    ]},
+    {
+        "query": "weather in Oslo, then 5 EUR in USD",
+        "calls": [
+            {"name": "get_weather", "arguments": {"city": "Oslo"}},
+            {"name": "convert_currency", "arguments": {"amount": 5, "from_currency": "EUR", "to_currency": "USD"}},
+        ],
+    },
 ]
 
 
@@ -22,4 +25,6 @@ def test_scores_split_by_call_count_and_plans_are_marked():
     assert 0 < scores["two-call"].argument_f1 < 1 and scores["two-call"].exact_match == 0.0
     assert scores["all"].exact_match == 0.5
     text = show_plans(HELD, [right, half])
-    assert text.startswith("- ok  'weather in Lima?'") and "- BAD" in text and "INVALID convert_currency: not JSON" in text
+    assert (
+        text.startswith("- ok  'weather in Lima?'") and "- BAD" in text and "INVALID convert_currency: not JSON" in text
+    )
