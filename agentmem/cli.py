@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--out", type=Path, required=True, help="bank folder to write")
     learn.add_argument("--bank", type=Path, help="existing bank to extend (continual learning)")
     learn.add_argument("--backbone", default="smollm2-135m")
-    learn.add_argument("--epochs", type=int, default=3)
-    learn.add_argument("--lr", type=float, default=5e-3)
+    learn.add_argument("--epochs", type=int, help="passes over the examples (default: TrainConfig's, 5)")
+    learn.add_argument("--lr", type=float, help="learning rate of the memory rows (default: TrainConfig's, 5e-3)")
     learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
     learn.add_argument(
         "--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)"
@@ -187,11 +187,10 @@ def _learn(args: argparse.Namespace) -> int:
         )
         return 2
     mem = AgentMem.load(args.bank) if args.bank else AgentMem(args.backbone)
-    options = {k: v for k, v in {"rehearse": args.rehearse, "keep": args.keep}.items() if v is not None}
+    given = {"epochs": args.epochs, "lr": args.lr, "rehearse": args.rehearse, "keep": args.keep}
+    options = {k: v for k, v in given.items() if v is not None}  # the library's defaults otherwise
     invalid = "skip" if args.skip_invalid else "raise"
-    report = mem.learn_tools(
-        [(e["tool"], e["examples"]) for e in entries], epochs=args.epochs, lr=args.lr, invalid=invalid, **options
-    )
+    report = mem.learn_tools([(e["tool"], e["examples"]) for e in entries], invalid=invalid, **options)
     print(report)
     print(f"saved {len(mem.tools)} tools to {mem.save(args.out)}")
     return 0

@@ -45,3 +45,21 @@ def test_plan_json_is_the_chat_boundarys_dict(tiny, tmp_path, capsys):
         assert call["function"]["name"] == "get_weather" and call["error"]
     plan = plan_from_dict(printed)
     assert len(plan.steps) == len(printed["tool_calls"]) + len(printed["invalid_tool_calls"]) >= 1
+
+
+def test_learn_skips_invalid_examples_when_asked_and_defers_to_the_library(tiny, tmp_path, capsys):
+    folder = tmp_path / "tiny"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    examples = demo.training_examples("get_weather", n=4)
+    examples[1] = {"query": "weather for booking 17", "arguments": {"city": 17}}
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"tool": demo.TOOLS["get_weather"], "examples": examples}]))
+    argv = ["learn", str(tools), "--backbone", str(folder), "--out", str(tmp_path / "bank")]
+    assert cli.main(argv) == 2  # strict by default: the bad example is named
+    assert "example 1" in capsys.readouterr().err
+    assert cli.main([*argv, "--skip-invalid", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 invalid examples" in out and "example 1" in out and "from 3 examples" in out
+    training = json.loads((tmp_path / "bank" / "bank.json").read_text())["tools"][0]["training"]
+    assert training["epochs"] == 1 and training["lr"] == 5e-3  # --lr not given: TrainConfig's
