@@ -27,3 +27,13 @@ def test_candidates_continue_a_span_of_the_source():
     assert by_text(index.candidates(source, "")) >= {"pack", "Lisbon"}  # a value starts at a word
     assert not by_text(index.candidates(source, "")) & {"bon", "Lis", " um"}  # ... with whole words only
     assert index.candidates(source, "Paris") == set()
+
+
+def test_candidates_work_on_bytes_so_multibyte_names_copy_too():
+    name = "こんにちは株式会社"
+    raw = name.encode().decode("latin-1")  # the decoder's byte view: one character per byte
+    pieces = [raw[:4], raw[4:9], "Hello"]  # byte-level tokens split characters
+    index = CopyIndex(pieces)
+    source = ("Create customer " + name + " (Hello Corp)").encode().decode("latin-1")
+    assert index.candidates(source, raw[:4]) == {1}
+    assert value_string('{"customer_name":"' + raw[:4]) == raw[:4]

@@ -159,6 +159,7 @@ def test_copy_bias_favours_continuing_the_request(mem):
         source="remind me to pack an umbrella",
         text='{"text":"pack an',
     )
+    state.pending = tokenizer.encode(state.text)  # the bonus reads the bytes of the tokens written
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]
