@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
 import threading
 import time
@@ -30,8 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from agentmem import runinfo
 from agentmem.extras import missing_extra
 
 try:
@@ -147,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(rows[-1], flush=True)
 
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {memory.backbone.device}"
+    machine = runinfo.machine(memory.backbone.device)
     today = datetime.date.today().isoformat()
     source = (
         f"bank {args.bank}"

@@ -237,13 +237,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _adapt(args: argparse.Namespace) -> int:
     import datetime
-    import platform
-
-    import torch
 
     from agentmem import distributed
     from agentmem.core import AgentMem
     from agentmem.corpus import adaptation_corpus
+    from agentmem.runinfo import machine
 
     options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}
     subsets = [s for s in args.subsets.split(",") if s]
@@ -279,7 +277,7 @@ def _adapt(args: argparse.Namespace) -> int:
             "command": args.command_line,
             "corpus": record,
             "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {mem.backbone.device}",
+            "machine": machine(mem.backbone.device),
         }
     )
     saved = adapter.save(args.out)  # under a multi-process launcher, only the main process writes

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from agentmem import runinfo
 from agentmem.adapter import Adapter, resolve_backbone, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(rows[-1], flush=True)
 
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"
+    machine = runinfo.machine(base.device)
     today = datetime.date.today().isoformat()
     source = args.adapter or f"shipped for {args.backbone}"
     lines = [

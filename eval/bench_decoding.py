@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from agentmem import runinfo
 from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None and best[1] != "copy_bias=0":
         shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
 
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {base.device}"
+    machine = runinfo.machine(base.device)
     today = datetime.date.today().isoformat()
     which = "plain" if adapter is None else f"adapter {adapter.id}"
     lines = [

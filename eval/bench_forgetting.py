@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import sys
 import time
@@ -38,8 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from agentmem import runinfo
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.core import AgentMem
 from agentmem.corpus import synthetic_examples, synthetic_tools
@@ -219,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         AgentMem(args.backbone).backbone if any(train is not None for _, train, _ in runs) else None
     )  # shipped adaptation
     device = (adapted or base).device
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-    machine += torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    machine = runinfo.machine(device)
 
     # Learners of an earlier run of the same task today are kept (each with its command), so
     # a long run can be split, or a baseline added, without re-running the rest.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import random
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from agentmem import memory
+from agentmem import memory, runinfo
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.core import AgentMem
 from agentmem.encoding import EncodedExample, encode_example
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = load_backbone(args.backbone)
     result = bench_learning(backbone, args.examples, args.epochs)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {backbone.device}"
+    machine = runinfo.machine(backbone.device)
     today = datetime.date.today().isoformat()
     lines = [
         f"## learn_tool throughput ({today}; {machine})",

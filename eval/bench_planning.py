@@ -27,7 +27,6 @@ import argparse
 import copy
 import datetime
 import json
-import platform
 import random
 import shlex
 import statistics
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from agentmem import runinfo
 from agentmem.core import AgentMem
 from agentmem.tools import demo
 
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(int(s) for s in args.sizes.split(","))
     result = bench_planning(args.backbone, sizes, args.requests, args.epochs)
     today = datetime.date.today().isoformat()
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    machine = runinfo.machine()
     text = "\n".join(
         [
             f"## Planning cost against prompt-based function calling ({today}; {machine})",

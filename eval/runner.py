@@ -38,7 +38,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import random
 import tempfile
 import time
@@ -47,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentmem import runinfo
 from agentmem.backbone import Backbone
 from agentmem.eval.datasets import (
     NESTFUL_SUBSETS,
@@ -172,12 +172,6 @@ def _setup_key(setup: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _machine(device: str) -> str:
-    import torch
-
-    return f"{platform.machine()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, torch {torch.__version__}, {device}"
-
-
 def _write_json(path: Path, data: Any) -> None:
     """Atomic: a temporary file in the same folder, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +269,7 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
         except MethodUnavailableError as exc:
             record = {"method": name, "status": "unavailable", "reason": str(exc)}
             tqdm.write(f"{name}: unavailable: {exc}")
-        record.update(setup_key=key, machine=_machine(str(backbone.device)), date=datetime.date.today().isoformat())
+        record.update(setup_key=key, machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
         _write_json(path, record)
         results[name] = record
 
