@@ -71,7 +71,7 @@ class _Row:
     """Decoding state of one request."""
 
     prompt_tokens: int
-    source: str = ""  # the request's text, where argument values are copied from
+    source: str = ""  # the request's UTF-8 bytes seen through latin-1 (as `copy_index`): values are copied from it
     continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
     mode: str = "route"
     plan: Plan = field(default_factory=Plan)
@@ -164,7 +164,10 @@ class Decoder:
         body = memory.decoder(backbone)
         texts = list(sources) if sources is not None else [""] * len(prompts)
         resumed = list(continued) if continued is not None else [False] * len(prompts)
-        states = [_Row(prompt_tokens=len(p), source=t, continued=c) for p, t, c in zip(prompts, texts, resumed)]
+        states = [
+            _Row(prompt_tokens=len(p), source=t.encode("utf-8").decode("latin-1"), continued=c)
+            for p, t, c in zip(prompts, texts, resumed)
+        ]
         if settings.tool_choice == "none":
             for state in states:
                 state.mode = "text"
@@ -282,8 +285,7 @@ class Decoder:
         best = int(masked.argmax())
         if best < len(self._byte_texts) and self._byte_texts[best].startswith('"'):
             return masked  # the model closes the value here: copying must not drag it on
-        source = state.source.encode("utf-8").decode("latin-1")  # the same byte view as the index
-        ids = [i for i in index.candidates(source, prefix) if masked[i] > float("-inf")]
+        ids = [i for i in index.candidates(state.source, prefix) if masked[i] > float("-inf")]
         if ids:
             masked = masked.clone()
             masked[ids] += bias

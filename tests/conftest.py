@@ -15,6 +15,23 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(resolve(DEFAULT_BACKBONE))
 
 
+# Two tools with short arguments (an enum, a boolean): quick to decode on the tiny model.
+UNIT = {
+    "name": "set_unit",
+    "description": "Set the temperature unit.",
+    "parameters": {
+        "type": "object",
+        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["unit"],
+    },
+}
+LIGHT = {
+    "name": "toggle_light",
+    "description": "Switch the light on or off.",
+    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
+}
+
+
 def tiny_backbone(tokenizer, seed: int = 0, name: str = "tiny-llama") -> Backbone:
     """A 2-layer Llama with random weights over the real tokenizer's vocabulary."""
     torch.manual_seed(seed)

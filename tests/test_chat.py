@@ -23,7 +23,7 @@ from agentmem.chat import (
 )
 from agentmem.errors import ChatInputError, ToolChoiceError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
-from tests.conftest import tiny_backbone
+from tests.conftest import LIGHT, UNIT, tiny_backbone
 
 
 def test_openai_and_langchain_calls_read_the_same():
@@ -153,22 +153,6 @@ def test_plan_to_dict_and_back():
 
 
 # plan_batch is plan, request by request, whatever the options
-
-
-UNIT = {
-    "name": "set_unit",
-    "description": "Set the temperature unit.",
-    "parameters": {
-        "type": "object",
-        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-        "required": ["unit"],
-    },
-}
-LIGHT = {
-    "name": "toggle_light",
-    "description": "Switch the light on or off.",
-    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
-}
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,7 @@ import pytest
 
 from agentmem import AgentMem
 from agentmem.backbone import Backbone
-from tests.conftest import tiny_backbone
-
-UNIT = {
-    "name": "set_unit",
-    "description": "Set the temperature unit.",
-    "parameters": {
-        "type": "object",
-        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-        "required": ["unit"],
-    },
-}
-LIGHT = {
-    "name": "toggle_light",
-    "description": "Switch the light on or off.",
-    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
-}
+from tests.conftest import LIGHT, UNIT, tiny_backbone
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from agentmem import AgentMem, cli
 from agentmem.adapters import server
 from agentmem.adapters.server import API_KEY_ENV, BankRegistry, create_app
-from tests.adapters.conftest import LIGHT
-from tests.conftest import tiny_backbone
+from tests.conftest import LIGHT, tiny_backbone
 
 KEY = "sk-test-0123456789"
 OK = {"model": "home", "messages": [{"role": "user", "content": "use celsius"}], "max_tokens": 2}
