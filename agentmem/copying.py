@@ -14,7 +14,9 @@ open, and what it holds. Torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 #: Longest continuation looked at, in characters: longer than any single token's text.
 _LOOKAHEAD = 32
@@ -66,6 +68,79 @@ def value_string(text: str) -> str | None:
     return None
 
 
+def first_tokens(source: str, encode: Callable[[str], Sequence[int]]) -> frozenset[int]:
+    """The first token of each word of ``source``, as the tokenizer writes that word.
+
+    `CopyIndex.candidates` starts a value only with tokens that end at a word's end, which
+    misses every word the tokenizer splits: "SEK" is written "SE" + "K", so nothing favoured
+    its start and a model copying a currency code wrote "SKK". The tokenizer's own first
+    token of a word is the way into that word a model was trained on, and it is a bonus only
+    for copying the word, unlike a bare first letter ("H" of "Hello" led to "Hangul...").
+
+    Args:
+        source: The request's text (characters, not the decoder's byte view).
+        encode: The tokenizer's encoding of a text, without special tokens.
+
+    Returns:
+        The ids of the first token of every word, a word running from a letter or digit
+        that follows a non-alphanumeric character up to the next whitespace.
+    """
+    found: set[int] = set()
+    for chunk in source.split():
+        for i, ch in enumerate(chunk):
+            if ch.isalnum() and (i == 0 or not chunk[i - 1].isalnum()):
+                ids = encode(chunk[i:])
+                if ids:
+                    found.add(ids[0])
+    return frozenset(found)
+
+
+def found_in(value: Any, source: str) -> bool | None:
+    """Whether an argument value can be read from the request.
+
+    Args:
+        value: A JSON value of a parsed call.
+        source: The request's text.
+
+    Returns:
+        True when a string occurs in ``source`` (ignoring case) or a number is written there
+        (``2500``, ``2500.0`` or ``7.25``); for a list, when every item is; False when not;
+        None for values that need no copying to be right (booleans, null, objects, empty lists).
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, dict):
+        return None
+    if isinstance(value, str):
+        return bool(value.strip()) and value.strip().lower() in source.lower()
+    if isinstance(value, (int, float)):
+        forms = {str(value), f"{value:g}"} | ({str(int(value))} if float(value).is_integer() else set())
+        return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d])", source) for form in forms)
+    if isinstance(value, list):
+        found = [found_in(item, source) for item in value]
+        return None if not found or all(f is None for f in found) else all(f is not False for f in found)
+    return None
+
+
+def unfounded_optional(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: str) -> list[str]:
+    """The optional arguments whose values the request does not hold (see `found_in`).
+
+    A small model often fills an optional parameter the request never mentions (a date of
+    "2022", a unit of "celsius" for "how warm is Hanoi"); leaving it out lets the tool's
+    default apply, which is what the request asked for. Required arguments are never
+    listed: the call needs them whatever the request says.
+
+    Args:
+        schema: The tool's parameters (a JSON Schema object with ``required``).
+        arguments: The parsed call's arguments.
+        source: The request's text.
+
+    Returns:
+        Names of optional arguments, in call order, whose values ``found_in`` says are not in
+        ``source``.
+    """
+    required = set(schema.get("required", ()))
+    return [k for k, v in arguments.items() if k not in required and found_in(v, source) is False]
+
+
 class CopyIndex:
     """Finds the tokens that continue a copy of a span of some source text.
 
@@ -109,4 +184,4 @@ class CopyIndex:
         return found
 
 
-__all__ = ["CopyIndex", "value_string"]
+__all__ = ["CopyIndex", "first_tokens", "found_in", "unfounded_optional", "value_string"]

@@ -281,6 +281,7 @@ class AgentMem:
         resume: bool = False,
         constrained: bool = True,
         copy_bias: float = DecodeSettings.copy_bias,
+        drop_unfounded: bool = DecodeSettings.drop_unfounded,
     ) -> Plan:
         """Plans the tool calls a request needs: ``plan_batch([request], ...)[0]``.
 
@@ -301,6 +302,9 @@ class AgentMem:
             constrained: Decode arguments under each tool's JSON Schema.
             copy_bias: Bonus added to the scores of tokens that continue a span of the
                 request inside a string value (copy-aware decoding); 0 turns it off.
+            drop_unfounded: Leave out an optional string or number argument whose value
+                is not in the request (the tool's default then applies; the plan's
+                ``notes`` say what was left out).
 
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
@@ -315,6 +319,7 @@ class AgentMem:
             resume=resume,
             constrained=constrained,
             copy_bias=copy_bias,
+            drop_unfounded=drop_unfounded,
         )[0]
 
     def plan_batch(
@@ -330,6 +335,7 @@ class AgentMem:
         resume: bool = False,
         constrained: bool = True,
         copy_bias: float = DecodeSettings.copy_bias,
+        drop_unfounded: bool = DecodeSettings.drop_unfounded,
     ) -> list[Plan]:
         """Plans many requests, ``batch_size`` at a time: the same plans as `plan` one by one.
 
@@ -348,6 +354,7 @@ class AgentMem:
             max_text_tokens=max_text_tokens,
             constrained=constrained,
             copy_bias=copy_bias,
+            drop_unfounded=drop_unfounded,
         )
         with self.lock:  # the tokenizer and the bank, as well as the model
             self._decoder.check(settings)

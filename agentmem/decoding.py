@@ -34,7 +34,7 @@ from transformers import DynamicCache
 from agentmem import memory
 from agentmem.backbone import Backbone
 from agentmem.chat import POLICIES
-from agentmem.copying import CopyIndex, value_string
+from agentmem.copying import CopyIndex, first_tokens, unfounded_optional, value_string
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
 from agentmem.memory import MemoryBank
@@ -64,6 +64,8 @@ class DecodeSettings:
     # decoding). 3 raised the demo pack's held-out argument F1 from 0.467 to 0.500 and exact
     # plans from 0.400 to 0.450 with the shipped adaptation (tool F1 -2.5); see BENCHMARKS.md.
     copy_bias: float = 3.0
+    # Leave out optional arguments whose values are not in the request (`copying.unfounded_optional`).
+    drop_unfounded: bool = True
 
 
 @dataclass
@@ -80,6 +82,7 @@ class _Row:
     pending: list[int] = field(default_factory=list)  # argument or text tokens so far
     text: str = ""  # the argument text so far
     generated: int = 0
+    first_tokens: frozenset[int] | None = None  # each request word's first token (`copying.first_tokens`)
 
     @property
     def done(self) -> bool:
@@ -285,7 +288,14 @@ class Decoder:
         best = int(masked.argmax())
         if best < len(self._byte_texts) and self._byte_texts[best].startswith('"'):
             return masked  # the model closes the value here: copying must not drag it on
-        ids = [i for i in index.candidates(state.source, prefix) if masked[i] > float("-inf")]
+        found = index.candidates(state.source, prefix)
+        if not prefix:  # a value opens: a word's own first token starts a copy too
+            if state.first_tokens is None:
+                text = state.source.encode("latin-1").decode("utf-8", errors="replace")
+                encode = self.backbone.tokenizer.encode
+                state.first_tokens = first_tokens(text, lambda w: encode(w, add_special_tokens=False))
+            found |= state.first_tokens
+        ids = [i for i in found if masked[i] > float("-inf")]
         if ids:
             masked = masked.clone()
             masked[ids] += bias
@@ -337,7 +347,15 @@ class Decoder:
             state.plan.finish_reason = finish
             state.mode = "done"
             return
-        call = parse_call(self.specs[state.tool], text)
+        spec = self.specs[state.tool]
+        call = parse_call(spec, text)
+        if isinstance(call, ToolCall) and settings.drop_unfounded and state.source:
+            request = state.source.encode("latin-1").decode("utf-8", errors="replace")
+            for key in unfounded_optional(spec.parameters, call.arguments, request):
+                value = call.arguments.pop(key)
+                state.plan.notes.append(
+                    f"{call.name}: left out optional {key}={canonical_json(value)}, not in the request"
+                )
         state.tool, state.matcher, state.pending = None, None, []
         previous = state.plan.steps[-1] if state.plan.steps else None
         if (

@@ -7,8 +7,10 @@ same 40 held-out requests (32 single-call, 8 two-call; templates and values neve
 training) are planned once per setting of the decoding levers, so every difference between
 rows comes from decoding alone:
 
-* ``copy_bias`` (copy-aware decoding, `agentmem.copying`): 0 (off) and the ``--copy-bias``
-  values;
+* ``copy_bias`` (copy-aware decoding, `agentmem.copying`): the ``--copy-bias`` values
+  (default 0, off, and 3, the library's default);
+* ``drop_unfounded`` (optional arguments whose values are not in the request are left out,
+  `agentmem.copying.unfounded_optional`): ``--drop-unfounded`` off, on or both;
 
 The result-reference guard and the runaway-string guard are invariants, not levers: they
 are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
@@ -55,11 +57,17 @@ def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
 
 
 def show_plans(held: list[dict], plans: list[Plan], n: int = 12) -> str:
-    """The first ``n`` plans beside their gold calls, one line each, marked right or wrong."""
-    lines = []
-    for example, plan in list(zip(held, plans))[:n]:
+    """The first ``n`` plans beside their gold calls, marked right or wrong, then every other wrong one."""
+    lines, rest_header = [], False
+    for i, (example, plan) in enumerate(zip(held, plans)):
         got = [{"name": c.name, "arguments": c.arguments} for c in plan.calls]
-        mark = "ok " if got == example["calls"] and not plan.invalid_calls else "BAD"
+        right = got == example["calls"] and not plan.invalid_calls
+        if i >= n and right:
+            continue
+        if i >= n and not rest_header:
+            lines.append(f"- ... and the wrong ones among the other {len(held) - n}:")
+            rest_header = True
+        mark = "ok " if right else "BAD"
         calls = "; ".join(f"{c['name']}({c['arguments']})" for c in got) or "(no call)"
         extra = "".join(f" INVALID {c.name}: {c.reason}" for c in plan.invalid_calls)
         gold = "; ".join(f"{c['name']}({c['arguments']})" for c in example["calls"])
@@ -72,39 +80,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
     parser.add_argument("--plain", action="store_true", help="the plain backbone, no adaptation")
-    parser.add_argument("--copy-bias", default="2,4,8", help="copy_bias values to try beside 0 (comma-separated)")
+    parser.add_argument("--copy-bias", default="0,3", help="copy_bias values to try (comma-separated; 0 is off)")
+    parser.add_argument("--drop-unfounded", default="off,on", help="drop_unfounded settings to try: off, on or off,on")
+    parser.add_argument(
+        "--bank",
+        type=Path,
+        help="bank folder: loaded if it exists (a saved bank plans as the live one), else learned and saved there",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
 
     base = load_backbone(args.backbone)
     adapter = None if args.plain else Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
     backbone = apply_adapter(base, adapter) if adapter is not None else base
-    mem = AgentMem(backbone)
     started = time.perf_counter()
-    report = learn_demo_pack(mem)
+    if args.bank is not None and (args.bank / "bank.json").exists():
+        mem, report = AgentMem.load(args.bank, backbone=base), None  # the bank carries its adapter
+    else:
+        mem = AgentMem(backbone)
+        report = learn_demo_pack(mem)
+        if args.bank is not None:
+            mem.save(args.bank)
     learned = time.perf_counter() - started
     held = demo.held_out_examples()
 
     rows, shown = [], []
-    settings = [0.0] + [float(v) for v in args.copy_bias.split(",") if v.strip()]
+    switches = {"off": False, "on": True}
+    settings = [
+        (float(bias), switches[drop.strip()])
+        for bias in args.copy_bias.split(",")
+        if bias.strip()
+        for drop in args.drop_unfounded.split(",")
+    ]
     best: tuple[float, str, list[Plan]] | None = None
-    for bias in settings:
+    first: list[Plan] | None = None
+    for bias, drop in settings:
         started = time.perf_counter()
-        plans = mem.plan_batch([e["query"] for e in held], copy_bias=bias)
+        plans = mem.plan_batch([e["query"] for e in held], copy_bias=bias, drop_unfounded=drop)
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
-        label = f"copy_bias={bias:g}"
+        label = f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}"
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(
             f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
             f"{result['all'].schema_valid_rate:.2f} | {seconds:.0f} s |"
         )
         print(rows[-1], flush=True)
-        if bias == 0.0:
+        if first is None:
+            first = plans
             shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
         if best is None or result["all"].argument_f1 > best[0]:
             best = (result["all"].argument_f1, label, plans)
-    if best is not None and best[1] != "copy_bias=0":
+    if best is not None and best[2] is not first:
         shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
 
     machine = runinfo.machine(base.device)
@@ -115,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python -m agentmem.eval.bench_decoding {' '.join(argv or [])}`".replace(" `", "`")
         + f" on {args.backbone}, {which}; "
-        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f}).",
+        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f})."
+        if report is not None
+        else f"bank loaded from {args.bank} in {learned:.0f} s.",
         "",
         "| decoding | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | planning time |",
         "|---|---|---|---|---|---|---|",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from agentmem.copying import CopyIndex, value_string
+import torch
+
+from agentmem import AgentMem
+from agentmem.copying import CopyIndex, first_tokens, found_in, unfounded_optional, value_string
+from agentmem.decoding import DecodeSettings, _Row
+from agentmem.tools import demo
 
 
 def test_value_string_reads_the_open_value_only():
@@ -37,3 +42,61 @@ def test_candidates_work_on_bytes_so_multibyte_names_copy_too():
     source = ("Create customer " + name + " (Hello Corp)").encode().decode("latin-1")
     assert index.candidates(source, raw[:4]) == {1}
     assert value_string('{"customer_name":"' + raw[:4]) == raw[:4]
+
+
+def test_first_tokens_are_each_words_own_first_token():
+    vocab = {"SE": 1, "K": 2, "NO": 3, "Hello": 4, "!": 5, "L": 6, "is": 7, "bon": 8, "07": 9, ":": 10, "30": 11}
+
+    def encode(text: str) -> list[int]:  # greedy longest match, as a stand-in tokenizer; skips unknowns
+        ids, i = [], 0
+        while i < len(text):
+            piece = max((p for p in vocab if text.startswith(p, i)), key=len, default=text[i])
+            ids += [vocab[piece]] if piece in vocab else []
+            i += len(piece)
+        return ids
+
+    # "SEK" is written "SE" + "K": its start is "SE", which ends at no word's end.
+    assert first_tokens("Turn 64 NO into SEK.", encode) == {1, 3}
+    assert first_tokens("Hello! (Lisbon) at 07:30", encode) == {4, 6, 9, 11}  # "30" follows ":"
+    assert first_tokens("", encode) == frozenset()
+
+
+def test_a_split_word_gets_the_bonus_from_its_first_token(tiny):
+    """On the real tokenizer "SEK" is "SE" + "K": the value must be able to start with "SE"."""
+    mem = AgentMem(tiny)
+    mem.learn_tools(
+        [(demo.TOOLS["convert_currency"], demo.training_examples("convert_currency", n=4))], epochs=1, progress=False
+    )
+    tokenizer, decoder = tiny.tokenizer, mem._decoder
+    se, sk = tokenizer.encode("SE")[0], tokenizer.encode("SK")[0]
+    assert tokenizer.decode(tokenizer.encode("SEK")[:1]) == "SE"  # the premise: a split word
+    text = '{"amount":64,"from_currency":"NZD","to_currency":"'
+    state = _Row(prompt_tokens=1, mode="arguments", tool="convert_currency", source="Turn 64 NZD into SEK.", text=text)
+    state.pending = tokenizer.encode(text)
+    state.matcher = decoder.grammar.unconstrained().matcher()
+    scores = torch.zeros(tiny.vocab_size + len(mem.bank))
+    scores[se], scores[sk] = 4.0, 5.0
+    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=0))[0] == sk
+    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == se
+
+
+def test_found_in_reads_strings_and_numbers_from_the_request():
+    request = "Find out how warm Hanoi is; afterwards work out 2500 INR in NOK. Forecast in Celsius, 7.25 too."
+    assert found_in("hanoi", request) and found_in("celsius", request)  # case does not matter
+    assert found_in("2022", request) is False and found_in("fahrenheit", request) is False
+    assert found_in(2500, request) and found_in(2500.0, request) and found_in(7.25, request)
+    assert found_in(500, request) is False and found_in(7.2, request) is False  # whole numbers only
+    assert found_in(["INR", "NOK"], request) and found_in(["INR", "SEK"], request) is False
+    assert found_in(True, request) is None and found_in({"a": 1}, request) is None and found_in("", request) is False
+
+
+def test_unfounded_optional_lists_only_optional_arguments_the_request_lacks():
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "time": {"type": "string"}, "date": {"type": "string"}},
+        "required": ["text", "time"],
+    }
+    request = "Make sure I feed the cat at 16:05."
+    assert unfounded_optional(schema, {"text": "feed the cat", "time": "16:05", "date": "2022"}, request) == ["date"]
+    assert unfounded_optional(schema, {"text": "the dog", "time": "9:00"}, request) == []  # required stay
+    assert unfounded_optional(schema, {"text": "x", "time": "16:05", "date": "16:05"}, request) == []
