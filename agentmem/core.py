@@ -51,12 +51,12 @@ class AgentMem:
     request needs the tool, followed by the tool's arguments as JSON.
 
     Args:
-        backbone: An alias (``"smollm2-135m"``, the embedded default), a Hugging Face id,
-            a local folder, a ``.gguf`` file, or an already-loaded `Backbone`.
+        backbone: An alias (``"smollm2-135m"``, the embedded default, or ``"gemma3-270m"``),
+            a Hugging Face id, a local folder, a ``.gguf`` file, or an already-loaded `Backbone`.
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available, else CPU.
         adapted: Whether to merge the adaptation shipped for a named backbone (the LoRA of
             the one-time adaptation phase; see `adapt`). ``None`` (default): when one is
-            shipped (``"smollm2-135m"``); ``True``: require it; ``False``: the plain
+            shipped (``"smollm2-135m"``; none yet for ``"gemma3-270m"``); ``True``: require it; ``False``: the plain
             backbone. A `Backbone` object is used as given unless ``adapted=True``.
 
     Example:

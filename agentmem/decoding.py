@@ -97,6 +97,7 @@ class Decoder:
         self.bank = bank
         self.specs = specs
         self.grammar = ArgumentGrammar(backbone.tokenizer, backbone.vocab_size)
+        self._stops = backbone.stop_token_ids  # what ends a text answer besides the end of turn
         self._copy_index: CopyIndex | None = None  # built on first use of copy_bias
         self._byte_texts: list[str] = []  # each token's bytes as latin-1 text, with the index
 
@@ -255,7 +256,7 @@ class Decoder:
             scores = scores.clone()
             scores[vocab:] = float("-inf")
             token = int(scores.argmax())
-            if token == eos:
+            if token in self._stops:  # the end of turn (eos) or the tokenizer's own eos
                 self._finish_text(state, "stop")
             else:
                 state.pending.append(token)

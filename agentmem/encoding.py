@@ -1,5 +1,11 @@
 """Token sequences: chat-formatted prompts, and training targets of memory tokens + arguments.
 
+The prompt format is chosen here and only here (`prompt_format`): the tokenizer's own chat
+template when it has one; otherwise (a base model, such as Gemma 3 270M) one agentmem
+supplies: Gemma's turn format when the tokenizer holds its turn tokens, else a plain one.
+`chat_text` renders it for every prompt agentmem builds, and `end_of_turn_id` names the
+token that closes the assistant's turn, which is what ends a plan.
+
 A training sequence is ``chat(query) [MEM_a] {"arg":...} [MEM_b] {...} <eos>``: the prompt
 is the prefix (no loss), the rest is the target (loss on every token). Arguments are written
 with `canonical_json`, the single definition of their text form, so training and
@@ -20,6 +26,92 @@ from agentmem.tools.examples import Example
 from agentmem.tools.parsing import canonical_json
 
 Messages = Sequence[dict[str, Any]]
+
+# Gemma's turn format, as its instruction-tuned models' template writes it, for a Gemma
+# tokenizer without a template (the pretrained model). Two differences, both deliberate:
+# a system message is a turn of its own (Gemma's template folds it into the first user
+# turn), so that a system prompt stays a token prefix of every prompt that starts with it
+# (prefix caching); and any role is accepted (tool results are turns of role "tool").
+GEMMA_TURNS = (
+    "{{- bos_token if bos_token else '' -}}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{- '<start_of_turn>' + role + '\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}{{- part['text'] -}}{%- endfor -%}{%- endif -%}"
+    "{{- '<end_of_turn>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
+)
+# For any other tokenizer without a template: each turn closed by the eos token, so that an
+# earlier assistant turn ends exactly as the model ends a plan.
+PLAIN_TURNS = (
+    "{{- bos_token if bos_token else '' -}}"
+    "{%- for message in messages -%}"
+    "{{- message['role'] + ':\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}{{- part['text'] -}}{%- endfor -%}{%- endif -%}"
+    "{{- eos_token + '\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- 'assistant:\n' -}}{%- endif -%}"
+)
+_GEMMA_TOKENS = ("<start_of_turn>", "<end_of_turn>")
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are written for a backbone.
+
+    Attributes:
+        name: ``"tokenizer"`` (its own chat template), ``"gemma-turns"`` or ``"plain-turns"``.
+        template: The Jinja chat template agentmem supplies; None for the tokenizer's own.
+        end_of_turn: The token string that closes the assistant's turn; None: the eos token.
+    """
+
+    name: str
+    template: str | None = None
+    end_of_turn: str | None = None
+
+
+def prompt_format(tokenizer: PreTrainedTokenizerBase) -> PromptFormat:
+    """The prompt format of a tokenizer: the one place where it is chosen.
+
+    Its own chat template when it has one (SmolLM2-Instruct and other chat models). A base
+    model has none: Gemma's tokenizer then still holds ``<start_of_turn>`` and
+    ``<end_of_turn>`` as single special tokens, so its instruction-tuned siblings' turn
+    format (`GEMMA_TURNS`) is the one its vocabulary was made for; any other gets
+    `PLAIN_TURNS`.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return PromptFormat("tokenizer")
+    if all(_single_token(tokenizer, t) for t in _GEMMA_TOKENS):
+        return PromptFormat("gemma-turns", GEMMA_TURNS, "<end_of_turn>")
+    return PromptFormat("plain-turns", PLAIN_TURNS)
+
+
+def _single_token(tokenizer: PreTrainedTokenizerBase, token: str) -> bool:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return False
+    return tokenizer(token, add_special_tokens=False)["input_ids"] == [token_id]
+
+
+def chat_text(tokenizer: PreTrainedTokenizerBase, messages: Messages, add_generation_prompt: bool = True) -> str:
+    """Chat messages as prompt text in the backbone's `prompt_format` (special tokens
+    written out, to be tokenized with ``add_special_tokens=False``)."""
+    template = prompt_format(tokenizer).template
+    return tokenizer.apply_chat_template(
+        list(messages), chat_template=template, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The id of the token that closes the assistant's turn in the backbone's prompt format
+    (what ends a plan in training and decoding); None when the tokenizer has no eos."""
+    token = prompt_format(tokenizer).end_of_turn
+    if token is None:
+        return None if tokenizer.eos_token_id is None else int(tokenizer.eos_token_id)
+    return int(tokenizer.convert_tokens_to_ids(token))
 
 
 def as_messages(request: str | Messages) -> list[dict[str, Any]]:
@@ -65,7 +157,7 @@ def prompt_ids(
     of role ``tool``.
 
     Args:
-        tokenizer: The backbone's tokenizer (with a chat template).
+        tokenizer: The backbone's tokenizer (its `prompt_format` writes the prompt).
         request: A string or chat messages.
         memory_token: Maps a tool name to its memory-token id; needed only when the
             messages hold earlier tool calls (raises UnknownToolError for a tool the bank
@@ -85,7 +177,7 @@ def prompt_ids(
             del message["tool_calls"]
         elif message.get("content") is None:
             message["content"] = ""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = chat_text(tokenizer, messages)
     pieces = _CALL_MARK.split(text)  # text, call index, text, call index, ..., text
     ids: list[int] = []
     for i, piece in enumerate(pieces):

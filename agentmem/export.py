@@ -13,6 +13,9 @@ checkpoints), with no agentmem installed:
   row is the same vector (tied, as in agentmem), written to the LM head as well when the
   backbone does not tie its embeddings;
 * an adapted backbone is exported with its LoRA merged (as agentmem runs it);
+* a tokenizer without a chat template (a base model) is given the one agentmem wrote its
+  prompts in (`agentmem.encoding.prompt_format`), so ``apply_chat_template`` builds the
+  same prompts outside agentmem;
 * ``tools.json`` (OpenAI function format), ``agentmem_export.json`` (the source bank's
   fingerprint, the token <-> tool map, how to read the output) and a short ``README.md``
   sit beside the weights; ``generation_config.json`` asks for plain greedy decoding ending
@@ -49,6 +52,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from agentmem.atomic import atomic_folder
+from agentmem.encoding import prompt_format
 from agentmem.errors import BackboneError, BankError
 from agentmem.tools.calls import Plan
 from agentmem.tools.parsing import parse_call
@@ -105,6 +109,9 @@ def export_checkpoint(
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} or a torch dtype, got {dtype!r}")
 
     tokenizer, fillers = extended_tokenizer(mem.backbone.tokenizer, mem.backbone.vocab_size, mem.bank.names)
+    supplied = prompt_format(mem.backbone.tokenizer).template
+    if supplied is not None:  # the copy only: the live tokenizer keeps choosing its format by itself
+        tokenizer.chat_template = supplied
     model = extended_model(mem.backbone.model, mem.bank.rows, dtype)
     model.generation_config = _greedy_config(mem.backbone.model, tokenizer, mem.backbone.eos_token_id)
     meta = _export_meta(mem, tokenizer, fillers)

@@ -94,10 +94,16 @@ def embed(backbone: Backbone, rows: torch.Tensor, input_ids: torch.Tensor) -> to
     """
     vocab = backbone.vocab_size
     is_memory = input_ids >= vocab
-    embeds = backbone.model.get_input_embeddings()(input_ids.clamp(max=vocab - 1))
+    table = backbone.model.get_input_embeddings()
+    embeds = table(input_ids.clamp(max=vocab - 1))
     if not bool(is_memory.any()):
         return embeds
     memory = rows.to(embeds.dtype)[(input_ids - vocab).clamp(min=0)]
+    # Gemma's embedding layer multiplies every row by sqrt(hidden): a memory row goes in as a
+    # vocabulary row would (and as it does once exported into the embedding matrix).
+    scale = getattr(table, "embed_scale", None)
+    if scale is not None:
+        memory = memory * scale.to(embeds.dtype)
     return torch.where(is_memory.unsqueeze(-1), memory, embeds)
 
 

@@ -41,6 +41,7 @@ from transformers import DynamicCache
 
 from agentmem import runinfo
 from agentmem.core import AgentMem
+from agentmem.encoding import chat_text
 from agentmem.tools import demo
 
 _NOUNS = [
@@ -187,7 +188,7 @@ def prompt_based(
 
 
 def _ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    text = chat_text(tokenizer, messages, add_generation_prompt=generation_prompt)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -96,6 +96,7 @@ def _generate_batch(
 ) -> list[Generation]:
     device, tokenizer = backbone.device, backbone.tokenizer
     eos = backbone.eos_token_id
+    stops = backbone.stop_token_ids  # a base model ends a text with its own eos, not the end of turn
     body, head = backbone.model.get_decoder(), backbone.model.get_output_embeddings()
     n, width = len(own), max(len(o) for o in own)
 
@@ -128,7 +129,7 @@ def _generate_batch(
         for row, token in enumerate(tokens):
             if done[row]:
                 continue
-            if token == eos:
+            if token in stops:
                 done[row] = True
                 continue
             generated[row].append(token)
