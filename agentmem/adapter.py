@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,25 @@ class Adapter:
             digest.update(key.encode())
             digest.update(self.weights[key].detach().float().cpu().contiguous().numpy().tobytes())
         return "sha256:" + digest.hexdigest()[:24]
+
+    def rescaled(self, factor: float) -> Adapter:
+        """The same adapter merged at ``factor`` times its strength (LoRA alpha x ``factor``).
+
+        A LoRA's update is ``alpha / r * B @ A``; scaling alpha interpolates between the
+        plain backbone (0) and the trained adaptation (1). A new id follows (alpha is
+        hashed), so banks learned on one strength never load onto another.
+
+        Args:
+            factor: The strength, > 0.
+
+        Raises:
+            ValueError: ``factor`` is not > 0.
+        """
+        if not factor > 0:
+            raise ValueError(f"an adapter's merge scale must be > 0, got {factor}")
+        lora = {**self.lora, "alpha": self.lora["alpha"] * factor}
+        rescales = [*self.training.get("rescaled", []), {"from": self.id, "factor": factor}]
+        return replace(self, lora=lora, training={**self.training, "rescaled": rescales})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Writes ``adapter.safetensors`` and ``adapter.json`` into a folder, atomically.

@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     adapt.add_argument("--lr", type=float, help="LoRA learning rate (default: AdaptConfig.lr)")
     adapt.add_argument("--memory-lr", type=float, help="learning rate of the temporary memory rows")
     adapt.add_argument("--batch-size", type=int)
+    adapt.add_argument(
+        "--merge-scale",
+        type=float,
+        default=1.0,
+        help="save the LoRA at this strength (alpha x SCALE; the shipped smollm2-135m adapter uses 0.5)",
+    )
 
     serve = commands.add_parser("serve", help="serve banks over an OpenAI-compatible HTTP API (/v1/chat/completions)")
     serve.add_argument("banks", type=Path, nargs="+", metavar="BANK_OR_DIR", help="bank folders, or folders of banks")
@@ -244,6 +250,9 @@ def _adapt(args: argparse.Namespace) -> int:
     from agentmem.runinfo import machine
 
     options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}
+    if not args.merge_scale > 0:  # checked before the long run, not after it
+        print(f"agentmem adapt: error: --merge-scale must be > 0, got {args.merge_scale}", file=sys.stderr)
+        return 2
     subsets = [s for s in args.subsets.split(",") if s]
     try:
         if args.corpus is not None:
@@ -272,6 +281,8 @@ def _adapt(args: argparse.Namespace) -> int:
         print(f"agentmem adapt: error: {exc}", file=sys.stderr)
         return 2
     adapter = mem.backbone.adapter
+    if args.merge_scale != 1.0:
+        adapter = adapter.rescaled(args.merge_scale)
     adapter.training.update(
         {
             "command": args.command_line,

@@ -73,6 +73,20 @@ def test_adapter_round_trip_rebuilds_the_same_weights(tiny, adapted, tmp_path):
         Adapter.load(path)
 
 
+def test_a_rescaled_adapter_merges_that_share_of_the_update(tiny, adapted):
+    mem, _, original = adapted
+    full = mem.backbone.adapter
+    half = full.rescaled(0.5)
+    assert half.lora["alpha"] == 16 and half.id != full.id and full.lora["alpha"] == 32
+    assert half.training["rescaled"] == [{"from": full.id, "factor": 0.5}]
+    merged_full = apply_adapter(tiny, full).model.state_dict()
+    merged_half = apply_adapter(tiny, half).model.state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(merged_half[key] - original[key], 0.5 * (merged_full[key] - original[key]))
+    with pytest.raises(ValueError, match="> 0"):
+        full.rescaled(0)
+
+
 def test_shared_prefix_loss_and_gradient_equal_full_sequences(tiny):
     specs, examples = read_corpus(_corpus(3, 6))
     bank = MemoryBank(tiny.hidden_size)
@@ -215,7 +229,9 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
 
 def test_shipped_adapter_is_well_formed():
     adapter = Adapter.load(SHIPPED_DIR / "smollm2-135m")  # checks the weights against the recorded id
-    assert adapter.lora == {"r": 8, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    # trained at alpha 32, shipped at 0.75 of its strength (BENCHMARKS.md, "Decoding levers")
+    assert adapter.lora == {"r": 8, "alpha": 24.0, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    assert adapter.training["rescaled"] == [{"from": "sha256:bb4b5a59ee401c72976f5f3c", "factor": 0.75}]
     assert adapter.base_name == "smollm2-135m"
     assert adapter.training["command"].startswith("agentmem adapt ")
     assert adapter.training["steps"] > 0 and adapter.training["last_loss"] < adapter.training["first_loss"]
