@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone, resolve
+
+# The repository's root, wherever a test file sits below tests/.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
