@@ -73,11 +73,10 @@ def markdown(summary: dict[str, Any]) -> str:
     rows = []
     for name, r in _ok(summary).items():
         s, c = r["scores"], r["cost"]
-        rows.append(
-            [name, *(f"{s[k]:.3f}" for k in ("tool_f1", "argument_f1", "exact_match", "schema_valid_rate"))]
-            + [f"{s['parse_failure_rate']:.3f}", f"{c['prompt_tokens_per_request']:.0f}"]
-            + [f"{c['seconds_per_request']:.2f}", _count(c["trainable_parameters"]), f"{c['training_seconds']:.0f}"]
-        )
+        rates = ("tool_f1", "argument_f1", "exact_match", "schema_valid_rate", "parse_failure_rate")
+        scores = [f"{s[k]:.3f}" for k in rates]
+        per_request = [f"{c['prompt_tokens_per_request']:.0f}", f"{c['seconds_per_request']:.2f}"]
+        rows.append([name, *scores, *per_request, _count(c["trainable_parameters"]), f"{c['training_seconds']:.0f}"])
     if top:
         rest = ["-"] * 6  # no schema-valid rate, failures or costs: the oracle is not run
         rows += [
