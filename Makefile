@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Every extra (server, langchain, eval) and the test tools (pytest, ruff...): the tests cover all layers.
 EXTRAS ?= server,langchain,eval,test
 
-.PHONY: demo test lint bench bench-forgetting bench-adaptation setup clean
+.PHONY: demo test test-unit test-backbone lint bench bench-forgetting bench-adaptation setup clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The two halves of `make test` (tests/README.md): tiny models built in code, the fast loop;
+# then the tests that load the real embedded backbone.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-backbone: $(STAMP)
+	$(BIN)/python -m pytest -q tests/backbone
 
 # One style, checked (pyproject's [tool.ruff]); CI runs it before the tests.
 lint: $(STAMP)

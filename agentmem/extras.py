@@ -19,7 +19,7 @@ from agentmem.errors import MissingExtraError
 __all__ = ["EXTRAS", "missing_extra", "require_extra"]
 
 #: extra -> (what needs it, the modules it provides that the layer imports). Kept in step
-#: with [project.optional-dependencies] (tests/test_packaging.py checks the names).
+#: with [project.optional-dependencies] (tests/unit/core/test_packaging.py checks the names).
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "server": ("agentmem's server", ("fastapi", "uvicorn")),
     "langchain": ("agentmem's LangChain adapter", ("langchain_core",)),

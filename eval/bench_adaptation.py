@@ -14,7 +14,6 @@ Results print as a Markdown table and are appended (with machine and date) to
 from __future__ import annotations
 
 import argparse
-import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -57,30 +56,27 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - started
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(
-            f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
-            f"{result['all'].schema_valid_rate:.2f} | {result['report'].last_loss:.3f} | {seconds:.0f} s |"
+            [
+                label,
+                *cells,
+                f"{result['all'].exact_match:.3f}",
+                f"{result['all'].schema_valid_rate:.2f}",
+                f"{result['report'].last_loss:.3f}",
+                f"{seconds:.0f} s",
+            ]
         )
-        print(rows[-1], flush=True)
+        print(runinfo.table_row(rows[-1]), flush=True)
 
-    machine = runinfo.machine(base.device)
-    today = datetime.date.today().isoformat()
+    today = runinfo.today()
     source = args.adapter or f"shipped for {args.backbone}"
-    lines = [
-        f"## Demo pack with and without adaptation ({today}; {machine})",
-        "",
-        f"`python -m agentmem.eval.bench_adaptation{f' --adapter {args.adapter}' if args.adapter else ''}` on {args.backbone}, "
+    header = "backbone | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | final loss | time"
+    text = runinfo.record(
+        runinfo.heading("Demo pack with and without adaptation", today, runinfo.machine(base.device)),
+        f"`{runinfo.command('agentmem.eval.bench_adaptation', argv)}` on {args.backbone}, "
         f"adapter {adapter.id} ({source}; `{adapter.training.get('command', 'command not recorded')}`).",
-        "",
-        "| backbone | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | final loss | time |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"adaptation-{today}.md", "a") as f:
-        f.write(text + "\n")
+        runinfo.table(header.split(" | "), rows),
+    )
+    runinfo.append_record(text, args.out / f"adaptation-{today}.md")
     return 0
 
 

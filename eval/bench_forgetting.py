@@ -27,10 +27,7 @@ and ``.png`` (first-round argument F1 after each round, one line per learner).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -193,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     from agentmem.extras import require_extra
 
     require_extra("eval")  # the plot is drawn at the end: fail before an hour of training, not after
-    command = "python -m agentmem.eval.bench_forgetting " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = runinfo.command("agentmem.eval.bench_forgetting", argv)
     learners = [name.strip() for name in args.learners.split(",")]
     unknown = [name for name in learners if name not in LEARNERS]
     if unknown:
         parser.error(f"unknown learners {unknown}; choose from: {', '.join(LEARNERS)}")
     lora_lrs = [float(lr) for lr in args.lora_lr.split(",")]
 
-    today = datetime.date.today().isoformat()
+    today = runinfo.today()
     stem = args.out / f"forgetting-{today}"
     settings = {
         k: getattr(args, k) for k in ("backbone", "rounds", "tools_per_round", "train", "test", "epochs", "seed")
@@ -237,28 +234,24 @@ def main(argv: list[str] | None = None) -> int:
 
     adapter = adapted.adapter if adapted is not None else None  # unknown in a run of LoRA alone
     adaptation = f" (agentmem rows on adaptation {adapter.id})" if adapter is not None else ""
-    header = (
-        "| learner | " + " | ".join(f"after round {r + 1}" for r in range(args.rounds)) + " | drop (points) | minutes |"
-    )
-    lines = [
-        f"## Forgetting over {args.rounds} rounds of {args.tools_per_round} tools ({today})",
-        "",
-        f"{args.backbone}{adaptation}, {args.train} training and {args.test} held-out "
-        f"requests per tool, seed {args.seed}. Argument F1 (tool F1) of the first round's "
-        f"{args.tools_per_round * args.test} held-out requests after each round:",
-        "",
-        header,
-        "|---" * (args.rounds + 3) + "|",
-    ]
+    header = ["learner", *(f"after round {r + 1}" for r in range(args.rounds)), "drop (points)", "minutes"]
+    table = []
     for learner, record in records.items():
         rows = record["rounds"]
         cells = [f"{100 * r['argument_f1']:.1f} ({100 * r['tool_f1']:.1f})" for r in rows]
         drop = 100 * (rows[0]["argument_f1"] - rows[-1]["argument_f1"])
-        lines.append(f"| {learner} | {' | '.join(cells)} | {drop:+.1f} | {record.get('minutes') or 'n/a'} |")
-    lines += ["", "Commands and machines:", ""]
-    for learner, record in records.items():
-        lines.append(f"- {learner}: `{record['command']}` ({record['machine']})")
-    text = "\n".join(lines) + "\n"
+        table.append([learner, *cells, f"{drop:+.1f}", record.get("minutes") or "n/a"])
+    # No machine in the heading: learners kept from an earlier run may have run elsewhere,
+    # so each names its own below.
+    text = runinfo.record(
+        runinfo.heading(f"Forgetting over {args.rounds} rounds of {args.tools_per_round} tools", today),
+        f"{args.backbone}{adaptation}, {args.train} training and {args.test} held-out "
+        f"requests per tool, seed {args.seed}. Argument F1 (tool F1) of the first round's "
+        f"{args.tools_per_round * args.test} held-out requests after each round:",
+        runinfo.table(header, table),
+        "Commands and machines:",
+        [f"- {learner}: `{record['command']}` ({record['machine']})" for learner, record in records.items()],
+    )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text(text)

@@ -17,7 +17,6 @@ to ``runs/bench-<date>.md``; BENCHMARKS.md quotes them.
 from __future__ import annotations
 
 import argparse
-import datetime
 import random
 import time
 from pathlib import Path
@@ -112,28 +111,23 @@ def main(argv: list[str] | None = None) -> int:
 
     backbone = load_backbone(args.backbone)
     result = bench_learning(backbone, args.examples, args.epochs)
-    machine = runinfo.machine(backbone.device)
-    today = datetime.date.today().isoformat()
-    lines = [
-        f"## learn_tool throughput ({today}; {machine})",
-        "",
-        f"`python -m agentmem.eval.bench_learning --examples {args.examples} --epochs {args.epochs}` on {args.backbone}, "
+    today = runinfo.today()
+    naive = "naive (full sequence, full logits, gradient through the prompt)"
+    text = runinfo.record(
+        runinfo.heading("learn_tool throughput", today, runinfo.machine(backbone.device)),
+        f"`{runinfo.command('agentmem.eval.bench_learning', argv)}` on {args.backbone}, "
         f"tool `get_weather`, {result['tokens_per_example']:.0f} tokens per example.",
-        "",
-        "| implementation | tokens/s | ratio |",
-        "|---|---|---|",
-        f"| naive (full sequence, full logits, gradient through the prompt) | {result['naive_tps']:.0f} | 1.00x |",
-        f"| agentmem `train_rows` | {result['agentmem_tps']:.0f} | {result['speedup']:.2f}x |",
-        "",
+        runinfo.table(
+            ["implementation", "tokens/s", "ratio"],
+            [
+                [naive, f"{result['naive_tps']:.0f}", "1.00x"],
+                ["agentmem `train_rows`", f"{result['agentmem_tps']:.0f}", f"{result['speedup']:.2f}x"],
+            ],
+        ),
         f"One `learn_tool` from {args.examples} examples, {args.epochs} epochs, encoding included: "
         f"{result['learn_tool_seconds']:.1f} s (target: under 30 s).",
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"bench-{today}.md", "a") as f:
-        f.write(text + "\n")
+    )
+    runinfo.append_record(text, args.out / f"bench-{today}.md")
     return 0
 
 

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import random
-import shlex
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,12 +253,11 @@ def bench_planning(
 
 def markdown(result: dict[str, Any]) -> str:
     """The figures as Markdown tables with ratios against the prompt-based baseline."""
-    lines = [
-        f"{result['requests']} held-out single-call requests per bank; medians of per-request latency.",
-        "",
-        "| tools | method | prompt tokens / request | latency / plan (s) | generated tokens | right tool | prompt tokens vs agentmem | latency vs agentmem |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "tools | method | prompt tokens / request | latency / plan (s) | generated tokens | right tool "
+        "| prompt tokens vs agentmem | latency vs agentmem"
+    ).split(" | ")
+    body = []
     for row in result["rows"]:
         ours = row["agentmem"]
         for key, label in (
@@ -270,10 +266,23 @@ def markdown(result: dict[str, Any]) -> str:
             ("prompt_cached", "prompt-based, tool prefix cached"),
         ):
             m = row[key]
-            lines.append(
-                f"| {row['tools']} | {label} | {m['prompt_tokens']:.0f} | {m['seconds']:.2f} | {m['generated_tokens']:.1f} | "
-                f"{m['correct_tool']:.2f} | {m['prompt_tokens'] / ours['prompt_tokens']:.1f}x | {m['seconds'] / ours['seconds']:.1f}x |"
+            body.append(
+                [
+                    row["tools"],
+                    label,
+                    f"{m['prompt_tokens']:.0f}",
+                    f"{m['seconds']:.2f}",
+                    f"{m['generated_tokens']:.1f}",
+                    f"{m['correct_tool']:.2f}",
+                    f"{m['prompt_tokens'] / ours['prompt_tokens']:.1f}x",
+                    f"{m['seconds'] / ours['seconds']:.1f}x",
+                ]
             )
+    lines = [
+        f"{result['requests']} held-out single-call requests per bank; medians of per-request latency.",
+        "",
+        *runinfo.table(header, body),
+    ]
     latencies = [r["agentmem"]["seconds"] for r in result["rows"]]
     c, u = result["constrained_s_per_token"], result["unconstrained_s_per_token"]
     lines += [
@@ -294,26 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
-    command = "python -m agentmem.eval.bench_planning " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     sizes = tuple(int(s) for s in args.sizes.split(","))
     result = bench_planning(args.backbone, sizes, args.requests, args.epochs)
-    today = datetime.date.today().isoformat()
-    machine = runinfo.machine()
-    text = "\n".join(
-        [
-            f"## Planning cost against prompt-based function calling ({today}; {machine})",
-            "",
-            f"`{command.strip()}` on {args.backbone}; training: {result['training']}.",
-            "",
-            markdown(result),
-            "",
-        ]
+    today = runinfo.today()
+    text = runinfo.record(
+        runinfo.heading("Planning cost against prompt-based function calling", today, runinfo.machine()),
+        f"`{runinfo.command('agentmem.eval.bench_planning', argv)}` on {args.backbone}; training: {result['training']}.",
+        markdown(result),
     )
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"planning-{today}.md", "a") as f:
-        f.write(text + "\n")
+    runinfo.append_record(text, args.out / f"planning-{today}.md")
     (args.out / f"planning-{today}.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agentmem.runinfo import table
+
 __all__ = ["markdown", "plot", "write_report"]
 
 _ACCURACY = (("tool_f1", "tool F1"), ("argument_f1", "argument F1"), ("exact_match", "exact match"))
@@ -64,24 +66,30 @@ def markdown(summary: dict[str, Any]) -> str:
             "the reachable calls of inventory tools scores the ceiling rows below.",
             "",
         ]
-    lines += [
-        "| method | tool F1 | argument F1 | exact match | schema-valid | parse failures | prompt tokens/request "
-        "| s/request | trainable params | training s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "method | tool F1 | argument F1 | exact match | schema-valid | parse failures | prompt tokens/request "
+        "| s/request | trainable params | training s"
+    ).split(" | ")
+    rows = []
     for name, r in _ok(summary).items():
         s, c = r["scores"], r["cost"]
-        lines.append(
-            f"| {name} | {s['tool_f1']:.3f} | {s['argument_f1']:.3f} | {s['exact_match']:.3f} "
-            f"| {s['schema_valid_rate']:.3f} | {s['parse_failure_rate']:.3f} | {c['prompt_tokens_per_request']:.0f} "
-            f"| {c['seconds_per_request']:.2f} | {_count(c['trainable_parameters'])} | {c['training_seconds']:.0f} |"
-        )
+        rates = ("tool_f1", "argument_f1", "exact_match", "schema_valid_rate", "parse_failure_rate")
+        scores = [f"{s[k]:.3f}" for k in rates]
+        per_request = [f"{c['prompt_tokens_per_request']:.0f}", f"{c['seconds_per_request']:.2f}"]
+        rows.append([name, *scores, *per_request, _count(c["trainable_parameters"]), f"{c['training_seconds']:.0f}"])
     if top:
-        rest = " - |" * 6  # no schema-valid rate, failures or costs: the oracle is not run
-        lines += [
-            f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |{rest}",
-            f"| ceiling (no references) | - | {top['argument_f1_reference_free']:.3f} | - |{rest}",
+        rest = ["-"] * 6  # no schema-valid rate, failures or costs: the oracle is not run
+        rows += [
+            [
+                "ceiling (verbatim from the request)",
+                "-",
+                f"{top['argument_f1']:.3f}",
+                f"{top['exact_match']:.3f}",
+                *rest,
+            ],
+            ["ceiling (no references)", "-", f"{top['argument_f1_reference_free']:.3f}", "-", *rest],
         ]
+    lines += table(header, rows)
     counts = sorted({int(k) for r in _ok(summary).values() for k in r["by_calls"]})
     if counts:
         lines += [
@@ -90,19 +98,18 @@ def markdown(summary: dict[str, Any]) -> str:
             + ", ".join(f"{k}: {_examples_with(summary, k)}" for k in counts)
             + "):",
             "",
-            "| method | " + " | ".join(f"{k} calls" for k in counts) + " |",
-            "|---|" + "---|" * len(counts),
         ]
+        rows = []
         for name, r in _ok(summary).items():
             cells = []
             for k in counts:
                 s = r["by_calls"].get(str(k))
                 cells.append(f"{s['argument_f1']:.2f} / {s['tool_f1']:.2f}" if s else "-")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            rows.append([name, *cells])
         if top:
             by = top["argument_f1_by_calls"]
-            cells = [f"{by[str(k)]:.2f} / -" if str(k) in by else "-" for k in counts]
-            lines.append("| ceiling (verbatim) | " + " | ".join(cells) + " |")
+            rows.append(["ceiling (verbatim)", *(f"{by[str(k)]:.2f} / -" if str(k) in by else "-" for k in counts)])
+        lines += table(["method", *(f"{k} calls" for k in counts)], rows)
     unavailable = {n: r for n, r in summary["methods"].items() if r.get("status") != "ok"}
     if unavailable:
         lines += ["", "Not run:", ""] + [f"- {n}: {r.get('reason', r.get('status'))}" for n, r in unavailable.items()]

@@ -1,12 +1,20 @@
-"""Shared fixtures: the real tokenizer, a tiny Llama built in code, and the real backbone."""
+"""Fixtures of both trees: the real tokenizer, a tiny Llama built in code, two short tools.
+
+The real backbone's fixtures live in tests/backbone/conftest.py, out of the unit tests' reach.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone, resolve
+from agentmem.backbone import DEFAULT_BACKBONE, Backbone, resolve
+
+# The repository's root, wherever a test file sits below tests/.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -55,17 +63,3 @@ def tiny_backbone(tokenizer, seed: int = 0, name: str = "tiny-llama") -> Backbon
 def tiny(tokenizer) -> Backbone:
     """A fresh tiny backbone per test (tests may not share mutable banks)."""
     return tiny_backbone(tokenizer)
-
-
-@pytest.fixture(scope="session")
-def smollm() -> Backbone:
-    """The real embedded backbone, loaded once per session."""
-    return load_backbone(DEFAULT_BACKBONE, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def smollm_adapted() -> Backbone:
-    """The real embedded backbone with its shipped adaptation merged, loaded once per session."""
-    from agentmem import AgentMem
-
-    return AgentMem(DEFAULT_BACKBONE, device="cpu").backbone

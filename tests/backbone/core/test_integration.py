@@ -1,6 +1,6 @@
 """The real embedded backbone (SmolLM2-135M-Instruct) learning three demo tools.
 
-Measured on 2026-11-22 (2-core x86-64 CPU, torch 2.13.0; `pytest tests/test_integration.py -s`
+Measured on 2026-11-22 (2-core x86-64 CPU, torch 2.13.0; `pytest tests/backbone/core/test_integration.py -s`
 prints the figures): 3 tools x 20 examples, 5 epochs, lr 5e-3, then 24 held-out single-call
 requests whose templates and values never appear in training:
     routing (tool F1) = 0.917, argument F1 = 0.208 (exact plan match 0.208), schema-valid rate = 1.0;

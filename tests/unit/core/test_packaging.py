@@ -20,8 +20,8 @@ from agentmem import errors
 from agentmem.cli import main
 from agentmem.errors import AgentMemError, MissingExtraError
 from agentmem.extras import EXTRAS, require_extra
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # Every top-level module of the extras' packages that the layers import.
 EXTRA_MODULES = ("fastapi", "starlette", "uvicorn", "langchain_core", "langchain", "matplotlib")
 

@@ -7,14 +7,11 @@ import runpy
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
 from agentmem import AgentMem, distributed
-from tests.conftest import tiny_backbone
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, tiny_backbone
 
 # Written to tmp_path and run twice: under the launcher (2 processes) and in the test process.
 JOB = f"""
@@ -24,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-sys.path.insert(0, {str(REPO)!r})
+sys.path.insert(0, {str(ROOT)!r})
 from agentmem import AgentMem, distributed
 from agentmem.backbone import DEFAULT_BACKBONE, resolve
 from agentmem.corpus import synthetic_examples, synthetic_tools

@@ -236,11 +236,3 @@ def test_shipped_adapter_is_well_formed():
     assert adapter.training["command"].startswith("agentmem adapt ")
     assert adapter.training["steps"] > 0 and adapter.training["last_loss"] < adapter.training["first_loss"]
     assert sum(v.numel() for v in adapter.weights.values()) == 30 * 8 * (576 + 576 + 576 + 192)
-
-
-@pytest.mark.backbone
-def test_embedded_backbone_is_adapted_by_default(smollm):
-    mem = AgentMem("smollm2-135m", device="cpu")
-    assert mem.backbone.adapter is not None
-    assert mem.backbone.fingerprint == adapted_fingerprint(smollm.fingerprint, mem.backbone.adapter.id)
-    assert AgentMem("smollm2-135m", device="cpu", adapted=False).backbone.fingerprint == smollm.fingerprint
