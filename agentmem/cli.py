@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "--merge-scale",
         type=float,
         default=1.0,
-        help="save the LoRA at this strength (alpha x SCALE; the shipped smollm2-135m adapter uses 0.5)",
+        help="save the LoRA at this strength (alpha x SCALE; the shipped smollm2-135m adapter uses 0.85)",
     )
 
     serve = commands.add_parser("serve", help="serve banks over an OpenAI-compatible HTTP API (/v1/chat/completions)")
