@@ -314,6 +314,13 @@ class ServerLimits:
     max_batch: int = 16  # requests of one bank decoding together (agentmem.scheduler)
     max_queue: int = 64  # requests of one bank waiting to join its batch; more get a 503
 
+    def __post_init__(self) -> None:
+        if self.time_limit <= 0 or self.max_batch < 1 or self.max_queue < 0:
+            raise ValueError(
+                f"time_limit must be > 0, max_batch >= 1 and max_queue >= 0; got {self.time_limit}, "
+                f"{self.max_batch} and {self.max_queue}"
+            )
+
 
 def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> dict[str, Any]:
     """The keyword arguments of `AgentMem.plan` for a request; 400s name what is wrong."""

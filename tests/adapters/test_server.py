@@ -500,12 +500,15 @@ def test_bench_runs_and_reports(banks, tmp_path, monkeypatch, capsys):
     from agentmem.adapters import bench_server
 
     monkeypatch.setattr(bench_server, "demo_bank", lambda backbone, examples_per_tool: banks["home"])
-    assert bench_server.main(["--requests", "3", "--clients", "1,2", "--out", str(tmp_path)]) == 0
+    args = ["--requests", "6", "--clients", "1,2", "--long-tokens", "40", "--out", str(tmp_path)]
+    assert bench_server.main(args) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 4  # printed as measured, then in the table
-    assert all(line.split("|")[3].strip() == "0" for line in rows)  # no errors
-    assert "| clients | requests | errors | requests/s | p50 ms | p95 ms | wall s |" in out
+    assert all(line.split("|")[3].strip() == "0" and line.split("|")[4].strip() == "0" for line in rows)  # no errors
+    assert "| clients | requests | errors | differ | requests/s | p50 ms | p95 ms | wall s |" in out
+    assert "Answers identical at every level: yes" in out and "Requests/s at 2 clients / at 1: " in out
+    assert "Head-of-line: a short request" in out and "40-token text answer" in out
     assert len(list(tmp_path.glob("server-*.md"))) == 1
 
 
