@@ -90,9 +90,10 @@ class AgentMem:
     def scheduler(self) -> Scheduler:
         """The continuous-batching scheduler `submit` queues requests to (made on first use;
         set its ``max_batch`` and ``max_queue`` to bound it)."""
-        if self._scheduler is None or self._scheduler.decoder is not self._decoder:
-            self._scheduler = Scheduler(self._decoder)
-        return self._scheduler
+        with self.lock:  # two threads asking first must get one scheduler, or requests split
+            if self._scheduler is None or self._scheduler.decoder is not self._decoder:
+                self._scheduler = Scheduler(self._decoder)
+            return self._scheduler
 
     @property
     def tools(self) -> list[ToolSpec]:
