@@ -1,27 +1,36 @@
-"""Loopback load test of the OpenAI-compatible server: requests/s and latency by concurrency.
+"""Loopback load test of the OpenAI-compatible server: throughput, latency, head-of-line.
 
 Starts the server of ``agentmem serve`` in this process on 127.0.0.1 (a free port) with one
 bank: ``--bank PATH``, or the demo pack learned on the backbone as ``agentmem demo`` does
 (4 tools from ``--examples-per-tool`` single-call examples each, plus two-call requests).
-For each level of ``--clients`` (default 1, 4, 16), that many client threads send
-``--requests`` chat completions in all (the demo pack's held-out requests in turn, plain HTTP
-with the standard library, ``tool_choice`` auto, text answers cut at ``--max-tokens``),
-after one warm-up request. Model calls are serialised by the server, so concurrency buys
-queueing, not parallel decoding: latency grows with the clients.
 
-Results print as a Markdown table (machine and date) and are appended to
-``runs/server-<date>.md``.
+1. Throughput: for each level of ``--clients`` (default 1 and 16), that many client threads
+   send ``--requests`` chat completions in all (the demo pack's held-out requests in turn,
+   plain HTTP with the standard library, ``tool_choice`` auto, text answers cut at
+   ``--max-tokens``), after one warm-up request. The bank's scheduler decodes concurrent
+   requests in one batch, so requests/s grows with clients. Every level must give each
+   request the answer the first level gave it (calls, text, finish reason): checked, and
+   counted as ``differ``.
+2. Head-of-line: one short request alone (median of 3), then the same request sent while a
+   long one (``tool_choice`` none, ``max_tokens`` ``--long-tokens``) decodes; the ratio of
+   the two times is what the long one costs the short one.
+
+Results print as Markdown (machine and date, ratios measured in the same run) and are
+appended to ``runs/server-<date>.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import http.client
 import json
+import socket
 import statistics
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +46,7 @@ try:
 except ImportError as exc:  # a core install: say which extra to install, not only the module
     raise missing_extra("server", exc) from exc
 
-from agentmem.adapters.server import BankRegistry, create_app
+from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
 from agentmem.backbone import DEFAULT_BACKBONE
 from agentmem.core import AgentMem
 from agentmem.tools import demo
@@ -55,9 +64,10 @@ def demo_bank(backbone: str, examples_per_tool: int) -> AgentMem:
 
 
 @contextmanager
-def serving(registry: BankRegistry) -> Iterator[str]:
+def serving(registry: BankRegistry, limits: ServerLimits) -> Iterator[str]:
     """Serves ``registry`` on a free loopback port from a thread; yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(registry), host="127.0.0.1", port=0, log_level="warning"))
+    app = create_app(registry, limits)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(600):  # at most 30 s
@@ -74,43 +84,86 @@ def serving(registry: BankRegistry) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def post(url: str, body: dict[str, Any], timeout: float) -> tuple[float, bool]:
-    """Sends one chat completion; returns (seconds, whether it succeeded with a 200)."""
+def post(url: str, body: dict[str, Any], timeout: float) -> tuple[float, Any]:
+    """Sends one chat completion; returns (seconds, its answer), the answer None unless a 200.
+
+    The answer is what must not depend on load: calls, text, finish reasons, token counts.
+    """
     request = urllib.request.Request(
         url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            ok = response.status == 200 and "choices" in json.loads(response.read())
+            data = json.loads(response.read()) if response.status == 200 else {}
     except (urllib.error.URLError, OSError, ValueError):
-        ok = False
-    return time.perf_counter() - started, ok
+        data = {}
+    seconds = time.perf_counter() - started
+    if "choices" not in data:
+        return seconds, None
+    choice = data["choices"][0]
+    calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or ()]
+    answer = (calls, choice["message"]["content"], choice["finish_reason"], data["agentmem"]["plan_finish_reason"])
+    return seconds, (answer, data["usage"]["completion_tokens"])
+
+
+def _body(query: str, max_tokens: int, **extra: Any) -> dict[str, Any]:
+    return {"model": BANK, "messages": [{"role": "user", "content": query}], "max_tokens": max_tokens, **extra}
 
 
 def load_level(
     url: str, queries: list[str], clients: int, requests: int, max_tokens: int, timeout: float
-) -> dict[str, float]:
-    """Sends ``requests`` completions from ``clients`` threads; returns throughput and latency."""
-    bodies = [
-        {"model": BANK, "messages": [{"role": "user", "content": queries[i % len(queries)]}], "max_tokens": max_tokens}
-        for i in range(requests)
-    ]
+) -> tuple[dict[str, float], list[Any]]:
+    """Sends ``requests`` completions from ``clients`` threads; returns throughput and
+    latency, and each request's answer (None for a failed one)."""
+    bodies = [_body(queries[i % len(queries)], max_tokens) for i in range(requests)]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         results = list(pool.map(lambda body: post(url, body, timeout), bodies))
     wall = time.perf_counter() - started
     latencies = sorted(seconds for seconds, _ in results)
     p95 = latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))]
-    return {
+    stats = {
         "clients": clients,
         "requests": requests,
-        "errors": sum(not ok for _, ok in results),
+        "errors": sum(answer is None for _, answer in results),
         "rps": requests / wall,
         "p50": statistics.median(latencies),
         "p95": p95,
         "wall": wall,
     }
+    return stats, [answer for _, answer in results]
+
+
+def head_of_line(url: str, query: str, long_query: str, long_tokens: int, timeout: float) -> dict[str, Any]:
+    """A short request's seconds alone (median of 3) and while a long one decodes.
+
+    The long one is sent on a connection of its own and dropped once the short one is
+    answered: the server stops its decoding (a client gone), so the run does not wait out
+    ``long_tokens`` steps it no longer measures.
+    """
+    alone = statistics.median(post(url, _body(query, 64), timeout)[0] for _ in range(3))
+    host, port = urllib.parse.urlsplit(url).netloc.split(":")
+    long = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    body = json.dumps(_body(long_query, long_tokens, tool_choice="none"))
+
+    def send_long() -> None:
+        try:
+            long.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            long.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            pass  # dropped below, as intended
+
+    thread = threading.Thread(target=send_long, daemon=True)
+    thread.start()
+    time.sleep(max(1.0, 2 * alone))  # past its prefill: decoding
+    beside = post(url, _body(query, 64), timeout)[0]
+    decoding = thread.is_alive()  # the long one is still unanswered
+    if long.sock is not None:
+        long.sock.shutdown(socket.SHUT_RDWR)
+    long.close()
+    thread.join(timeout)
+    return {"alone": alone, "beside": beside, "ratio": beside / alone, "overlapped": decoding}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,15 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, help="a saved bank to serve (default: learn the demo pack)")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone for the demo pack")
     parser.add_argument("--examples-per-tool", type=int, default=20, help="demo pack training examples per tool")
-    parser.add_argument("--clients", default="1,4,16", help="concurrency levels, comma-separated")
+    parser.add_argument("--clients", default="1,16", help="concurrency levels, comma-separated")
     parser.add_argument("--requests", type=int, default=64, help="requests per level")
     parser.add_argument("--max-tokens", type=int, default=64, help="longest text answer, in tokens")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take")
+    parser.add_argument("--long-tokens", type=int, default=1024, help="the long request's max_tokens (0: skip)")
+    parser.add_argument(
+        "--long-query",
+        default="Write a very long story about a dragon who learns to cook, chapter by chapter.",
+        help="the long request (a text answer, tool_choice none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",") if c]
-    if min([args.requests, args.max_tokens, *levels]) < 1 or not levels:
-        parser.error("--requests, --max-tokens and every --clients level must be >= 1")
+    if min([args.requests, args.max_tokens, *levels]) < 1 or not levels or args.long_tokens < 0:
+        parser.error("--requests, --max-tokens and every --clients level must be >= 1, --long-tokens >= 0")
 
     started = time.perf_counter()
     memory = AgentMem.load(args.bank) if args.bank else demo_bank(args.backbone, args.examples_per_tool)
@@ -134,16 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     registry = BankRegistry()
     registry.add(BANK, memory)
     queries = [e["query"] for e in demo.held_out_examples()]
-    rows = []
-    with serving(registry) as url:
-        post(url, {"model": BANK, "messages": [{"role": "user", "content": queries[0]}]}, args.timeout)  # warm-up
+    rows, reference, differ, levels_seen = [], None, 0, []
+    with serving(registry, ServerLimits(max_text_tokens=max(1024, args.long_tokens))) as url:
+        post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
         for clients in levels:
-            r = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
+            r, answers = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
+            if reference is None:
+                reference = answers
+            r["differ"] = sum(a != b for a, b in zip(answers, reference))
+            differ += r["differ"]
+            levels_seen.append(r)
             rows.append(
-                f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']:.2f} | "
+                f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['differ']} | {r['rps']:.2f} | "
                 f"{r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['wall']:.1f} |"
             )
             print(rows[-1], flush=True)
+        hol = (
+            head_of_line(url, queries[0], args.long_query, args.long_tokens, args.timeout) if args.long_tokens else None
+        )
 
     machine = runinfo.machine(memory.backbone.device)
     today = datetime.date.today().isoformat()
@@ -156,14 +223,30 @@ def main(argv: list[str] | None = None) -> int:
         f"## agentmem serve on loopback ({today}; {machine})",
         "",
         f"`python -m agentmem.adapters.bench_server --requests {args.requests} --clients {args.clients} "
-        f"--max-tokens {args.max_tokens}`: {source}; one request = one chat completion of a held-out demo request "
-        "(`tool_choice` auto).",
+        f"--max-tokens {args.max_tokens} --long-tokens {args.long_tokens}`: {source}; one request = one chat "
+        "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's.",
         "",
-        "| clients | requests | errors | requests/s | p50 ms | p95 ms | wall s |",
-        "|---|---|---|---|---|---|---|",
+        "| clients | requests | errors | differ | requests/s | p50 ms | p95 ms | wall s |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
+        f"Answers identical at every level: {'yes' if not differ else f'no ({differ} differ)'}. "
+        + (
+            f"Requests/s at {levels_seen[-1]['clients']} clients / at {levels_seen[0]['clients']}: "
+            f"{levels_seen[-1]['rps'] / levels_seen[0]['rps']:.2f}x."
+            if len(levels_seen) > 1
+            else ""
+        ),
     ]
+    if hol is not None:
+        lines += [
+            "",
+            f"Head-of-line: a short request ({queries[0]!r}) takes {hol['alone'] * 1000:.0f} ms alone (median of 3) "
+            f"and {hol['beside'] * 1000:.0f} ms sent while a text answer of up to {args.long_tokens} tokens "
+            f"decodes ({'still decoding' if hol['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
+            f"ratio {hol['ratio']:.2f}.",
+        ]
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,10 @@ Input flow: ``POST /v1/chat/completions`` -> `ChatRequest` (a malformed body is 
 OpenAI's error shape) -> the bank ``model`` names (`BankRegistry`) -> `_plan_options` (``tools``
 must be learned in that bank; ``tool_choice`` by `agentmem.chat.plan_options`) -> the chat
 boundary's `read_turn` and `prompt_messages` (earlier ``tool_calls`` are written back as
-memory token + arguments) -> `AgentMem.plan` (at most ``max_prompt_tokens``; AgentMem makes
-one model call at a time). Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_completion`
+memory token + arguments) -> `AgentMem.submit` (at most ``max_prompt_tokens``): the bank's
+scheduler (`agentmem.scheduler`) decodes it in one batch with the other requests in flight,
+which it joins at the next step, while the handler waits without holding a thread and stops
+the request when the client disconnects. Output flow: Plan -> `agentmem.chat.plan_to_dict` -> `_completion`
 (a ``chat.completion``), or with ``stream`` -> `_chunks` (role and text, one chunk per call,
 a last chunk with ``finish_reason``, an optional usage chunk) as server-sent events.
 
@@ -26,12 +28,17 @@ Where it differs from OpenAI's API, by design:
 * Decoding is greedy (``temperature``, ``top_p``, ``seed`` are ignored); ``n`` > 1 and
   ``logprobs`` are refused. ``max_tokens`` bounds a text answer; arguments have their own bound.
 * Streaming is not token by token: the plan is made, then its chunks are sent.
+* Load: ``ServerLimits`` bounds each bank's batch (``max_batch``) and queue (``max_queue``); a
+  request finding the queue full, or still queued when its ``time_limit`` passes, gets a 503
+  with ``Retry-After``. One decoding when its time limit passes ends with the calls made so
+  far, ``finish_reason`` ``"length"`` and ``agentmem.plan_finish_reason`` ``"time_limit"``.
 * An agent run in progress (the conversation ends in results of calls made since the last user
   message) resumes its plan: the model emits its next call or ends the plan.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -40,6 +47,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +59,8 @@ from agentmem.extras import missing_extra
 try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 except ImportError as exc:  # a core install: say which extra to install, not only the module
     raise missing_extra("server", exc) from exc
@@ -60,7 +69,14 @@ from agentmem.backbone import Backbone
 from agentmem.bank_io import META_FILE, load_bank
 from agentmem.chat import Turn, cut_at_stop, plan_options, plan_to_dict, prompt_messages, read_turn
 from agentmem.core import AgentMem
-from agentmem.errors import AgentMemError, BankError, ChatInputError, PromptTooLongError, ToolChoiceError
+from agentmem.errors import (
+    AgentMemError,
+    BankError,
+    ChatInputError,
+    OverloadedError,
+    PromptTooLongError,
+    ToolChoiceError,
+)
 from agentmem.tools.calls import Plan
 
 __all__ = ["API_KEY_ENV", "BankRegistry", "ChatRequest", "ServerLimits", "create_app"]
@@ -84,13 +100,15 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         kind: str = "invalid_request_error",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+        self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
         body = {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": body}, status_code=self.status)
+        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers)
 
 
 # banks
@@ -287,11 +305,21 @@ class ChatRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Bounds on one request."""
+    """Bounds on one request, and on each bank's load."""
 
     max_prompt_tokens: int = 4096
     max_body_bytes: int = 1 << 20
     max_text_tokens: int = 1024  # most max_tokens a request may ask (default: the decoder's 256)
+    time_limit: float = 120.0  # seconds a request may take, queue included
+    max_batch: int = 16  # requests of one bank decoding together (agentmem.scheduler)
+    max_queue: int = 64  # requests of one bank waiting to join its batch; more get a 503
+
+    def __post_init__(self) -> None:
+        if self.time_limit <= 0 or self.max_batch < 1 or self.max_queue < 0:
+            raise ValueError(
+                f"time_limit must be > 0, max_batch >= 1 and max_queue >= 0; got {self.time_limit}, "
+                f"{self.max_batch} and {self.max_queue}"
+            )
 
 
 def _plan_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> dict[str, Any]:
@@ -363,17 +391,41 @@ def _turns(messages: Sequence[Message]) -> list[Turn]:
     ]
 
 
-def _plan(registry: BankRegistry, request: ChatRequest, limits: ServerLimits) -> tuple[Plan, AgentMem]:
-    """Plans a request (`AgentMem` serialises model calls); returns the plan and the bank."""
-    memory = registry.get(request.model)
+def _submit(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> Future[Plan]:
+    """Queues a request to its bank's scheduler (tokenising it takes the model's lock: run
+    it off the event loop); 400s and 503s say what is wrong."""
     options = _plan_options(memory, request, limits)
+    # Set on every request rather than when a bank is added: banks may be added at run time.
+    scheduler = memory.scheduler
+    scheduler.max_batch, scheduler.max_queue = limits.max_batch, limits.max_queue
     try:
-        plan = memory.plan(prompt_messages(_turns(request.messages), memory.bank), **options)
+        return memory.submit(
+            prompt_messages(_turns(request.messages), memory.bank), time_limit=limits.time_limit, **options
+        )
     except PromptTooLongError as exc:
         raise APIError(
             400, f"{exc} (this server's max_prompt_tokens)", param="messages", code="context_length_exceeded"
         ) from exc
-    return plan, memory
+
+
+#: How often a waiting handler asks whether its client is still there.
+_DISCONNECT_POLL = 0.05
+
+
+async def _plan(future: Future[Plan], http: Request) -> Plan | None:
+    """The plan, once made; None when the client disconnected first (its decoding stopped)."""
+    waiting = asyncio.wrap_future(future)
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=_DISCONNECT_POLL)
+            if done:
+                return waiting.result()
+            if await http.is_disconnected():
+                future.cancel()
+                return None
+    finally:  # the handler itself cancelled (the server stopping): nobody waits for the plan
+        if not future.done():
+            future.cancel()
 
 
 # responses
@@ -399,7 +451,8 @@ def _completion(
         message["tool_calls"] = data["tool_calls"]
     if data["invalid_tool_calls"]:
         message["invalid_tool_calls"] = data["invalid_tool_calls"]
-    finish = "tool_calls" if plan.calls else "length" if plan.finish_reason == "length" and not cut else "stop"
+    limited = plan.finish_reason in ("length", "time_limit") and not cut
+    finish = "tool_calls" if plan.calls else "length" if limited else "stop"
     prompt, generated = data["usage"].get("prompt_tokens", 0), data["usage"].get("generated_tokens", 0)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -480,6 +533,14 @@ def _as_api_error(exc: Exception) -> APIError:
         return APIError(400, f"{param or 'body'}: {first.get('msg')}", param=param)
     if isinstance(exc, HTTPException):
         return APIError(exc.status_code, str(exc.detail))
+    if isinstance(exc, OverloadedError):  # the server's load, not the request's fault: retry
+        return APIError(
+            503,
+            str(exc),
+            code="overloaded",
+            kind="server_error",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, (ChatInputError, ToolChoiceError)):  # the chat boundary says where in the request
         return APIError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, AgentMemError):  # e.g. a bank folder that is not a bank
@@ -488,10 +549,15 @@ def _as_api_error(exc: Exception) -> APIError:
 
 
 class _Gate:
-    """ASGI middleware: the API key, then the body's size, before the app sees a request.
+    """ASGI middleware: the API key, then the body's size, before the app sees a request;
+    and any exception the app lets through, as an error body (a 500) rather than a dropped
+    connection.
 
     The body is counted as it arrives and held (it is at most ``limit`` bytes), so a body
-    sent chunked, without ``Content-Length``, is bounded like any other.
+    sent chunked, without ``Content-Length``, is bounded like any other. A plain ASGI
+    middleware, not Starlette's ``BaseHTTPMiddleware``: behind that one, a handler's
+    ``request.is_disconnected()`` never sees the client go (its receive is wrapped in a task
+    group whose exit swallows the message), and a disconnected client must stop its decoding.
     """
 
     def __init__(self, app: Any, limit: int, api_key: str | None) -> None:
@@ -539,7 +605,20 @@ class _Gate:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+        started = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            return await self.app(scope, replay, sending)
+        except Exception as exc:  # answered here, so that the connection stays open
+            _log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if started:  # too late for an error body
+                raise
+            return await _as_api_error(exc).response()(scope, replay, send)
 
     def _authorized(self, header: bytes) -> bool:
         scheme, _, token = header.partition(b" ")
@@ -575,14 +654,6 @@ def create_app(
             "" if api_key is not None else " for anyone who reaches this server (no API key)",
         )
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        try:
-            return await call_next(request)
-        except Exception as exc:  # answered here, so that the connection stays open
-            _log.exception("%s %s failed", request.method, request.url.path)
-            return _as_api_error(exc).response()
-
     app.add_middleware(_Gate, limit=limits.max_body_bytes, api_key=api_key)  # added last: runs first
 
     for kind in (APIError, RequestValidationError, HTTPException, AgentMemError):
@@ -602,9 +673,12 @@ def create_app(
         return registry.models(name)[0]
 
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    async def chat_completions(request: ChatRequest, http: Request) -> dict[str, Any] | Response:
         _check_text(request.model_dump(), "")
-        plan, memory = _plan(registry, request, limits)
+        memory = registry.get(request.model)
+        plan = await _plan(await run_in_threadpool(_submit, memory, request, limits), http)
+        if plan is None:  # nobody reads this answer: 499, as nginx logs a client gone
+            return Response(status_code=499)
         completion = _completion(
             plan,
             model=request.model,

@@ -109,6 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-prompt-tokens", type=int, default=4096, help="longest prompt accepted (default: 4096)")
+    serve.add_argument("--max-batch", type=int, default=16, help="requests of one bank decoded together (default: 16)")
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        help="requests of one bank waiting beyond those; more get 503 (default: 64)",
+    )
+    serve.add_argument(
+        "--time-limit", type=float, default=120.0, help="seconds a request may take, queue included (default: 120)"
+    )
     serve.add_argument(
         "--admin",
         action="store_true",
@@ -343,9 +353,13 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    app = create_app(
-        registry, ServerLimits(max_prompt_tokens=args.max_prompt_tokens), admin=args.admin, api_key=api_key
+    limits = ServerLimits(
+        max_prompt_tokens=args.max_prompt_tokens,
+        time_limit=args.time_limit,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
     )
+    app = create_app(registry, limits, admin=args.admin, api_key=api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

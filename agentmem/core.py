@@ -7,6 +7,7 @@ import os
 import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
 from agentmem.memory import MemoryBank, mean_embedding
+from agentmem.scheduler import Scheduler
 from agentmem.tools.calls import Plan
 from agentmem.tools.examples import Example, OnInvalid, SkippedExample, normalize_examples
 from agentmem.tools.spec import ToolSpec, to_tool_spec
@@ -82,6 +84,16 @@ class AgentMem:
         self._training: dict[str, dict[str, Any]] = {}
         self._kept: dict[str, list[Example]] = {}  # per tool, a sample of its examples, for rehearsal
         self._decoder = Decoder(self.backbone, self.bank, self._specs)
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The continuous-batching scheduler `submit` queues requests to (made on first use;
+        set its ``max_batch`` and ``max_queue`` to bound it)."""
+        with self.lock:  # two threads asking first must get one scheduler, or requests split
+            if self._scheduler is None or self._scheduler.decoder is not self._decoder:
+                self._scheduler = Scheduler(self._decoder)
+            return self._scheduler
 
     @property
     def tools(self) -> list[ToolSpec]:
@@ -346,15 +358,8 @@ class AgentMem:
             PromptTooLongError: A prompt is over ``max_prompt_tokens`` (nothing is decoded).
             UnknownToolError: ``tools`` or ``tool_choice`` names a tool the bank lacks.
         """
-        names = list(tools) if tools is not None else list(self.bank.names)
-        settings = DecodeSettings(
-            tool_choice=tool_choice_policy(tool_choice, names),
-            tools=tools,
-            max_calls=max_calls,
-            max_text_tokens=max_text_tokens,
-            constrained=constrained,
-            copy_bias=copy_bias,
-            drop_unfounded=drop_unfounded,
+        settings = self._settings(
+            tool_choice, tools, max_calls, max_text_tokens, constrained, copy_bias, drop_unfounded
         )
         with self.lock:  # the tokenizer and the bank, as well as the model
             self._decoder.check(settings)
@@ -366,6 +371,68 @@ class AgentMem:
                 ids, continued = [p[0] for p in window], [p[1] for p in window]
                 plans.extend(self._decoder.decode(ids, settings, sources[start : start + batch_size], continued))
         return plans
+
+    def submit(
+        self,
+        request: str | Messages,
+        *,
+        time_limit: float | None = None,
+        tool_choice: Any = "auto",
+        tools: Sequence[str] | None = None,
+        max_calls: int = 8,
+        max_text_tokens: int = DecodeSettings.max_text_tokens,
+        max_prompt_tokens: int | None = None,
+        resume: bool = False,
+        constrained: bool = True,
+        copy_bias: float = DecodeSettings.copy_bias,
+        drop_unfounded: bool = DecodeSettings.drop_unfounded,
+    ) -> Future[Plan]:
+        """Queues a request to `scheduler`, which decodes it together with the other requests
+        in flight (joining their batch at the next step); the plan is the one `plan` makes.
+
+        Args:
+            request: As in `plan`.
+            time_limit: Seconds within which the plan must be made, counted from now: a
+                request still queued then fails with `OverloadedError`, one decoding ends
+                with ``finish_reason="time_limit"`` and the calls made so far.
+            **options: The other options of `plan`.
+
+        Returns:
+            A future of the Plan; cancel it to stop its decoding at the next step.
+
+        Raises:
+            OverloadedError: The scheduler's queue is full.
+            PromptTooLongError, UnknownToolError: As `plan`, before anything is queued.
+        """
+        settings = self._settings(
+            tool_choice, tools, max_calls, max_text_tokens, constrained, copy_bias, drop_unfounded
+        )
+        with self.lock:  # the tokenizer and the bank
+            self._decoder.check(settings)
+            ids, continued = self._prompt(request, resume and settings.tool_choice != "none", max_prompt_tokens)
+            scheduler = self.scheduler
+        return scheduler.submit(ids, settings, source=source_text(request), continued=continued, time_limit=time_limit)
+
+    def _settings(
+        self,
+        tool_choice: Any,
+        tools: Sequence[str] | None,
+        max_calls: int,
+        max_text_tokens: int,
+        constrained: bool,
+        copy_bias: float,
+        drop_unfounded: bool,
+    ) -> DecodeSettings:
+        names = list(tools) if tools is not None else list(self.bank.names)
+        return DecodeSettings(
+            tool_choice=tool_choice_policy(tool_choice, names),
+            tools=tools,
+            max_calls=max_calls,
+            max_text_tokens=max_text_tokens,
+            constrained=constrained,
+            copy_bias=copy_bias,
+            drop_unfounded=drop_unfounded,
+        )
 
     def _prompt(self, request: str | Messages, resume: bool, max_prompt_tokens: int | None) -> tuple[list[int], bool]:
         """A request's prompt ids, and whether they resume its plan."""

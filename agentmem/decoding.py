@@ -1,7 +1,10 @@
 """The decoding loop: route to memory tokens, write each call's arguments, route again.
 
-Requests are prefilled once (left-padded batch), then decoded one token per step with the
-key/value cache. Each request is a small state machine:
+Requests decode together in a `Batch`: rows are prefilled (left-padded) and merged into the
+running batch at a step boundary, then decoded one token per step with the key/value cache;
+a row that finishes (or is stopped: `Batch.stop`) leaves the batch at once. `Decoder.decode`
+runs one batch of prompts to the end; `agentmem.scheduler` lets rows join a batch that is
+already decoding (continuous batching). Each request is a small state machine:
 
 * ``route``: the next token is chosen among the allowed memory tokens and end-of-plan;
   at the first step ``tool_choice="auto"`` also allows ordinary text (an answer instead
@@ -68,11 +71,28 @@ class DecodeSettings:
     drop_unfounded: bool = True
 
 
+@dataclass(frozen=True)
+class BankView:
+    """The bank as a batch started with: its rows join and route against this, so a bank
+    changed while rows decode (a tool learned or forgotten) never mixes two banks in a row."""
+
+    names: tuple[str, ...]
+    specs: Mapping[str, ToolSpec]
+    rows: torch.Tensor  # on the backbone's device
+    saved: torch.Tensor  # a CPU copy, to tell whether the bank still equals this view
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
 @dataclass
 class _Row:
     """Decoding state of one request."""
 
     prompt_tokens: int
+    settings: DecodeSettings = field(default_factory=DecodeSettings)
+    allowed: list[int] = field(default_factory=list)  # the memory rows routing may choose
+    view: BankView | None = None
     source: str = ""  # the request's UTF-8 bytes seen through latin-1 (as `copy_index`): values are copied from it
     continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
     mode: str = "route"
@@ -83,6 +103,9 @@ class _Row:
     text: str = ""  # the argument text so far
     generated: int = 0
     first_tokens: frozenset[int] | None = None  # each request word's first token (`copying.first_tokens`)
+    submitted: float = 0.0  # perf_counter() times: asked for, prefilled, done
+    started: float = 0.0
+    prefilled: float = 0.0
 
     @property
     def done(self) -> bool:
@@ -113,11 +136,27 @@ class Decoder:
             self._copy_index = CopyIndex(self._byte_texts)
         return self._copy_index
 
-    def check(self, settings: DecodeSettings) -> list[int]:
-        """Validates settings against the bank; returns the allowed memory rows."""
-        names = list(settings.tools) if settings.tools is not None else list(self.bank.names)
+    def view(self) -> BankView:
+        """The bank as it is now, for a batch to decode against."""
+        rows = self.bank.rows.detach()
+        return BankView(tuple(self.bank.names), dict(self.specs), rows.to(self.backbone.device), rows.cpu().clone())
+
+    def current(self, view: BankView) -> bool:
+        """Whether the bank still equals ``view`` (so new rows may join a batch decoding with it)."""
+        rows = self.bank.rows.detach()
+        return (
+            view.names == tuple(self.bank.names)
+            and view.saved.shape == rows.shape
+            and bool(torch.equal(view.saved, rows.cpu()))
+        )
+
+    def check(self, settings: DecodeSettings, view: BankView | None = None) -> list[int]:
+        """Validates settings against the bank (or ``view`` of it); returns the allowed memory rows."""
+        known = view.names if view is not None else tuple(self.bank.names)
+        names = list(settings.tools) if settings.tools is not None else list(known)
         for name in names:
-            self.bank.index(name)  # raises UnknownToolError naming the known tools
+            if name not in known:
+                raise UnknownToolError(f"unknown tool {name!r}; the bank holds: {', '.join(known) or 'none yet'}")
         choice = settings.tool_choice
         if choice not in POLICIES and choice not in names:
             raise UnknownToolError(
@@ -130,7 +169,7 @@ class Decoder:
             raise ValueError(f"max_calls must be >= 1, got {settings.max_calls}")
         if settings.copy_bias < 0:
             raise ValueError(f"copy_bias must be >= 0, got {settings.copy_bias}")
-        return [self.bank.index(n) for n in names]
+        return [known.index(n) for n in names]
 
     @torch.no_grad()
     def decode(
@@ -151,81 +190,30 @@ class Decoder:
                 resumed, `agentmem.encoding.resumed_prompt_ids`): it routes as after a call.
         """
         with MODEL_LOCK:
-            return self._decode(prompts, settings, sources, continued)
-
-    def _decode(
-        self,
-        prompts: Sequence[Sequence[int]],
-        settings: DecodeSettings,
-        sources: Sequence[str] | None,
-        continued: Sequence[bool] | None,
-    ) -> list[Plan]:
-        allowed = self.check(settings)
-        started = time.perf_counter()
-        backbone, device = self.backbone, self.backbone.device
-        vocab, eos = backbone.vocab_size, backbone.eos_token_id
-        rows_tensor = self.bank.rows.to(device)
-        body = memory.decoder(backbone)
-        texts = list(sources) if sources is not None else [""] * len(prompts)
-        resumed = list(continued) if continued is not None else [False] * len(prompts)
-        states = [
-            _Row(prompt_tokens=len(p), source=t.encode("utf-8").decode("latin-1"), continued=c)
-            for p, t, c in zip(prompts, texts, resumed)
-        ]
-        if settings.tool_choice == "none":
-            for state in states:
-                state.mode = "text"
-
-        # prefill: left-padded so every prompt ends in the last column
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), eos, dtype=torch.long)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = body(
-            inputs_embeds=memory.embed(backbone, rows_tensor, ids.to(device)),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            past_key_values=DynamicCache(config=backbone.model.config),
-            use_cache=True,
-        )
-        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-        next_position = positions[:, -1] + 1
-        prefilled = time.perf_counter()
-
-        while not all(s.done for s in states):
-            scores = memory.logits(backbone, rows_tensor, hidden).float()
-            tokens = [self._step(s, scores[i], allowed, settings, vocab, eos) for i, s in enumerate(states)]
-            active = torch.tensor([t is not None for t in tokens], dtype=torch.long)
-            if not bool(active.any()):
-                break
-            step_ids = torch.tensor([[t if t is not None else eos] for t in tokens], dtype=torch.long)
-            mask = torch.cat([mask, active.unsqueeze(1)], dim=1)
-            out = body(
-                inputs_embeds=memory.embed(backbone, rows_tensor, step_ids.to(device)),
-                attention_mask=mask.to(device),
-                position_ids=next_position.unsqueeze(1).to(device),
-                past_key_values=cache,
-                use_cache=True,
+            batch = Batch(self)
+            rows = batch.add(
+                prompts,
+                [settings] * len(prompts),
+                sources if sources is not None else [""] * len(prompts),
+                continued if continued is not None else [False] * len(prompts),
             )
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-            next_position = next_position + active
+            while batch.rows:
+                batch.step()
+            return [row.plan for row in rows]
 
-        finished = time.perf_counter()
-        for state in states:
-            state.plan.usage = {"prompt_tokens": state.prompt_tokens, "generated_tokens": state.generated}
-            state.plan.timings = {
-                "prefill": prefilled - started,
-                "decode": finished - prefilled,
-                "total": finished - started,
-            }
-        return [s.plan for s in states]
+    def stop(self, state: _Row, finish: str, note: str) -> None:
+        """Ends a row before the model does (a time limit, a cancelled request): a call in
+        progress becomes an invalid call with ``note`` as its reason; text is kept."""
+        if state.mode == "arguments":
+            self._finish_call(state, state.settings, stopped=(note, finish))
+        elif state.mode == "text":
+            self._finish_text(state, finish)
+        else:
+            state.plan.finish_reason = finish
+            state.mode = "done"
+        state.plan.notes.append(note)
 
-    def _step(
-        self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
-    ) -> int | None:
+    def _step(self, state: _Row, scores: torch.Tensor, vocab: int, eos: int) -> int | None:
         """Chooses one request's next token and advances its state.
 
         Returns:
@@ -233,9 +221,10 @@ class Decoder:
         """
         if state.done:
             return None
+        settings = state.settings
         state.generated += 1
         if state.mode == "route":
-            token = self._route(state, scores, allowed, settings, vocab, eos)
+            token = self._route(state, scores, vocab, eos)
         elif state.mode == "arguments":
             assert state.matcher is not None
             token, piece = self._argument_token(state, scores, settings)
@@ -302,15 +291,15 @@ class Decoder:
             masked[ids] += bias
         return masked
 
-    def _route(
-        self, state: _Row, scores: torch.Tensor, allowed: list[int], settings: DecodeSettings, vocab: int, eos: int
-    ) -> int | None:
+    def _route(self, state: _Row, scores: torch.Tensor, vocab: int, eos: int) -> int | None:
         # A continued plan (an agent resuming after tool results) is past its first call:
         # no text answer, no forced first call, only the next call or end-of-plan.
+        assert state.view is not None
+        settings, view = state.settings, state.view
         first = not state.plan.steps and not state.continued
         choice = settings.tool_choice
         forced = first and choice not in POLICIES  # a named tool goes first
-        rows = [self.bank.index(choice)] if forced else allowed
+        rows = [view.index(choice)] if forced else state.allowed
         memory_ids = [vocab + r for r in rows]
         candidates = torch.full_like(scores, float("-inf"))
         candidates[memory_ids] = scores[memory_ids]
@@ -327,8 +316,8 @@ class Decoder:
             state.mode = "text"
             state.pending = [token]
             return token
-        state.tool = self.bank.names[token - vocab]
-        spec = self.specs[state.tool]
+        state.tool = view.names[token - vocab]
+        spec = view.specs[state.tool]
         compiled = self.grammar.compile(spec.parameters) if settings.constrained else self.grammar.unconstrained()
         if compiled.fallback_reason and compiled.fallback_reason not in state.plan.notes:
             state.plan.notes.append(f"{state.tool}: decoded without grammar ({compiled.fallback_reason})")
@@ -348,7 +337,8 @@ class Decoder:
             state.plan.finish_reason = finish
             state.mode = "done"
             return
-        spec = self.specs[state.tool]
+        specs = state.view.specs if state.view is not None else self.specs
+        spec = specs[state.tool]
         call = parse_call(spec, text)
         if isinstance(call, ToolCall) and settings.drop_unfounded and state.source:
             request = state.source.encode("latin-1").decode("utf-8", errors="replace")
@@ -383,6 +373,176 @@ class Decoder:
         state.mode = "done"
 
 
+class Batch:
+    """A running decoding batch over one decoder: rows join at a step boundary and leave when done.
+
+    Rows joining are prefilled together (left-padded, with a cache of their own), then merged
+    into the running batch: the narrower of the two caches is left-padded with masked
+    columns, so every row's last token stays in the last column and positions come from the
+    mask. A row that finishes (or is stopped) is dropped from the cache at once, and columns
+    that no row attends any more are cut, so a long row gone leaves no cost behind.
+
+    A batch decodes with the bank as it was when the batch began (`BankView`); the caller
+    holds `MODEL_LOCK` around each call (the tokenizer and the model are shared).
+
+    Attributes:
+        rows: The rows decoding, in the cache's order.
+        steps: Forward steps run (each decodes one token of every row).
+    """
+
+    def __init__(self, decoder: Decoder) -> None:
+        self.decoder = decoder
+        self.view = decoder.view()
+        self.rows: list[_Row] = []
+        self.steps = 0
+        self._cache: DynamicCache | None = None
+        self._mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, columns], on the CPU
+        self._next = torch.zeros(0, dtype=torch.long)  # each row's next position
+        self._hidden: torch.Tensor | None = None  # each row's last hidden state
+
+    @torch.no_grad()
+    def add(
+        self,
+        prompts: Sequence[Sequence[int]],
+        settings: Sequence[DecodeSettings],
+        sources: Sequence[str],
+        continued: Sequence[bool],
+        submitted: Sequence[float] | None = None,
+    ) -> list[_Row]:
+        """Prefills prompts and merges them into the batch; returns their rows.
+
+        Raises:
+            UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
+        """
+        allowed = [self.decoder.check(s, self.view) for s in settings]
+        started = time.perf_counter()
+        rows = [
+            _Row(
+                prompt_tokens=len(p),
+                settings=s,
+                allowed=a,
+                view=self.view,
+                source=t.encode("utf-8").decode("latin-1"),
+                continued=c,
+                mode="text" if s.tool_choice == "none" else "route",
+                submitted=started if submitted is None else submitted[i],
+                started=started,
+            )
+            for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued))
+        ]
+        if not rows:
+            return rows
+        backbone, eos = self.decoder.backbone, self.decoder.backbone.eos_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), eos, dtype=torch.long)
+        mask = torch.zeros(len(prompts), width, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[i, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = memory.decoder(backbone)(
+            inputs_embeds=memory.embed(backbone, self.view.rows, ids.to(backbone.device)),
+            attention_mask=mask.to(backbone.device),
+            position_ids=positions.to(backbone.device),
+            past_key_values=DynamicCache(config=backbone.model.config),
+            use_cache=True,
+        )
+        self._merge(out.past_key_values, mask, positions[:, -1] + 1, out.last_hidden_state[:, -1])
+        prefilled = time.perf_counter()
+        for row in rows:
+            row.prefilled = prefilled
+        self.rows += rows
+        return rows
+
+    @torch.no_grad()
+    def step(self) -> list[_Row]:
+        """Decodes one token of every row; returns the rows that finished (and left the batch)."""
+        if not self.rows:
+            return []
+        backbone, decoder = self.decoder.backbone, self.decoder
+        vocab, eos = backbone.vocab_size, backbone.eos_token_id
+        assert self._hidden is not None and self._cache is not None
+        scores = memory.logits(backbone, self.view.rows, self._hidden).float()
+        tokens = [decoder._step(row, scores[i], vocab, eos) for i, row in enumerate(self.rows)]
+        finished = self._drop([i for i, t in enumerate(tokens) if t is None])
+        if self.rows:
+            fed = torch.tensor([[t] for t in tokens if t is not None], dtype=torch.long)
+            self._mask = torch.cat([self._mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
+            out = memory.decoder(backbone)(
+                inputs_embeds=memory.embed(backbone, self.view.rows, fed.to(backbone.device)),
+                attention_mask=self._mask.to(backbone.device),
+                position_ids=self._next.unsqueeze(1).to(backbone.device),
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+            self._cache, self._hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            self._next = self._next + 1
+            self.steps += 1
+        return finished
+
+    def stop(self, rows: Sequence[_Row], finish: str, note: str) -> None:
+        """Ends ``rows`` now (`Decoder.stop`) and drops them from the batch."""
+        for row in rows:
+            self.decoder.stop(row, finish, note)
+        self._drop([i for i, row in enumerate(self.rows) if row.done])
+
+    def _drop(self, indices: Sequence[int]) -> list[_Row]:
+        """Removes rows (done ones) from the batch; stamps their usage and timings."""
+        if not indices:
+            return []
+        gone = set(indices)
+        dropped = [row for i, row in enumerate(self.rows) if i in gone]
+        keep = [i for i in range(len(self.rows)) if i not in gone]
+        self.rows = [self.rows[i] for i in keep]
+        if keep:
+            index = torch.tensor(keep, dtype=torch.long)
+            mask = self._mask[index]
+            first = int(mask.any(dim=0).nonzero()[0])  # columns before it are padding for every row left
+            self._mask = mask[:, first:]
+            assert self._cache is not None and self._hidden is not None
+            on_device = index.to(self._hidden.device)
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[on_device, :, first:]
+                layer.values = layer.values[on_device, :, first:]
+            self._next, self._hidden = self._next[index], self._hidden[on_device]
+        else:
+            self._cache, self._hidden = None, None
+            self._mask, self._next = self._mask[:0, :0], self._next[:0]
+        finished = time.perf_counter()
+        for row in dropped:
+            row.plan.usage = {"prompt_tokens": row.prompt_tokens, "generated_tokens": row.generated}
+            row.plan.timings = {
+                "prefill": row.prefilled - row.started,
+                "decode": finished - row.prefilled,
+                "total": finished - row.submitted,
+            }
+            if row.started > row.submitted:
+                row.plan.timings["queue"] = row.started - row.submitted
+        return dropped
+
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor, following: torch.Tensor, hidden: torch.Tensor) -> None:
+        """Appends prefilled rows: the narrower side is left-padded with masked columns."""
+        if self._cache is None or self._hidden is None:
+            self._cache, self._mask, self._next, self._hidden = cache, mask, following, hidden
+            return
+        width = max(self._mask.shape[1], mask.shape[1])
+
+        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if not missing:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self._cache.layers, cache.layers):
+            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
+            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
+        self._mask = torch.cat([pad(self._mask, 1), pad(mask, 1)])
+        self._next = torch.cat([self._next, following])
+        self._hidden = torch.cat([self._hidden, hidden])
+
+
 # A token that would make the argument text hold "$var" starts a result reference.
 _RESULT_REFERENCE_START = re.compile(r"\$var")
 _REFERENCE_RETRIES = 8
@@ -406,4 +566,4 @@ def _runaway(tokens: Sequence[int]) -> tuple[int, ...] | None:
     return None
 
 
-__all__ = ["MODEL_LOCK", "Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]
+__all__ = ["MODEL_LOCK", "Batch", "BankView", "Decoder", "DecodeSettings", "ToolCall", "InvalidToolCall"]

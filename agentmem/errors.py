@@ -74,6 +74,19 @@ class BackboneMismatchError(BankError):
     """A saved memory bank was learned on a different backbone than the one given."""
 
 
+class OverloadedError(AgentMemError, RuntimeError):
+    """A request refused for want of room: the scheduler's queue is full, or the request
+    waited its whole time limit in it.
+
+    Attributes:
+        retry_after: Whole seconds after which a retry may find room (an estimate).
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class MissingExtraError(AgentMemError, ImportError):
     """A layer beyond the core (server, LangChain adapter, evaluation) whose extra is not
     installed; the message names the ``pip install`` to run."""

@@ -3,7 +3,9 @@
 The server runs in a background thread on a loopback socket. The tiny model has random
 weights, so these tests compare the server with `AgentMem.plan` on the same bank and check
 what the server guarantees whatever the model prefers: routing restricted to a bank's tools,
-streaming that adds up to the non-streamed answer, OpenAI error bodies, serialised model calls.
+streaming that adds up to the non-streamed answer, OpenAI error bodies, concurrent requests
+decoded in one batch with the answers they get alone; `test_server_load.py` covers the limits
+under load (queue, time limit, disconnects).
 Tools with enum or boolean arguments keep constrained decoding short.
 """
 
@@ -26,6 +28,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from agentmem import AgentMem, cli
 from agentmem.adapters.server import BankRegistry, ServerLimits, _chunks, _completion, create_app
+from agentmem.decoding import Batch
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from tests.conftest import tiny_backbone
 
@@ -337,8 +340,7 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, ser
     assert client.chat.completions.create(**ok).choices[0].message is not None
 
 
-def test_concurrent_requests_equal_sequential_ones(client, served):
-    registry = served[1]
+def test_concurrent_requests_equal_sequential_ones(client, monkeypatch):
     requests = [
         {"model": bank, "messages": _user(query), "tool_choice": choice}
         for bank in ("home", "travel")
@@ -350,35 +352,20 @@ def test_concurrent_requests_equal_sequential_ones(client, served):
         message = client.chat.completions.create(**request).choices[0]
         return _calls(message.message), message.message.content, message.finish_reason
 
-    active, most = [0], [0]
-    guard = threading.Lock()
-    originals = {name: registry.get(name)._decoder.decode for name in ("home", "travel")}
+    widest = [0]
+    step = Batch.step
 
-    def watched(original):
-        def decode(*args, **kwargs):
-            with guard:
-                active[0] += 1
-                most[0] = max(most[0], active[0])
-            try:
-                time.sleep(0.01)  # widen the window an unserialised server would overlap in
-                return original(*args, **kwargs)
-            finally:
-                with guard:
-                    active[0] -= 1
-
-        return decode
+    def watched(batch: Batch) -> list:
+        widest[0] = max(widest[0], len(batch.rows))
+        time.sleep(0.002)  # widen the window in which requests arrive while others decode
+        return step(batch)
 
     sequential = [ask(r) for r in requests]
-    try:
-        for name, original in originals.items():
-            registry.get(name)._decoder.decode = watched(original)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            concurrent = list(pool.map(ask, requests * 2))
-    finally:
-        for name in originals:
-            del registry.get(name)._decoder.decode  # back to the class's method
+    monkeypatch.setattr(Batch, "step", watched)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(ask, requests * 2))
     assert concurrent == sequential * 2
-    assert most[0] == 1  # one model call at a time
+    assert widest[0] > 1  # requests of a bank decoded in one batch, not one after another
     assert any(calls for calls, _, _ in sequential)
 
 
@@ -513,28 +500,27 @@ def test_bench_runs_and_reports(banks, tmp_path, monkeypatch, capsys):
     from agentmem.adapters import bench_server
 
     monkeypatch.setattr(bench_server, "demo_bank", lambda backbone, examples_per_tool: banks["home"])
-    assert bench_server.main(["--requests", "3", "--clients", "1,2", "--out", str(tmp_path)]) == 0
+    args = ["--requests", "6", "--clients", "1,2", "--long-tokens", "40", "--out", str(tmp_path)]
+    assert bench_server.main(args) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 4  # printed as measured, then in the table
-    assert all(line.split("|")[3].strip() == "0" for line in rows)  # no errors
-    assert "| clients | requests | errors | requests/s | p50 ms | p95 ms | wall s |" in out
+    assert all(line.split("|")[3].strip() == "0" and line.split("|")[4].strip() == "0" for line in rows)  # no errors
+    assert "| clients | requests | errors | differ | requests/s | p50 ms | p95 ms | wall s |" in out
+    assert "Answers identical at every level: yes" in out and "Requests/s at 2 clients / at 1: " in out
+    assert "Head-of-line: a short request" in out and "up to 40 tokens" in out
     assert len(list(tmp_path.glob("server-*.md"))) == 1
 
 
-def test_a_failure_inside_is_a_500_body_and_not_fatal(client, served):
-    memory = served[1].get("home")
-
+def test_a_failure_inside_is_a_500_body_and_not_fatal(client, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("decoder exploded")
 
-    memory._decoder.decode = boom
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(Batch, "step", boom)
         with pytest.raises(openai.InternalServerError) as caught:
             client.chat.completions.create(model="home", messages=_user("use celsius"))
-        assert caught.value.body["type"] == "server_error" and "decoder exploded" in caught.value.body["message"]
-    finally:
-        del memory._decoder.decode
+    assert caught.value.body["type"] == "server_error" and "decoder exploded" in caught.value.body["message"]
     assert (
         client.chat.completions.create(model="home", messages=_user("use celsius"), tool_choice="required")
         .choices[0]
