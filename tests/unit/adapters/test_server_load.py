@@ -17,8 +17,8 @@ import pytest
 
 from agentmem import AgentMem
 from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
-from tests.unit.adapters.test_server import _serving
 from tests.conftest import LIGHT, UNIT, tiny_backbone
+from tests.unit.adapters.test_server import _serving
 
 LONG = {"tool_choice": "none", "max_tokens": 1000}
 
