@@ -111,6 +111,11 @@ class _Row:
     def done(self) -> bool:
         return self.mode == "done"
 
+    @property
+    def request(self) -> str:
+        """The request's text (``source`` holds its bytes, seen through latin-1)."""
+        return self.source.encode("latin-1").decode("utf-8", errors="replace")
+
 
 class Decoder:
     """Plans requests with a backbone, a memory bank and the bank's tool specs."""
@@ -281,9 +286,8 @@ class Decoder:
         found = index.candidates(state.source, prefix)
         if not prefix:  # a value opens: a word's own first token starts a copy too
             if state.first_tokens is None:
-                text = state.source.encode("latin-1").decode("utf-8", errors="replace")
                 encode = self.backbone.tokenizer.encode
-                state.first_tokens = first_tokens(text, lambda w: encode(w, add_special_tokens=False))
+                state.first_tokens = first_tokens(state.request, lambda w: encode(w, add_special_tokens=False))
             found |= state.first_tokens
         ids = [i for i in found if masked[i] > float("-inf")]
         if ids:
@@ -341,8 +345,7 @@ class Decoder:
         spec = specs[state.tool]
         call = parse_call(spec, text)
         if isinstance(call, ToolCall) and settings.drop_unfounded and state.source:
-            request = state.source.encode("latin-1").decode("utf-8", errors="replace")
-            for key in unfounded_optional(spec.parameters, call.arguments, request):
+            for key in unfounded_optional(spec.parameters, call.arguments, state.request):
                 value = call.arguments.pop(key)
                 state.plan.notes.append(
                     f"{call.name}: left out optional {key}={canonical_json(value)}, not in the request"

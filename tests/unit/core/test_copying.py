@@ -100,3 +100,26 @@ def test_unfounded_optional_lists_only_optional_arguments_the_request_lacks():
     assert unfounded_optional(schema, {"text": "feed the cat", "time": "16:05", "date": "2022"}, request) == ["date"]
     assert unfounded_optional(schema, {"text": "the dog", "time": "9:00"}, request) == []  # required stay
     assert unfounded_optional(schema, {"text": "x", "time": "16:05", "date": "16:05"}, request) == []
+
+
+def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(tiny):
+    mem = AgentMem(tiny)
+    mem.learn_tools(
+        [(demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=4))], epochs=1, progress=False
+    )
+    decoder, tokenizer = mem._decoder, tiny.tokenizer
+    written = '{"text":"feed the cat","time":"16:05","date":"2022"}'
+
+    def finish(settings: DecodeSettings):
+        state = _Row(
+            prompt_tokens=1, mode="arguments", tool="create_reminder", source="Make sure I feed the cat at 16:05."
+        )
+        state.pending = tokenizer.encode(written)
+        decoder._finish_call(state, settings)
+        return state.plan
+
+    kept = finish(DecodeSettings(drop_unfounded=False))
+    assert kept.calls[0].arguments == {"text": "feed the cat", "time": "16:05", "date": "2022"} and not kept.notes
+    dropped = finish(DecodeSettings())
+    assert dropped.calls[0].arguments == {"text": "feed the cat", "time": "16:05"}
+    assert dropped.notes == ['create_reminder: left out optional date="2022", not in the request']
