@@ -74,9 +74,14 @@ def test_a_full_queue_refuses_with_a_retry_estimate(mem):
     mem.scheduler.max_batch, mem.scheduler.max_queue = 1, 1
     running = mem.submit(REQUESTS[0], **LONG)
     _wait(lambda: mem.scheduler.running == 1)
-    waiting = mem.submit(REQUESTS[1])
-    with pytest.raises(OverloadedError) as refused:
-        mem.submit(REQUESTS[2])
+    # The worker admits and steps under the model lock: held here, the running request cannot
+    # finish (400 tiny-model tokens take well under a second on an idle machine) and free the
+    # queue while it is being filled.
+    with mem.lock:
+        assert mem.scheduler.running == 1
+        waiting = mem.submit(REQUESTS[1])
+        with pytest.raises(OverloadedError) as refused:
+            mem.submit(REQUESTS[2])
     assert refused.value.retry_after >= 1 and "retry later" in str(refused.value)
     assert running.result(60).usage["generated_tokens"] == 400 and waiting.result(60).steps is not None
 
