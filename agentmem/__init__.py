@@ -32,7 +32,7 @@ from agentmem.errors import (
 
 if TYPE_CHECKING:
     from agentmem.adaptation import AdaptConfig, AdaptReport
-    from agentmem.core import AgentMem
+    from agentmem.core import AgentMem, PlanOptions
     from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
     from agentmem.tools.examples import SkippedExample
     from agentmem.tools.spec import ToolSpec
@@ -48,6 +48,7 @@ _LAZY = {
     "InvalidToolCall": "agentmem.tools.calls",
     "LearnReport": "agentmem.training",
     "Plan": "agentmem.tools.calls",
+    "PlanOptions": "agentmem.core",
     "SkippedExample": "agentmem.tools.examples",
     "ToolCall": "agentmem.tools.calls",
     "ToolSpec": "agentmem.tools.spec",
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidToolCall",
     "LearnReport",
     "Plan",
+    "PlanOptions",
     "SkippedExample",
     "ToolCall",
     "ToolSpec",

@@ -54,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("request")
     plan.add_argument("--tool-choice", default="auto")
     plan.add_argument(
+        "--copy-bias", type=float, help="bonus to tokens that copy the request into a value (default: the library's)"
+    )
+    plan.add_argument(
+        "--keep-unfounded",
+        action="store_true",
+        help="keep optional arguments whose values are not in the request (drop_unfounded=False)",
+    )
+    plan.add_argument(
+        "--no-reroute",
+        action="store_true",
+        help="keep the likeliest tool even when its call holds a value the request does not (reroute_unfounded=False)",
+    )
+    plan.add_argument(
         "--json",
         action="store_true",
         help="print the plan as JSON: tool_calls in OpenAI's shape (arguments as JSON text), "
@@ -217,7 +230,14 @@ def _plan(args: argparse.Namespace) -> int:
     from agentmem.core import AgentMem
 
     mem = AgentMem.load(args.bank)
-    plan = mem.plan(args.request, tool_choice=args.tool_choice)
+    options: dict[str, Any] = {"tool_choice": args.tool_choice}
+    if args.copy_bias is not None:
+        options["copy_bias"] = args.copy_bias
+    if args.keep_unfounded:
+        options["drop_unfounded"] = False
+    if args.no_reroute:
+        options["reroute_unfounded"] = False
+    plan = mem.plan(args.request, **options)
     if args.json:
         print(json.dumps(plan_to_dict(plan, mem.schemas), indent=2, ensure_ascii=False))
     else:

@@ -22,6 +22,50 @@ from typing import Any
 _LOOKAHEAD = 32
 
 
+def _scan(text: str) -> tuple[bool, bool, int, bool]:
+    """Where the end of ``text`` (argument JSON so far) stands.
+
+    Returns:
+        ``(in_string, is_key, start, expecting_value)``: whether a string is open, whether
+        it is an object key, where its content starts, and (outside strings) whether a
+        value would come next (after ``:``, ``[``, or ``,`` in an array).
+    """
+    stack: list[str] = []  # "{" or "["
+    expecting_key = expecting_value = False
+    in_string = is_key = escaped = False
+    start = 0
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch.isspace():
+            continue
+        expecting_value = False
+        if ch == '"':
+            in_string, is_key, start = True, bool(stack) and stack[-1] == "{" and expecting_key, i + 1
+        elif ch == "{":
+            stack.append("{")
+            expecting_key = True
+        elif ch == "[":
+            stack.append("[")
+            expecting_key, expecting_value = False, True
+        elif ch in "}]":
+            if stack:
+                stack.pop()
+            expecting_key = False
+        elif ch == ",":
+            expecting_key = bool(stack) and stack[-1] == "{"
+            expecting_value = bool(stack) and stack[-1] == "["
+        elif ch == ":":
+            expecting_key, expecting_value = False, True
+    return in_string, is_key, start, expecting_value
+
+
 def value_string(text: str) -> str | None:
     """The content so far of the JSON string *value* open at the end of ``text``.
 
@@ -32,40 +76,28 @@ def value_string(text: str) -> str | None:
         The raw (still escaped) content of the open value string (``"Lis"``), or None
         when the text does not end inside a value string (outside strings, or in a key).
     """
-    stack: list[str] = []  # "{" or "["
-    expecting_key = False
-    in_string = False
-    is_key = False
-    start = 0
-    escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string, is_key, start = True, bool(stack) and stack[-1] == "{" and expecting_key, i + 1
-        elif ch == "{":
-            stack.append("{")
-            expecting_key = True
-        elif ch == "[":
-            stack.append("[")
-            expecting_key = False
-        elif ch in "}]":
-            if stack:
-                stack.pop()
-            expecting_key = False
-        elif ch == ",":
-            expecting_key = bool(stack) and stack[-1] == "{"
-        elif ch == ":":
-            expecting_key = False
-    if in_string and not is_key:
-        return text[start:]
-    return None
+    in_string, is_key, start, _ = _scan(text)
+    return text[start:] if in_string and not is_key else None
+
+
+_NUMBER_TAIL = re.compile(r"-?[0-9.]*$")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")  # a number as a request writes it: 64, 7.25, -3
+
+
+def value_number(text: str) -> str | None:
+    """The digits so far of a JSON number value at the end of ``text``.
+
+    Args:
+        text: Argument JSON as generated so far (e.g. ``'{"amount":6'``).
+
+    Returns:
+        The number written so far (``"6"``; ``""`` where a value is about to start, as
+        after ``"amount":``), or None inside a string or where no value can start.
+    """
+    tail = _NUMBER_TAIL.search(text)
+    head = text[: tail.start()] if tail else text
+    in_string, _, _, expecting_value = _scan(head)
+    return tail.group() if tail and not in_string and expecting_value else None
 
 
 def first_tokens(source: str, encode: Callable[[str], Sequence[int]]) -> frozenset[int]:
@@ -95,6 +127,29 @@ def first_tokens(source: str, encode: Callable[[str], Sequence[int]]) -> frozens
     return frozenset(found)
 
 
+# A match that starts right after, or ends right before, one of these is a piece of a longer
+# token of the request (an e-mail address's domain, "n@mailbox.org" of "priya.n@mailbox.org").
+_JOINERS = "@._-/\\"
+
+
+def _whole(value: str, source: str) -> bool:
+    """Whether ``value`` occurs in ``source`` (ignoring case) as a whole: not glued to the
+    letters, digits or address characters around it (a sentence's full stop may follow)."""
+    needle, hay = value.lower(), source.lower()
+    at = hay.find(needle)
+    while at >= 0:
+        end = at + len(needle)
+        before = hay[at - 1] if at else " "
+        after = hay[end] if end < len(hay) else " "
+        glued_after = after.isalnum() or (
+            after in _JOINERS and (after != "." or (end + 1 < len(hay) and hay[end + 1].isalnum()))
+        )
+        if not (before.isalnum() or before in _JOINERS) and not glued_after:
+            return True
+        at = hay.find(needle, at + 1)
+    return False
+
+
 def found_in(value: Any, source: str) -> bool | None:
     """Whether an argument value can be read from the request.
 
@@ -103,14 +158,16 @@ def found_in(value: Any, source: str) -> bool | None:
         source: The request's text.
 
     Returns:
-        True when a string occurs in ``source`` (ignoring case) or a number is written there
-        (``2500``, ``2500.0`` or ``7.25``); for a list, when every item is; False when not;
-        None for values that need no copying to be right (booleans, null, objects, empty lists).
+        True when a string occurs in ``source`` as a whole (ignoring case; not a piece of
+        a longer word or address: "example.edu" is not read from "noor@example.edu") or a
+        number is written there (``2500``, ``2500.0`` or ``7.25``); for a list, when every
+        item is; False when not; None for values that need no copying to be right
+        (booleans, null, objects, empty lists).
     """
     if isinstance(value, bool) or value is None or isinstance(value, dict):
         return None
     if isinstance(value, str):
-        return bool(value.strip()) and value.strip().lower() in source.lower()
+        return bool(value.strip()) and _whole(value.strip(), source)
     if isinstance(value, (int, float)):
         forms = {str(value), f"{value:g}"} | ({str(int(value))} if float(value).is_integer() else set())
         return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d])", source) for form in forms)
@@ -118,6 +175,30 @@ def found_in(value: Any, source: str) -> bool | None:
         found = [found_in(item, source) for item in value]
         return None if not found or all(f is None for f in found) else all(f is not False for f in found)
     return None
+
+
+def unfounded(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: str) -> list[str]:
+    """The arguments whose values must be read from the request but are not in it.
+
+    Values a schema names (``enum``, ``const``) need not be written in the request
+    ("fahrenheit" may be implied by "°F"), so they never count; nor do booleans, objects
+    or null. (`unfounded_optional` counts them: an optional unit the request never implies
+    is better left to the tool's default.)
+
+    Args:
+        schema: The tool's parameters (a JSON Schema object).
+        arguments: The parsed call's arguments.
+        source: The request's text.
+
+    Returns:
+        Names of arguments, in call order, whose values ``found_in`` says are not in ``source``.
+    """
+    properties = schema.get("properties", {})
+    return [
+        k
+        for k, v in arguments.items()
+        if not {"enum", "const"} & set(properties.get(k, {})) and found_in(v, source) is False
+    ]
 
 
 def unfounded_optional(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: str) -> list[str]:
@@ -183,5 +264,24 @@ class CopyIndex:
                     found.update(self._ids.get(rest[:end], ()))
         return found
 
+    def number_candidates(self, source: str, prefix: str) -> set[int]:
+        """Token ids that extend ``prefix`` (a JSON number so far) towards a number written
+        in ``source``: "6", then "4", of "64" (a model left alone wrote 10 for "64 NOK").
 
-__all__ = ["CopyIndex", "first_tokens", "found_in", "unfounded_optional", "value_string"]
+        Args:
+            source: The request's text.
+            prefix: The number written so far (``""`` before its first character).
+
+        Returns:
+            Ids of tokens whose text makes ``prefix + text`` the start of a number of ``source``.
+        """
+        found: set[int] = set()
+        for number in _NUMBER.findall(source):
+            if number.startswith(prefix) and len(number) > len(prefix):
+                rest = number[len(prefix) :]
+                for end in range(1, min(len(rest), self._longest) + 1):
+                    found.update(self._ids.get(rest[:end], ()))
+        return found
+
+
+__all__ = ["CopyIndex", "first_tokens", "found_in", "unfounded", "unfounded_optional", "value_number", "value_string"]

@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from agentmem import distributed
 from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, read_corpus
@@ -29,7 +31,41 @@ from agentmem.tools.examples import Example, OnInvalid, SkippedExample, normaliz
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 from agentmem.training import LearnReport, TrainConfig, train_rows
 
-__all__ = ["AdaptReport", "AgentMem", "LearnReport"]
+__all__ = ["AdaptReport", "AgentMem", "LearnReport", "PlanOptions"]
+
+
+class PlanOptions(TypedDict, total=False):
+    """Options of `AgentMem.plan`, `plan_batch` and `submit` (each defaults as `DecodeSettings`)."""
+
+    tool_choice: Any
+    """``"auto"`` (calls or a text answer), ``"any"``/``"required"`` (at least one call),
+    ``"none"`` (text only), or a tool name (that tool first); LangChain's other forms too
+    (`agentmem.chat.tool_choice_policy`)."""
+    tools: Sequence[str] | None
+    """Restrict routing to these learned tools (default: all)."""
+    max_calls: int
+    """Stop after this many calls."""
+    max_text_tokens: int
+    """Most tokens of a text answer."""
+    max_prompt_tokens: int | None
+    """Refuse a longer prompt (`PromptTooLongError`) before decoding."""
+    resume: bool
+    """When the messages end in the results of calls made since the last user message (an
+    agent run in progress), continue that plan: the model emits its next call or ends the
+    plan (see `resumed_prompt_ids`). Ignored with ``tool_choice="none"``."""
+    constrained: bool
+    """Decode arguments under each tool's JSON Schema."""
+    copy_bias: float
+    """Bonus to the scores of tokens that continue a span (or a number) of the request
+    inside a value (copy-aware decoding); 0 turns it off."""
+    drop_unfounded: bool
+    """Leave out an optional string or number argument whose value is not in the request
+    (the tool's default then applies; the plan's ``notes`` say what was left out)."""
+    reroute_unfounded: bool
+    """When a call holds a value the request does not (or breaks its schema), decode the
+    next likeliest tools at that routing decision too and keep the best-founded call (the
+    plan's ``notes`` say when the tool changed)."""
+
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.
 KEPT_EXAMPLES = 16
@@ -281,73 +317,23 @@ class AgentMem:
 
     # planning
 
-    def plan(
-        self,
-        request: str | Messages,
-        *,
-        tool_choice: Any = "auto",
-        tools: Sequence[str] | None = None,
-        max_calls: int = 8,
-        max_text_tokens: int = DecodeSettings.max_text_tokens,
-        max_prompt_tokens: int | None = None,
-        resume: bool = False,
-        constrained: bool = True,
-        copy_bias: float = DecodeSettings.copy_bias,
-        drop_unfounded: bool = DecodeSettings.drop_unfounded,
-    ) -> Plan:
-        """Plans the tool calls a request needs: ``plan_batch([request], ...)[0]``.
+    def plan(self, request: str | Messages, **options: Unpack[PlanOptions]) -> Plan:
+        """Plans the tool calls a request needs: ``plan_batch([request], **options)[0]``.
 
         Args:
             request: A string, or chat messages (system, user, assistant turns with
                 ``tool_calls``, ``tool`` results) rendered with the backbone's template.
-            tool_choice: ``"auto"`` (calls or a text answer), ``"any"``/``"required"``
-                (at least one call), ``"none"`` (text only), or a tool name (that tool
-                first); LangChain's other forms too (`agentmem.chat.tool_choice_policy`).
-            tools: Restrict routing to these learned tools (default: all).
-            max_calls: Stop after this many calls.
-            max_text_tokens: Most tokens of a text answer.
-            max_prompt_tokens: Refuse a longer prompt (`PromptTooLongError`) before decoding.
-            resume: When the messages end in the results of calls made since the last user
-                message (an agent run in progress), continue that plan: the model emits its
-                next call or ends the plan (see `resumed_prompt_ids`). Ignored with
-                ``tool_choice="none"``.
-            constrained: Decode arguments under each tool's JSON Schema.
-            copy_bias: Bonus added to the scores of tokens that continue a span of the
-                request inside a string value (copy-aware decoding); 0 turns it off.
-            drop_unfounded: Leave out an optional string or number argument whose value
-                is not in the request (the tool's default then applies; the plan's
-                ``notes`` say what was left out).
+            **options: See `PlanOptions` (tool_choice, tools, max_calls, max_text_tokens,
+                max_prompt_tokens, resume, constrained, copy_bias, drop_unfounded,
+                reroute_unfounded).
 
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
-        return self.plan_batch(
-            [request],
-            tool_choice=tool_choice,
-            tools=tools,
-            max_calls=max_calls,
-            max_text_tokens=max_text_tokens,
-            max_prompt_tokens=max_prompt_tokens,
-            resume=resume,
-            constrained=constrained,
-            copy_bias=copy_bias,
-            drop_unfounded=drop_unfounded,
-        )[0]
+        return self.plan_batch([request], **options)[0]
 
     def plan_batch(
-        self,
-        requests: Sequence[str | Messages],
-        *,
-        batch_size: int = 8,
-        tool_choice: Any = "auto",
-        tools: Sequence[str] | None = None,
-        max_calls: int = 8,
-        max_text_tokens: int = DecodeSettings.max_text_tokens,
-        max_prompt_tokens: int | None = None,
-        resume: bool = False,
-        constrained: bool = True,
-        copy_bias: float = DecodeSettings.copy_bias,
-        drop_unfounded: bool = DecodeSettings.drop_unfounded,
+        self, requests: Sequence[str | Messages], *, batch_size: int = 8, **options: Unpack[PlanOptions]
     ) -> list[Plan]:
         """Plans many requests, ``batch_size`` at a time: the same plans as `plan` one by one.
 
@@ -357,13 +343,12 @@ class AgentMem:
         Raises:
             PromptTooLongError: A prompt is over ``max_prompt_tokens`` (nothing is decoded).
             UnknownToolError: ``tools`` or ``tool_choice`` names a tool the bank lacks.
+            TypeError: An option `PlanOptions` does not name.
         """
-        settings = self._settings(
-            tool_choice, tools, max_calls, max_text_tokens, constrained, copy_bias, drop_unfounded
-        )
+        settings, resume, max_prompt_tokens = self._settings(options)
         with self.lock:  # the tokenizer and the bank, as well as the model
             self._decoder.check(settings)
-            prompts = [self._prompt(r, resume and settings.tool_choice != "none", max_prompt_tokens) for r in requests]
+            prompts = [self._prompt(r, resume, max_prompt_tokens) for r in requests]
             sources = [source_text(r) for r in requests]
             plans: list[Plan] = []
             for start in range(0, len(prompts), batch_size):
@@ -373,19 +358,7 @@ class AgentMem:
         return plans
 
     def submit(
-        self,
-        request: str | Messages,
-        *,
-        time_limit: float | None = None,
-        tool_choice: Any = "auto",
-        tools: Sequence[str] | None = None,
-        max_calls: int = 8,
-        max_text_tokens: int = DecodeSettings.max_text_tokens,
-        max_prompt_tokens: int | None = None,
-        resume: bool = False,
-        constrained: bool = True,
-        copy_bias: float = DecodeSettings.copy_bias,
-        drop_unfounded: bool = DecodeSettings.drop_unfounded,
+        self, request: str | Messages, *, time_limit: float | None = None, **options: Unpack[PlanOptions]
     ) -> Future[Plan]:
         """Queues a request to `scheduler`, which decodes it together with the other requests
         in flight (joining their batch at the next step); the plan is the one `plan` makes.
@@ -395,43 +368,39 @@ class AgentMem:
             time_limit: Seconds within which the plan must be made, counted from now: a
                 request still queued then fails with `OverloadedError`, one decoding ends
                 with ``finish_reason="time_limit"`` and the calls made so far.
-            **options: The other options of `plan`.
+            **options: The options of `plan` (`PlanOptions`).
 
         Returns:
             A future of the Plan; cancel it to stop its decoding at the next step.
 
         Raises:
             OverloadedError: The scheduler's queue is full.
-            PromptTooLongError, UnknownToolError: As `plan`, before anything is queued.
+            PromptTooLongError, UnknownToolError, TypeError: As `plan_batch`, before anything is queued.
         """
-        settings = self._settings(
-            tool_choice, tools, max_calls, max_text_tokens, constrained, copy_bias, drop_unfounded
-        )
+        settings, resume, max_prompt_tokens = self._settings(options)
         with self.lock:  # the tokenizer and the bank
             self._decoder.check(settings)
-            ids, continued = self._prompt(request, resume and settings.tool_choice != "none", max_prompt_tokens)
+            ids, continued = self._prompt(request, resume, max_prompt_tokens)
             scheduler = self.scheduler
         return scheduler.submit(ids, settings, source=source_text(request), continued=continued, time_limit=time_limit)
 
-    def _settings(
-        self,
-        tool_choice: Any,
-        tools: Sequence[str] | None,
-        max_calls: int,
-        max_text_tokens: int,
-        constrained: bool,
-        copy_bias: float,
-        drop_unfounded: bool,
-    ) -> DecodeSettings:
+    def _settings(self, options: PlanOptions) -> tuple[DecodeSettings, bool, int | None]:
+        """The decoder's settings for these options, whether to resume, and the prompt limit."""
+        unknown = set(options) - set(PlanOptions.__annotations__)
+        if unknown:
+            raise TypeError(
+                f"unknown planning option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(PlanOptions.__annotations__)}"
+            )
+        decode = {k: v for k, v in options.items() if k not in ("resume", "max_prompt_tokens")}
+        tools = options.get("tools")
         names = list(tools) if tools is not None else list(self.bank.names)
-        return DecodeSettings(
-            tool_choice=tool_choice_policy(tool_choice, names),
-            tools=tools,
-            max_calls=max_calls,
-            max_text_tokens=max_text_tokens,
-            constrained=constrained,
-            copy_bias=copy_bias,
-            drop_unfounded=drop_unfounded,
+        decode["tool_choice"] = tool_choice_policy(options.get("tool_choice", "auto"), names)
+        settings = DecodeSettings(**decode)
+        return (
+            settings,
+            options.get("resume", False) and settings.tool_choice != "none",
+            options.get("max_prompt_tokens"),
         )
 
     def _prompt(self, request: str | Messages, resume: bool, max_prompt_tokens: int | None) -> tuple[list[int], bool]:

@@ -25,7 +25,7 @@ Output: ``<|tool:a|>{"x":1}<|tool:b|>{...}<eos>``: the text after each tool toke
 the next tool token or eos, is that call's JSON arguments (`parse_output`).
 
 What plain greedy decoding reproduces: agentmem's *unconstrained* plan
-(``mem.plan(q, constrained=False, copy_bias=0, drop_unfounded=False)``), token for token, as long as the plain model's argmax
+(``mem.plan(q, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False)``), token for token, as long as the plain model's argmax
 is what agentmem's masks would allow anyway: a tool token or eos right after each call's
 arguments close, and no tool token inside arguments or a text answer. agentmem's default
 plan also decodes the arguments under each tool's JSON Schema; a runtime with guided
@@ -277,7 +277,7 @@ def _export_meta(mem: AgentMem, tokenizer: PreTrainedTokenizerBase, fillers: lis
             "arguments as one JSON object, validated against the tool's parameters in tools.json."
         ),
         "decoding": (
-            "Greedy decoding reproduces agentmem's plan(..., constrained=False, copy_bias=0, drop_unfounded=False) token for token while the model's "
+            "Greedy decoding reproduces agentmem's plan(..., constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False) token for token while the model's "
             "argmax is a tool token or eos right after each call's arguments close, and is never a tool token inside "
             "arguments or a text answer; agentmem masks everything else at those steps. agentmem's default plan "
             "also constrains the arguments to each tool's JSON Schema (use guided decoding with tools.json for that), "

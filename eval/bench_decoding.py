@@ -11,6 +11,9 @@ rows comes from decoding alone:
   (default 0, off, and 3, the library's default);
 * ``drop_unfounded`` (optional arguments whose values are not in the request are left out,
   `agentmem.copying.unfounded_optional`): ``--drop-unfounded`` off, on or both;
+* ``reroute_unfounded`` (a call holding a value the request does not makes the decoder try
+  the next likeliest tools at that routing decision, `agentmem.decoding.Decoder._reroute`):
+  ``--reroute`` off, on or both;
 
 The result-reference guard and the runaway-string guard are invariants, not levers: they
 are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain", action="store_true", help="the plain backbone, no adaptation")
     parser.add_argument("--copy-bias", default="0,3", help="copy_bias values to try (comma-separated; 0 is off)")
     parser.add_argument("--drop-unfounded", default="off,on", help="drop_unfounded settings to try: off, on or off,on")
+    parser.add_argument("--reroute", default="on", help="reroute_unfounded settings to try: off, on or off,on")
     parser.add_argument(
         "--bank",
         type=Path,
@@ -114,19 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     rows, shown = [], []
     switches = {"off": False, "on": True}
     settings = [
-        (float(bias), switches[drop.strip()])
+        (float(bias), switches[drop.strip()], switches[reroute.strip()])
         for bias in args.copy_bias.split(",")
         if bias.strip()
         for drop in args.drop_unfounded.split(",")
+        for reroute in args.reroute.split(",")
     ]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for bias, drop in settings:
+    for bias, drop, reroute in settings:
         started = time.perf_counter()
-        plans = mem.plan_batch([e["query"] for e in held], copy_bias=bias, drop_unfounded=drop)
+        plans = mem.plan_batch(
+            [e["query"] for e in held], copy_bias=bias, drop_unfounded=drop, reroute_unfounded=reroute
+        )
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
-        label = f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}"
+        label = f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, reroute={'on' if reroute else 'off'}"
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(
             f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "

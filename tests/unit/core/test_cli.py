@@ -46,6 +46,17 @@ def test_plan_json_is_the_chat_boundarys_dict(tiny, tmp_path, capsys):
     plan = plan_from_dict(printed)
     assert len(plan.steps) == len(printed["tool_calls"]) + len(printed["invalid_tool_calls"]) >= 1
 
+    # the decoding levers reach the library as its own options
+    levers = ["--copy-bias", "0", "--keep-unfounded", "--no-reroute"]
+    assert cli.main(["plan", str(path), "weather in Oslo", "--tool-choice", "any", "--json", *levers]) == 0
+    printed = plan_from_dict(json.loads(capsys.readouterr().out))
+    expected = AgentMem.load(path).plan(
+        "weather in Oslo", tool_choice="any", copy_bias=0, drop_unfounded=False, reroute_unfounded=False
+    )
+    assert [(s.name, getattr(s, "arguments", s.raw)) for s in printed.steps] == [
+        (s.name, getattr(s, "arguments", s.raw)) for s in expected.steps
+    ]
+
 
 def test_learn_skips_invalid_examples_when_asked_and_defers_to_the_library(tiny, tmp_path, capsys):
     folder = tmp_path / "tiny"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 
 from agentmem import AgentMem
-from agentmem.copying import CopyIndex, first_tokens, found_in, unfounded_optional, value_string
+from agentmem.copying import (
+    CopyIndex,
+    first_tokens,
+    found_in,
+    unfounded,
+    unfounded_optional,
+    value_number,
+    value_string,
+)
 from agentmem.decoding import DecodeSettings, _Row
 from agentmem.tools import demo
 
@@ -123,3 +131,54 @@ def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(tiny)
     dropped = finish(DecodeSettings())
     assert dropped.calls[0].arguments == {"text": "feed the cat", "time": "16:05"}
     assert dropped.notes == ['create_reminder: left out optional date="2022", not in the request']
+
+
+def test_value_number_reads_a_number_being_written_only():
+    assert value_number('{"amount":') == ""  # a value may start here
+    assert value_number('{"amount": 6') == "6"
+    assert value_number('{"amount":19.') == "19."
+    assert value_number('{"xs":[1,') == ""  # the next item of an array
+    assert value_number('{"city":"Lisbon 6') is None  # inside a string
+    assert value_number('{"amount":6,') is None  # a key comes next
+    assert value_number("{") is None
+
+
+def test_number_candidates_continue_a_number_of_the_request():
+    texts = ["1", "2", "4", "6", "9", ".", "64", "19", "0"]
+    index = CopyIndex(texts)
+    by_text = lambda ids: {texts[i] for i in ids}  # noqa: E731
+    source = "Quick conversion: 64 NOK -> SGD, or 19.9 of them"
+    assert by_text(index.number_candidates(source, "")) == {"6", "64", "1", "19"}
+    assert by_text(index.number_candidates(source, "6")) == {"4"}
+    assert by_text(index.number_candidates(source, "19")) == {"."}
+    assert index.number_candidates(source, "64") == set()  # the number is complete
+    assert index.number_candidates(source, "2") == set()
+
+
+def test_found_in_wants_whole_values_not_pieces_of_an_address_or_word():
+    source = 'Can you message noor@example.edu? Subject "Flight details". Remind priya.n@mailbox.org.'
+    assert found_in("noor@example.edu", source) and found_in("Flight details", source)
+    assert found_in("flight DETAILS", source)  # case is not a difference
+    assert found_in("priya.n@mailbox.org", source)  # a full stop may end the sentence after it
+    assert not found_in("example.edu", source)  # the domain of an address
+    assert not found_in("n@mailbox.org", source)
+    assert not found_in("noor", source)  # the name before "@"
+    assert not found_in("Flight detail", source)  # a piece of a word
+    assert not found_in("priya", source)  # followed by ".n": still inside the address
+
+
+def test_unfounded_counts_values_to_copy_but_not_those_a_schema_names():
+    schema = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "time": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "urgent": {"type": "boolean"},
+        },
+        "required": ["text", "time"],
+    }
+    source = "Drop a line to priya about the party"
+    arguments = {"text": "drop a line", "time": "20:00", "unit": "celsius", "urgent": True}
+    assert unfounded(schema, arguments, source) == ["time"]  # the enum and the boolean never count
+    assert unfounded_optional(schema, arguments, source) == ["unit"]  # optional ones: enums too

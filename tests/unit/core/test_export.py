@@ -130,7 +130,7 @@ def test_greedy_generation_routes_like_agentmem(routed):
     # as plain greedy decoding does; later steps are covered by the logits test above.
     mem, _, model, exported = routed
     request = "What's the weather in Oslo?"
-    plan = mem.plan(request, constrained=False, copy_bias=0, drop_unfounded=False, max_calls=1)
+    plan = mem.plan(request, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False, max_calls=1)
     assert plan.steps, "the tiny model should route to a tool here"
     first, _ = _greedy(model, exported, prompt_ids(mem.backbone.tokenizer, request), max_new_tokens=1)
     assert first == tool_token(plan.steps[0].name)
@@ -141,7 +141,9 @@ def test_greedy_generation_reproduces_a_text_answer_token_for_token(tokenizer, t
     mem = _learn(tiny_backbone(tokenizer, seed=1), n=3, epochs=1)
     model, exported = _load(export_checkpoint(mem, tmp_path / "export"))
     request = "Hello there"
-    plan = mem.plan(request, constrained=False, copy_bias=0, drop_unfounded=False, max_text_tokens=32)
+    plan = mem.plan(
+        request, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False, max_text_tokens=32
+    )
     assert not plan.steps and "cont" in plan.text
     text, generated = _greedy(model, exported, prompt_ids(tokenizer, request), max_new_tokens=32)
     assert generated == plan.usage["generated_tokens"] == 32  # no eos on either side

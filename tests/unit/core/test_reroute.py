@@ -1,0 +1,104 @@
+"""Rerouting: a call holding a value the request does not makes the decoder try other tools.
+
+The tiny model's routing is arbitrary, so which calls count as unfounded is set by patching
+`agentmem.decoding.unfounded`; what is checked is the decoder's mechanics: the row goes back
+to its routing decision (its cache takes the call's tokens back), decodes the next tool
+there exactly as if it had been chosen first, and keeps the best-founded call, replaying it
+token for token when it was not the last one decoded.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agentmem import AgentMem, decoding
+
+REQUEST = "Switch the lamp to blue and the fan to high."
+
+
+def _tool(name: str, key: str, values: list[str]) -> dict:
+    # enum values only: the tiny model's arguments always close (no runaway strings)
+    properties = {key: {"type": "string", "enum": values}}
+    return {"name": name, "parameters": {"type": "object", "properties": properties, "required": [key]}}
+
+
+@pytest.fixture
+def mem(tiny, monkeypatch) -> AgentMem:
+    mem = AgentMem(tiny)
+    lamp = _tool("set_lamp", "color", ["red", "blue"])
+    fan = _tool("set_fan", "speed", ["low", "high"])
+    pack = [
+        (lamp, [{"query": f"Lamp to {c}.", "arguments": {"color": c}} for c in ("red", "blue")]),
+        (fan, [{"query": f"Fan to {v}.", "arguments": {"speed": v}} for v in ("low", "high")]),
+    ]
+    mem.learn_tools(pack, epochs=1, progress=False)
+    monkeypatch.setattr(decoding, "_ALTERNATIVE_MIN_PROBABILITY", 0.0)  # every tool is an alternative
+    return mem
+
+
+def calls(steps) -> list[tuple[str, dict]]:
+    return [(step.name, step.arguments) for step in steps]  # ids are fresh on every plan
+
+
+def flag(monkeypatch, tools: set[str]) -> None:
+    """Makes every call of ``tools`` hold an unfounded value (its first argument)."""
+
+    def fake(schema, arguments, source):
+        name = "set_lamp" if "color" in schema.get("properties", {}) else "set_fan"
+        return list(arguments)[:1] if name in tools else []
+
+    monkeypatch.setattr(decoding, "unfounded", fake)
+
+
+def test_an_unfounded_call_is_replaced_by_the_next_tool_decoded_as_if_chosen_first(mem, monkeypatch):
+    settings = {"tool_choice": "any", "max_calls": 1}
+    first = mem.plan(REQUEST, reroute_unfounded=False, **settings).steps[0]
+    other = next(name for name in mem.bank.names if name != first.name)
+    direct = mem.plan(REQUEST, tool_choice=other, max_calls=1, reroute_unfounded=False).steps[0]
+
+    flag(monkeypatch, {first.name})
+    rerouted = mem.plan(REQUEST, **settings)
+    assert calls(rerouted.steps) == calls([direct])
+    assert any(f"routed to {other} rather than {first.name}" in note for note in rerouted.notes)
+
+
+def test_when_every_tool_is_unfounded_the_likeliest_call_is_replayed_unchanged(mem, monkeypatch):
+    settings = {"tool_choice": "any", "max_calls": 2}
+    plain = mem.plan(REQUEST, reroute_unfounded=False, **settings)
+    flag(monkeypatch, set(mem.bank.names))
+    replayed = mem.plan(REQUEST, **settings)
+    assert calls(replayed.steps) == calls(plain.steps)  # the cache after the replay is the one the first decode left
+    assert not any("routed to" in note for note in replayed.notes)
+
+
+def test_rerouting_in_a_batch_leaves_the_other_rows_alone(mem, monkeypatch):
+    requests = [REQUEST, "Fan to low, please.", "Make the lamp red."]
+    plain = mem.plan_batch(requests, tool_choice="any", max_calls=1, reroute_unfounded=False)
+    flag(monkeypatch, {plain[0].steps[0].name})
+    batched = mem.plan_batch(requests, tool_choice="any", max_calls=1)
+    alone = [mem.plan(r, tool_choice="any", max_calls=1) for r in requests]
+    assert [calls(p.steps) for p in batched] == [calls(p.steps) for p in alone]
+    assert calls(batched[0].steps) != calls(plain[0].steps)  # the first row was rerouted
+
+
+def _hidden_once_decoding(mem: AgentMem, settings: decoding.DecodeSettings, tool: str):
+    """The row's last hidden state right after ``tool``'s memory token went into the cache."""
+    batch = decoding.Batch(mem._decoder)
+    ids, _ = mem._prompt(REQUEST, False, None)
+    (row,) = batch.add([ids], [settings], [REQUEST], [False])
+    for _ in range(64):
+        batch.step()
+        if row.tool == tool and not row.pending:
+            return batch._hidden[0].clone()
+    raise AssertionError(f"{tool} was never decoded")
+
+
+def test_the_cache_takes_the_rejected_call_back(mem, monkeypatch):
+    first = mem.plan(REQUEST, tool_choice="any", max_calls=1, reroute_unfounded=False).steps[0].name
+    other = next(name for name in mem.bank.names if name != first)
+    direct = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice=other, reroute_unfounded=False), other)
+    flag(monkeypatch, {first})
+    rerouted = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice="any"), other)
+    # the rejected call's tokens are masked out and the position rewound: as if never written
+    assert torch.allclose(rerouted, direct, atol=1e-5)
