@@ -12,8 +12,9 @@ bank: ``--bank PATH``, or the demo pack learned on the backbone as ``agentmem de
    request the answer the first level gave it (calls, text, finish reason): checked, and
    counted as ``differ``.
 2. Head-of-line: one short request alone (median of 3), then the same request sent while a
-   long one (``tool_choice`` none, ``max_tokens`` ``--long-tokens``) decodes; the ratio of
-   the two times is what the long one costs the short one.
+   long one (``tool_choice`` none, ``max_tokens`` ``--long-tokens``) decodes: sent once the
+   long one has decoded 16 tokens, and checked to be answered while the long one still
+   decodes; the ratio of the two times is what the long one costs the short one.
 
 Results print as Markdown (machine and date, ratios measured in the same run) and are
 appended to ``runs/server-<date>.md``.
@@ -49,9 +50,12 @@ except ImportError as exc:  # a core install: say which extra to install, not on
 from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
 from agentmem.backbone import DEFAULT_BACKBONE
 from agentmem.core import AgentMem
+from agentmem.scheduler import Scheduler
 from agentmem.tools import demo
 
 BANK = "demo"
+#: Tokens the long request decodes before the short one is sent in the head-of-line probe.
+_LONG_LEAD = 16
 
 
 def demo_bank(backbone: str, examples_per_tool: int) -> AgentMem:
@@ -135,12 +139,17 @@ def load_level(
     return stats, [answer for _, answer in results]
 
 
-def head_of_line(url: str, query: str, long_query: str, long_tokens: int, timeout: float) -> dict[str, Any]:
+def head_of_line(
+    url: str, scheduler: Scheduler, query: str, long_query: str, long_tokens: int, timeout: float
+) -> dict[str, Any]:
     """A short request's seconds alone (median of 3) and while a long one decodes.
 
-    The long one is sent on a connection of its own and dropped once the short one is
-    answered: the server stops its decoding (a client gone), so the run does not wait out
-    ``long_tokens`` steps it no longer measures.
+    The short one is sent only once the long one has decoded `_LONG_LEAD` tokens (the
+    bank's scheduler, in this process, counts them: the long one decodes alone then), and
+    the long one must still be decoding when the short one is answered, else the probe
+    measured nothing and says so. The long one is sent on a connection of its own and
+    dropped then: the server stops its decoding (a client gone), so the run does not wait
+    out ``long_tokens`` steps it no longer measures.
     """
     alone = statistics.median(post(url, _body(query, 64), timeout)[0] for _ in range(3))
     host, port = urllib.parse.urlsplit(url).netloc.split(":")
@@ -154,16 +163,20 @@ def head_of_line(url: str, query: str, long_query: str, long_tokens: int, timeou
         except (OSError, http.client.HTTPException):
             pass  # dropped below, as intended
 
+    before = scheduler.tokens
     thread = threading.Thread(target=send_long, daemon=True)
     thread.start()
-    time.sleep(max(1.0, 2 * alone))  # past its prefill: decoding
+    deadline = time.perf_counter() + timeout
+    while scheduler.tokens - before < _LONG_LEAD and thread.is_alive() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    lead = scheduler.tokens - before  # tokens the long one decoded before the short one was sent
     beside = post(url, _body(query, 64), timeout)[0]
-    decoding = thread.is_alive()  # the long one is still unanswered
+    decoding = thread.is_alive() and scheduler.running > 0  # the long one is still decoding
     if long.sock is not None:
         long.sock.shutdown(socket.SHUT_RDWR)
     long.close()
     thread.join(timeout)
-    return {"alone": alone, "beside": beside, "ratio": beside / alone, "overlapped": decoding}
+    return {"alone": alone, "beside": beside, "ratio": beside / alone, "lead": lead, "overlapped": decoding}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-tokens", type=int, default=1024, help="the long request's max_tokens (0: skip)")
     parser.add_argument(
         "--long-query",
-        default="Write a very long story about a dragon who learns to cook, chapter by chapter.",
+        # The demo bank answers this at length (past 150 tokens); the dragon story it used
+        # to ask for ended after 66 tokens, before the short request was answered.
+        default="Write a long essay about the history of bread, with many sections and details.",
         help="the long request (a text answer, tool_choice none)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs"))
@@ -209,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(rows[-1], flush=True)
         hol = (
-            head_of_line(url, queries[0], args.long_query, args.long_tokens, args.timeout) if args.long_tokens else None
+            head_of_line(url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout)
+            if args.long_tokens
+            else None
         )
 
     machine = runinfo.machine(memory.backbone.device)
@@ -243,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Head-of-line: a short request ({queries[0]!r}) takes {hol['alone'] * 1000:.0f} ms alone (median of 3) "
             f"and {hol['beside'] * 1000:.0f} ms sent while a text answer of up to {args.long_tokens} tokens "
-            f"decodes ({'still decoding' if hol['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
+            f"decodes (sent after the long one had decoded {hol['lead']} tokens; the long one "
+            f"{'still decoding' if hol['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
             f"ratio {hol['ratio']:.2f}.",
         ]
     lines.append("")

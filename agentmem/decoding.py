@@ -1,8 +1,9 @@
 """The decoding loop: route to memory tokens, write each call's arguments, route again.
 
-Requests decode together in a `Batch`: rows are prefilled (left-padded) and merged into the
-running batch at a step boundary, then decoded one token per step with the key/value cache;
-a row that finishes (or is stopped: `Batch.stop`) leaves the batch at once. `Decoder.decode`
+Requests decode together in a `Batch`: rows join at a step boundary and every step is one
+forward pass over a packed key/value cache (`agentmem.packing`) that feeds each decoding
+row's next token and the joining rows' prompts (chunked, from where the shared prompt prefix
+ends); a row that finishes (or is stopped: `Batch.stop`) leaves the batch at once. `Decoder.decode`
 runs one batch of prompts to the end; `agentmem.scheduler` lets rows join a batch that is
 already decoding (continuous batching). Each request is a small state machine:
 
@@ -42,9 +43,11 @@ from agentmem import memory
 from agentmem.backbone import Backbone
 from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex, first_tokens, unfounded, unfounded_optional, value_number, value_string
+from agentmem.encoding import template_prefix
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
 from agentmem.memory import MemoryBank
+from agentmem.packing import PackedCache
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.parsing import canonical_json, parse_call
 from agentmem.tools.spec import ToolSpec
@@ -138,6 +141,14 @@ class _Row:
     submitted: float = 0.0  # perf_counter() times: asked for, prefilled, done
     started: float = 0.0
     prefilled: float = 0.0
+    # Where the row lies in its `Batch`: its cache columns' owner, whether it sees the shared
+    # prefix, the tokens still to feed (the prompt's, then each chosen token), the position
+    # of the first of them, and the hidden state the next token is chosen from.
+    owner: int = 0
+    shared: bool = False
+    unfed: list[int] = field(default_factory=list)
+    position: int = 0
+    hidden: torch.Tensor | None = None
 
     @property
     def done(self) -> bool:
@@ -160,6 +171,7 @@ class Decoder:
         self._stops = backbone.stop_token_ids  # what ends a text answer besides the end of turn
         self._copy_index: CopyIndex | None = None  # built on first use of copy_bias
         self._byte_texts: list[str] = []  # each token's bytes as latin-1 text, with the index
+        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @property
     def copy_index(self) -> CopyIndex:
@@ -172,6 +184,26 @@ class Decoder:
             self._byte_texts = [b.decode("latin-1") for b in self.grammar.token_bytes()]
             self._copy_index = CopyIndex(self._byte_texts)
         return self._copy_index
+
+    @torch.no_grad()
+    def shared_prefix(self) -> tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The prompt start most requests share (`encoding.template_prefix`: the chat
+        template's system prompt and header) and its key/values per layer, computed once
+        (the backbone is frozen; the prefix holds no memory token, so no bank enters it)."""
+        if self._prefix is None:
+            ids = tuple(template_prefix(self.backbone.tokenizer))
+            layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+            if ids:
+                out = memory.decoder(self.backbone)(
+                    inputs_embeds=memory.embed(
+                        self.backbone, self.bank.rows.detach(), torch.tensor([ids]).to(self.backbone.device)
+                    ),
+                    past_key_values=DynamicCache(config=self.backbone.model.config),
+                    use_cache=True,
+                )
+                layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+            self._prefix = (ids, layers)
+        return self._prefix
 
     def view(self) -> BankView:
         """The bank as it is now, for a batch to decode against."""
@@ -495,29 +527,33 @@ class Decoder:
 class Batch:
     """A running decoding batch over one decoder: rows join at a step boundary and leave when done.
 
-    Rows joining are prefilled together (left-padded, with a cache of their own), then merged
-    into the running batch: the narrower of the two caches is left-padded with masked
-    columns, so every row's last token stays in the last column and positions come from the
-    mask. A row that finishes (or is stopped) is dropped from the cache at once, and columns
-    that no row attends any more are cut, so a long row gone leaves no cost behind.
+    Every step is one forward pass over a packed sequence (`agentmem.packing`): the next
+    token of each decoding row and the prompt tokens of rows joining, up to
+    ``prefill_tokens`` of them a step (a long prompt is prefilled over several steps,
+    chunked, so the rows decoding are never held up for long). A row that starts with the
+    decoder's shared prefix (`Decoder.shared_prefix`) is prefilled from its own tokens on. A
+    row that finishes (or is stopped) leaves the batch at once; its cache columns are
+    compacted away later.
 
     A batch decodes with the bank as it was when the batch began (`BankView`); the caller
     holds `MODEL_LOCK` around each call (the tokenizer and the model are shared).
 
     Attributes:
-        rows: The rows decoding, in the cache's order.
-        steps: Forward steps run (each decodes one token of every row).
+        rows: The rows in the batch (prefilling or decoding), in the order they joined.
+        steps: Forward steps run.
     """
 
-    def __init__(self, decoder: Decoder) -> None:
+    def __init__(self, decoder: Decoder, *, prefill_tokens: int = 256) -> None:
+        if prefill_tokens < 1:
+            raise ValueError(f"prefill_tokens must be >= 1, got {prefill_tokens}")
         self.decoder = decoder
         self.view = decoder.view()
         self.rows: list[_Row] = []
         self.steps = 0
-        self._cache: DynamicCache | None = None
-        self._mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, columns], on the CPU
-        self._next = torch.zeros(0, dtype=torch.long)  # each row's next position
-        self._hidden: torch.Tensor | None = None  # each row's last hidden state
+        self.prefill_tokens = prefill_tokens
+        self._cache: PackedCache | None = None
+        self._prefix: tuple[int, ...] = ()
+        self._owners = 0  # the last owner id given to a row
 
     @torch.no_grad()
     def add(
@@ -528,145 +564,153 @@ class Batch:
         continued: Sequence[bool],
         submitted: Sequence[float] | None = None,
     ) -> list[_Row]:
-        """Prefills prompts and merges them into the batch; returns their rows.
+        """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
 
         Raises:
             UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
         """
         allowed = [self.decoder.check(s, self.view) for s in settings]
+        if self._cache is None and prompts:
+            self._start()
         started = time.perf_counter()
-        rows = [
-            _Row(
-                prompt_tokens=len(p),
-                settings=s,
-                allowed=a,
-                view=self.view,
-                source=t.encode("utf-8").decode("latin-1"),
-                continued=c,
-                mode="text" if s.tool_choice == "none" else "route",
-                submitted=started if submitted is None else submitted[i],
-                started=started,
+        rows = []
+        for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued)):
+            shared = len(self._prefix) < len(p) and tuple(p[: len(self._prefix)]) == self._prefix
+            self._owners += 1
+            rows.append(
+                _Row(
+                    prompt_tokens=len(p),
+                    settings=s,
+                    allowed=a,
+                    view=self.view,
+                    source=t.encode("utf-8").decode("latin-1"),
+                    continued=c,
+                    mode="text" if s.tool_choice == "none" else "route",
+                    submitted=started if submitted is None else submitted[i],
+                    started=started,
+                    owner=self._owners,
+                    shared=shared,
+                    unfed=list(p[len(self._prefix) :] if shared else p),
+                    position=len(self._prefix) if shared else 0,
+                )
             )
-            for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued))
-        ]
-        if not rows:
-            return rows
-        backbone, eos = self.decoder.backbone, self.decoder.backbone.eos_token_id
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), eos, dtype=torch.long)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[i, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = memory.decoder(backbone)(
-            inputs_embeds=memory.embed(backbone, self.view.rows, ids.to(backbone.device)),
-            attention_mask=mask.to(backbone.device),
-            position_ids=positions.to(backbone.device),
-            past_key_values=DynamicCache(config=backbone.model.config),
-            use_cache=True,
-        )
-        self._merge(out.past_key_values, mask, positions[:, -1] + 1, out.last_hidden_state[:, -1])
-        prefilled = time.perf_counter()
-        for row in rows:
-            row.prefilled = prefilled
         self.rows += rows
         return rows
 
     @torch.no_grad()
     def step(self) -> list[_Row]:
-        """Decodes one token of every row; returns the rows that finished (and left the batch)."""
+        """Chooses the next token of every decoding row, then runs one forward pass over
+        those tokens and the next prompt tokens of the rows prefilling; returns the rows
+        that finished (and left the batch)."""
         if not self.rows:
             return []
-        backbone, decoder = self.decoder.backbone, self.decoder
-        vocab, eos = backbone.vocab_size, backbone.eos_token_id
-        assert self._hidden is not None and self._cache is not None
-        scores = memory.logits(backbone, self.view.rows, self._hidden).float()
-        tokens = [decoder._step(row, scores[i], vocab, eos) for i, row in enumerate(self.rows)]
-        for i, row in enumerate(self.rows):
-            if row.rewind and tokens[i] is not None:
-                # Rerouted: the row's last tokens leave its view of the cache, and its next
-                # token takes the position of the first of them.
-                self._mask[i, -row.rewind :] = 0
-                self._next[i] -= row.rewind
-            row.rewind = 0
-        finished = self._drop([i for i, t in enumerate(tokens) if t is None])
+        decoding = [row for row in self.rows if row.hidden is not None]
+        finished = []
+        if decoding:
+            backbone, decoder = self.decoder.backbone, self.decoder
+            vocab, eos = backbone.vocab_size, backbone.eos_token_id
+            hidden = torch.stack([row.hidden for row in decoding])  # type: ignore[misc]
+            scores = memory.logits(backbone, self.view.rows, hidden).float()
+            for i, row in enumerate(decoding):
+                token = decoder._step(row, scores[i], vocab, eos)
+                if token is None:
+                    finished.append(row)
+                    continue
+                if row.rewind:
+                    # Rerouted: the row's last tokens leave the cache, and its next token
+                    # takes the position of the first of them.
+                    assert self._cache is not None
+                    self._cache.take_back(row.owner, row.rewind)
+                    row.position -= row.rewind
+                    row.rewind = 0
+                row.unfed = [token]
+            self._drop(finished)
         if self.rows:
-            fed = torch.tensor([[t] for t in tokens if t is not None], dtype=torch.long)
-            self._mask = torch.cat([self._mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
-            out = memory.decoder(backbone)(
-                inputs_embeds=memory.embed(backbone, self.view.rows, fed.to(backbone.device)),
-                attention_mask=self._mask.to(backbone.device),
-                position_ids=self._next.unsqueeze(1).to(backbone.device),
-                past_key_values=self._cache,
-                use_cache=True,
-            )
-            self._cache, self._hidden = out.past_key_values, out.last_hidden_state[:, -1]
-            self._next = self._next + 1
-            self.steps += 1
+            self._forward()
         return finished
 
     def stop(self, rows: Sequence[_Row], finish: str, note: str) -> None:
         """Ends ``rows`` now (`Decoder.stop`) and drops them from the batch."""
         for row in rows:
             self.decoder.stop(row, finish, note)
-        self._drop([i for i, row in enumerate(self.rows) if row.done])
+        self._drop([row for row in self.rows if row.done])
 
-    def _drop(self, indices: Sequence[int]) -> list[_Row]:
+    def _start(self) -> None:
+        """A fresh cache, holding the decoder's shared prefix."""
+        backbone = self.decoder.backbone
+        parameter = next(backbone.model.parameters())
+        self._cache = PackedCache(backbone.model.config, parameter.dtype, parameter.device)
+        prefix, layers = self.decoder.shared_prefix()
+        if prefix:
+            self._cache.store_prefix(layers)
+        self._prefix = prefix
+
+    def _forward(self) -> None:
+        """One forward pass over each row's next tokens: one for a decoding row, the next
+        chunk of its prompt for a prefilling one (within ``prefill_tokens``)."""
+        assert self._cache is not None
+        backbone = self.decoder.backbone
+        budget = self.prefill_tokens
+        ids: list[int] = []
+        owners: list[int] = []
+        positions: list[int] = []
+        shared: list[bool] = []
+        last: list[tuple[_Row, int]] = []  # rows whose next token the pass predicts, and where
+        for row in self.rows:
+            prefilling = row.hidden is None
+            count = min(len(row.unfed), budget) if prefilling else len(row.unfed)
+            if not count:
+                continue
+            if prefilling:
+                budget -= count
+            ids += row.unfed[:count]
+            owners += [row.owner] * count
+            positions += range(row.position, row.position + count)
+            shared += [row.shared] * count
+            row.unfed, row.position = row.unfed[count:], row.position + count
+            if not row.unfed:
+                last.append((row, len(ids) - 1))
+        mask = self._cache.append(
+            torch.tensor(owners, dtype=torch.long), torch.tensor(positions, dtype=torch.long), torch.tensor(shared)
+        )
+        device = backbone.device
+        out = memory.decoder(backbone)(
+            inputs_embeds=memory.embed(backbone, self.view.rows, torch.tensor([ids], dtype=torch.long).to(device)),
+            attention_mask=mask,
+            position_ids=torch.tensor([positions], dtype=torch.long).to(device),
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        hidden = out.last_hidden_state[0]
+        now = time.perf_counter()
+        for row, index in last:
+            if row.hidden is None:
+                row.prefilled = now
+            row.hidden = hidden[index]
+        self.steps += 1
+
+    def _drop(self, rows: Sequence[_Row]) -> list[_Row]:
         """Removes rows (done ones) from the batch; stamps their usage and timings."""
-        if not indices:
+        if not rows:
             return []
-        gone = set(indices)
-        dropped = [row for i, row in enumerate(self.rows) if i in gone]
-        keep = [i for i in range(len(self.rows)) if i not in gone]
-        self.rows = [self.rows[i] for i in keep]
-        if keep:
-            index = torch.tensor(keep, dtype=torch.long)
-            mask = self._mask[index]
-            first = int(mask.any(dim=0).nonzero()[0])  # columns before it are padding for every row left
-            self._mask = mask[:, first:]
-            assert self._cache is not None and self._hidden is not None
-            on_device = index.to(self._hidden.device)
-            for layer in self._cache.layers:
-                layer.keys = layer.keys[on_device, :, first:]
-                layer.values = layer.values[on_device, :, first:]
-            self._next, self._hidden = self._next[index], self._hidden[on_device]
-        else:
-            self._cache, self._hidden = None, None
-            self._mask, self._next = self._mask[:0, :0], self._next[:0]
+        gone = {id(row) for row in rows}
+        dropped = [row for row in self.rows if id(row) in gone]
+        self.rows = [row for row in self.rows if id(row) not in gone]
+        if self._cache is not None:
+            self._cache.release([row.owner for row in dropped])
         finished = time.perf_counter()
         for row in dropped:
+            row.hidden, row.unfed = None, []
+            prefilled = row.prefilled or finished  # a row stopped before its prompt was in
             row.plan.usage = {"prompt_tokens": row.prompt_tokens, "generated_tokens": row.generated}
             row.plan.timings = {
-                "prefill": row.prefilled - row.started,
-                "decode": finished - row.prefilled,
+                "prefill": prefilled - row.started,
+                "decode": finished - prefilled,
                 "total": finished - row.submitted,
             }
             if row.started > row.submitted:
                 row.plan.timings["queue"] = row.started - row.submitted
         return dropped
-
-    def _merge(self, cache: DynamicCache, mask: torch.Tensor, following: torch.Tensor, hidden: torch.Tensor) -> None:
-        """Appends prefilled rows: the narrower side is left-padded with masked columns."""
-        if self._cache is None or self._hidden is None:
-            self._cache, self._mask, self._next, self._hidden = cache, mask, following, hidden
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-
-        def pad(t: torch.Tensor, dim: int) -> torch.Tensor:
-            missing = width - t.shape[dim]
-            if not missing:
-                return t
-            shape = list(t.shape)
-            shape[dim] = missing
-            return torch.cat([t.new_zeros(shape), t], dim=dim)
-
-        for mine, theirs in zip(self._cache.layers, cache.layers):
-            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
-            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
-        self._mask = torch.cat([pad(self._mask, 1), pad(mask, 1)])
-        self._next = torch.cat([self._next, following])
-        self._hidden = torch.cat([self._hidden, hidden])
 
 
 # Rerouting: at most this many other tools are tried at a routing decision, each only if

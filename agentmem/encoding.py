@@ -292,3 +292,10 @@ def common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:
     while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
         length += 1
     return list(prompts[0][:length])
+
+
+def template_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids every prompt of one user message starts with: what the chat template writes
+    before the message (a default system prompt, the user turn's header). Prompts with a
+    system message of their own may not start with it."""
+    return common_prefix([prompt_ids(tokenizer, "a"), prompt_ids(tokenizer, "b")])

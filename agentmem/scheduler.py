@@ -3,10 +3,11 @@
 `Scheduler.submit` queues a tokenised request and returns a `concurrent.futures.Future` of
 its Plan. One worker thread per scheduler loops over step boundaries: it stops the rows
 whose request was cancelled (``future.cancel()``, e.g. a client that went away) or whose
-time limit passed, admits waiting requests into the running `Batch` (prefilled together,
-merged), decodes one token of every row, and resolves the futures of rows that finished.
-A short request thus starts at the next step even while a long one decodes (no
-head-of-line stall), and a batch of 16 costs far less than 16 single decodes.
+time limit passed, admits waiting requests into the running `Batch`, runs one step (the
+joining rows' prompts are prefilled in the same forward pass as the running rows' next
+tokens), and resolves the futures of rows that finished. A short request thus starts at the
+next step even while a long one decodes (no head-of-line stall), and a batch of 16 costs
+far less than 16 single decodes.
 
 Grouping: one scheduler per `Decoder`, i.e. per bank. Requests with different options
 (``tool_choice``, ``tools``, limits, copy bias) share a batch: options only steer each row's

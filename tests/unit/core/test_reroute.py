@@ -90,7 +90,8 @@ def _hidden_once_decoding(mem: AgentMem, settings: decoding.DecodeSettings, tool
     for _ in range(64):
         batch.step()
         if row.tool == tool and not row.pending:
-            return batch._hidden[0].clone()
+            assert row.hidden is not None
+            return row.hidden.clone()
     raise AssertionError(f"{tool} was never decoded")
 
 
@@ -100,5 +101,5 @@ def test_the_cache_takes_the_rejected_call_back(mem, monkeypatch):
     direct = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice=other, reroute_unfounded=False), other)
     flag(monkeypatch, {first})
     rerouted = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice="any"), other)
-    # the rejected call's tokens are masked out and the position rewound: as if never written
+    # the rejected call's cache columns are gone and the position rewound: as if never written
     assert torch.allclose(rerouted, direct, atol=1e-5)
