@@ -23,7 +23,6 @@ appended to ``runs/server-<date>.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import json
 import socket
@@ -208,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     registry = BankRegistry()
     registry.add(BANK, memory)
     queries = [e["query"] for e in demo.held_out_examples()]
-    rows, reference, differ, levels_seen = [], None, 0, []
+    rows: list[list[str]] = []
+    reference, differ, levels_seen = None, 0, []
     with serving(registry, ServerLimits(max_text_tokens=max(1024, args.long_tokens))) as url:
         post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
         for clients in levels:
@@ -219,57 +219,52 @@ def main(argv: list[str] | None = None) -> int:
             differ += r["differ"]
             levels_seen.append(r)
             rows.append(
-                f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['differ']} | {r['rps']:.2f} | "
-                f"{r['p50'] * 1000:.0f} | {r['p95'] * 1000:.0f} | {r['wall']:.1f} |"
+                [
+                    str(r["clients"]),
+                    str(r["requests"]),
+                    str(r["errors"]),
+                    str(r["differ"]),
+                    f"{r['rps']:.2f}",
+                    f"{r['p50'] * 1000:.0f}",
+                    f"{r['p95'] * 1000:.0f}",
+                    f"{r['wall']:.1f}",
+                ]
             )
-            print(rows[-1], flush=True)
+            print(runinfo.table_row(rows[-1]), flush=True)
         hol = (
             head_of_line(url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout)
             if args.long_tokens
             else None
         )
 
-    machine = runinfo.machine(memory.backbone.device)
-    today = datetime.date.today().isoformat()
+    today = runinfo.today()
     source = (
         f"bank {args.bank}"
         if args.bank
         else f"demo pack on {args.backbone}, {args.examples_per_tool} examples per tool"
     )
-    lines = [
-        f"## agentmem serve on loopback ({today}; {machine})",
-        "",
-        f"`python -m agentmem.adapters.bench_server --requests {args.requests} --clients {args.clients} "
-        f"--max-tokens {args.max_tokens} --long-tokens {args.long_tokens}`: {source}; one request = one chat "
-        "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's.",
-        "",
-        "| clients | requests | errors | differ | requests/s | p50 ms | p95 ms | wall s |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        f"Answers identical at every level: {'yes' if not differ else f'no ({differ} differ)'}. "
-        + (
-            f"Requests/s at {levels_seen[-1]['clients']} clients / at {levels_seen[0]['clients']}: "
+    summary = f"Answers identical at every level: {'yes' if not differ else f'no ({differ} differ)'}."
+    if len(levels_seen) > 1:
+        summary += (
+            f" Requests/s at {levels_seen[-1]['clients']} clients / at {levels_seen[0]['clients']}: "
             f"{levels_seen[-1]['rps'] / levels_seen[0]['rps']:.2f}x."
-            if len(levels_seen) > 1
-            else ""
-        ),
+        )
+    paragraphs: list[str | list[str]] = [
+        runinfo.heading("agentmem serve on loopback", today, runinfo.machine(memory.backbone.device)),
+        f"`{runinfo.command('agentmem.adapters.bench_server', argv)}`: {source}; one request = one chat "
+        "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's.",
+        runinfo.table(["clients", "requests", "errors", "differ", "requests/s", "p50 ms", "p95 ms", "wall s"], rows),
+        summary,
     ]
     if hol is not None:
-        lines += [
-            "",
+        paragraphs.append(
             f"Head-of-line: a short request ({queries[0]!r}) takes {hol['alone'] * 1000:.0f} ms alone (median of 3) "
             f"and {hol['beside'] * 1000:.0f} ms sent while a text answer of up to {args.long_tokens} tokens "
             f"decodes (sent after the long one had decoded {hol['lead']} tokens; the long one "
             f"{'still decoding' if hol['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
-            f"ratio {hol['ratio']:.2f}.",
-        ]
-    lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"server-{today}.md", "a") as f:
-        f.write(text + "\n")
+            f"ratio {hol['ratio']:.2f}."
+        )
+    runinfo.append_record(runinfo.record(*paragraphs), args.out / f"server-{today}.md")
     return 0
 
 

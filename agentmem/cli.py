@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         "--copy-bias", type=float, help="bonus to tokens that copy the request into a value (default: the library's)"
     )
     plan.add_argument(
+        "--optional-bias",
+        type=float,
+        help="bonus to writing optional arguments the model would leave out (default: the library's; 0: off)",
+    )
+    plan.add_argument(
         "--keep-unfounded",
         action="store_true",
         help="keep optional arguments whose values are not in the request (drop_unfounded=False)",
@@ -233,6 +238,8 @@ def _plan(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"tool_choice": args.tool_choice}
     if args.copy_bias is not None:
         options["copy_bias"] = args.copy_bias
+    if args.optional_bias is not None:
+        options["optional_bias"] = args.optional_bias
     if args.keep_unfounded:
         options["drop_unfounded"] = False
     if args.no_reroute:

@@ -22,13 +22,14 @@ from typing import Any
 _LOOKAHEAD = 32
 
 
-def _scan(text: str) -> tuple[bool, bool, int, bool]:
+def _scan(text: str) -> tuple[bool, bool, int, bool, int]:
     """Where the end of ``text`` (argument JSON so far) stands.
 
     Returns:
-        ``(in_string, is_key, start, expecting_value)``: whether a string is open, whether
-        it is an object key, where its content starts, and (outside strings) whether a
-        value would come next (after ``:``, ``[``, or ``,`` in an array).
+        ``(in_string, is_key, start, expecting_value, depth)``: whether a string is open,
+        whether it is an object key, where its content starts, (outside strings) whether a
+        value would come next (after ``:``, ``[``, or ``,`` in an array), and how many
+        objects and arrays are open.
     """
     stack: list[str] = []  # "{" or "["
     expecting_key = expecting_value = False
@@ -63,7 +64,12 @@ def _scan(text: str) -> tuple[bool, bool, int, bool]:
             expecting_value = bool(stack) and stack[-1] == "["
         elif ch == ":":
             expecting_key, expecting_value = False, True
-    return in_string, is_key, start, expecting_value
+    return in_string, is_key, start, expecting_value, len(stack)
+
+
+def depth(text: str) -> int:
+    """How many JSON objects and arrays are open at the end of ``text`` (1: the arguments)."""
+    return _scan(text)[4]
 
 
 def value_string(text: str) -> str | None:
@@ -76,7 +82,7 @@ def value_string(text: str) -> str | None:
         The raw (still escaped) content of the open value string (``"Lis"``), or None
         when the text does not end inside a value string (outside strings, or in a key).
     """
-    in_string, is_key, start, _ = _scan(text)
+    in_string, is_key, start, _, _ = _scan(text)
     return text[start:] if in_string and not is_key else None
 
 
@@ -96,7 +102,7 @@ def value_number(text: str) -> str | None:
     """
     tail = _NUMBER_TAIL.search(text)
     head = text[: tail.start()] if tail else text
-    in_string, _, _, expecting_value = _scan(head)
+    in_string, _, _, expecting_value, _ = _scan(head)
     return tail.group() if tail and not in_string and expecting_value else None
 
 
@@ -222,6 +228,30 @@ def unfounded_optional(schema: Mapping[str, Any], arguments: Mapping[str, Any], 
     return [k for k, v in arguments.items() if k not in required and found_in(v, source) is False]
 
 
+def repeated_optional(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> list[str]:
+    """The optional string arguments that repeat another argument's value (or a piece of it).
+
+    A span of the request fills one argument: a model nudged to write an optional argument
+    it has no value for reaches for one the call already holds (a ``date`` of "10:40" beside
+    ``time`` "10:40", "check the oven" beside ``text`` "check the oven").
+
+    Args:
+        schema: The tool's parameters (a JSON Schema object with ``required``).
+        arguments: The parsed call's arguments.
+
+    Returns:
+        Names of optional arguments, in call order, whose string value equals, contains or is
+        contained in another argument's string value (ignoring case).
+    """
+    required = set(schema.get("required", ()))
+    texts = {k: v.strip().lower() for k, v in arguments.items() if isinstance(v, str) and v.strip()}
+    return [
+        k
+        for k, v in texts.items()
+        if k not in required and any(o != k and (v in w or w in v) for o, w in texts.items())
+    ]
+
+
 class CopyIndex:
     """Finds the tokens that continue a copy of a span of some source text.
 
@@ -284,4 +314,14 @@ class CopyIndex:
         return found
 
 
-__all__ = ["CopyIndex", "first_tokens", "found_in", "unfounded", "unfounded_optional", "value_number", "value_string"]
+__all__ = [
+    "CopyIndex",
+    "depth",
+    "first_tokens",
+    "found_in",
+    "repeated_optional",
+    "unfounded",
+    "unfounded_optional",
+    "value_number",
+    "value_string",
+]

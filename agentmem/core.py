@@ -59,8 +59,13 @@ class PlanOptions(TypedDict, total=False):
     """Bonus to the scores of tokens that continue a span (or a number) of the request
     inside a value (copy-aware decoding); 0 turns it off."""
     drop_unfounded: bool
-    """Leave out an optional string or number argument whose value is not in the request
-    (the tool's default then applies; the plan's ``notes`` say what was left out)."""
+    """Leave out an optional string or number argument whose value is not in the request,
+    or repeats another argument's (the tool's default then applies; the plan's ``notes``
+    say what was left out)."""
+    optional_bias: float
+    """Bonus to writing one more argument while an optional property is unwritten (0: off);
+    with ``drop_unfounded``, what the request does not hold, or what repeats another
+    argument, is left out again."""
     reroute_unfounded: bool
     """When a call holds a value the request does not (or breaks its schema), decode the
     next likeliest tools at that routing decision too and keep the best-founded call (the

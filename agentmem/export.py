@@ -25,8 +25,9 @@ Output: ``<|tool:a|>{"x":1}<|tool:b|>{...}<eos>``: the text after each tool toke
 the next tool token or eos, is that call's JSON arguments (`parse_output`).
 
 What plain greedy decoding reproduces: agentmem's *unconstrained* plan
-(``mem.plan(q, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False)``), token for token, as long as the plain model's argmax
-is what agentmem's masks would allow anyway: a tool token or eos right after each call's
+(``mem.plan(q, **GREEDY_OPTIONS)``: no schema constraint, no copy bonus, no optional bonus,
+nothing left out or rerouted), token for token, as long as the plain model's argmax is what
+agentmem's masks would allow anyway: a tool token or eos right after each call's
 arguments close, and no tool token inside arguments or a text answer. agentmem's default
 plan also decodes the arguments under each tool's JSON Schema; a runtime with guided
 decoding (xgrammar, outlines) can apply ``tools.json``'s schemas to the same effect. It
@@ -59,12 +60,21 @@ from agentmem.tools.parsing import parse_call
 from agentmem.tools.spec import ToolSpec
 
 if TYPE_CHECKING:
-    from agentmem.core import AgentMem
+    from agentmem.core import AgentMem, PlanOptions
 
 EXPORT_FORMAT = 1
 EXPORT_META = "agentmem_export.json"
 TOOLS_FILE = "tools.json"
 README_FILE = "README.md"
+#: The `AgentMem.plan` options whose plan plain greedy decoding of the exported checkpoint
+#: reproduces (see the module docstring): agentmem's own decoding levers all off.
+GREEDY_OPTIONS: PlanOptions = {
+    "constrained": False,
+    "copy_bias": 0.0,
+    "drop_unfounded": False,
+    "reroute_unfounded": False,
+    "optional_bias": 0.0,
+}
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"
 #: Fills ids between the tokenizer's length and the embedding matrix's width.
@@ -277,7 +287,8 @@ def _export_meta(mem: AgentMem, tokenizer: PreTrainedTokenizerBase, fillers: lis
             "arguments as one JSON object, validated against the tool's parameters in tools.json."
         ),
         "decoding": (
-            "Greedy decoding reproduces agentmem's plan(..., constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False) token for token while the model's "
+            "Greedy decoding reproduces agentmem's plan(..., constrained=False, copy_bias=0, drop_unfounded=False, "
+            "reroute_unfounded=False, optional_bias=0) token for token while the model's "
             "argmax is a tool token or eos right after each call's arguments close, and is never a tool token inside "
             "arguments or a text answer; agentmem masks everything else at those steps. agentmem's default plan "
             "also constrains the arguments to each tool's JSON Schema (use guided decoding with tools.json for that), "

@@ -14,6 +14,9 @@ rows comes from decoding alone:
 * ``reroute_unfounded`` (a call holding a value the request does not makes the decoder try
   the next likeliest tools at that routing decision, `agentmem.decoding.Decoder._reroute`):
   ``--reroute`` off, on or both;
+* ``optional_bias`` (a bonus to writing one more argument while an optional property is
+  unwritten; what the request does not hold, or repeats another argument, is then left
+  out): the ``--optional-bias`` values;
 
 The result-reference guard and the runaway-string guard are invariants, not levers: they
 are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
@@ -23,8 +26,6 @@ plans beside their gold calls; appends both to ``runs/decoding-<date>.md``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy-bias", default="0,3", help="copy_bias values to try (comma-separated; 0 is off)")
     parser.add_argument("--drop-unfounded", default="off,on", help="drop_unfounded settings to try: off, on or off,on")
     parser.add_argument("--reroute", default="on", help="reroute_unfounded settings to try: off, on or off,on")
+    parser.add_argument("--optional-bias", default="0", help="optional_bias values to try (comma-separated)")
     parser.add_argument(
         "--bank",
         type=Path,
@@ -115,31 +117,45 @@ def main(argv: list[str] | None = None) -> int:
     learned = time.perf_counter() - started
     held = demo.held_out_examples(seed=args.held_seed)
 
-    rows, shown = [], []
+    rows: list[list[str]] = []
+    shown: list[str] = []
     switches = {"off": False, "on": True}
     settings = [
-        (float(bias), switches[drop.strip()], switches[reroute.strip()])
+        (float(bias), switches[drop.strip()], switches[reroute.strip()], float(optional))
         for bias in args.copy_bias.split(",")
         if bias.strip()
         for drop in args.drop_unfounded.split(",")
         for reroute in args.reroute.split(",")
+        for optional in args.optional_bias.split(",")
     ]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for bias, drop, reroute in settings:
+    for bias, drop, reroute, optional in settings:
         started = time.perf_counter()
         plans = mem.plan_batch(
-            [e["query"] for e in held], copy_bias=bias, drop_unfounded=drop, reroute_unfounded=reroute
+            [e["query"] for e in held],
+            copy_bias=bias,
+            drop_unfounded=drop,
+            reroute_unfounded=reroute,
+            optional_bias=optional,
         )
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
-        label = f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, reroute={'on' if reroute else 'off'}"
+        label = (
+            f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
+            f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}"
+        )
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(
-            f"| {label} | {' | '.join(cells)} | {result['all'].exact_match:.3f} | "
-            f"{result['all'].schema_valid_rate:.2f} | {seconds:.0f} s |"
+            [
+                label,
+                *cells,
+                f"{result['all'].exact_match:.3f}",
+                f"{result['all'].schema_valid_rate:.2f}",
+                f"{seconds:.0f} s",
+            ]
         )
-        print(rows[-1], flush=True)
+        print(runinfo.table_row(rows[-1]), flush=True)
         if first is None:
             first = plans
             shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
@@ -148,32 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None and best[2] is not first:
         shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
 
-    machine = runinfo.machine(base.device)
-    today = datetime.date.today().isoformat()
+    today = runinfo.today()
     which = "plain" if adapter is None else f"adapter {adapter.id}"
-    lines = [
-        f"## Decoding levers on the demo pack ({today}; {machine})",
-        "",
-        f"`python -m agentmem.eval.bench_decoding {' '.join(sys.argv[1:] if argv is None else argv)}`".replace(
-            " `", "`"
-        )
-        + f" on {args.backbone}, {which}; "
-        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f})."
+    source = (
+        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f})"
         if report is not None
-        else f"bank loaded from {args.bank} in {learned:.0f} s. Held-out draw seed {args.held_seed}.",
-        "",
-        "| decoding | tool F1 / arg F1 (all 40) | single-call (32) | two-call (8) | exact match | schema-valid | planning time |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        *shown,
-        "",
+        else f"bank loaded from {args.bank} in {learned:.0f} s"
+    )
+    header = [
+        "decoding",
+        "tool F1 / arg F1 (all 40)",
+        "single-call (32)",
+        "two-call (8)",
+        "exact match",
+        "schema-valid",
+        "planning time",
     ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"decoding-{today}.md", "a") as f:
-        f.write(text + "\n")
+    text = runinfo.record(
+        runinfo.heading("Decoding levers on the demo pack", today, runinfo.machine(base.device)),
+        f"`{runinfo.command('agentmem.eval.bench_decoding', argv)}` on {args.backbone}, {which}; {source}. "
+        f"Held-out draw seed {args.held_seed}.",
+        runinfo.table(header, rows),
+        *shown,
+    )
+    runinfo.append_record(text, args.out / f"decoding-{today}.md")
     return 0
 
 

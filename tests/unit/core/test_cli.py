@@ -47,11 +47,16 @@ def test_plan_json_is_the_chat_boundarys_dict(tiny, tmp_path, capsys):
     assert len(plan.steps) == len(printed["tool_calls"]) + len(printed["invalid_tool_calls"]) >= 1
 
     # the decoding levers reach the library as its own options
-    levers = ["--copy-bias", "0", "--keep-unfounded", "--no-reroute"]
+    levers = ["--copy-bias", "0", "--optional-bias", "0", "--keep-unfounded", "--no-reroute"]
     assert cli.main(["plan", str(path), "weather in Oslo", "--tool-choice", "any", "--json", *levers]) == 0
     printed = plan_from_dict(json.loads(capsys.readouterr().out))
     expected = AgentMem.load(path).plan(
-        "weather in Oslo", tool_choice="any", copy_bias=0, drop_unfounded=False, reroute_unfounded=False
+        "weather in Oslo",
+        tool_choice="any",
+        copy_bias=0,
+        optional_bias=0,
+        drop_unfounded=False,
+        reroute_unfounded=False,
     )
     assert [(s.name, getattr(s, "arguments", s.raw)) for s in printed.steps] == [
         (s.name, getattr(s, "arguments", s.raw)) for s in expected.steps

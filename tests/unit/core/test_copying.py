@@ -9,6 +9,7 @@ from agentmem.copying import (
     CopyIndex,
     first_tokens,
     found_in,
+    repeated_optional,
     unfounded,
     unfounded_optional,
     value_number,
@@ -182,3 +183,35 @@ def test_unfounded_counts_values_to_copy_but_not_those_a_schema_names():
     arguments = {"text": "drop a line", "time": "20:00", "unit": "celsius", "urgent": True}
     assert unfounded(schema, arguments, source) == ["time"]  # the enum and the boolean never count
     assert unfounded_optional(schema, arguments, source) == ["unit"]  # optional ones: enums too
+
+
+def test_repeated_optional_names_optional_values_another_argument_holds():
+    schema = {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("text", "time", "date", "note")},
+        "required": ["text", "time"],
+    }
+    arguments = {"text": "check the oven", "time": "10:40", "date": "Sunday at 10:40", "note": "the oven"}
+    assert repeated_optional(schema, arguments) == ["date", "note"]  # pieces either way round
+    assert repeated_optional(schema, {"text": "feed the cat", "time": "10:40", "date": "Sunday"}) == []
+    assert repeated_optional(schema, {"text": "10:40", "time": "10:40"}) == []  # required ones are kept
+
+
+def test_optional_bias_writes_the_optional_arguments_a_model_would_leave_out(tiny):
+    enum = lambda *values: {"type": "string", "enum": list(values)}  # noqa: E731
+    tool = {
+        "name": "set_lamp",
+        "parameters": {
+            "type": "object",
+            "properties": {"color": enum("red", "blue"), "mode": enum("steady", "blink"), "room": enum("hall", "den")},
+            "required": ["color"],
+        },
+    }
+    mem = AgentMem(tiny)
+    mem.learn_tool(tool, [{"query": f"Lamp to {c}.", "arguments": {"color": c}} for c in ("red", "blue")], epochs=1)
+    options = {"tool_choice": "set_lamp", "max_calls": 1, "drop_unfounded": False}
+    pushed = mem.plan("Lamp to blue.", optional_bias=100.0, **options)
+    assert set(pushed.calls[0].arguments) == {"color", "mode", "room"}
+    kept = mem.plan("Lamp to blue.", optional_bias=100.0, **{**options, "drop_unfounded": True})
+    assert set(kept.calls[0].arguments) == {"color"}  # the request holds neither optional value
+    assert sum("not in the request" in note for note in kept.notes) == 2

@@ -22,7 +22,7 @@ from agentmem.backbone import Backbone
 from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import argument_ids, prompt_ids
 from agentmem.errors import BackboneError, BankError
-from agentmem.export import EXPORT_META, bank_fingerprint, export_checkpoint, parse_output, tool_token
+from agentmem.export import EXPORT_META, GREEDY_OPTIONS, bank_fingerprint, export_checkpoint, parse_output, tool_token
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
 from agentmem.tools.spec import to_tool_spec
@@ -130,7 +130,7 @@ def test_greedy_generation_routes_like_agentmem(routed):
     # as plain greedy decoding does; later steps are covered by the logits test above.
     mem, _, model, exported = routed
     request = "What's the weather in Oslo?"
-    plan = mem.plan(request, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False, max_calls=1)
+    plan = mem.plan(request, **GREEDY_OPTIONS, max_calls=1)
     assert plan.steps, "the tiny model should route to a tool here"
     first, _ = _greedy(model, exported, prompt_ids(mem.backbone.tokenizer, request), max_new_tokens=1)
     assert first == tool_token(plan.steps[0].name)
@@ -141,9 +141,7 @@ def test_greedy_generation_reproduces_a_text_answer_token_for_token(tokenizer, t
     mem = _learn(tiny_backbone(tokenizer, seed=1), n=3, epochs=1)
     model, exported = _load(export_checkpoint(mem, tmp_path / "export"))
     request = "Hello there"
-    plan = mem.plan(
-        request, constrained=False, copy_bias=0, drop_unfounded=False, reroute_unfounded=False, max_text_tokens=32
-    )
+    plan = mem.plan(request, **GREEDY_OPTIONS, max_text_tokens=32)
     assert not plan.steps and "cont" in plan.text
     text, generated = _greedy(model, exported, prompt_ids(tokenizer, request), max_new_tokens=32)
     assert generated == plan.usage["generated_tokens"] == 32  # no eos on either side
