@@ -30,6 +30,7 @@ with its reason.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -120,11 +121,20 @@ class _Tried:
     tokens: list[int]  # its argument tokens
     step: ToolCall | InvalidToolCall
     notes: list[str]
-    flaws: list[str]  # why it is not founded: unfounded values, or the schema it breaks
+    flaws: list[str]  # why it is not founded: unfounded values, the schema it breaks, a repeat
+    likelihood: float  # log-probability of its argument tokens under the model
 
     @property
     def badness(self) -> tuple[bool, int]:
         return isinstance(self.step, InvalidToolCall), len(self.flaws)
+
+    @property
+    def rank(self) -> tuple[tuple[bool, int], float]:
+        """Lower is better: fewer flaws first; among founded calls the likelier call (tool
+        and arguments together), among flawed ones the likelier tool."""
+        if self.badness == (False, 0):
+            return self.badness, -(math.log(max(self.probability, 1e-12)) + self.likelihood)
+        return self.badness, -self.probability
 
 
 @dataclass
@@ -150,6 +160,8 @@ class _Row:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
     tried: list[_Tried] = field(default_factory=list)
     probability: float = 1.0  # of the tool being decoded, at its routing decision
+    likelihood: float = 0.0  # log-probability of the call's argument tokens so far
+    contending: bool = False  # the likeliest tool's call was founded but its tool uncertain
     replay: list[int] = field(default_factory=list)  # argument tokens to write again (a call chosen earlier)
     rewind: int = 0  # tokens to take back out of the cache before the next one goes in
     feed: int | None = None  # the token to feed instead of the one just chosen
@@ -348,6 +360,7 @@ class Decoder:
         if state.replay:  # a call decoded before is written again, token for token
             token = state.replay.pop(0)
             return token, decode([token])
+        raw = scores
         masked = state.matcher.mask_logits(scores)
         if settings.copy_bias and state.source:
             masked = self._copy_bonus(state, masked, settings.copy_bias)
@@ -362,6 +375,8 @@ class Decoder:
             if not _RESULT_REFERENCE_START.search(state.text[-8:] + piece):
                 break
             masked[token] = float("-inf")
+        if settings.reroute_unfounded:
+            state.likelihood += float(torch.log_softmax(raw, dim=-1)[token])
         return token, piece
 
     @property
@@ -433,8 +448,7 @@ class Decoder:
             return token
         probabilities = torch.softmax(candidates, dim=-1)
         state.probability = float(probabilities[token])
-        state.tried = []
-        state.alternatives = []
+        state.tried, state.alternatives, state.contending = [], [], False
         if settings.reroute_unfounded and not forced:
             others = [i for i in memory_ids if i != token and float(probabilities[i]) >= _ALTERNATIVE_MIN_PROBABILITY]
             others.sort(key=lambda i: -float(probabilities[i]))
@@ -452,7 +466,7 @@ class Decoder:
         if compiled.fallback_reason and compiled.fallback_reason not in state.plan.notes:
             state.plan.notes.append(f"{tool}: decoded without grammar ({compiled.fallback_reason})")
         state.matcher = compiled.matcher()
-        state.pending, state.text = [], ""
+        state.pending, state.text, state.likelihood = [], "", 0.0
         state.mode = "arguments"
 
     def _finish_call(self, state: _Row, settings: DecodeSettings, stopped: tuple[str, str] | None = None) -> None:
@@ -529,15 +543,27 @@ class Decoder:
             ]
         else:
             flaws = [call.reason]
+        previous = state.plan.steps[-1] if state.plan.steps else None
+        if (
+            isinstance(call, ToolCall)
+            and isinstance(previous, ToolCall)
+            and (call.name, call.arguments) == (previous.name, previous.arguments)
+        ):
+            flaws.append("it repeats the previous call")
         replayed = bool(state.tried) and state.tried[-1].tokens == state.pending and state.tried[-1].tool == state.tool
         if not replayed:
-            state.tried.append(_Tried(state.tool, state.probability, list(state.pending), call, notes, flaws))
+            entry = _Tried(state.tool, state.probability, list(state.pending), call, notes, flaws, state.likelihood)
+            state.tried.append(entry)
         tried = state.tried
-        if flaws and state.alternatives and not replayed:
+        if len(tried) == 1 and not flaws and state.probability < _UNCERTAIN:
+            # founded, but the model hesitated between tools: its close rivals are decoded too
+            state.alternatives = [a for a in state.alternatives if a[1] >= _CONTENDER]
+            state.contending = True
+        if state.alternatives and not replayed and (flaws or state.contending):
             tool, state.probability = state.alternatives.pop(0)
             self._take_back(state, tool)
             return None
-        best = min(tried, key=lambda t: (t.badness, -t.probability))
+        best = min(tried, key=lambda t: t.rank)
         if best is not tried[-1]:
             state.alternatives = []
             state.probability = best.probability
@@ -547,7 +573,7 @@ class Decoder:
             return None
         if best is not tried[0]:
             first = tried[0]
-            why = "; ".join(first.flaws)
+            why = "; ".join(first.flaws) or f"{best.tool}'s call is the likelier"
             notes = [*best.notes, f"routed to {best.tool} rather than {first.tool}: {first.tool}'s call: {why}"]
         state.tried, state.alternatives = [], []
         return best.step, best.notes if best is tried[0] else notes
@@ -759,6 +785,11 @@ class Batch:
 # the model gave it at least this probability there.
 _ALTERNATIVES = 3
 _ALTERNATIVE_MIN_PROBABILITY = 0.02
+# A founded call whose tool had less than this probability is compared with the calls of
+# the tools that had at least _CONTENDER ("Rate check: 19.9 SGD in BRL?": get_weather 0.57
+# with city "BRL", convert_currency 0.30): the likelier call, tool and arguments, wins.
+_UNCERTAIN = 0.7
+_CONTENDER = 0.2
 
 # A token that would make the argument text hold "$var" starts a result reference.
 _RESULT_REFERENCE_START = re.compile(r"\$var")

@@ -103,3 +103,32 @@ def test_the_cache_takes_the_rejected_call_back(mem, monkeypatch):
     rerouted = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice="any"), other)
     # the rejected call's cache columns are gone and the position rewound: as if never written
     assert torch.allclose(rerouted, direct, atol=1e-5)
+
+
+def test_calls_rank_by_flaws_then_likelihood_when_founded_and_tool_probability_when_not():
+    from agentmem.tools.calls import InvalidToolCall, ToolCall
+
+    def tried(p: float, likelihood: float, flaws: list[str], invalid: bool = False) -> decoding._Tried:
+        step = InvalidToolCall(name="t", raw="{", reason="bad") if invalid else ToolCall(name="t", arguments={})
+        return decoding._Tried("t", p, [], step, [], flaws, likelihood)
+
+    likely_tool = tried(0.6, -4.0, [])  # joint log 0.6 - 4.0 = -4.5
+    likely_call = tried(0.3, -1.0, [])  # joint log 0.3 - 1.0 = -2.2
+    assert min([likely_tool, likely_call], key=lambda t: t.rank) is likely_call
+    flawed = [tried(0.2, -0.1, ["x"]), tried(0.5, -9.0, ["y"])]
+    assert min(flawed, key=lambda t: t.rank) is flawed[1]  # among flawed calls, the likelier tool
+    assert min([*flawed, likely_tool], key=lambda t: t.rank) is likely_tool  # founded beats flawed
+    assert min([tried(0.9, 0.0, ["bad"], invalid=True), flawed[0]], key=lambda t: t.rank) is flawed[0]
+
+
+def test_an_uncertain_founded_call_is_compared_with_its_rivals(mem, monkeypatch):
+    monkeypatch.setattr(decoding, "_UNCERTAIN", 1.01)  # every routing decision counts as uncertain
+    monkeypatch.setattr(decoding, "_CONTENDER", 0.0)
+    options = {"tool_choice": "any", "max_calls": 1}
+    decoded = {n: mem.plan(REQUEST, tool_choice=n, max_calls=1, reroute_unfounded=False) for n in mem.bank.names}
+    plan = mem.plan(REQUEST, **options)
+    first = mem.plan(REQUEST, reroute_unfounded=False, **options).steps[0].name
+    (kept,) = plan.steps
+    assert calls([kept]) == calls(decoded[kept.name].steps)  # one of the rivals' own calls, exactly
+    switched = [note for note in plan.notes if "is the likelier" in note]
+    assert bool(switched) == (kept.name != first)
