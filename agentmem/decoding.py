@@ -500,12 +500,7 @@ class Decoder:
             call, notes = chosen
         state.plan.notes.extend(notes)
         state.tool, state.matcher, state.pending = None, None, []
-        previous = state.plan.steps[-1] if state.plan.steps else None
-        if (
-            isinstance(call, ToolCall)
-            and isinstance(previous, ToolCall)
-            and (call.name, call.arguments) == (previous.name, previous.arguments)
-        ):
+        if _repeats(state.plan, call):
             # A small model can loop on one call; the same call twice in a row is never a plan.
             state.plan.notes.append(
                 f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}"
@@ -525,12 +520,15 @@ class Decoder:
         """Keeps a finished call, or goes back to its routing decision to try another tool.
 
         A call holding a value the request does not (a time "20:00" for "Drop a line to
-        priya@..."), or breaking its schema, is often the sign of a wrong tool: the model
-        had to invent what the tool needs. Then the next likeliest tools at that decision
-        (`_ALTERNATIVES`, each at least `_ALTERNATIVE_MIN_PROBABILITY`) are decoded there
-        too, and the call with the fewest flaws wins, the likeliest tool among equals. The
-        row's cache takes back the call's tokens (`Batch.step` masks them) and, when the
-        winner is not the call just decoded, writes the winner's tokens again (``replay``).
+        priya@..."), breaking its schema or repeating the previous call is often the sign
+        of a wrong tool: the model had to invent what the tool needs. Then the next
+        likeliest tools at that decision (`_ALTERNATIVES`, each at least
+        `_ALTERNATIVE_MIN_PROBABILITY`) are decoded there too, until one call has no flaw.
+        A founded call whose tool was uncertain (under `_UNCERTAIN`) is compared with its
+        rivals' (tools at `_CONTENDER` or more). The best call wins (`_Tried.rank`). The
+        row's cache takes back the call's tokens (`Batch.step`, `PackedCache.take_back`)
+        and, when the winner is not the call just decoded, writes the winner's tokens
+        again (``replay``).
 
         Returns:
             The call to keep, with its notes; None while another tool is being decoded.
@@ -543,12 +541,7 @@ class Decoder:
             ]
         else:
             flaws = [call.reason]
-        previous = state.plan.steps[-1] if state.plan.steps else None
-        if (
-            isinstance(call, ToolCall)
-            and isinstance(previous, ToolCall)
-            and (call.name, call.arguments) == (previous.name, previous.arguments)
-        ):
+        if _repeats(state.plan, call):
             flaws.append("it repeats the previous call")
         replayed = bool(state.tried) and state.tried[-1].tokens == state.pending and state.tried[-1].tool == state.tool
         if not replayed:
@@ -573,8 +566,8 @@ class Decoder:
             return None
         if best is not tried[0]:
             first = tried[0]
-            why = "; ".join(first.flaws) or f"{best.tool}'s call is the likelier"
-            notes = [*best.notes, f"routed to {best.tool} rather than {first.tool}: {first.tool}'s call: {why}"]
+            why = f"{first.tool}'s call: {'; '.join(first.flaws)}" if first.flaws else f"{best.tool}'s call is likelier"
+            notes = [*best.notes, f"routed to {best.tool} rather than {first.tool}: {why}"]
         state.tried, state.alternatives = [], []
         return best.step, best.notes if best is tried[0] else notes
 
@@ -790,6 +783,17 @@ _ALTERNATIVE_MIN_PROBABILITY = 0.02
 # with city "BRL", convert_currency 0.30): the likelier call, tool and arguments, wins.
 _UNCERTAIN = 0.7
 _CONTENDER = 0.2
+
+
+def _repeats(plan: Plan, call: ToolCall | InvalidToolCall) -> bool:
+    """Whether ``call`` is the plan's last call again (same tool, same arguments)."""
+    previous = plan.steps[-1] if plan.steps else None
+    return (
+        isinstance(call, ToolCall)
+        and isinstance(previous, ToolCall)
+        and (call.name, call.arguments) == (previous.name, previous.arguments)
+    )
+
 
 # A token that would make the argument text hold "$var" starts a result reference.
 _RESULT_REFERENCE_START = re.compile(r"\$var")

@@ -130,5 +130,5 @@ def test_an_uncertain_founded_call_is_compared_with_its_rivals(mem, monkeypatch)
     first = mem.plan(REQUEST, reroute_unfounded=False, **options).steps[0].name
     (kept,) = plan.steps
     assert calls([kept]) == calls(decoded[kept.name].steps)  # one of the rivals' own calls, exactly
-    switched = [note for note in plan.notes if "is the likelier" in note]
+    switched = [note for note in plan.notes if "call is likelier" in note]
     assert bool(switched) == (kept.name != first)
