@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import random
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
@@ -24,6 +23,7 @@ from agentmem.compose import compose_examples
 from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
+from agentmem.locking import FairLock
 from agentmem.memory import MemoryBank, mean_embedding
 from agentmem.scheduler import Scheduler
 from agentmem.tools.calls import Plan
@@ -114,7 +114,7 @@ class AgentMem:
             backbones and tokenizers. Hold it to make several calls one step (check, then learn).
     """
 
-    lock: threading.RLock = MODEL_LOCK  # type: ignore[valid-type]
+    lock: FairLock = MODEL_LOCK
 
     def __init__(
         self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None, adapted: bool | None = None

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from agentmem.copying import (
 from agentmem.encoding import template_prefix
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar, ArgumentMatcher
+from agentmem.locking import FairLock
 from agentmem.memory import MemoryBank
 from agentmem.packing import PackedCache
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
@@ -67,7 +67,7 @@ ToolChoice = str  # one of POLICIES ("auto" | "any" | "none") or a tool name; se
 #: One model call at a time in a process, whichever bank or front end makes it: banks share
 #: backbones, backbones share tokenizers (an adapted backbone keeps its base's), a fast
 #: tokenizer is not thread-safe, and two decodes on one device only compete for it.
-MODEL_LOCK = threading.RLock()
+MODEL_LOCK = FairLock()  # first come first served, so a step loop cannot starve a request
 
 
 @dataclass
