@@ -145,7 +145,8 @@ class _Row:
     settings: DecodeSettings = field(default_factory=DecodeSettings)
     allowed: list[int] = field(default_factory=list)  # the memory rows routing may choose
     view: BankView | None = None
-    source: str = ""  # the request's UTF-8 bytes seen through latin-1 (as `copy_index`): values are copied from it
+    # the request's UTF-8 bytes seen through latin-1 (as `Decoder.byte_texts`): values are copied from it
+    source: str = ""
     continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
     mode: str = "route"
     plan: Plan = field(default_factory=Plan)
@@ -161,7 +162,6 @@ class _Row:
     tried: list[_Tried] = field(default_factory=list)
     probability: float = 1.0  # of the tool being decoded, at its routing decision
     likelihood: float = 0.0  # log-probability of the call's argument tokens so far
-    contending: bool = False  # the likeliest tool's call was founded but its tool uncertain
     replay: list[int] = field(default_factory=list)  # argument tokens to write again (a call chosen earlier)
     rewind: int = 0  # tokens to take back out of the cache before the next one goes in
     feed: int | None = None  # the token to feed instead of the one just chosen
@@ -198,19 +198,23 @@ class Decoder:
         self._stops = backbone.stop_token_ids  # what ends a text answer besides the end of turn
         self._copy_index: CopyIndex | None = None  # built on first use of copy_bias
         self._continue_ids: list[int] | None = None  # built on first use of optional_bias
-        self._byte_texts: list[str] = []  # each token's bytes as latin-1 text, with the index
+        self._byte_texts: list[str] | None = None  # built on first use (`byte_texts`)
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @property
-    def copy_index(self) -> CopyIndex:
-        """Token texts indexed for copy-aware decoding (built once, on first use).
-
-        Texts are byte strings seen through latin-1 (one character per byte), so a Japanese
-        name whose characters span several tokens is copied as well as an ASCII one.
-        """
-        if self._copy_index is None:
+    def byte_texts(self) -> list[str]:
+        """Each token's bytes seen through latin-1 (one character per byte; index = token id),
+        so a Japanese name whose characters span several tokens is copied as well as an
+        ASCII one, and a token's punctuation is read whatever its encoding."""
+        if self._byte_texts is None:
             self._byte_texts = [b.decode("latin-1") for b in self.grammar.token_bytes()]
-            self._copy_index = CopyIndex(self._byte_texts)
+        return self._byte_texts
+
+    @property
+    def copy_index(self) -> CopyIndex:
+        """Token texts (`byte_texts`) indexed for copy-aware decoding (built once, on first use)."""
+        if self._copy_index is None:
+            self._copy_index = CopyIndex(self.byte_texts)
         return self._copy_index
 
     @torch.no_grad()
@@ -383,8 +387,7 @@ class Decoder:
     def continue_ids(self) -> list[int]:
         """Tokens that go on to another member or item: a comma, after a value's closing quote."""
         if self._continue_ids is None:
-            texts = [b.decode("latin-1") for b in self.grammar.token_bytes()]
-            self._continue_ids = [i for i, t in enumerate(texts) if re.match(r'^"?\s*,', t)]
+            self._continue_ids = [i for i, t in enumerate(self.byte_texts) if re.match(r'^"?\s*,', t)]
         return self._continue_ids
 
     def _optional_unwritten(self, state: _Row) -> bool:
@@ -396,11 +399,11 @@ class Decoder:
         return any(f'"{k}":' not in state.text for k in optional) and depth(state.text) == 1
 
     def _copy_bonus(self, state: _Row, masked: torch.Tensor, bias: float) -> torch.Tensor:
-        index = self.copy_index
-        written = "".join(self._byte_texts[t] for t in state.pending if t < len(self._byte_texts))
+        index, texts = self.copy_index, self.byte_texts
+        written = "".join(texts[t] for t in state.pending if t < len(texts))
         prefix = value_string(written)
         best = int(masked.argmax())
-        best_text = self._byte_texts[best] if best < len(self._byte_texts) else ""
+        best_text = texts[best] if best < len(texts) else ""
         if prefix is None:
             number = value_number(written)
             if number is None or (number and not best_text[:1].isdigit() and best_text[:1] != "."):
@@ -448,7 +451,7 @@ class Decoder:
             return token
         probabilities = torch.softmax(candidates, dim=-1)
         state.probability = float(probabilities[token])
-        state.tried, state.alternatives, state.contending = [], [], False
+        state.tried, state.alternatives = [], []
         if settings.reroute_unfounded and not forced:
             others = [i for i in memory_ids if i != token and float(probabilities[i]) >= _ALTERNATIVE_MIN_PROBABILITY]
             others.sort(key=lambda i: -float(probabilities[i]))
@@ -548,11 +551,12 @@ class Decoder:
             entry = _Tried(state.tool, state.probability, list(state.pending), call, notes, flaws, state.likelihood)
             state.tried.append(entry)
         tried = state.tried
-        if len(tried) == 1 and not flaws and state.probability < _UNCERTAIN:
-            # founded, but the model hesitated between tools: its close rivals are decoded too
-            state.alternatives = [a for a in state.alternatives if a[1] >= _CONTENDER]
-            state.contending = True
-        if state.alternatives and not replayed and (flaws or state.contending):
+        if len(tried) == 1 and not flaws:
+            # founded: other tools only where the model hesitated, and only its close rivals
+            close = state.probability < _UNCERTAIN
+            state.alternatives = [a for a in state.alternatives if close and a[1] >= _CONTENDER]
+        # after a flawed first call, until one has no flaw; after a founded one, every rival
+        if state.alternatives and not replayed and (flaws or not tried[0].flaws):
             tool, state.probability = state.alternatives.pop(0)
             self._take_back(state, tool)
             return None

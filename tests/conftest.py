@@ -23,21 +23,20 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(resolve(DEFAULT_BACKBONE))
 
 
+def tool_schema(name: str, properties: dict, description: str = "") -> dict:
+    """A tool whose every property is required."""
+    return {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": list(properties)},
+    }
+
+
 # Two tools with short arguments (an enum, a boolean): quick to decode on the tiny model.
-UNIT = {
-    "name": "set_unit",
-    "description": "Set the temperature unit.",
-    "parameters": {
-        "type": "object",
-        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-        "required": ["unit"],
-    },
-}
-LIGHT = {
-    "name": "toggle_light",
-    "description": "Switch the light on or off.",
-    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
-}
+UNIT = tool_schema(
+    "set_unit", {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "Set the temperature unit."
+)
+LIGHT = tool_schema("toggle_light", {"on": {"type": "boolean"}}, "Switch the light on or off.")
 
 
 def tiny_backbone(tokenizer, seed: int = 0, name: str = "tiny-llama") -> Backbone:

@@ -25,22 +25,12 @@ from agentmem.chat import tool_choice_policy
 from agentmem.encoding import argument_ids, prompt_ids, resumed_prompt_ids
 from agentmem.errors import BackboneError, InvalidExampleError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import Plan
-from tests.conftest import tiny_backbone
+from tests.conftest import LIGHT, UNIT, tiny_backbone, tool_schema
 
 FAST = {"epochs": 1, "progress": False}
 
 
-def _tool(name: str, properties: dict, description: str = "") -> dict:
-    return {
-        "name": name,
-        "description": description,
-        "parameters": {"type": "object", "properties": properties, "required": list(properties)},
-    }
-
-
-UNIT = _tool("set_unit", {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "Set the temperature unit.")
-LIGHT = _tool("toggle_light", {"on": {"type": "boolean"}}, "Switch the light on or off.")
-FLIGHT = _tool("book_flight", {"seat": {"type": "string", "enum": ["aisle", "window"]}}, "Book a seat.")
+FLIGHT = tool_schema("book_flight", {"seat": {"type": "string", "enum": ["aisle", "window"]}}, "Book a seat.")
 
 
 class Unit(BaseModel):
@@ -68,10 +58,10 @@ def _standard_memory() -> AgentMem:
     adder = {"a": {"type": "integer"}, "b": {"type": "integer"}}
     mem.learn_tools(
         [
-            (_tool("my_adder_tool", adder), [{"query": "add 1 and 2", "arguments": {"a": 1, "b": 2}}]),
-            (_tool("my_adder", adder), [{"query": "3 plus 4", "arguments": {"a": 3, "b": 4}}]),
+            (tool_schema("my_adder_tool", adder), [{"query": "add 1 and 2", "arguments": {"a": 1, "b": 2}}]),
+            (tool_schema("my_adder", adder), [{"query": "3 plus 4", "arguments": {"a": 3, "b": 4}}]),
             (
-                _tool("PersonA", {"name": {"type": "string"}, "age": {"type": "integer"}}),
+                tool_schema("PersonA", {"name": {"type": "string"}, "age": {"type": "integer"}}),
                 [{"query": "Ana is 30", "arguments": {"name": "Ana", "age": 30}}],
             ),
         ],

@@ -30,23 +30,13 @@ from agentmem import AgentMem, cli
 from agentmem.adapters.server import BankRegistry, ServerLimits, _chunks, _completion, create_app
 from agentmem.decoding import Batch
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
-from tests.conftest import tiny_backbone
+from tests.conftest import LIGHT, UNIT, tiny_backbone, tool_schema
 
 FAST = {"epochs": 2, "progress": False}
 
 
-def _tool(name: str, properties: dict, description: str = "") -> dict:
-    return {
-        "name": name,
-        "description": description,
-        "parameters": {"type": "object", "properties": properties, "required": list(properties)},
-    }
-
-
-UNIT = _tool("set_unit", {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "Set the temperature unit.")
-LIGHT = _tool("toggle_light", {"on": {"type": "boolean"}}, "Switch the light on or off.")
-SEAT = _tool("book_seat", {"seat": {"type": "string", "enum": ["aisle", "window"]}}, "Book a seat.")
-MEAL = _tool("order_meal", {"meal": {"type": "string", "enum": ["vegan", "fish", "chicken"]}}, "Order a meal.")
+SEAT = tool_schema("book_seat", {"seat": {"type": "string", "enum": ["aisle", "window"]}}, "Book a seat.")
+MEAL = tool_schema("order_meal", {"meal": {"type": "string", "enum": ["vegan", "fish", "chicken"]}}, "Order a meal.")
 HOME, TRAVEL = ("set_unit", "toggle_light"), ("book_seat", "order_meal")
 QUERIES = ["use celsius please", "turn the lights off", "an aisle seat", "vegan meal for me", "hello there"]
 

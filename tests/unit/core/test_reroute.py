@@ -13,21 +13,17 @@ import pytest
 import torch
 
 from agentmem import AgentMem, decoding
+from tests.conftest import tool_schema
 
 REQUEST = "Switch the lamp to blue and the fan to high."
-
-
-def _tool(name: str, key: str, values: list[str]) -> dict:
-    # enum values only: the tiny model's arguments always close (no runaway strings)
-    properties = {key: {"type": "string", "enum": values}}
-    return {"name": name, "parameters": {"type": "object", "properties": properties, "required": [key]}}
 
 
 @pytest.fixture
 def mem(tiny, monkeypatch) -> AgentMem:
     mem = AgentMem(tiny)
-    lamp = _tool("set_lamp", "color", ["red", "blue"])
-    fan = _tool("set_fan", "speed", ["low", "high"])
+    # enum values only: the tiny model's arguments always close (no runaway strings)
+    lamp = tool_schema("set_lamp", {"color": {"type": "string", "enum": ["red", "blue"]}})
+    fan = tool_schema("set_fan", {"speed": {"type": "string", "enum": ["low", "high"]}})
     pack = [
         (lamp, [{"query": f"Lamp to {c}.", "arguments": {"color": c}} for c in ("red", "blue")]),
         (fan, [{"query": f"Fan to {v}.", "arguments": {"speed": v}} for v in ("low", "high")]),
