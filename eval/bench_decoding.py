@@ -7,8 +7,7 @@ same 40 held-out requests (32 single-call, 8 two-call; templates and values neve
 training) are planned once per setting of the decoding levers, so every difference between
 rows comes from decoding alone:
 
-* ``copy_bias`` (copy-aware decoding, `agentmem.copying`): the ``--copy-bias`` values
-  (default 0, off, and 3, the library's default);
+* ``copy_bias`` (copy-aware decoding, `agentmem.copying`): the ``--copy-bias`` values;
 * ``drop_unfounded`` (optional arguments whose values are not in the request are left out,
   `agentmem.copying.unfounded_optional`): ``--drop-unfounded`` off, on or both;
 * ``reroute_unfounded`` (a call holding a value the request does not makes the decoder try
@@ -16,7 +15,10 @@ rows comes from decoding alone:
   ``--reroute`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
-  out): the ``--optional-bias`` values;
+  out): the ``--optional-bias`` values.
+
+Each lever defaults to the library's own default (`DecodeSettings`), so the bench with no
+lever flag plans as `AgentMem.plan` does; an ablation names the values to try.
 
 The result-reference guard and the runaway-string guard are invariants, not levers: they
 are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
@@ -34,6 +36,7 @@ from agentmem import runinfo
 from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
+from agentmem.decoding import DecodeSettings
 from agentmem.eval.metrics import Scores, score
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
@@ -85,10 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
     parser.add_argument("--plain", action="store_true", help="the plain backbone, no adaptation")
-    parser.add_argument("--copy-bias", default="0,3", help="copy_bias values to try (comma-separated; 0 is off)")
-    parser.add_argument("--drop-unfounded", default="off,on", help="drop_unfounded settings to try: off, on or off,on")
-    parser.add_argument("--reroute", default="on", help="reroute_unfounded settings to try: off, on or off,on")
-    parser.add_argument("--optional-bias", default="0", help="optional_bias values to try (comma-separated)")
+    library = DecodeSettings()
+    switch = {False: "off", True: "on"}
+    parser.add_argument(
+        "--copy-bias", default=f"{library.copy_bias:g}", help="copy_bias values to try (comma-separated; 0 is off)"
+    )
+    parser.add_argument(
+        "--drop-unfounded",
+        default=switch[library.drop_unfounded],
+        help="drop_unfounded settings to try: off, on or off,on",
+    )
+    parser.add_argument(
+        "--reroute",
+        default=switch[library.reroute_unfounded],
+        help="reroute_unfounded settings to try: off, on or off,on",
+    )
+    parser.add_argument(
+        "--optional-bias", default=f"{library.optional_bias:g}", help="optional_bias values to try (comma-separated)"
+    )
     parser.add_argument(
         "--bank",
         type=Path,
