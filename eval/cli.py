@@ -38,6 +38,12 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
     evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--no-reroute", action="store_true", help="tokmem: keep the likeliest tool's call (reroute_unfounded=False)"
+    )
+    evaluate.add_argument(
+        "--optional-bias", type=float, help="tokmem: bonus to writing optional arguments (default: the library's)"
+    )
     evaluate.set_defaults(run=_eval)
 
 
@@ -62,7 +68,13 @@ def _eval(args: argparse.Namespace) -> int:
             train_per_tool=args.train_per_tool or None,
             backbone=args.backbone,
             settings=MethodSettings(
-                batch_size=args.batch_size, epochs=args.epochs, rag_k=args.rag_k, adapter=args.adapter, seed=args.seed
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                rag_k=args.rag_k,
+                adapter=args.adapter,
+                seed=args.seed,
+                reroute_unfounded=not args.no_reroute,
+                **({} if args.optional_bias is None else {"optional_bias": args.optional_bias}),
             ),
             command=args.command_line,
         )

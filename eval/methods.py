@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentmem.backbone import Backbone
+from agentmem.decoding import DecodeSettings
 from agentmem.errors import AgentMemError
 
 __all__ = [
@@ -78,6 +79,10 @@ class MethodSettings:
     """Rank of the LoRA baseline (on q_proj and v_proj, alpha 4r, as TokMem's adaptation)."""
     adapter: str | None = None
     """Adapter folder for ``tokmem-adapted`` (default: the one shipped for the backbone)."""
+    reroute_unfounded: bool = DecodeSettings.reroute_unfounded
+    """TokMem's decoding: reroute calls that invent a value (`DecodeSettings.reroute_unfounded`)."""
+    optional_bias: float = DecodeSettings.optional_bias
+    """TokMem's decoding: the bonus to writing optional arguments (`DecodeSettings.optional_bias`)."""
     seed: int = 0
     """Seeds demonstrations, training order and initialisation."""
     progress: bool = True

@@ -120,6 +120,8 @@ class TokMemMethod(Method):
                 batch_size=size,
                 tool_choice="required",
                 max_calls=self.settings.max_calls,
+                reroute_unfounded=self.settings.reroute_unfounded,
+                optional_bias=self.settings.optional_bias,
             )
             predictions.extend(_prediction(plan_to_dict(plan)) for plan in plans)
         return predictions
