@@ -157,7 +157,9 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
 
     Args:
         corpus: An object with ``tools`` (schemas, or a dict of them by name) and
-            ``examples`` (``{"query", "calls": [...]}``), or a ``(tools, examples)`` pair.
+            ``examples`` (``{"query", "calls": [...]}``, or ``{"query", "calls": [],
+            "answer": str}`` for a request the model should answer in words), or a
+            ``(tools, examples)`` pair.
 
     Raises:
         SchemaError: A tool is not a valid definition.
@@ -167,7 +169,11 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
     specs = {spec.name: spec for spec in map(to_tool_spec, tools.values() if isinstance(tools, Mapping) else tools)}
     # normalize_examples checks a tool's own examples: group requests by their first call
     groups: dict[str, list[Any]] = {}
+    answered: list[Example] = []
     for i, example in enumerate(raw):
+        if isinstance(example, Mapping) and "answer" in example:
+            answered.append(_answered(i, example))
+            continue
         calls = example.get("calls") if isinstance(example, Mapping) else None
         first = calls[0].get("name") if isinstance(calls, list) and calls and isinstance(calls[0], Mapping) else None
         if first not in specs:
@@ -177,4 +183,16 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
             )
         groups.setdefault(first, []).append(example)
     examples = [e for name, group in groups.items() for e in normalize_examples(specs[name], group, specs)]
-    return list(specs.values()), examples
+    return list(specs.values()), examples + answered
+
+
+def _answered(i: int, example: Mapping[str, Any]) -> Example:
+    """A request that needs no tool: its query and the answer in words."""
+    query, answer = example.get("query"), example.get("answer")
+    if not (isinstance(query, str) and query.strip() and isinstance(answer, str) and answer.strip()):
+        raise InvalidExampleError(
+            f"corpus request {i}: a request answered in words needs a non-empty 'query' and 'answer', got {example!r:.120}"
+        )
+    if example.get("calls"):
+        raise InvalidExampleError(f"corpus request {i}: give 'answer' (no tool) or 'calls', not both")
+    return Example(query=query.strip(), calls=(), answer=answer.strip())

@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         "--synthetic-tools", type=int, help="synthetic tools in the corpus (default: adaptation_corpus's, 76)"
     )
     adapt.add_argument(
+        "--no-tool",
+        type=int,
+        help="requests in the corpus that need no tool, answered in words (default: adaptation_corpus's, 250)",
+    )
+    adapt.add_argument(
         "--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated"
     )
     adapt.add_argument(
@@ -295,7 +300,11 @@ def _adapt(args: argparse.Namespace) -> int:
         if args.corpus is not None:
             corpus, record = _corpus_file(args.corpus), {"name": str(args.corpus), "file": str(args.corpus)}
         else:
-            sizes = {"n_synthetic": args.synthetic, "synthetic_tool_count": args.synthetic_tools}
+            sizes = {
+                "n_synthetic": args.synthetic,
+                "synthetic_tool_count": args.synthetic_tools,
+                "n_no_tool": args.no_tool,
+            }
             sizes = {k: v for k, v in sizes.items() if v is not None}  # the library's defaults otherwise
             corpus = adaptation_corpus(seed=args.seed, subsets=subsets, **sizes)
             record = {

@@ -13,7 +13,9 @@ general. Its corpus (:func:`adaptation_corpus`) joins two sources:
   tool names ``verb_object`` with 1-4 typed parameters (string, integer, number, boolean,
   string enum), requests written from phrase templates in which every string and number
   value appears verbatim (a boolean or an enum is implied by its phrase), and requests of
-  2-4 calls joined by connectors (``"Then,"``, ``"Also,"``, ...).
+  2-4 calls joined by connectors (``"Then,"``, ``"Also,"``, ...);
+* requests that need **no tool** (:func:`no_tool_examples`: small talk, a capital, a word's
+  meaning), answered in words, so that the adapted backbone learns when not to call.
 
 Synthetic tools come from two disjoint halves of the object vocabulary: ``"adapt"`` feeds
 the adaptation corpus, ``"eval"`` the benchmarks of learning new tools (forgetting), so a
@@ -44,6 +46,7 @@ __all__ = [
     "RESERVED_TOPICS",
     "SPLITS",
     "adaptation_corpus",
+    "no_tool_examples",
     "reserved_tool_names",
     "synthetic_examples",
     "synthetic_tools",
@@ -613,6 +616,98 @@ def synthetic_examples(
     return list(examples.values())
 
 
+# Requests that need no tool, answered in words: small talk and questions the model can
+# answer itself. None touches a RESERVED_TOPIC nor asks for a computation a tool would do
+# (a conversion, a sum), so that they teach when *not* to emit a memory token without
+# teaching that requests shaped like tool calls are answered in words.
+_CAPITALS = {
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Kenya": "Nairobi",
+    "Canada": "Ottawa",
+    "Peru": "Lima",
+    "Norway": "Oslo",
+    "Egypt": "Cairo",
+    "Australia": "Canberra",
+    "Vietnam": "Hanoi",
+    "Poland": "Warsaw",
+    "Chile": "Santiago",
+    "Ireland": "Dublin",
+}
+_MEANINGS = {
+    "ephemeral": "lasting a very short time",
+    "candid": "honest and direct",
+    "frugal": "careful not to spend much",
+    "verbose": "using more words than needed",
+    "serene": "calm and peaceful",
+    "tedious": "long and boring",
+    "meticulous": "very careful about details",
+    "resilient": "able to recover quickly from difficulty",
+}
+_OPPOSITES = {"ancient": "modern", "generous": "stingy", "narrow": "wide", "fragile": "sturdy", "shallow": "deep"}
+_SMALL_TALK: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        ("Hi!", "Hello there.", "Hey, good morning!", "Hi, how are you?", "Good evening!"),
+        ("Hello! How can I help you today?", "Hi! What can I do for you?"),
+    ),
+    (
+        ("Thanks!", "Thank you, that's all.", "Great, thanks a lot.", "Perfect, thank you!", "Cheers, that helps."),
+        ("You're welcome!", "Glad I could help.", "Any time. Let me know if you need anything else."),
+    ),
+    (
+        ("Who are you?", "What are you?", "Are you a person?"),
+        ("I'm an assistant that can answer questions and use the tools I have learned.",),
+    ),
+    (
+        ("What can you do?", "How can you help me?", "What kind of things can you do for me?"),
+        ("I can answer questions and carry out requests with the tools I have learned. Just tell me what you need.",),
+    ),
+    (
+        ("Tell me a joke.", "Make me laugh.", "Do you know any jokes?"),
+        (
+            "Why did the scarecrow win an award? Because he was outstanding in his field.",
+            "I told my computer I needed a break, and it said: no problem, I'll go to sleep.",
+        ),
+    ),
+    (
+        ("Never mind.", "Forget it, I'll do it later.", "Actually, cancel that thought."),
+        ("No problem. I'm here whenever you need me.", "Okay! Just ask when you're ready."),
+    ),
+)
+
+
+def _no_tool(rng: random.Random) -> dict[str, Any]:
+    """A request that needs no tool, ``{"query", "calls": [], "answer"}``."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        queries, answers = rng.choice(_SMALL_TALK)
+        return {"query": rng.choice(queries), "calls": [], "answer": rng.choice(answers)}
+    if kind == 1:
+        country = rng.choice(list(_CAPITALS))
+        query = rng.choice(
+            ["What is the capital of {c}?", "What's the capital city of {c}?", "Which city is {c}'s capital?"]
+        )
+        return {
+            "query": query.format(c=country),
+            "calls": [],
+            "answer": f"The capital of {country} is {_CAPITALS[country]}.",
+        }
+    if kind == 2:
+        word = rng.choice(list(_MEANINGS))
+        query = rng.choice(["What does '{w}' mean?", "Define {w}.", "What is the meaning of the word {w}?"])
+        return {"query": query.format(w=word), "calls": [], "answer": f"'{word.capitalize()}' means {_MEANINGS[word]}."}
+    word = rng.choice(list(_OPPOSITES))
+    query = rng.choice(["What is the opposite of {w}?", "Give me the antonym of '{w}'.", "What's the opposite of {w}?"])
+    return {"query": query.format(w=word), "calls": [], "answer": f"The opposite of '{word}' is '{_OPPOSITES[word]}'."}
+
+
+def no_tool_examples(n: int, seed: int = 0) -> list[dict]:
+    """``n`` requests that need no tool, ``{"query", "calls": [], "answer"}`` (repeats
+    allowed: the pool holds fewer than 100 distinct queries)."""
+    rng = random.Random(f"no-tool:{seed}")
+    return [_no_tool(rng) for _ in range(n)]
+
+
 @functools.lru_cache(maxsize=1)
 def _complexfuncbench_names() -> frozenset[str]:
     # The spec file alone (no requests): the data file is ten times larger.
@@ -642,11 +737,13 @@ def adaptation_corpus(
     seed: int = 0,
     synthetic_tool_count: int = 76,
     subsets: Sequence[str] = ADAPTATION_SUBSETS,
+    n_no_tool: int = 250,
 ) -> Dataset:
     """The corpus of the adaptation phase: NESTFUL requests plus synthetic ones.
 
     Args:
         n_synthetic: Synthetic requests (half of them with 2-4 calls).
+        n_no_tool: Requests that need no tool, answered in words (:func:`no_tool_examples`).
         seed: Seeds the synthetic tools and requests, and the final shuffle.
         synthetic_tool_count: Synthetic tools to draw (split ``"adapt"``).
         subsets: NESTFUL subsets to include (each must be disjoint from ComplexFuncBench).
@@ -672,7 +769,8 @@ def adaptation_corpus(
     if n_synthetic > 0:
         tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
         examples += synthetic_examples(synthetic_tool_count, n_synthetic, seed, "adapt")
+    examples += no_tool_examples(n_no_tool, seed)
     used = {c["name"] for e in examples for c in e["calls"]}
     random.Random(f"corpus:{seed}").shuffle(examples)
-    name = f"adaptation(seed={seed}, synthetic={n_synthetic}, subsets={'+'.join(subsets)})"
+    name = f"adaptation(seed={seed}, synthetic={n_synthetic}, no_tool={n_no_tool}, subsets={'+'.join(subsets)})"
     return Dataset(name=name, tools={n: t for n, t in tools.items() if n in used}, examples=examples)

@@ -267,7 +267,8 @@ def encode_example(
     eos_token_id: int,
     schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> EncodedExample:
-    """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``.
+    """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``, or ``chat(query)
+    answer <eos>`` for a request that needs no tool.
 
     Args:
         tokenizer: The backbone's tokenizer.
@@ -276,7 +277,7 @@ def encode_example(
         eos_token_id: Ends the plan.
         schemas: Argument schemas by tool name (for key order).
     """
-    target: list[int] = []
+    target: list[int] = list(tokenizer(example.answer, add_special_tokens=False)["input_ids"]) if example.answer else []
     for call in example.calls:
         target.append(memory_token(call.name))
         target.extend(argument_ids(tokenizer, call.arguments, (schemas or {}).get(call.name)))

@@ -31,10 +31,12 @@ class Call:
 
 @dataclass(frozen=True)
 class Example:
-    """A validated example: a query and the calls it should produce, in order."""
+    """A validated example: a query and the calls it should produce, in order; or, for a
+    request that needs no tool (adaptation corpora only), no calls and the answer in words."""
 
     query: str
     calls: tuple[Call, ...]
+    answer: str = ""
 
 
 @dataclass(frozen=True)

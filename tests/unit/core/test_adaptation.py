@@ -87,6 +87,22 @@ def test_a_rescaled_adapter_merges_that_share_of_the_update(tiny, adapted):
         full.rescaled(0)
 
 
+def test_a_request_that_needs_no_tool_trains_its_answer_in_words(tiny):
+    tools, examples = _corpus(3, 2)
+    answered = {"query": "What is the capital of Peru?", "calls": [], "answer": "The capital of Peru is Lima."}
+    specs, read = read_corpus((tools, [answered, *examples]))
+    assert len(read) == len(examples) + 1
+    words = next(e for e in read if not e.calls)
+    assert words.answer == answered["answer"]
+    encoded = encode_example(tiny.tokenizer, words, lambda n: 10**6, tiny.eos_token_id)
+    # the target is the answer's tokens then end of turn: no memory token, nothing else
+    assert encoded.target == (
+        *tiny.tokenizer(answered["answer"], add_special_tokens=False)["input_ids"],
+        tiny.eos_token_id,
+    )
+    assert max(encoded.target) < tiny.vocab_size
+
+
 def test_shared_prefix_loss_and_gradient_equal_full_sequences(tiny):
     specs, examples = read_corpus(_corpus(3, 6))
     bank = MemoryBank(tiny.hidden_size)
@@ -175,6 +191,10 @@ def test_adapt_refuses_what_it_cannot_do(tiny, adapted):
     tools, examples = _corpus()
     with pytest.raises(InvalidExampleError, match="corpus request 0"):
         read_corpus((tools, [{"query": "x", "calls": [{"name": "nope", "arguments": {}}]}]))
+    with pytest.raises(InvalidExampleError, match="corpus request 1: a request answered in words needs"):
+        read_corpus((tools, [examples[0], {"query": "Hi!", "calls": [], "answer": ""}]))
+    with pytest.raises(InvalidExampleError, match="corpus request 0: give 'answer' \\(no tool\\) or 'calls'"):
+        read_corpus((tools, [{"query": "Hi!", "calls": examples[0]["calls"], "answer": "Hello!"}]))
     with pytest.raises(BackboneError, match="no shipped adaptation for backbone 'tiny-llama'"):
         resolve_backbone(tiny, adapter=True)
     with pytest.raises(BackboneError, match="already adapted"):
@@ -195,6 +215,8 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
         "8",
         "--synthetic-tools",
         "3",
+        "--no-tool",
+        "4",
         "--subsets",
         "",
         "--batch-size",
@@ -206,7 +228,8 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     assert "saved adapter sha256:" in capsys.readouterr().out
     adapter = Adapter.load(out)
     assert adapter.training["command"] == "agentmem " + shlex.join(argv)
-    assert adapter.training["corpus"]["n_synthetic"] == 8 and adapter.training["steps"] == 2
+    assert adapter.training["corpus"]["n_synthetic"] == 8 and adapter.training["corpus"]["n_no_tool"] == 4
+    assert adapter.training["steps"] == 3  # 8 + 4 requests, batches of 4
     assert cli.main(["adapt", "--synthetic", "4", "--subsets", "apigen", "--out", str(out)]) == 2
     assert "apigen" in capsys.readouterr().err
 
