@@ -5,7 +5,8 @@ x 20 single-call examples plus 40 two-call requests, `TrainConfig` defaults), on
 embedded backbone with its shipped adaptation (or ``--adapter``, or ``--plain``). Then the
 same 40 held-out requests (32 single-call, 8 two-call; templates and values never seen in
 training) are planned once per setting of the decoding levers, so every difference between
-rows comes from decoding alone:
+rows comes from decoding alone; so are 20 requests that need no tool
+(`demo.NO_TOOL_REQUESTS`), of which the table counts those answered in words:
 
 * ``copy_bias`` (copy-aware decoding, `agentmem.copying`): the ``--copy-bias`` values;
 * ``drop_unfounded`` (optional arguments whose values are not in the request are left out,
@@ -80,6 +81,18 @@ def show_plans(held: list[dict], plans: list[Plan], n: int = 12) -> str:
         extra = "".join(f" INVALID {c.name}: {c.reason}" for c in plan.invalid_calls)
         gold = "; ".join(f"{c['name']}({c['arguments']})" for c in example["calls"])
         lines.append(f"- {mark} {example['query']!r}\n    got  {calls}{extra}\n    gold {gold}")
+    return "\n".join(lines)
+
+
+def show_answers(plans: list[Plan]) -> str:
+    """What each request that needs no tool got: the answer in words, or the calls made."""
+    lines = []
+    for request, plan in zip(demo.NO_TOOL_REQUESTS, plans):
+        calls = "; ".join(f"{c.name}({c.arguments})" for c in plan.calls)
+        if calls or plan.invalid_calls:
+            lines.append(f"- BAD {request!r}\n    got  {calls or plan.invalid_calls[0].reason}")
+        else:
+            lines.append(f"- ok  {request!r}\n    said {plan.text[:100]!r}")
     return "\n".join(lines)
 
 
@@ -158,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
+        answers = mem.plan_batch(
+            list(demo.NO_TOOL_REQUESTS),
+            copy_bias=bias,
+            drop_unfounded=drop,
+            reroute_unfounded=reroute,
+            optional_bias=optional,
+        )
+        in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
         label = (
             f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
             f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}"
@@ -169,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 *cells,
                 f"{result['all'].exact_match:.3f}",
                 f"{result['all'].schema_valid_rate:.2f}",
+                f"{in_words}/{len(answers)}",
                 f"{seconds:.0f} s",
             ]
         )
@@ -176,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if first is None:
             first = plans
             shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
+            shown.append(f"#### Requests that need no tool, {label}\n\n{show_answers(answers)}")
         if best is None or result["all"].argument_f1 > best[0]:
             best = (result["all"].argument_f1, label, plans)
     if best is not None and best[2] is not first:
@@ -195,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "two-call (8)",
         "exact match",
         "schema-valid",
+        "no tool: answered in words",
         "planning time",
     ]
     text = runinfo.record(

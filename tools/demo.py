@@ -514,3 +514,30 @@ def held_out_examples(seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(f"held:{seed}")
     examples = [ex for name in TOOLS for ex in _distinct(partial(_single, name, "held", rng), 8)]
     return examples + _distinct(partial(_double, "held", rng), 8)
+
+
+#: Held-out requests that need none of the demo tools: a good plan is an answer in words.
+#: Written by hand; the adaptation corpus's requests of this kind (`agentmem.corpus`) ask
+#: about other countries and words, and most of these ask things it never asks.
+NO_TOOL_REQUESTS: tuple[str, ...] = (
+    "Who wrote Hamlet?",
+    "What is the capital of Italy?",
+    "How many legs does a spider have?",
+    "Hello!",
+    "Thanks, that's all for now.",
+    "What's your name?",
+    "Can you recommend a good book?",
+    "What's the meaning of 'gregarious'?",
+    "Tell me a fun fact about octopuses.",
+    "Good night!",
+    "Is a tomato a fruit or a vegetable?",
+    "Who painted the Mona Lisa?",
+    "What's the opposite of 'brave'?",
+    "How do you say 'thank you' in Spanish?",
+    "Write a haiku about autumn.",
+    "Which planet is closest to the sun?",
+    "What can you help me with?",
+    "Okay, never mind.",
+    "What is the largest ocean on Earth?",
+    "Give me a synonym for 'happy'.",
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agentmem.eval.bench_decoding import score_plans, show_plans
+from agentmem.eval.bench_decoding import score_plans, show_answers, show_plans
+from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 
 HELD = [
@@ -28,3 +29,10 @@ def test_scores_split_by_call_count_and_plans_are_marked():
     assert (
         text.startswith("- ok  'weather in Lima?'") and "- BAD" in text and "INVALID convert_currency: not JSON" in text
     )
+
+
+def test_requests_that_need_no_tool_are_ok_only_when_answered_in_words():
+    plans = [Plan(text="Shakespeare wrote it."), Plan(steps=[ToolCall("get_weather", {"city": "Italy"})])]
+    lines = show_answers(plans).splitlines()
+    assert lines[0] == f"- ok  {demo.NO_TOOL_REQUESTS[0]!r}" and "Shakespeare" in lines[1]
+    assert lines[2] == f"- BAD {demo.NO_TOOL_REQUESTS[1]!r}" and "get_weather({'city': 'Italy'})" in lines[3]
