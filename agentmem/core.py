@@ -70,6 +70,10 @@ class PlanOptions(TypedDict, total=False):
     """When a call holds a value the request does not (or breaks its schema), decode the
     next likeliest tools at that routing decision too and keep the best-founded call (the
     plan's ``notes`` say when the tool changed)."""
+    complete_plan: bool
+    """Before the plan ends, decode the likeliest next tool's call too, and keep it when all
+    its values are in the request and one is used by no earlier call (the plan's ``notes``
+    say when a call was added)."""
 
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.

@@ -21,7 +21,9 @@ already decoding (continuous batching). Each request is a small state machine:
   (`agentmem.copying`). With ``reroute_unfounded``, a finished call holding a value the
   request does not (or breaking its schema) sends the row back to its routing decision
   to decode the next likeliest tools there too; the best-founded call is kept
-  (`Decoder._reroute`);
+  (`Decoder._reroute`). With ``complete_plan``, when the model ends a plan, the likeliest
+  next tool's call is decoded first and kept if it reads a new part of the request
+  (`Decoder._extension_kept`);
 * ``text``: the model answered in words; memory tokens are masked until end-of-sequence.
 
 Model output never raises: whatever does not parse or validate becomes an invalid call
@@ -46,6 +48,7 @@ from agentmem.copying import (
     CopyIndex,
     depth,
     first_tokens,
+    found_in,
     repeated_optional,
     unfounded,
     unfounded_optional,
@@ -96,6 +99,12 @@ class DecodeSettings:
     # request does not hold, or repeats another argument, `drop_unfounded` leaves out.
     # 2 on the demo pack's two held-out draws: argument F1 +6.2 / +6.7 points (BENCHMARKS.md).
     optional_bias: float = 2.0
+    # Before a plan ends, decode the likeliest next tool's call (if the model gave it at
+    # least _EXTENSION_MIN_PROBABILITY) and keep it when its values are all in the request
+    # and one of them is used by no earlier call (`Decoder._extension_kept`): a small model
+    # often ends a two-part request after its first part ("... Also remind me to pack an
+    # umbrella at 07:30" with the weather call alone).
+    complete_plan: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,7 @@ class _Row:
     probability: float = 1.0  # of the tool being decoded, at its routing decision
     likelihood: float = 0.0  # log-probability of the call's argument tokens so far
     replay: list[int] = field(default_factory=list)  # argument tokens to write again (a call chosen earlier)
+    extending: bool = False  # the call being decoded is one the model would not have made (`complete_plan`)
     rewind: int = 0  # tokens to take back out of the cache before the next one goes in
     feed: int | None = None  # the token to feed instead of the one just chosen
     submitted: float = 0.0  # perf_counter() times: asked for, prefilled, done
@@ -443,8 +453,14 @@ class Decoder:
                 candidates[:vocab] = scores[:vocab]
         token = int(candidates.argmax())
         if token == eos:
-            state.mode = "done"
-            return None
+            extension = self._extension(state, candidates, memory_ids) if not first else None
+            if extension is None:
+                state.mode = "done"
+                return None
+            token, state.extending = extension, True
+            state.probability, state.tried, state.alternatives = 0.0, [], []
+            self._start_call(state, view.names[token - vocab])
+            return token
         if token < vocab:  # the model answers in words
             state.mode = "text"
             state.pending = [token]
@@ -458,6 +474,28 @@ class Decoder:
             state.alternatives = [(view.names[i - vocab], float(probabilities[i])) for i in others[:_ALTERNATIVES]]
         self._start_call(state, view.names[token - vocab])
         return token
+
+    def _extension(self, state: _Row, candidates: torch.Tensor, memory_ids: Sequence[int]) -> int | None:
+        """The memory token to try before ending the plan (`DecodeSettings.complete_plan`):
+        the likeliest tool at the end, if the model gave it enough probability there."""
+        if not (state.settings.complete_plan and state.source and memory_ids):
+            return None
+        probabilities = torch.softmax(candidates, dim=-1)
+        best = max(memory_ids, key=lambda i: float(probabilities[i]))
+        return best if float(probabilities[best]) >= _EXTENSION_MIN_PROBABILITY else None
+
+    def _extension_kept(self, state: _Row, spec: ToolSpec, call: ToolCall | InvalidToolCall) -> bool:
+        """Whether a call tried before the end of the plan is kept: it is valid, holds no
+        value the request does not, and copies a value of the request that no earlier call
+        holds (a new part of the request, not a second reading of a part already planned)."""
+        if not isinstance(call, ToolCall) or unfounded(spec.parameters, call.arguments, state.request):
+            return False
+        used = {canonical_json(v).lower() for step in state.plan.calls for v in step.arguments.values()}
+        return any(
+            found_in(value, state.request) and canonical_json(value).lower() not in used
+            for key, value in call.arguments.items()
+            if not {"enum", "const"} & set(spec.parameters.get("properties", {}).get(key, {}))
+        )
 
     def _start_call(self, state: _Row, tool: str) -> None:
         """Begins decoding a call's arguments (its memory token is the token fed next)."""
@@ -477,6 +515,9 @@ class Decoder:
         plan with an invalid call instead (a bound was hit, or the text ran away)."""
         assert state.tool is not None
         text = self.backbone.tokenizer.decode(state.pending)
+        if stopped is not None and state.extending:  # a call the model would not have made: the plan ends as it chose
+            self._end_plan(state)
+            return
         if stopped is not None:
             reason, finish = stopped
             state.plan.steps.append(InvalidToolCall(name=state.tool, raw=text, reason=reason))
@@ -496,7 +537,15 @@ class Decoder:
                 notes.append(
                     f"{call.name}: left out optional {key}={canonical_json(value)}, a repeat of another argument"
                 )
-        if settings.reroute_unfounded and state.source:
+        if state.extending:
+            if not self._extension_kept(state, spec, call):
+                self._end_plan(state)
+                return
+            state.extending = False
+            notes.append(
+                f"added {call.name} before the end of the plan: it uses a part of the request no earlier call does"
+            )
+        elif settings.reroute_unfounded and state.source:
             chosen = self._reroute(state, spec, call, notes)
             if chosen is None:
                 return  # another tool is decoded at the same routing decision
@@ -516,6 +565,12 @@ class Decoder:
             state.mode = "done"
         else:
             state.mode = "route"
+
+    def _end_plan(self, state: _Row) -> None:
+        """Ends the plan where the model chose to, leaving out the call tried before the end
+        (`complete_plan`): its tokens stay in the cache, but the row decodes no further."""
+        state.extending, state.tool, state.matcher, state.pending = False, None, None, []
+        state.mode = "done"
 
     def _reroute(
         self, state: _Row, spec: ToolSpec, call: ToolCall | InvalidToolCall, notes: list[str]
@@ -787,6 +842,8 @@ _ALTERNATIVE_MIN_PROBABILITY = 0.02
 # with city "BRL", convert_currency 0.30): the likelier call, tool and arguments, wins.
 _UNCERTAIN = 0.7
 _CONTENDER = 0.2
+# complete_plan: the likeliest tool at the end of a plan is tried only from this probability.
+_EXTENSION_MIN_PROBABILITY = 0.05
 
 
 def _repeats(plan: Plan, call: ToolCall | InvalidToolCall) -> bool:

@@ -14,6 +14,9 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``reroute_unfounded`` (a call holding a value the request does not makes the decoder try
   the next likeliest tools at that routing decision, `agentmem.decoding.Decoder._reroute`):
   ``--reroute`` off, on or both;
+* ``complete_plan`` (before a plan ends, the likeliest next tool's call is decoded and
+  kept when all its values are in the request and one is new to the plan,
+  `agentmem.decoding.Decoder._extension_kept`): ``--complete-plan`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.
@@ -117,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         help="reroute_unfounded settings to try: off, on or off,on",
     )
     parser.add_argument(
+        "--complete-plan",
+        default=switch[library.complete_plan],
+        help="complete_plan settings to try: off, on or off,on",
+    )
+    parser.add_argument(
         "--optional-bias", default=f"{library.optional_bias:g}", help="optional_bias values to try (comma-separated)"
     )
     parser.add_argument(
@@ -151,16 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     shown: list[str] = []
     switches = {"off": False, "on": True}
     settings = [
-        (float(bias), switches[drop.strip()], switches[reroute.strip()], float(optional))
+        (float(bias), switches[drop.strip()], switches[reroute.strip()], float(optional), switches[complete.strip()])
         for bias in args.copy_bias.split(",")
         if bias.strip()
         for drop in args.drop_unfounded.split(",")
         for reroute in args.reroute.split(",")
         for optional in args.optional_bias.split(",")
+        for complete in args.complete_plan.split(",")
     ]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for bias, drop, reroute, optional in settings:
+    for bias, drop, reroute, optional, complete in settings:
         started = time.perf_counter()
         plans = mem.plan_batch(
             [e["query"] for e in held],
@@ -168,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             drop_unfounded=drop,
             reroute_unfounded=reroute,
             optional_bias=optional,
+            complete_plan=complete,
         )
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
@@ -177,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             drop_unfounded=drop,
             reroute_unfounded=reroute,
             optional_bias=optional,
+            complete_plan=complete,
         )
         in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
         label = (
             f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
-            f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}"
+            f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}, "
+            f"complete_plan={'on' if complete else 'off'}"
         )
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(

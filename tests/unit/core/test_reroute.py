@@ -128,3 +128,73 @@ def test_an_uncertain_founded_call_is_compared_with_its_rivals(mem, monkeypatch)
     assert calls([kept]) == calls(decoded[kept.name].steps)  # one of the rivals' own calls, exactly
     switched = [note for note in plan.notes if "call is likelier" in note]
     assert bool(switched) == (kept.name != first)
+
+
+# complete_plan: before a plan ends, the likeliest next tool's call is tried.
+
+REMINDER = tool_schema(
+    "create_reminder",
+    {"text": {"type": "string"}, "time": {"type": "string"}, "kind": {"type": "string", "enum": ["once", "daily"]}},
+)
+WEATHER = tool_schema("get_weather", {"city": {"type": "string"}})
+
+
+def _row(request: str, *earlier: decoding.ToolCall) -> decoding._Row:
+    row = decoding._Row(prompt_tokens=0, source=request.encode("utf-8").decode("latin-1"))
+    row.plan.steps.extend(earlier)
+    return row
+
+
+def test_a_call_tried_before_the_end_is_kept_only_for_a_new_part_of_the_request(mem):
+    from agentmem.tools.spec import to_tool_spec
+
+    decoder, spec = mem._decoder, to_tool_spec(REMINDER)
+    request = "What's the weather in Lisbon? Also remind me to pack an umbrella at 07:30."
+    weather = decoding.ToolCall("get_weather", {"city": "Lisbon"})
+    new = decoding.ToolCall("create_reminder", {"text": "pack an umbrella", "time": "07:30"})
+    assert decoder._extension_kept(_row(request, weather), spec, new)
+    # a value the request does not hold: invented, not read
+    invented = decoding.ToolCall("create_reminder", {"text": "pack an umbrella", "time": "09:00"})
+    assert not decoder._extension_kept(_row(request, weather), spec, invented)
+    # every value already in an earlier call: a second reading of a part already planned
+    again = decoding.ToolCall("create_reminder", {"text": "Lisbon", "time": "07:30", "kind": "once"})
+    planned = decoding.ToolCall("create_reminder", {"text": "lisbon", "time": "07:30"})
+    assert not decoder._extension_kept(_row(request, weather, planned), spec, again)
+    # an enum value is never read from the request, so it is never new
+    assert not decoder._extension_kept(
+        _row(request, planned), spec, decoding.ToolCall("create_reminder", {"text": "Lisbon", "kind": "daily"})
+    )
+    assert not decoder._extension_kept(
+        _row(request, weather), spec, decoding.InvalidToolCall("create_reminder", "{", "x")
+    )
+
+
+def test_complete_plan_adds_the_call_it_keeps_and_leaves_the_plan_alone_otherwise(mem, monkeypatch):
+    # The tiny model never ends a plan by itself: make it end after the first call.
+    route = decoding.Decoder._route
+
+    def end_after_one(self, state, scores, vocab, eos):
+        if state.plan.steps:
+            scores = scores.clone()
+            scores[eos] = scores.max() + 50
+        return route(self, state, scores, vocab, eos)
+
+    monkeypatch.setattr(decoding.Decoder, "_route", end_after_one)
+    monkeypatch.setattr(decoding, "_EXTENSION_MIN_PROBABILITY", 0.0)  # the likeliest tool is tried however unlikely
+    requests = [REQUEST, "Fan to low, please.", "Make the lamp red."]
+    options = {"tool_choice": "any", "max_calls": 2}
+    plain = mem.plan_batch(requests, complete_plan=False, **options)
+    assert all(len(p.calls) == 1 and p.finish_reason == "stop" for p in plain)
+
+    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: False)
+    kept_none = mem.plan_batch(requests, **options)
+    assert [calls(p.steps) for p in kept_none] == [calls(p.steps) for p in plain]
+    assert [p.finish_reason for p in kept_none] == ["stop"] * 3
+
+    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: True)
+    completed = mem.plan_batch(requests, **options)
+    for got, before in zip(completed, plain):
+        assert len(got.calls) == 2 and calls(got.steps)[:1] == calls(before.steps)
+        assert any("before the end of the plan" in note for note in got.notes)
+    # each row decodes as it would alone
+    assert [calls(p.steps) for p in completed] == [calls(mem.plan(r, **options).steps) for r in requests]
