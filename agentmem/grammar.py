@@ -10,7 +10,13 @@ nested objects, arrays). Choices:
 * ``terminate_without_stop_token=True``: the span ends as soon as the object closes, and
   the decoding loop goes back to routing (next memory token or end of plan);
 * memory-token columns (ids >= the backbone's vocabulary) are always masked inside an
-  argument span: xgrammar's bitmask does not cover them.
+  argument span: xgrammar's bitmask does not cover them;
+* no result reference: an ``anyOf`` branch that only matches one (a string whose
+  ``pattern`` starts ``^\\$var``, as `agentmem.nestful` wraps every non-string parameter)
+  is left out of the grammar (`without_reference_branches`). A plan never carries a
+  reference (the decoder passes over a token that would start one); with the branch in, a
+  model that opens ``"$va`` for a number has no token left that the grammar and that guard
+  both allow, and writes garbage until the call runs away.
 
 A schema xgrammar cannot compile falls back to unconstrained decoding that stops when the
 top-level object closes; the arguments are validated afterwards either way.
@@ -19,6 +25,7 @@ top-level object closes; the arguments are validated afterwards either way.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +56,7 @@ class ArgumentGrammar:
     def compile(self, schema: dict[str, Any]) -> CompiledArguments:
         """Compiles (or fetches from cache) the grammar of one argument schema. Never raises."""
         # Property order matters: the grammar enforces the schema's order, as training text does.
-        key = json.dumps(schema)
+        key = json.dumps(without_reference_branches(schema))
         if key not in self._cache:
             try:
                 grammar = self._get_compiler().compile_json_schema(
@@ -73,6 +80,43 @@ class ArgumentGrammar:
         if self._compiler is None:
             self._compiler = xgr.GrammarCompiler(self._tokenizer_info())
         return self._compiler
+
+
+#: The ``pattern`` of a branch that only matches a result reference (``$var1$``, ``$var2.id$``).
+_REFERENCE_ONLY = re.compile(r"^\^?\\\$var")
+
+
+def _reference_only(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "string"
+        and isinstance(schema.get("pattern"), str)
+        and _REFERENCE_ONLY.match(schema["pattern"]) is not None
+    )
+
+
+def without_reference_branches(schema: Any) -> Any:
+    """``schema`` without its ``anyOf`` branches that only match a result reference, at any
+    depth; an ``anyOf`` left with one branch is merged into its schema (the branch's keys
+    win). A schema with no such branch comes back equal.
+
+    Args:
+        schema: A JSON Schema (any value: what is not a dict or list is returned as is).
+    """
+    if isinstance(schema, list):
+        return [without_reference_branches(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: without_reference_branches(v) for k, v in schema.items()}
+    branches = out.get("anyOf")
+    if isinstance(branches, list) and any(_reference_only(b) for b in branches):
+        kept = [b for b in branches if not _reference_only(b)]
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            del out["anyOf"]
+            out.update(kept[0])
+        elif kept:
+            out["anyOf"] = kept
+    return out
 
 
 @dataclass

@@ -10,7 +10,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentmem.grammar import ArgumentGrammar
+from agentmem.grammar import ArgumentGrammar, without_reference_branches
+from agentmem.nestful import REFERENCE_SCHEMA
 from agentmem.tools import canonical_json
 
 EXTRA = 3  # memory-token columns appended past the vocabulary
@@ -126,3 +127,48 @@ def test_unconstrained_matcher_tracks_strings_and_nesting(grammar):
         assert not matcher.is_finished()
         matcher.accept(0, piece)
     assert matcher.is_finished()
+
+
+def _with_reference(schema):
+    return {"description": "kept", "anyOf": [schema, dict(REFERENCE_SCHEMA)]}
+
+
+def test_reference_branches_are_left_out_at_any_depth():
+    schema = {
+        "type": "object",
+        "properties": {
+            "lat": _with_reference({"type": "number"}),
+            "unit": {"anyOf": [{"type": "string", "enum": ["c", "f"]}, {"type": "integer"}, dict(REFERENCE_SCHEMA)]},
+            "stops": {"type": "array", "items": _with_reference({"type": "integer"})},
+            "city": {"type": "string"},
+        },
+    }
+    assert without_reference_branches(schema) == {
+        "type": "object",
+        "properties": {
+            "lat": {"description": "kept", "type": "number"},
+            "unit": {"anyOf": [{"type": "string", "enum": ["c", "f"]}, {"type": "integer"}]},
+            "stops": {"type": "array", "items": {"description": "kept", "type": "integer"}},
+            "city": {"type": "string"},
+        },
+    }
+    plain = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^a+$"}}}
+    assert without_reference_branches(plain) == plain
+
+
+def test_a_number_that_admits_a_reference_is_decoded_as_a_number(grammar):
+    # A model that opens a string here could only go on with "$var...", which the decoder
+    # passes over: with the reference branch in the grammar it was left with no token.
+    schema = {
+        "type": "object",
+        "properties": {"lat": _with_reference({"type": "number"})},
+        "required": ["lat"],
+        "additionalProperties": False,
+    }
+    matcher = grammar.compile(schema).matcher()
+    for token in grammar.tokenizer.encode('{"lat":', add_special_tokens=False):
+        assert matcher.accept(token)
+    logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
+    quote = grammar.tokenizer.encode('"', add_special_tokens=False)[0]
+    digit = grammar.tokenizer.encode("4", add_special_tokens=False)[0]
+    assert torch.isinf(logits[quote]) and not torch.isinf(logits[digit])
