@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     adapt.add_argument(
         "--no-tool",
         type=int,
-        help="requests in the corpus that need no tool, answered in words (default: adaptation_corpus's, 250)",
+        help="requests in the corpus that need no tool, answered in words (default: adaptation_corpus's, 0)",
     )
     adapt.add_argument(
         "--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated"

@@ -60,8 +60,9 @@ def test_splits_and_the_adaptation_corpus_are_disjoint_from_evaluation_tools():
     specs = {name: to_tool_spec(t) for name, t in data.tools.items()}
     assert all(specs[c["name"]].validate_arguments(c["arguments"]) is None for e in data.examples for c in e["calls"])
     # requests that need no tool are answered in words, and none touches a demo topic
-    words = [e for e in data.examples if not e["calls"]]
-    assert len(words) == 250 and all(e["answer"] for e in words)
+    assert not [e for e in data.examples if not e["calls"]]  # none by default
+    words = [e for e in corpus.adaptation_corpus(n_synthetic=40, n_no_tool=30).examples if not e["calls"]]
+    assert len(words) == 30 and all(e["answer"] for e in words)
     assert not [e for e in words if any(t in e["query"].lower() for t in corpus.RESERVED_TOPICS)]
     again = corpus.adaptation_corpus(n_synthetic=40, seed=0)
     assert again.examples == data.examples and again.tools == data.tools
