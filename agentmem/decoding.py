@@ -453,7 +453,11 @@ class Decoder:
                 candidates[:vocab] = scores[:vocab]
         token = int(candidates.argmax())
         if token == eos:
-            extension = self._extension(state, candidates, memory_ids) if not first else None
+            # Not in a resumed plan: its earlier calls are in the prompt, not in `state.plan`, so
+            # a call repeating one of them (an agent's loop) would look new.
+            extension = (
+                self._extension(state, candidates, memory_ids) if state.plan.steps and not state.continued else None
+            )
             if extension is None:
                 state.mode = "done"
                 return None

@@ -198,3 +198,29 @@ def test_complete_plan_adds_the_call_it_keeps_and_leaves_the_plan_alone_otherwis
         assert any("before the end of the plan" in note for note in got.notes)
     # each row decodes as it would alone
     assert [calls(p.steps) for p in completed] == [calls(mem.plan(r, **options).steps) for r in requests]
+
+
+def test_a_resumed_plan_is_never_completed(mem, monkeypatch):
+    # An agent's plan resumed after its calls' results: those calls are in the prompt, not
+    # in the plan being decoded, so an added call could repeat one of them for ever.
+    route = decoding.Decoder._route
+
+    def always_end(self, state, scores, vocab, eos):
+        scores = scores.clone()
+        scores[eos] = scores.max() + 50
+        return route(self, state, scores, vocab, eos)
+
+    monkeypatch.setattr(decoding.Decoder, "_route", always_end)
+    monkeypatch.setattr(decoding, "_EXTENSION_MIN_PROBABILITY", 0.0)
+    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: True)
+    messages = [
+        {"role": "user", "content": REQUEST},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "name": "set_lamp", "args": {"color": "blue"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    resumed = mem.plan(messages, resume=True)
+    assert resumed.calls == [] and resumed.finish_reason == "stop"
