@@ -26,7 +26,7 @@ the next tool token or eos, is that call's JSON arguments (`parse_output`).
 
 What plain greedy decoding reproduces: agentmem's *unconstrained* plan
 (``mem.plan(q, **GREEDY_OPTIONS)``: no schema constraint, no copy bonus, no optional bonus,
-nothing left out or rerouted), token for token, as long as the plain model's argmax is what
+nothing left out, rerouted or added), token for token, as long as the plain model's argmax is what
 agentmem's masks would allow anyway: a tool token or eos right after each call's
 arguments close, and no tool token inside arguments or a text answer. agentmem's default
 plan also decodes the arguments under each tool's JSON Schema; a runtime with guided
@@ -74,6 +74,7 @@ GREEDY_OPTIONS: PlanOptions = {
     "drop_unfounded": False,
     "reroute_unfounded": False,
     "optional_bias": 0.0,
+    "complete_plan": False,
 }
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"
