@@ -183,6 +183,14 @@ def found_in(value: Any, source: str) -> bool | None:
     return None
 
 
+def stated_arguments(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments whose values the request must state to be read from it: all but those
+    whose value the schema names (``enum``, ``const``), which may be implied ("fahrenheit"
+    by "°F")."""
+    properties = schema.get("properties", {})
+    return {k: v for k, v in arguments.items() if not {"enum", "const"} & set(properties.get(k, {}))}
+
+
 def unfounded(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: str) -> list[str]:
     """The arguments whose values must be read from the request but are not in it.
 
@@ -199,12 +207,7 @@ def unfounded(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: s
     Returns:
         Names of arguments, in call order, whose values ``found_in`` says are not in ``source``.
     """
-    properties = schema.get("properties", {})
-    return [
-        k
-        for k, v in arguments.items()
-        if not {"enum", "const"} & set(properties.get(k, {})) and found_in(v, source) is False
-    ]
+    return [k for k, v in stated_arguments(schema, arguments).items() if found_in(v, source) is False]
 
 
 def unfounded_optional(schema: Mapping[str, Any], arguments: Mapping[str, Any], source: str) -> list[str]:
@@ -320,6 +323,7 @@ __all__ = [
     "first_tokens",
     "found_in",
     "repeated_optional",
+    "stated_arguments",
     "unfounded",
     "unfounded_optional",
     "value_number",

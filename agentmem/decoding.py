@@ -50,6 +50,7 @@ from agentmem.copying import (
     first_tokens,
     found_in,
     repeated_optional,
+    stated_arguments,
     unfounded,
     unfounded_optional,
     value_number,
@@ -462,7 +463,6 @@ class Decoder:
                 state.mode = "done"
                 return None
             token, state.extending = extension, True
-            state.probability, state.tried, state.alternatives = 0.0, [], []
             self._start_call(state, view.names[token - vocab])
             return token
         if token < vocab:  # the model answers in words
@@ -497,8 +497,7 @@ class Decoder:
         used = {canonical_json(v).lower() for step in state.plan.calls for v in step.arguments.values()}
         return any(
             found_in(value, state.request) and canonical_json(value).lower() not in used
-            for key, value in call.arguments.items()
-            if not {"enum", "const"} & set(spec.parameters.get("properties", {}).get(key, {}))
+            for value in stated_arguments(spec.parameters, call.arguments).values()
         )
 
     def _start_call(self, state: _Row, tool: str) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 from agentmem import runinfo
 from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
-from agentmem.core import AgentMem
+from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding import DecodeSettings
 from agentmem.eval.metrics import Scores, score
 from agentmem.tools import demo
@@ -171,24 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     first: list[Plan] | None = None
     for bias, drop, reroute, optional, complete in settings:
         started = time.perf_counter()
-        plans = mem.plan_batch(
-            [e["query"] for e in held],
-            copy_bias=bias,
-            drop_unfounded=drop,
-            reroute_unfounded=reroute,
-            optional_bias=optional,
-            complete_plan=complete,
-        )
+        options: PlanOptions = {
+            "copy_bias": bias,
+            "drop_unfounded": drop,
+            "reroute_unfounded": reroute,
+            "optional_bias": optional,
+            "complete_plan": complete,
+        }
+        plans = mem.plan_batch([e["query"] for e in held], **options)
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
-        answers = mem.plan_batch(
-            list(demo.NO_TOOL_REQUESTS),
-            copy_bias=bias,
-            drop_unfounded=drop,
-            reroute_unfounded=reroute,
-            optional_bias=optional,
-            complete_plan=complete,
-        )
+        answers = mem.plan_batch(list(demo.NO_TOOL_REQUESTS), **options)
         in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
         label = (
             f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
