@@ -34,12 +34,20 @@ def register(commands: Any) -> None:
     )
     evaluate.add_argument("--backbone", default="smollm2-135m")
     evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
-    evaluate.add_argument("--epochs", type=int, default=3, help="training passes (lora, tokmem)")
+    evaluate.add_argument("--epochs", type=int, help="training passes (lora, tokmem; default: the evaluation's, 10)")
     evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
     evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument(
-        "--no-reroute", action="store_true", help="tokmem: keep the likeliest tool's call (reroute_unfounded=False)"
+    reroute = evaluate.add_mutually_exclusive_group()
+    reroute.add_argument(
+        "--reroute",
+        action="store_const",
+        const=True,
+        dest="reroute",
+        help="tokmem: reroute calls that invent a value (default: on unless the dataset's plans chain results)",
+    )
+    reroute.add_argument(
+        "--no-reroute", action="store_const", const=False, dest="reroute", help="tokmem: keep the likeliest tool's call"
     )
     evaluate.add_argument(
         "--optional-bias", type=float, help="tokmem: bonus to writing optional arguments (default: the library's)"
@@ -69,12 +77,15 @@ def _eval(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             settings=MethodSettings(
                 batch_size=args.batch_size,
-                epochs=args.epochs,
                 rag_k=args.rag_k,
                 adapter=args.adapter,
                 seed=args.seed,
-                reroute_unfounded=not args.no_reroute,
-                **({} if args.optional_bias is None else {"optional_bias": args.optional_bias}),
+                reroute_unfounded=args.reroute,
+                **{
+                    name: value
+                    for name, value in (("epochs", args.epochs), ("optional_bias", args.optional_bias))
+                    if value is not None
+                },
             ),
             command=args.command_line,
         )

@@ -39,10 +39,10 @@ __all__ = [
     "cap_per_tool",
     "load_jsonl",
     "load_nestful",
+    "resolvable_prefixes",
     "sanitize_tool_name",
     "spec_to_json_schema",
     "split",
-    "without_references",
 ]
 
 
@@ -239,18 +239,32 @@ def cap_per_tool(examples: list[dict], per_tool: int, seed: int = 0) -> list[dic
     return [ex for i, ex in enumerate(examples) if i in kept]
 
 
-def without_references(examples: list[dict]) -> tuple[list[dict], int]:
-    """The requests none of whose calls holds a result reference (``"$var1.dest_id$"``).
+def resolvable_prefixes(examples: list[dict]) -> tuple[list[dict], int, int]:
+    """Each request's plan cut before its first call holding a result reference (``"$var1.dest_id$"``).
 
     A plan never holds a value the product cannot resolve, and no executor resolves a
-    reference, so no method may be taught one: a request holding one in any call is left
-    out whole (keeping its other calls would teach plans that stop short).
+    reference, so no method may be taught one. A call that needs an earlier call's result
+    is where the product's own plan stops: an agent runs the calls so far and resumes the
+    plan with their results (``resume``). So each request keeps the calls before its first
+    reference; a request whose first call holds one is left out. (Leaving out every
+    request with a reference anywhere would also lose the tools that only ever come
+    first, such as a location search before the search that needs its id.)
 
     Args:
         examples: Requests ``{"query", "calls"}``.
 
     Returns:
-        ``(kept, skipped)``: the kept requests in their order, and how many were left out.
+        ``(kept, cut, skipped)``: the kept requests in their order (new dicts where cut),
+        how many of them were cut, and how many were left out.
     """
-    kept = [ex for ex in examples if find_reference([c["arguments"] for c in ex["calls"]]) is None]
-    return kept, len(examples) - len(kept)
+    kept: list[dict] = []
+    cut = 0
+    for ex in examples:
+        calls = ex["calls"]
+        first = next((i for i, c in enumerate(calls) if find_reference(c["arguments"]) is not None), len(calls))
+        if first == len(calls):
+            kept.append(ex)
+        elif first > 0:
+            kept.append({**ex, "calls": calls[:first]})
+            cut += 1
+    return kept, cut, len(examples) - len(kept)

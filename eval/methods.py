@@ -67,8 +67,10 @@ class MethodSettings:
     """Training requests shown as demonstrations to ICL and RAG."""
     rag_k: int = 5
     """Tools retrieved per request by RAG."""
-    epochs: int = 3
-    """Passes over the training requests (LoRA and TokMem)."""
+    epochs: int = 10
+    """Passes over the training requests (LoRA and TokMem). A benchmark's training part is
+    small (ComplexFuncBench: about 65 requests after the per-tool cap), so 3 passes gave
+    each memory row too few steps: plans stopped early (BENCHMARKS.md)."""
     train_batch_size: int = 4
     """Training requests per optimizer step (LoRA and TokMem)."""
     tokmem_lr: float = 5e-3
@@ -79,8 +81,10 @@ class MethodSettings:
     """Rank of the LoRA baseline (on q_proj and v_proj, alpha 4r, as TokMem's adaptation)."""
     adapter: str | None = None
     """Adapter folder for ``tokmem-adapted`` (default: the one shipped for the backbone)."""
-    reroute_unfounded: bool = DecodeSettings.reroute_unfounded
-    """TokMem's decoding: reroute calls that invent a value (`DecodeSettings.reroute_unfounded`)."""
+    reroute_unfounded: bool | None = None
+    """TokMem's decoding: reroute calls that invent a value (`DecodeSettings.reroute_unfounded`).
+    None: the run decides from the data (`agentmem.eval.runner.with_data_defaults`); a
+    method given None uses the library's default."""
     optional_bias: float = DecodeSettings.optional_bias
     """TokMem's decoding: the bonus to writing optional arguments (`DecodeSettings.optional_bias`)."""
     seed: int = 0

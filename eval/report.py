@@ -49,11 +49,14 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += [f"`{summary['command']}`", ""]
     cap = f" (at least {setup['train_per_tool']} per tool where there are)" if setup["train_per_tool"] else ""
     skipped = setup.get("train_requests_skipped_for_references", 0)
+    cut = setup.get("train_requests_cut_at_references", 0)
     lines += [
         f"{setup['train_requests']} training requests{cap}, "
         f"{setup['test_requests']} test requests, {setup['tools']} tools, backbone `{setup['backbone']}`. "
-        f"{skipped} training requests were left out before the cap because a call held a result reference "
-        '(`"$varN.field$"`, which no executor resolves); no method trains on or is shown one.',
+        'No method trains on or is shown a result reference (`"$varN.field$"`, which no executor resolves): '
+        f"before the cap, {cut} training plans were cut before their first call holding one (a plan stops "
+        f"where it needs a tool's result; an agent resumes it with the results) and {skipped} training "
+        "requests whose first call held one were left out.",
         "",
     ]
     top = summary.get("ceiling")

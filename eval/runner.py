@@ -4,16 +4,17 @@ One run:
 
 1. loads the dataset (a NESTFUL subset, or a user's JSONL requests + JSON tools);
 2. splits it by request (`split`, seeded; by default the standard subset of 2-4-call
-   requests, every test tool seen in training), leaves out the training requests holding
-   a result reference (`without_references`: no method is taught a value no executor
-   resolves; their number is in the setup and the report), caps the rest at about
+   requests, every test tool seen in training), cuts each training plan before its first
+   call holding a result reference (`resolvable_prefixes`: no method is taught a value no
+   executor resolves, and a plan stops where it needs a tool's result, as the product's
+   plans do; how many were cut or left out is in the setup and the report), caps them at about
    ``train_per_tool`` per tool (`cap_per_tool`, after the filter so that the cap counts
    usable requests) and draws ``limit`` test requests (seeded sample, kept in dataset
    order). Test requests keep their gold plans as the dataset gives them, references
    included: a gold call holding one cannot be matched by any method;
 3. takes as the tool inventory every tool the kept training requests call: every method
-   chooses among the same tools. A test request may call a tool outside it (one whose
-   every training request held a reference): no method can match that call;
+   chooses among the same tools. A test request may call a tool outside it (one that
+   every training request calls only after a reference): no method can match that call;
 4. for each method: fit, predict every test request, score (`agentmem.eval.metrics`),
    and write ``methods/<name>.json`` (scores, costs, every prediction) atomically;
 5. computes the ceiling of the test requests (`agentmem.eval.metrics.ceiling`: the share
@@ -42,7 +43,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,14 @@ from agentmem.eval.datasets import (
     cap_per_tool,
     load_jsonl,
     load_nestful,
+    resolvable_prefixes,
     split,
-    without_references,
 )
 from agentmem.eval.methods import METHODS, MethodSettings, MethodUnavailableError, Prediction, build_method
 from agentmem.eval.metrics import ceiling, score
+from agentmem.tools.parsing import find_reference
 
-__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run"]
+__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run", "with_data_defaults"]
 
 RESULTS_FILE = "results.json"
 METHODS_DIR = "methods"
@@ -116,8 +118,10 @@ class Data:
     train: list[dict]
     test: list[dict]
     inventory: dict[str, dict]
+    cut_train: int = 0
+    """Training requests whose plan was cut before a call holding a result reference."""
     skipped_train: int = 0
-    """Training requests left out because a call held a result reference."""
+    """Training requests left out because their first call held a result reference."""
 
 
 def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
@@ -129,7 +133,7 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
             dataset = load_nestful(config.dataset)
     bounds = (None, None) if config.full else (2, 4)
     train, test = split(dataset, config.test_fraction, config.settings.seed, *bounds)
-    train, skipped = without_references(train)
+    train, cut, skipped = resolvable_prefixes(train)
     if config.train_per_tool is not None:
         train = cap_per_tool(train, config.train_per_tool, config.settings.seed)
     if config.limit is not None and len(test) > config.limit:
@@ -139,10 +143,26 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
     inventory = {name: tool for name, tool in dataset.tools.items() if name in used}
     if not train or not test:
         raise ValueError(
-            f"{dataset.name}: the split left {len(train)} training requests ({skipped} more held a result "
+            f"{dataset.name}: the split left {len(train)} training requests ({skipped} more began with a result "
             f"reference) and {len(test)} test requests"
         )
-    return Data(dataset=dataset, train=train, test=test, inventory=inventory, skipped_train=skipped)
+    return Data(dataset=dataset, train=train, test=test, inventory=inventory, cut_train=cut, skipped_train=skipped)
+
+
+def with_data_defaults(config: RunConfig, data: Data) -> RunConfig:
+    """The config with the settings left to the data (None) decided.
+
+    Rerouting (`DecodeSettings.reroute_unfounded`) takes a call holding a value the request
+    does not as the sign of a wrong tool. Where the dataset's plans chain results (a gold
+    call holds a result reference, as in every NESTFUL subset), the right later calls hold
+    values from earlier responses (ids, coordinates), and rerouting swaps them for wrong
+    tools whose calls happen to copy the request: there it is off unless asked for
+    (ComplexFuncBench: tool F1 0.482 with it, 0.581 without, BENCHMARKS.md).
+    """
+    if config.settings.reroute_unfounded is not None:
+        return config
+    chains = any(find_reference(c["arguments"]) is not None for ex in data.dataset.examples for c in ex["calls"])
+    return replace(config, settings=replace(config.settings, reroute_unfounded=not chains))
 
 
 def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
@@ -158,6 +178,7 @@ def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
         "train_per_tool": config.train_per_tool,
         "limit": config.limit,
         "train_requests": len(data.train),
+        "train_requests_cut_at_references": data.cut_train,
         "train_requests_skipped_for_references": data.skipped_train,
         "test_requests": len(data.test),
         "tools": len(data.inventory),
@@ -247,6 +268,7 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
     from agentmem.eval.report import write_report
 
     data = prepare_data(config, dataset)
+    config = with_data_defaults(config, data)
     backbone_name = backbone.name if backbone is not None else config.backbone
     setup = _setup(config, data, backbone_name)
     key = _setup_key(setup)

@@ -110,7 +110,7 @@ class TokMemMethod(Method):
         )
 
     def predict(self, queries: Sequence[str]) -> list[Prediction]:
-        size = self.settings.batch_size
+        size, reroute = self.settings.batch_size, self.settings.reroute_unfounded
         predictions = []
         for start in tqdm(
             range(0, len(queries), size), desc=self.name, disable=not self.settings.progress, leave=False
@@ -120,7 +120,7 @@ class TokMemMethod(Method):
                 batch_size=size,
                 tool_choice="required",
                 max_calls=self.settings.max_calls,
-                reroute_unfounded=self.settings.reroute_unfounded,
+                **({} if reroute is None else {"reroute_unfounded": reroute}),
                 optional_bias=self.settings.optional_bias,
             )
             predictions.extend(_prediction(plan_to_dict(plan)) for plan in plans)

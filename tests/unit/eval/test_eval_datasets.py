@@ -6,6 +6,7 @@ import collections
 import importlib.metadata
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -18,12 +19,13 @@ from agentmem.eval.datasets import (
     cap_per_tool,
     load_jsonl,
     load_nestful,
+    resolvable_prefixes,
     sanitize_tool_name,
     spec_to_json_schema,
     split,
-    without_references,
 )
-from agentmem.eval.runner import RunConfig, prepare_data
+from agentmem.eval.methods import MethodSettings
+from agentmem.eval.runner import RunConfig, prepare_data, with_data_defaults
 from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import NAME_PATTERN, to_tool_spec
 
@@ -463,20 +465,41 @@ def test_cap_per_tool_keeps_every_tool_and_caps_the_rest(complexfuncbench: Datas
         cap_per_tool(train, 0)
 
 
-def test_without_references_drops_whole_requests() -> None:
+def test_resolvable_prefixes_cut_plans_at_their_first_reference() -> None:
     clean = {"query": "a", "calls": [{"name": "f", "arguments": {"x": "Paris", "n": 2}}]}
-    nested = {
+    chained = {
         "query": "b",
-        "calls": [{"name": "f", "arguments": {}}, {"name": "g", "arguments": {"ids": ["$var1.id$"]}}],
+        "calls": [
+            {"name": "f", "arguments": {"x": "Rome"}},
+            {"name": "g", "arguments": {"ids": ["$var1.id$"]}},
+            {"name": "f", "arguments": {"x": "Oslo"}},
+        ],
     }
     embedded = {"query": "c", "calls": [{"name": "g", "arguments": {"note": "id: $var2.id$ please"}}]}
-    kept, skipped = without_references([nested, clean, embedded, clean])
-    assert kept == [clean, clean] and skipped == 2
+    kept, cut, skipped = resolvable_prefixes([chained, clean, embedded, clean])
+    # the chain keeps only what comes before its first reference, even a clean call after it
+    assert kept == [{"query": "b", "calls": [{"name": "f", "arguments": {"x": "Rome"}}]}, clean, clean]
+    assert (cut, skipped) == (1, 1)
+    assert len(chained["calls"]) == 3  # the dataset's own dict is left as it was
+
+
+def test_rerouting_is_off_by_default_where_plans_chain_results(complexfuncbench: Dataset) -> None:
+    data = prepare_data(RunConfig(out=Path("unused")), complexfuncbench)
+    assert with_data_defaults(RunConfig(out=Path("unused")), data).settings.reroute_unfounded is False
+    asked = RunConfig(out=Path("unused"), settings=MethodSettings(reroute_unfounded=True))
+    assert with_data_defaults(asked, data).settings.reroute_unfounded is True
+    # the same requests without their chained calls: every value is the request's, rerouting on
+    flat = Dataset(
+        name="flat",
+        tools=complexfuncbench.tools,
+        examples=resolvable_prefixes(complexfuncbench.examples)[0],
+    )
+    assert with_data_defaults(RunConfig(out=Path("unused")), replace(data, dataset=flat)).settings.reroute_unfounded
 
 
 def test_no_training_request_of_a_run_holds_a_reference(complexfuncbench: Dataset) -> None:
     data = prepare_data(RunConfig(out=Path("unused")), complexfuncbench)
-    assert data.skipped_train > 0
+    assert data.cut_train > 0
     assert all(find_reference(c["arguments"]) is None for ex in data.train for c in ex["calls"])
     # the inventory is what the kept requests call: every method chooses among those
     assert set(data.inventory) == {c["name"] for ex in data.train for c in ex["calls"]}

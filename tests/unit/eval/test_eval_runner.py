@@ -64,9 +64,9 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
     setup, methods = summary["setup"], summary["methods"]
     assert setup["test_requests"] == 4 and setup["tools"] == 4
     assert setup["renamed_tools"] == {"get_weather_now": "get weather(now)"}
-    # training requests holding a reference are left out for every method, and counted
-    skipped = setup["train_requests_skipped_for_references"]
-    assert skipped >= 1
+    # training plans are cut before a reference (or left out) for every method, and counted
+    cut, skipped = setup["train_requests_cut_at_references"], setup["train_requests_skipped_for_references"]
+    assert cut + skipped >= 1
     assert list(methods) == list(METHODS)
 
     # no adaptation ships for the tiny model: reported, not faked
@@ -104,7 +104,7 @@ def test_every_method_runs_and_is_reported(tmp_path: Path, backbone, user_data) 
 
     report = (tmp_path / "report.md").read_text()
     assert "| method | tool F1 | argument F1 |" in report
-    assert f"{skipped} training requests were left out" in report
+    assert f"{cut} training plans were cut" in report and f"{skipped} training requests whose first" in report
     assert (
         f"| ceiling (verbatim from the request) | - | {top['argument_f1']:.3f} | {top['exact_match']:.3f} |" in report
     )
