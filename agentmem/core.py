@@ -74,6 +74,10 @@ class PlanOptions(TypedDict, total=False):
     """Before the plan ends, decode the likeliest next tool's call too, and keep it when all
     its values are in the request and one is used by no earlier call (the plan's ``notes``
     say when a call was added)."""
+    fall_back_to_text: bool
+    """With ``tool_choice="auto"`` and rerouting: when every tool tried for the plan's first
+    call invents a value or breaks its schema, answer in words instead (the plan's ``notes``
+    say so)."""
 
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.

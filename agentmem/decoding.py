@@ -106,6 +106,11 @@ class DecodeSettings:
     # often ends a two-part request after its first part ("... Also remind me to pack an
     # umbrella at 07:30" with the weather call alone).
     complete_plan: bool = True
+    # With tool_choice="auto" and rerouting: when every tool tried for a plan's first call
+    # invents a value or breaks its schema, answer in words instead (the model's likeliest
+    # text at that routing decision): "What's your name?" is not an email to an invented
+    # address. A plan never holds a value the product cannot resolve.
+    fall_back_to_text: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,8 @@ class _Row:
     likelihood: float = 0.0  # log-probability of the call's argument tokens so far
     replay: list[int] = field(default_factory=list)  # argument tokens to write again (a call chosen earlier)
     extending: bool = False  # the call being decoded is one the model would not have made (`complete_plan`)
+    # the likeliest text token at the first routing decision (`fall_back_to_text`), None where text may not answer
+    text_token: int | None = None
     rewind: int = 0  # tokens to take back out of the cache before the next one goes in
     feed: int | None = None  # the token to feed instead of the one just chosen
     submitted: float = 0.0  # perf_counter() times: asked for, prefilled, done
@@ -452,6 +459,9 @@ class Decoder:
             # Text may answer instead of a plan, never trail one: a plan ends at eos.
             if first and choice == "auto":
                 candidates[:vocab] = scores[:vocab]
+                words = scores[:vocab].clone()
+                words[[t for t in self._stops if t < vocab]] = float("-inf")
+                state.text_token = int(words.argmax())
         token = int(candidates.argmax())
         if token == eos:
             # Not in a resumed plan: its earlier calls are in the prompt, not in `state.plan`, so
@@ -619,6 +629,14 @@ class Decoder:
             self._take_back(state, tool)
             return None
         best = min(tried, key=lambda t: t.rank)
+        if best.flaws and self._answers_instead(state):
+            first = tried[0]
+            self._take_back_to_text(state)
+            state.plan.notes.append(
+                f"answered in words: every call tried invents a value or breaks its schema "
+                f"({first.tool}'s: {'; '.join(first.flaws)})"
+            )
+            return None
         if best is not tried[-1]:
             state.alternatives = []
             state.probability = best.probability
@@ -640,6 +658,25 @@ class Decoder:
         state.rewind = len(state.pending)
         state.feed = state.view.names.index(tool) + self.backbone.vocab_size
         self._start_call(state, tool)
+
+    def _answers_instead(self, state: _Row) -> bool:
+        """Whether a flawed first call gives way to a text answer (`DecodeSettings.fall_back_to_text`)."""
+        return (
+            state.settings.fall_back_to_text
+            and state.text_token is not None
+            and not state.plan.steps
+            and not state.continued
+        )
+
+    def _take_back_to_text(self, state: _Row) -> None:
+        """Returns the row to its first routing decision and answers in words from there."""
+        assert state.text_token is not None
+        state.rewind = len(state.pending)
+        state.feed = state.text_token
+        state.tried, state.alternatives = [], []
+        state.tool, state.matcher, state.text = None, None, ""
+        state.pending = [state.text_token]
+        state.mode = "text"
 
     def _finish_text(self, state: _Row, reason: str) -> None:
         state.plan.text = self.backbone.tokenizer.decode(state.pending, skip_special_tokens=True).strip()

@@ -75,6 +75,7 @@ GREEDY_OPTIONS: PlanOptions = {
     "reroute_unfounded": False,
     "optional_bias": 0.0,
     "complete_plan": False,
+    "fall_back_to_text": False,
 }
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"

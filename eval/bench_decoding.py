@@ -17,6 +17,8 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``complete_plan`` (before a plan ends, the likeliest next tool's call is decoded and
   kept when all its values are in the request and one is new to the plan,
   `agentmem.decoding.Decoder._extension_kept`): ``--complete-plan`` off, on or both;
+* ``fall_back_to_text`` (when every tool tried for a plan's first call invents a value, the
+  model answers in words instead): ``--fall-back-to-text`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.
@@ -125,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         help="complete_plan settings to try: off, on or off,on",
     )
     parser.add_argument(
+        "--fall-back-to-text",
+        default=switch[library.fall_back_to_text],
+        help="fall_back_to_text settings to try: off, on or off,on",
+    )
+    parser.add_argument(
         "--optional-bias", default=f"{library.optional_bias:g}", help="optional_bias values to try (comma-separated)"
     )
     parser.add_argument(
@@ -159,17 +166,25 @@ def main(argv: list[str] | None = None) -> int:
     shown: list[str] = []
     switches = {"off": False, "on": True}
     settings = [
-        (float(bias), switches[drop.strip()], switches[reroute.strip()], float(optional), switches[complete.strip()])
+        (
+            float(bias),
+            switches[drop.strip()],
+            switches[reroute.strip()],
+            float(optional),
+            switches[complete.strip()],
+            switches[words.strip()],
+        )
         for bias in args.copy_bias.split(",")
         if bias.strip()
         for drop in args.drop_unfounded.split(",")
         for reroute in args.reroute.split(",")
         for optional in args.optional_bias.split(",")
         for complete in args.complete_plan.split(",")
+        for words in args.fall_back_to_text.split(",")
     ]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for bias, drop, reroute, optional, complete in settings:
+    for bias, drop, reroute, optional, complete, words in settings:
         started = time.perf_counter()
         options: PlanOptions = {
             "copy_bias": bias,
@@ -177,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             "reroute_unfounded": reroute,
             "optional_bias": optional,
             "complete_plan": complete,
+            "fall_back_to_text": words,
         }
         plans = mem.plan_batch([e["query"] for e in held], **options)
         seconds = time.perf_counter() - started
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         label = (
             f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
             f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}, "
-            f"complete_plan={'on' if complete else 'off'}"
+            f"complete_plan={'on' if complete else 'off'}, fall_back_to_text={'on' if words else 'off'}"
         )
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(

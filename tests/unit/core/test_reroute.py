@@ -224,3 +224,41 @@ def test_a_resumed_plan_is_never_completed(mem, monkeypatch):
     ]
     resumed = mem.plan(messages, resume=True)
     assert resumed.calls == [] and resumed.finish_reason == "stop"
+
+
+@pytest.fixture
+def routes_first(monkeypatch):
+    """The tiny model's text outranked at routing: its plans start with a call (the text's
+    order among itself, so the likeliest text token, is unchanged)."""
+    route = decoding.Decoder._route
+
+    def tools_first(self, state, scores, vocab, eos):
+        scores = scores.clone()
+        scores[:vocab] -= 50
+        return route(self, state, scores, vocab, eos)
+
+    monkeypatch.setattr(decoding.Decoder, "_route", tools_first)
+
+
+def test_a_first_call_every_tool_invents_gives_way_to_words(mem, monkeypatch, routes_first):
+    words = mem.plan(REQUEST, tool_choice="none")
+    assert words.text  # its first token is not a stop, as the fallback's never is
+    plain = mem.plan(REQUEST, reroute_unfounded=False)
+    assert plain.calls and not plain.text
+    flag(monkeypatch, set(mem.bank.names))
+    answered = mem.plan(REQUEST)
+    # back at the first routing decision, the cache holds no call: the answer is the one
+    # the model gives when it may only answer
+    assert answered.calls == [] and answered.text == words.text
+    assert any(note.startswith("answered in words: every call tried invents a value") for note in answered.notes)
+    # off, or where a call is required, the likeliest flawed call stays
+    assert calls(mem.plan(REQUEST, fall_back_to_text=False).steps)[:1] == calls(plain.steps)[:1]
+    assert mem.plan(REQUEST, tool_choice="any").calls
+
+
+def test_a_founded_first_call_is_kept_and_a_later_flawed_one_never_turns_into_words(mem, monkeypatch, routes_first):
+    plain = mem.plan(REQUEST, reroute_unfounded=False, max_calls=2)
+    assert len(plain.calls) == 2
+    flag(monkeypatch, {plain.calls[1].name} - {plain.calls[0].name})
+    later = mem.plan(REQUEST, max_calls=2)
+    assert later.calls and not later.text
