@@ -76,8 +76,8 @@ class PlanOptions(TypedDict, total=False):
     say when a call was added)."""
     fall_back_to_text: bool
     """With ``tool_choice="auto"`` and rerouting: when every tool tried for the plan's first
-    call invents a value or breaks its schema, answer in words instead (the plan's ``notes``
-    say so)."""
+    call invents a value or breaks its schema, or its arguments run away, answer in words
+    instead (the plan's ``notes`` say so)."""
 
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.

@@ -262,3 +262,15 @@ def test_a_founded_first_call_is_kept_and_a_later_flawed_one_never_turns_into_wo
     flag(monkeypatch, {plain.calls[1].name} - {plain.calls[0].name})
     later = mem.plan(REQUEST, max_calls=2)
     assert later.calls and not later.text
+
+
+def test_a_first_call_that_runs_away_gives_way_to_words(mem, monkeypatch, routes_first):
+    words = mem.plan(REQUEST, tool_choice="none")
+    monkeypatch.setattr(decoding, "_runaway", lambda tokens: (tokens[-1],) if len(tokens) >= 3 else None)
+    stopped = mem.plan(REQUEST, fall_back_to_text=False)
+    assert stopped.finish_reason == "repetition" and "runaway string" in stopped.invalid_calls[0].reason
+    answered = mem.plan(REQUEST)
+    assert answered.steps == [] and answered.text == words.text
+    assert any(note.startswith("answered in words: the first call's arguments stopped") for note in answered.notes)
+    # a call that must be made stays an invalid call with its reason
+    assert mem.plan(REQUEST, tool_choice="any").finish_reason == "repetition"
