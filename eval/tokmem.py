@@ -8,8 +8,8 @@ requests call (ties: the first in the request); a tool left with none gets a cop
 request that calls it (that request then counts twice). Every request trains every
 memory token it uses whichever tool it is handed to.
 
-The training requests come without result references (the runner leaves out any request
-holding one, for every method); ``learn_tools`` is still called with ``invalid="skip"``, so
+The training requests come without result references (the runner cuts each plan before
+its first call holding one, for every method); ``learn_tools`` is still called with ``invalid="skip"``, so
 that a request it refuses (a reference, a value breaking its schema) is left out rather
 than stopping the run, and the fit details count them (``skipped``).
 
