@@ -669,8 +669,8 @@ class Decoder:
         if settings.reroute_unfounded and not state.extending and not state.tried and self._answers_instead(state):
             self._take_back_to_text(state)
             state.plan.notes.append(f"answered in words: the first call's {reason}")
-            token, state.feed = state.feed, None  # type: ignore[assignment]
-            return token
+            state.feed = None  # fed here, in place of the argument token just chosen
+            return state.pending[0]
         self._finish_call(state, settings, stopped=(reason, finish))
         return token
 
