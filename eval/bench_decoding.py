@@ -34,9 +34,10 @@ plans beside their gold calls; appends both to ``runs/decoding-<date>.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agentmem import runinfo
 from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
@@ -101,39 +102,44 @@ def show_answers(plans: list[Plan]) -> str:
     return "\n".join(lines)
 
 
+#: The decoding levers, in the table's order: the `PlanOptions` key, the flag naming the
+#: values to try, and the name in a row's label. A switch's values are off/on; a number's,
+#: comma-separated numbers.
+LEVERS: tuple[tuple[str, str, str], ...] = (
+    ("copy_bias", "--copy-bias", "copy_bias"),
+    ("drop_unfounded", "--drop-unfounded", "drop_unfounded"),
+    ("reroute_unfounded", "--reroute", "reroute"),
+    ("optional_bias", "--optional-bias", "optional_bias"),
+    ("complete_plan", "--complete-plan", "complete_plan"),
+    ("fall_back_to_text", "--fall-back-to-text", "fall_back_to_text"),
+)
+_SWITCH = {False: "off", True: "on"}
+
+
+def _values(text: str, switch: bool) -> list[Any]:
+    """The values to try, from a flag's comma-separated text."""
+    if switch:
+        return [{"off": False, "on": True}[v.strip()] for v in text.split(",")]
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
     parser.add_argument("--plain", action="store_true", help="the plain backbone, no adaptation")
     library = DecodeSettings()
-    switch = {False: "off", True: "on"}
-    parser.add_argument(
-        "--copy-bias", default=f"{library.copy_bias:g}", help="copy_bias values to try (comma-separated; 0 is off)"
-    )
-    parser.add_argument(
-        "--drop-unfounded",
-        default=switch[library.drop_unfounded],
-        help="drop_unfounded settings to try: off, on or off,on",
-    )
-    parser.add_argument(
-        "--reroute",
-        default=switch[library.reroute_unfounded],
-        help="reroute_unfounded settings to try: off, on or off,on",
-    )
-    parser.add_argument(
-        "--complete-plan",
-        default=switch[library.complete_plan],
-        help="complete_plan settings to try: off, on or off,on",
-    )
-    parser.add_argument(
-        "--fall-back-to-text",
-        default=switch[library.fall_back_to_text],
-        help="fall_back_to_text settings to try: off, on or off,on",
-    )
-    parser.add_argument(
-        "--optional-bias", default=f"{library.optional_bias:g}", help="optional_bias values to try (comma-separated)"
-    )
+    for option, flag, _ in LEVERS:
+        default = getattr(library, option)
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, dest=option, default=_SWITCH[default], help=f"{option} settings to try: off, on or off,on"
+            )
+        else:
+            zero = "; 0 is off" if option == "copy_bias" else ""
+            parser.add_argument(
+                flag, dest=option, default=f"{default:g}", help=f"{option} values to try (comma-separated{zero})"
+            )
     parser.add_argument(
         "--bank",
         type=Path,
@@ -164,45 +170,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[list[str]] = []
     shown: list[str] = []
-    switches = {"off": False, "on": True}
-    settings = [
-        (
-            float(bias),
-            switches[drop.strip()],
-            switches[reroute.strip()],
-            float(optional),
-            switches[complete.strip()],
-            switches[words.strip()],
-        )
-        for bias in args.copy_bias.split(",")
-        if bias.strip()
-        for drop in args.drop_unfounded.split(",")
-        for reroute in args.reroute.split(",")
-        for optional in args.optional_bias.split(",")
-        for complete in args.complete_plan.split(",")
-        for words in args.fall_back_to_text.split(",")
-    ]
+    tried = [_values(getattr(args, option), isinstance(getattr(library, option), bool)) for option, _, _ in LEVERS]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for bias, drop, reroute, optional, complete, words in settings:
+    for values in itertools.product(*tried):
         started = time.perf_counter()
-        options: PlanOptions = {
-            "copy_bias": bias,
-            "drop_unfounded": drop,
-            "reroute_unfounded": reroute,
-            "optional_bias": optional,
-            "complete_plan": complete,
-            "fall_back_to_text": words,
-        }
+        options = cast(PlanOptions, {option: value for (option, _, _), value in zip(LEVERS, values)})
         plans = mem.plan_batch([e["query"] for e in held], **options)
         seconds = time.perf_counter() - started
         result = score_plans(held, plans)
         answers = mem.plan_batch(list(demo.NO_TOOL_REQUESTS), **options)
         in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
-        label = (
-            f"copy_bias={bias:g}, drop_unfounded={'on' if drop else 'off'}, "
-            f"reroute={'on' if reroute else 'off'}, optional_bias={optional:g}, "
-            f"complete_plan={'on' if complete else 'off'}, fall_back_to_text={'on' if words else 'off'}"
+        label = ", ".join(
+            f"{name}={_SWITCH[value] if isinstance(value, bool) else f'{value:g}'}"
+            for (_, _, name), value in zip(LEVERS, values)
         )
         cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
         rows.append(
