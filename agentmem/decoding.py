@@ -662,11 +662,11 @@ class Decoder:
 
     def _give_up_call(self, state: _Row, settings: DecodeSettings, reason: str, finish: str, token: int) -> int:
         """Ends a call whose arguments ran away or hit their bound: an invalid call that ends
-        the plan, or, for a plan's first call that may give way to words (`_answers_instead`,
-        with rerouting on, before any other tool was tried), a text answer from the first
-        routing decision. Returns the token to feed next."""
+        the plan, or, for a plan's first call that may give way to words (`_answers_instead`)
+        before any other tool was tried, a text answer from the first routing decision.
+        Returns the token to feed next."""
         # not while rerouting tries other tools (`state.tried`): a call decoded there may be founded
-        if settings.reroute_unfounded and not state.extending and not state.tried and self._answers_instead(state):
+        if not state.tried and self._answers_instead(state):
             self._take_back_to_text(state)
             state.plan.notes.append(f"answered in words: the first call's {reason}")
             state.feed = None  # fed here, in place of the argument token just chosen
@@ -675,9 +675,11 @@ class Decoder:
         return token
 
     def _answers_instead(self, state: _Row) -> bool:
-        """Whether a flawed first call gives way to a text answer (`DecodeSettings.fall_back_to_text`)."""
+        """Whether a flawed first call gives way to a text answer (`DecodeSettings.fall_back_to_text`,
+        with rerouting: a plan's first call, so never a call `complete_plan` tries)."""
         return (
             state.settings.fall_back_to_text
+            and state.settings.reroute_unfounded
             and state.text_token is not None
             and not state.plan.steps
             and not state.continued
