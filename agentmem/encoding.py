@@ -21,7 +21,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from agentmem.chat import read_call
+from agentmem.chat import content_text, read_call
 from agentmem.tools.examples import Example
 from agentmem.tools.parsing import canonical_json
 
@@ -122,20 +122,19 @@ def as_messages(request: str | Messages) -> list[dict[str, Any]]:
 
 
 def source_text(request: str | Messages) -> str:
-    """The text a plan's argument values may be copied from: the request, or the user
-    messages and tool results of a conversation, one per line."""
+    """The text a plan's argument values may be founded in (copied from): the request, or
+    everything a conversation holds, one piece per line: system prompts (a user's id or
+    token stated by the application), every user turn (a name given three turns ago),
+    assistant text, the arguments of earlier calls and tool results (an order id an earlier
+    call returned). An agent's values come from all of these, not only the last message."""
     if isinstance(request, str):
         return request
     parts = []
     for message in request:
-        if message.get("role") not in ("user", "tool"):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):  # OpenAI content parts
-            parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return "\n".join(parts)
+        parts.append(content_text(message.get("content"), strict=False))
+        for call in message.get("tool_calls") or ():
+            parts.append(canonical_json(_name_and_arguments(call)[1]))
+    return "\n".join(p for p in parts if p)
 
 
 # Private-use characters mark where an earlier assistant tool call goes in the rendered

@@ -21,6 +21,8 @@ from agentmem.chat import (
     read_turn,
     tool_choice_policy,
 )
+from agentmem.copying import unfounded
+from agentmem.encoding import source_text
 from agentmem.errors import ChatInputError, ToolChoiceError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from tests.conftest import LIGHT, UNIT, tiny_backbone
@@ -249,3 +251,29 @@ def test_the_model_lock_serialises_planning(mem):
         assert not done.wait(1.0)
     worker.join(60)
     assert done.is_set()
+
+
+def test_a_value_from_anywhere_in_the_conversation_is_founded():
+    """An agent's values come from the system prompt, earlier turns, earlier calls and tool
+    results, not only the last message: each counts as where a value may be read."""
+    schema = {
+        "type": "object",
+        "properties": {"user_id": {"type": "string"}, "order_id": {"type": "string"}, "amount": {"type": "number"}},
+        "required": ["user_id", "order_id", "amount"],
+    }
+    arguments = {"user_id": "USR-7731", "order_id": "ORD-5521", "amount": 42.5}
+    messages = [
+        {"role": "system", "content": "The signed-in user is USR-7731."},  # only the system prompt says it
+        {"role": "user", "content": "Show my latest order."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"function": {"name": "latest_order", "arguments": '{"max_total": 42.5}'}}],
+        },
+        {"role": "tool", "content": '{"order_id": "ORD-5521", "status": "open"}'},  # only a result says it
+        {"role": "user", "content": "Cancel that order."},
+    ]
+    assert unfounded(schema, arguments, source_text(messages)) == []
+    # the last message alone founds none of them: each value came from the context
+    assert unfounded(schema, arguments, source_text(messages[-1:])) == ["user_id", "order_id", "amount"]
+    assert unfounded(schema, arguments, source_text(messages[:1] + messages[-1:])) == ["order_id", "amount"]
