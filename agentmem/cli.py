@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentmem.decoding.settings import OPTIONS
 from agentmem.errors import AgentMemError
 
 #: Entry-point group of commands added by other layers: ``register(subparsers)`` each.
@@ -52,25 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = commands.add_parser("plan", help="plan the tool calls for a request")
     plan.add_argument("bank", type=Path)
     plan.add_argument("request")
-    plan.add_argument("--tool-choice", default="auto")
-    plan.add_argument(
-        "--copy-bias", type=float, help="bonus to tokens that copy the request into a value (default: the library's)"
-    )
-    plan.add_argument(
-        "--optional-bias",
-        type=float,
-        help="bonus to writing optional arguments the model would leave out (default: the library's; 0: off)",
-    )
-    plan.add_argument(
-        "--keep-unfounded",
-        action="store_true",
-        help="keep optional arguments whose values are not in the request (drop_unfounded=False)",
-    )
-    plan.add_argument(
-        "--no-reroute",
-        action="store_true",
-        help="keep the likeliest tool even when its call holds a value the request does not (reroute_unfounded=False)",
-    )
+    _add_plan_options(plan)
     plan.add_argument(
         "--json",
         action="store_true",
@@ -235,20 +218,34 @@ def _learn(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Flags kept from before every option had one, as aliases.
+_PLAN_FLAG_ALIASES = {"drop_unfounded": ("--keep-unfounded",), "reroute_unfounded": ("--no-reroute",)}
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per `DecodeSettings` option (its help, its default: the library's): a
+    number or a word as ``--max-calls 3``, a switch on by default as ``--no-copy-...``,
+    ``--tools`` as comma-separated names."""
+    for option in OPTIONS:
+        flag = "--" + option.name.replace("_", "-")
+        words = option.metadata["help"].replace("%", "%%") + f" (default: {option.default!r})"
+        if isinstance(option.default, bool):
+            negated = ("--no-" if option.default else "--") + option.name.replace("_", "-")
+            action = "store_false" if option.default else "store_true"
+            flags = (negated, *_PLAN_FLAG_ALIASES.get(option.name, ()))
+            parser.add_argument(*flags, dest=option.name, action=action, default=None, help=words)
+        elif option.name == "tools":
+            parser.add_argument(flag, type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help=words)
+        else:
+            parser.add_argument(flag, dest=option.name, type=type(option.default), help=words)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from agentmem.chat import plan_to_dict
     from agentmem.core import AgentMem
 
     mem = AgentMem.load(args.bank)
-    options: dict[str, Any] = {"tool_choice": args.tool_choice}
-    if args.copy_bias is not None:
-        options["copy_bias"] = args.copy_bias
-    if args.optional_bias is not None:
-        options["optional_bias"] = args.optional_bias
-    if args.keep_unfounded:
-        options["drop_unfounded"] = False
-    if args.no_reroute:
-        options["reroute_unfounded"] = False
+    options = {f.name: getattr(args, f.name) for f in OPTIONS if getattr(args, f.name) is not None}
     plan = mem.plan(args.request, **options)
     if args.json:
         print(json.dumps(plan_to_dict(plan, mem.schemas), indent=2, ensure_ascii=False))

@@ -8,8 +8,8 @@ substring of the request's text, and the decoder adds a bonus to their scores be
 grammar mask: a nudge towards copying, not a constraint (the model may still write a value
 the request does not contain, e.g. a date it must normalise).
 
-`value_string` reads the argument text written so far and says whether a string value is
-open, and what it holds. Torch-free.
+`value_string` reads the argument text written so far (`agentmem.jsonscan`) and says whether
+a string value is open, and what it holds. Torch-free.
 """
 
 from __future__ import annotations
@@ -18,58 +18,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from agentmem.jsonscan import scan
+
 #: Longest continuation looked at, in characters: longer than any single token's text.
 _LOOKAHEAD = 32
 
 
-def _scan(text: str) -> tuple[bool, bool, int, bool, int]:
-    """Where the end of ``text`` (argument JSON so far) stands.
-
-    Returns:
-        ``(in_string, is_key, start, expecting_value, depth)``: whether a string is open,
-        whether it is an object key, where its content starts, (outside strings) whether a
-        value would come next (after ``:``, ``[``, or ``,`` in an array), and how many
-        objects and arrays are open.
-    """
-    stack: list[str] = []  # "{" or "["
-    expecting_key = expecting_value = False
-    in_string = is_key = escaped = False
-    start = 0
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch.isspace():
-            continue
-        expecting_value = False
-        if ch == '"':
-            in_string, is_key, start = True, bool(stack) and stack[-1] == "{" and expecting_key, i + 1
-        elif ch == "{":
-            stack.append("{")
-            expecting_key = True
-        elif ch == "[":
-            stack.append("[")
-            expecting_key, expecting_value = False, True
-        elif ch in "}]":
-            if stack:
-                stack.pop()
-            expecting_key = False
-        elif ch == ",":
-            expecting_key = bool(stack) and stack[-1] == "{"
-            expecting_value = bool(stack) and stack[-1] == "["
-        elif ch == ":":
-            expecting_key, expecting_value = False, True
-    return in_string, is_key, start, expecting_value, len(stack)
-
-
 def depth(text: str) -> int:
     """How many JSON objects and arrays are open at the end of ``text`` (1: the arguments)."""
-    return _scan(text)[4]
+    return scan(text).depth
 
 
 def value_string(text: str) -> str | None:
@@ -82,8 +39,8 @@ def value_string(text: str) -> str | None:
         The raw (still escaped) content of the open value string (``"Lis"``), or None
         when the text does not end inside a value string (outside strings, or in a key).
     """
-    in_string, is_key, start, _, _ = _scan(text)
-    return text[start:] if in_string and not is_key else None
+    position = scan(text)
+    return text[position.start :] if position.in_string and not position.is_key else None
 
 
 _NUMBER_TAIL = re.compile(r"-?[0-9.]*$")
@@ -102,8 +59,8 @@ def value_number(text: str) -> str | None:
     """
     tail = _NUMBER_TAIL.search(text)
     head = text[: tail.start()] if tail else text
-    in_string, _, _, expecting_value, _ = _scan(head)
-    return tail.group() if tail and not in_string and expecting_value else None
+    position = scan(head)
+    return tail.group() if tail and not position.in_string and position.expecting_value else None
 
 
 def first_tokens(source: str, encode: Callable[[str], Sequence[int]]) -> frozenset[int]:

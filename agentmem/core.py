@@ -21,6 +21,7 @@ from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.chat import tool_choice_policy
 from agentmem.compose import compose_examples
 from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
+from agentmem.decoding.settings import options_help
 from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
 from agentmem.locking import FairLock
@@ -31,53 +32,41 @@ from agentmem.tools.examples import Example, OnInvalid, SkippedExample, normaliz
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 from agentmem.training import LearnReport, TrainConfig, train_rows
 
-__all__ = ["AdaptReport", "AgentMem", "LearnReport", "PlanOptions"]
+__all__ = ["REQUEST_OPTIONS", "AdaptReport", "AgentMem", "LearnReport", "PlanOptions"]
 
 
 class PlanOptions(TypedDict, total=False):
-    """Options of `AgentMem.plan`, `plan_batch` and `submit` (each defaults as `DecodeSettings`)."""
+    """Options of `AgentMem.plan`, `plan_batch` and `submit`: every field of `DecodeSettings`
+    (its meaning and default in the field's ``metadata["help"]``, listed in `AgentMem.plan`'s
+    docstring), plus `REQUEST_OPTIONS`. The types are written here for type checkers; a
+    test checks that the keys are exactly those."""
 
     tool_choice: Any
-    """``"auto"`` (calls or a text answer), ``"any"``/``"required"`` (at least one call),
-    ``"none"`` (text only), or a tool name (that tool first); LangChain's other forms too
-    (`agentmem.chat.tool_choice_policy`)."""
     tools: Sequence[str] | None
-    """Restrict routing to these learned tools (default: all)."""
     max_calls: int
-    """Stop after this many calls."""
+    max_argument_tokens: int
     max_text_tokens: int
-    """Most tokens of a text answer."""
-    max_prompt_tokens: int | None
-    """Refuse a longer prompt (`PromptTooLongError`) before decoding."""
-    resume: bool
-    """When the messages end in the results of calls made since the last user message (an
-    agent run in progress), continue that plan: the model emits its next call or ends the
-    plan (see `resumed_prompt_ids`). Ignored with ``tool_choice="none"``."""
     constrained: bool
-    """Decode arguments under each tool's JSON Schema."""
     copy_bias: float
-    """Bonus to the scores of tokens that continue a span (or a number) of the request
-    inside a value (copy-aware decoding); 0 turns it off."""
     drop_unfounded: bool
-    """Leave out an optional string or number argument whose value is not in the request,
-    or repeats another argument's (the tool's default then applies; the plan's ``notes``
-    say what was left out)."""
-    optional_bias: float
-    """Bonus to writing one more argument while an optional property is unwritten (0: off);
-    with ``drop_unfounded``, what the request does not hold, or what repeats another
-    argument, is left out again."""
     reroute_unfounded: bool
-    """When a call holds a value the request does not (or breaks its schema), decode the
-    next likeliest tools at that routing decision too and keep the best-founded call (the
-    plan's ``notes`` say when the tool changed)."""
+    optional_bias: float
     complete_plan: bool
-    """Before the plan ends, decode the likeliest next tool's call too, and keep it when all
-    its values are in the request and one is used by no earlier call (the plan's ``notes``
-    say when a call was added)."""
     fall_back_to_text: bool
-    """With ``tool_choice="auto"`` and rerouting: when every tool tried for the plan's first
-    call invents a value or breaks its schema, or its arguments run away, answer in words
-    instead (the plan's ``notes`` say so)."""
+    max_prompt_tokens: int | None
+    resume: bool
+
+
+#: The options of a request that are not the decoder's (`DecodeSettings`), with their help.
+REQUEST_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("max_prompt_tokens", "Refuse a longer prompt (`PromptTooLongError`) before decoding. Default: None."),
+    (
+        "resume",
+        "When the messages end in the results of calls made since the last user message (an "
+        "agent run in progress), continue that plan: the model emits its next call or ends the "
+        'plan (see `resumed_prompt_ids`). Ignored with tool_choice="none". Default: False.',
+    ),
+)
 
 
 #: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.
@@ -336,14 +325,17 @@ class AgentMem:
         Args:
             request: A string, or chat messages (system, user, assistant turns with
                 ``tool_calls``, ``tool`` results) rendered with the backbone's template.
-            **options: See `PlanOptions` (tool_choice, tools, max_calls, max_text_tokens,
-                max_prompt_tokens, resume, constrained, copy_bias, drop_unfounded,
-                reroute_unfounded).
+            **options: `PlanOptions`, each as below (`DecodeSettings`, then `REQUEST_OPTIONS`).
+
+        Options:
+            {options}
 
         Returns:
             A Plan: ``calls`` (validated), ``invalid_calls`` (with reasons), ``text``.
         """
         return self.plan_batch([request], **options)[0]
+
+    plan.__doc__ = (plan.__doc__ or "").replace(" " * 12 + "{options}", options_help(REQUEST_OPTIONS, indent=12))
 
     def plan_batch(
         self, requests: Sequence[str | Messages], *, batch_size: int = 8, **options: Unpack[PlanOptions]

@@ -47,12 +47,13 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from agentmem.atomic import atomic_folder
+from agentmem.decoding.settings import preset_options
 from agentmem.encoding import prompt_format
 from agentmem.errors import BackboneError, BankError
 from agentmem.tools.calls import Plan
@@ -67,16 +68,9 @@ EXPORT_META = "agentmem_export.json"
 TOOLS_FILE = "tools.json"
 README_FILE = "README.md"
 #: The `AgentMem.plan` options whose plan plain greedy decoding of the exported checkpoint
-#: reproduces (see the module docstring): agentmem's own decoding levers all off.
-GREEDY_OPTIONS: PlanOptions = {
-    "constrained": False,
-    "copy_bias": 0.0,
-    "drop_unfounded": False,
-    "reroute_unfounded": False,
-    "optional_bias": 0.0,
-    "complete_plan": False,
-    "fall_back_to_text": False,
-}
+#: reproduces (see the module docstring): agentmem's own decoding levers all off, the
+#: "greedy" preset (`agentmem.decoding.PRESETS`).
+GREEDY_OPTIONS = cast("PlanOptions", preset_options("greedy"))
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"
 #: Fills ids between the tokenizer's length and the embedding matrix's width.

@@ -33,6 +33,8 @@ import torch
 import xgrammar as xgr
 from transformers import PreTrainedTokenizerBase
 
+from agentmem.jsonscan import scan
+
 
 class ArgumentGrammar:
     """Compiles tool JSON Schemas for one tokenizer and hands out matchers.
@@ -170,32 +172,9 @@ class ArgumentMatcher:
             self._finished = self._matcher.is_terminated()
             return ok
         self._text.append(token_text or "")
-        self._finished = _object_closed("".join(self._text))
+        self._finished = scan("".join(self._text)).closed
         return True
 
     def is_finished(self) -> bool:
         """True once the argument object is complete."""
         return self._finished
-
-
-def _object_closed(text: str) -> bool:
-    """Whether ``text`` holds a top-level ``{...}`` that has closed (strings respected)."""
-    depth, in_string, escaped, opened = 0, False, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-            opened = True
-        elif char in "}]":
-            depth -= 1
-            if opened and depth <= 0:
-                return True
-    return False

@@ -118,7 +118,7 @@ class PackedCache(Cache):
 
     def take_back(self, owner: int, count: int) -> None:
         """Marks a sequence's last ``count`` columns gone: it rewinds, and its next tokens
-        take their positions (the decoder rerouting a call, `Decoder._reroute`)."""
+        take their positions (the decoder rerouting a call, `agentmem.decoding.policies.Reroute`)."""
         mine = (self.owner == owner).nonzero().squeeze(1)
         self.owner[mine[len(mine) - count :]] = GONE
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
-from agentmem.decoding import MODEL_LOCK, Batch, Decoder, DecodeSettings, _Row
+from agentmem.decoding import MODEL_LOCK, Batch, Decoder, DecodeSettings, Row
 from agentmem.errors import OverloadedError
 from agentmem.tools.calls import Plan
 
@@ -56,7 +56,7 @@ class _Job:
     submitted: float
     deadline: float | None
     time_limit: float | None
-    row: _Row | None = field(default=None)
+    row: Row | None = field(default=None)
 
 
 class Scheduler:
@@ -229,7 +229,7 @@ class Scheduler:
             job.row = row
         self._running += ready
 
-    def _resolve(self, rows: Sequence[_Row]) -> None:
+    def _resolve(self, rows: Sequence[Row]) -> None:
         """Hands finished rows' plans to their futures."""
         done = {id(r) for r in rows}
         for job in [j for j in self._running if id(j.row) in done]:

@@ -12,11 +12,11 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``drop_unfounded`` (optional arguments whose values are not in the request are left out,
   `agentmem.copying.unfounded_optional`): ``--drop-unfounded`` off, on or both;
 * ``reroute_unfounded`` (a call holding a value the request does not makes the decoder try
-  the next likeliest tools at that routing decision, `agentmem.decoding.Decoder._reroute`):
+  the next likeliest tools at that routing decision, `agentmem.decoding.policies.Reroute`):
   ``--reroute`` off, on or both;
 * ``complete_plan`` (before a plan ends, the likeliest next tool's call is decoded and
   kept when all its values are in the request and one is new to the plan,
-  `agentmem.decoding.Decoder._extension_kept`): ``--complete-plan`` off, on or both;
+  `agentmem.decoding.policies.CompletePlan`): ``--complete-plan`` off, on or both;
 * ``fall_back_to_text`` (when every tool tried for a plan's first call invents a value, the
   model answers in words instead): ``--fall-back-to-text`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
@@ -44,6 +44,7 @@ from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding import DecodeSettings
+from agentmem.decoding.settings import LEVERS as LEVER_OPTIONS
 from agentmem.eval.metrics import Scores, score
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
@@ -102,16 +103,12 @@ def show_answers(plans: list[Plan]) -> str:
     return "\n".join(lines)
 
 
-#: The decoding levers, in the table's order: the `PlanOptions` key, the flag naming the
-#: values to try, and the name in a row's label. A switch's values are off/on; a number's,
-#: comma-separated numbers.
-LEVERS: tuple[tuple[str, str, str], ...] = (
-    ("copy_bias", "--copy-bias", "copy_bias"),
-    ("drop_unfounded", "--drop-unfounded", "drop_unfounded"),
-    ("reroute_unfounded", "--reroute", "reroute"),
-    ("optional_bias", "--optional-bias", "optional_bias"),
-    ("complete_plan", "--complete-plan", "complete_plan"),
-    ("fall_back_to_text", "--fall-back-to-text", "fall_back_to_text"),
+#: The decoding levers (`agentmem.decoding.LEVERS`), in the table's order: the `PlanOptions`
+#: key, the flag naming the values to try, and the name in a row's label. A switch's values
+#: are off/on; a number's, comma-separated numbers.
+_SHORT = {"reroute_unfounded": "reroute"}  # the label BENCHMARKS has always used
+LEVERS: tuple[tuple[str, str, str], ...] = tuple(
+    (name, "--" + _SHORT.get(name, name).replace("_", "-"), _SHORT.get(name, name)) for name in LEVER_OPTIONS
 )
 _SWITCH = {False: "off", True: "on"}
 

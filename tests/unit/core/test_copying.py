@@ -15,8 +15,9 @@ from agentmem.copying import (
     value_number,
     value_string,
 )
-from agentmem.decoding import DecodeSettings, _Row
+from agentmem.decoding import DecodeSettings, Row
 from agentmem.tools import demo
+from tests.unit.core.test_decoding import _token
 
 
 def test_value_string_reads_the_open_value_only():
@@ -80,13 +81,13 @@ def test_a_split_word_gets_the_bonus_from_its_first_token(tiny):
     se, sk = tokenizer.encode("SE")[0], tokenizer.encode("SK")[0]
     assert tokenizer.decode(tokenizer.encode("SEK")[:1]) == "SE"  # the premise: a split word
     text = '{"amount":64,"from_currency":"NZD","to_currency":"'
-    state = _Row(prompt_tokens=1, mode="arguments", tool="convert_currency", source="Turn 64 NZD into SEK.", text=text)
+    state = Row(prompt_tokens=1, mode="arguments", tool="convert_currency", source="Turn 64 NZD into SEK.", text=text)
     state.pending = tokenizer.encode(text)
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(tiny.vocab_size + len(mem.bank))
     scores[se], scores[sk] = 4.0, 5.0
-    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=0))[0] == sk
-    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == se
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=0))[0] == sk
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == se
 
 
 def test_found_in_reads_strings_and_numbers_from_the_request():
@@ -120,11 +121,15 @@ def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(tiny)
     written = '{"text":"feed the cat","time":"16:05","date":"2022"}'
 
     def finish(settings: DecodeSettings):
-        state = _Row(
-            prompt_tokens=1, mode="arguments", tool="create_reminder", source="Make sure I feed the cat at 16:05."
+        state = Row(
+            prompt_tokens=1,
+            settings=settings,
+            mode="arguments",
+            tool="create_reminder",
+            source="Make sure I feed the cat at 16:05.",
         )
         state.pending = tokenizer.encode(written)
-        decoder._finish_call(state, settings)
+        decoder._finish_call(state)
         return state.plan
 
     kept = finish(DecodeSettings(drop_unfounded=False))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from agentmem import AgentMem
-from agentmem.decoding import DecodeSettings, _Row, _runaway
+from agentmem.decoding import DecodeSettings, Row
+from agentmem.decoding.policies import RunawayGuard
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
 
@@ -127,32 +128,38 @@ def test_runaway_string_stops_early_as_an_invalid_call_with_its_reason(mem):
 
 
 def test_runaway_detection_spares_short_repeats():
-    assert _runaway([5] * 16) == (5,)
-    assert _runaway([1, 2] * 8) == (1, 2)
-    assert _runaway(list(range(8)) * 3) == tuple(range(8))
-    assert _runaway([5] * 15) is None  # "1000000000000000" is a number, not a runaway
-    assert _runaway([1, 2, 3] * 4) is None
-    assert _runaway([9, 1, 2] + [1, 2] * 6) is None
+    assert RunawayGuard().repeated([5] * 16) == (5,)
+    assert RunawayGuard().repeated([1, 2] * 8) == (1, 2)
+    assert RunawayGuard().repeated(list(range(8)) * 3) == tuple(range(8))
+    assert RunawayGuard().repeated([5] * 15) is None  # "1000000000000000" is a number, not a runaway
+    assert RunawayGuard().repeated([1, 2, 3] * 4) is None
+    assert RunawayGuard().repeated([9, 1, 2] + [1, 2] * 6) is None
+
+
+def _token(decoder, state: Row, scores: torch.Tensor, settings: DecodeSettings) -> tuple[int, str]:
+    """The argument token the decoder chooses for ``state`` under ``settings``."""
+    state.settings = settings
+    return decoder._argument_token(state, scores)
 
 
 def test_a_token_starting_a_result_reference_is_passed_over(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = _Row(prompt_tokens=1, mode="arguments", tool="create_reminder", text='{"text":"$')
+    state = Row(prompt_tokens=1, mode="arguments", tool="create_reminder", text='{"text":"$')
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     var, other = tokenizer.encode("var")[0], tokenizer.encode("pack")[0]
     scores[var], scores[other] = 10.0, 5.0
-    token, piece = decoder._argument_token(state, scores, DecodeSettings())
+    token, piece = _token(decoder, state, scores, DecodeSettings())
     assert token == other and piece == "pack"
     state.text = '{"text":"'  # "var" alone starts no reference
-    assert decoder._argument_token(state, scores, DecodeSettings())[0] == var
+    assert _token(decoder, state, scores, DecodeSettings())[0] == var
 
 
 def test_copy_bias_favours_continuing_the_request(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = _Row(
+    state = Row(
         prompt_tokens=1,
         mode="arguments",
         tool="create_reminder",
@@ -164,8 +171,8 @@ def test_copy_bias_favours_continuing_the_request(mem):
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]
     scores[umbrella], scores[coat] = 4.0, 5.0
-    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=0))[0] == coat
-    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == umbrella
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=0))[0] == coat
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == umbrella
     closing = tokenizer.encode('"')[0]
     scores[closing] = 6.0  # the model ends the value here: the bonus does not drag it on
-    assert decoder._argument_token(state, scores, DecodeSettings(copy_bias=2.0))[0] == closing
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == closing

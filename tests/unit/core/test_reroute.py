@@ -1,7 +1,7 @@
 """Rerouting: a call holding a value the request does not makes the decoder try other tools.
 
 The tiny model's routing is arbitrary, so which calls count as unfounded is set by patching
-`agentmem.decoding.unfounded`; what is checked is the decoder's mechanics: the row goes back
+`agentmem.decoding.policies.unfounded`; what is checked is the decoder's mechanics: the row goes back
 to its routing decision (its cache takes the call's tokens back), decodes the next tool
 there exactly as if it had been chosen first, and keeps the best-founded call, replaying it
 token for token when it was not the last one decoded.
@@ -9,10 +9,13 @@ token for token when it was not the last one decoded.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from agentmem import AgentMem, decoding
+from agentmem.decoding import policies
 from tests.conftest import tool_schema
 
 REQUEST = "Switch the lamp to blue and the fan to high."
@@ -29,8 +32,13 @@ def mem(tiny, monkeypatch) -> AgentMem:
         (fan, [{"query": f"Fan to {v}.", "arguments": {"speed": v}} for v in ("low", "high")]),
     ]
     mem.learn_tools(pack, epochs=1, progress=False)
-    monkeypatch.setattr(decoding, "_ALTERNATIVE_MIN_PROBABILITY", 0.0)  # every tool is an alternative
+    levers(mem, monkeypatch, reroute=policies.Reroute(min_probability=0.0))  # every tool is an alternative
     return mem
+
+
+def levers(mem: AgentMem, monkeypatch, **changes) -> None:
+    """Sets some of the decoder's call-level levers (their thresholds) for one test."""
+    monkeypatch.setattr(mem._decoder, "levers", replace(mem._decoder.levers, **changes))
 
 
 def calls(steps) -> list[tuple[str, dict]]:
@@ -44,7 +52,7 @@ def flag(monkeypatch, tools: set[str]) -> None:
         name = "set_lamp" if "color" in schema.get("properties", {}) else "set_fan"
         return list(arguments)[:1] if name in tools else []
 
-    monkeypatch.setattr(decoding, "unfounded", fake)
+    monkeypatch.setattr(policies, "unfounded", fake)
 
 
 def test_an_unfounded_call_is_replaced_by_the_next_tool_decoded_as_if_chosen_first(mem, monkeypatch):
@@ -86,8 +94,8 @@ def _hidden_once_decoding(mem: AgentMem, settings: decoding.DecodeSettings, tool
     for _ in range(64):
         batch.step()
         if row.tool == tool and not row.pending:
-            assert row.hidden is not None
-            return row.hidden.clone()
+            assert row.slot.hidden is not None
+            return row.slot.hidden.clone()
     raise AssertionError(f"{tool} was never decoded")
 
 
@@ -104,9 +112,9 @@ def test_the_cache_takes_the_rejected_call_back(mem, monkeypatch):
 def test_calls_rank_by_flaws_then_likelihood_when_founded_and_tool_probability_when_not():
     from agentmem.tools.calls import InvalidToolCall, ToolCall
 
-    def tried(p: float, likelihood: float, flaws: list[str], invalid: bool = False) -> decoding._Tried:
+    def tried(p: float, likelihood: float, flaws: list[str], invalid: bool = False) -> policies.Tried:
         step = InvalidToolCall(name="t", raw="{", reason="bad") if invalid else ToolCall(name="t", arguments={})
-        return decoding._Tried("t", p, [], step, [], flaws, likelihood)
+        return policies.Tried("t", p, [], step, [], flaws, likelihood)
 
     likely_tool = tried(0.6, -4.0, [])  # joint log 0.6 - 4.0 = -4.5
     likely_call = tried(0.3, -1.0, [])  # joint log 0.3 - 1.0 = -2.2
@@ -118,8 +126,8 @@ def test_calls_rank_by_flaws_then_likelihood_when_founded_and_tool_probability_w
 
 
 def test_an_uncertain_founded_call_is_compared_with_its_rivals(mem, monkeypatch):
-    monkeypatch.setattr(decoding, "_UNCERTAIN", 1.01)  # every routing decision counts as uncertain
-    monkeypatch.setattr(decoding, "_CONTENDER", 0.0)
+    # every routing decision counts as uncertain, every tool as a contender
+    levers(mem, monkeypatch, reroute=replace(mem._decoder.levers.reroute, uncertain=1.01, contender=0.0))
     options = {"tool_choice": "any", "max_calls": 1}
     decoded = {n: mem.plan(REQUEST, tool_choice=n, max_calls=1, reroute_unfounded=False) for n in mem.bank.names}
     plan = mem.plan(REQUEST, **options)
@@ -139,8 +147,8 @@ REMINDER = tool_schema(
 WEATHER = tool_schema("get_weather", {"city": {"type": "string"}})
 
 
-def _row(request: str, *earlier: decoding.ToolCall) -> decoding._Row:
-    row = decoding._Row(prompt_tokens=0, source=request.encode("utf-8").decode("latin-1"))
+def _row(request: str, *earlier: decoding.ToolCall) -> decoding.Row:
+    row = decoding.Row(prompt_tokens=0, source=request.encode("utf-8").decode("latin-1"))
     row.plan.steps.extend(earlier)
     return row
 
@@ -148,50 +156,48 @@ def _row(request: str, *earlier: decoding.ToolCall) -> decoding._Row:
 def test_a_call_tried_before_the_end_is_kept_only_for_a_new_part_of_the_request(mem):
     from agentmem.tools.spec import to_tool_spec
 
-    decoder, spec = mem._decoder, to_tool_spec(REMINDER)
+    complete, spec = policies.CompletePlan(), to_tool_spec(REMINDER)
     request = "What's the weather in Lisbon? Also remind me to pack an umbrella at 07:30."
     weather = decoding.ToolCall("get_weather", {"city": "Lisbon"})
     new = decoding.ToolCall("create_reminder", {"text": "pack an umbrella", "time": "07:30"})
-    assert decoder._extension_kept(_row(request, weather), spec, new)
+    assert complete.kept(_row(request, weather), spec, new)
     # a value the request does not hold: invented, not read
     invented = decoding.ToolCall("create_reminder", {"text": "pack an umbrella", "time": "09:00"})
-    assert not decoder._extension_kept(_row(request, weather), spec, invented)
+    assert not complete.kept(_row(request, weather), spec, invented)
     # every value already in an earlier call: a second reading of a part already planned
     again = decoding.ToolCall("create_reminder", {"text": "Lisbon", "time": "07:30", "kind": "once"})
     planned = decoding.ToolCall("create_reminder", {"text": "lisbon", "time": "07:30"})
-    assert not decoder._extension_kept(_row(request, weather, planned), spec, again)
+    assert not complete.kept(_row(request, weather, planned), spec, again)
     # an enum value is never read from the request, so it is never new
-    assert not decoder._extension_kept(
+    assert not complete.kept(
         _row(request, planned), spec, decoding.ToolCall("create_reminder", {"text": "Lisbon", "kind": "daily"})
     )
-    assert not decoder._extension_kept(
-        _row(request, weather), spec, decoding.InvalidToolCall("create_reminder", "{", "x")
-    )
+    assert not complete.kept(_row(request, weather), spec, decoding.InvalidToolCall("create_reminder", "{", "x"))
 
 
 def test_complete_plan_adds_the_call_it_keeps_and_leaves_the_plan_alone_otherwise(mem, monkeypatch):
     # The tiny model never ends a plan by itself: make it end after the first call.
     route = decoding.Decoder._route
 
-    def end_after_one(self, state, scores, vocab, eos):
-        if state.plan.steps:
+    def end_after_one(self, row, scores):
+        if row.plan.steps:
             scores = scores.clone()
-            scores[eos] = scores.max() + 50
-        return route(self, state, scores, vocab, eos)
+            scores[self.route_mask.eos] = scores.max() + 50
+        return route(self, row, scores)
 
     monkeypatch.setattr(decoding.Decoder, "_route", end_after_one)
-    monkeypatch.setattr(decoding, "_EXTENSION_MIN_PROBABILITY", 0.0)  # the likeliest tool is tried however unlikely
+    levers(mem, monkeypatch, complete_plan=policies.CompletePlan(min_probability=0.0))  # tried however unlikely
     requests = [REQUEST, "Fan to low, please.", "Make the lamp red."]
     options = {"tool_choice": "any", "max_calls": 2}
     plain = mem.plan_batch(requests, complete_plan=False, **options)
     assert all(len(p.calls) == 1 and p.finish_reason == "stop" for p in plain)
 
-    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: False)
+    monkeypatch.setattr(policies.CompletePlan, "kept", lambda self, row, spec, call: False)
     kept_none = mem.plan_batch(requests, **options)
     assert [calls(p.steps) for p in kept_none] == [calls(p.steps) for p in plain]
     assert [p.finish_reason for p in kept_none] == ["stop"] * 3
 
-    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: True)
+    monkeypatch.setattr(policies.CompletePlan, "kept", lambda self, row, spec, call: True)
     completed = mem.plan_batch(requests, **options)
     for got, before in zip(completed, plain):
         assert len(got.calls) == 2 and calls(got.steps)[:1] == calls(before.steps)
@@ -205,14 +211,14 @@ def test_a_resumed_plan_is_never_completed(mem, monkeypatch):
     # in the plan being decoded, so an added call could repeat one of them for ever.
     route = decoding.Decoder._route
 
-    def always_end(self, state, scores, vocab, eos):
+    def always_end(self, row, scores):
         scores = scores.clone()
-        scores[eos] = scores.max() + 50
-        return route(self, state, scores, vocab, eos)
+        scores[self.route_mask.eos] = scores.max() + 50
+        return route(self, row, scores)
 
     monkeypatch.setattr(decoding.Decoder, "_route", always_end)
-    monkeypatch.setattr(decoding, "_EXTENSION_MIN_PROBABILITY", 0.0)
-    monkeypatch.setattr(decoding.Decoder, "_extension_kept", lambda self, state, spec, call: True)
+    levers(mem, monkeypatch, complete_plan=policies.CompletePlan(min_probability=0.0))
+    monkeypatch.setattr(policies.CompletePlan, "kept", lambda self, row, spec, call: True)
     messages = [
         {"role": "user", "content": REQUEST},
         {
@@ -232,10 +238,10 @@ def routes_first(monkeypatch):
     order among itself, so the likeliest text token, is unchanged)."""
     route = decoding.Decoder._route
 
-    def tools_first(self, state, scores, vocab, eos):
+    def tools_first(self, row, scores):
         scores = scores.clone()
-        scores[:vocab] -= 50
-        return route(self, state, scores, vocab, eos)
+        scores[: self.route_mask.vocab] -= 50
+        return route(self, row, scores)
 
     monkeypatch.setattr(decoding.Decoder, "_route", tools_first)
 
@@ -266,7 +272,9 @@ def test_a_founded_first_call_is_kept_and_a_later_flawed_one_never_turns_into_wo
 
 def test_a_first_call_that_runs_away_gives_way_to_words(mem, monkeypatch, routes_first):
     words = mem.plan(REQUEST, tool_choice="none")
-    monkeypatch.setattr(decoding, "_runaway", lambda tokens: (tokens[-1],) if len(tokens) >= 3 else None)
+    monkeypatch.setattr(
+        policies.RunawayGuard, "repeated", lambda self, tokens: (tokens[-1],) if len(tokens) >= 3 else None
+    )
     stopped = mem.plan(REQUEST, fall_back_to_text=False)
     assert stopped.finish_reason == "repetition" and "runaway string" in stopped.invalid_calls[0].reason
     answered = mem.plan(REQUEST)

@@ -1,0 +1,234 @@
+"""The batch: rows decoding together over one packed key/value cache, joining and leaving at step boundaries.
+
+Every step is one forward pass over a packed sequence (`agentmem.packing`) that feeds each
+decoding row's next token and the joining rows' prompts (chunked, from where the shared
+prompt prefix ends); a row that finishes (or is stopped) leaves at once. A row taken back
+to an earlier decision (a call rerouted) has its last tokens taken out of the cache first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from agentmem import memory
+from agentmem.backbone import Backbone
+from agentmem.decoding.settings import DecodeSettings
+from agentmem.decoding.state import BankView, Clock, Row, Slot
+from agentmem.locking import FairLock
+from agentmem.packing import PackedCache
+
+#: One model call at a time in a process, whichever bank or front end makes it: banks share
+#: backbones, backbones share tokenizers (an adapted backbone keeps its base's), a fast
+#: tokenizer is not thread-safe, and two decodes on one device only compete for it.
+MODEL_LOCK = FairLock()  # first come first served, so a step loop cannot starve a request
+
+
+class Machine(Protocol):
+    """What a batch needs of its decoder (`agentmem.decoding.Decoder`)."""
+
+    backbone: Backbone
+
+    def view(self) -> BankView: ...
+
+    def check(self, settings: DecodeSettings, view: BankView | None = None) -> list[int]: ...
+
+    def shared_prefix(self) -> tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]: ...
+
+    def step(self, row: Row, scores: torch.Tensor) -> int | None: ...
+
+    def stop(self, row: Row, finish: str, note: str) -> None: ...
+
+
+class Batch:
+    """A running decoding batch over one decoder: rows join at a step boundary and leave when done.
+
+    Every step is one forward pass over a packed sequence (`agentmem.packing`): the next
+    token of each decoding row and the prompt tokens of rows joining, up to
+    ``prefill_tokens`` of them a step (a long prompt is prefilled over several steps,
+    chunked, so the rows decoding are never held up for long). A row that starts with the
+    decoder's shared prefix (`Decoder.shared_prefix`) is prefilled from its own tokens on. A
+    row that finishes (or is stopped) leaves the batch at once; its cache columns are
+    compacted away later.
+
+    A batch decodes with the bank as it was when the batch began (`BankView`); the caller
+    holds `MODEL_LOCK` around each call (the tokenizer and the model are shared).
+
+    Attributes:
+        rows: The rows in the batch (prefilling or decoding), in the order they joined.
+        steps: Forward steps run.
+    """
+
+    def __init__(self, decoder: Machine, *, prefill_tokens: int = 256) -> None:
+        if prefill_tokens < 1:
+            raise ValueError(f"prefill_tokens must be >= 1, got {prefill_tokens}")
+        self.decoder = decoder
+        self.view = decoder.view()
+        self.rows: list[Row] = []
+        self.steps = 0
+        self.prefill_tokens = prefill_tokens
+        self._cache: PackedCache | None = None
+        self._prefix: tuple[int, ...] = ()
+        self._owners = 0  # the last owner id given to a row
+
+    @torch.no_grad()
+    def add(
+        self,
+        prompts: Sequence[Sequence[int]],
+        settings: Sequence[DecodeSettings],
+        sources: Sequence[str],
+        continued: Sequence[bool],
+        submitted: Sequence[float] | None = None,
+    ) -> list[Row]:
+        """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
+
+        Raises:
+            UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
+        """
+        allowed = [self.decoder.check(s, self.view) for s in settings]
+        if self._cache is None and prompts:
+            self._start()
+        started = time.perf_counter()
+        rows = []
+        for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued)):
+            shared = len(self._prefix) < len(p) and tuple(p[: len(self._prefix)]) == self._prefix
+            self._owners += 1
+            rows.append(
+                Row(
+                    prompt_tokens=len(p),
+                    settings=s,
+                    allowed=a,
+                    view=self.view,
+                    source=t.encode("utf-8").decode("latin-1"),
+                    continued=c,
+                    mode="text" if s.tool_choice == "none" else "route",
+                    slot=Slot(
+                        owner=self._owners,
+                        shared=shared,
+                        unfed=list(p[len(self._prefix) :] if shared else p),
+                        position=len(self._prefix) if shared else 0,
+                    ),
+                    clock=Clock(submitted=started if submitted is None else submitted[i], started=started),
+                )
+            )
+        self.rows += rows
+        return rows
+
+    @torch.no_grad()
+    def step(self) -> list[Row]:
+        """Chooses the next token of every decoding row, then runs one forward pass over
+        those tokens and the next prompt tokens of the rows prefilling; returns the rows
+        that finished (and left the batch)."""
+        if not self.rows:
+            return []
+        decoding = [row for row in self.rows if row.slot.hidden is not None]
+        finished = []
+        if decoding:
+            hidden = torch.stack([row.slot.hidden for row in decoding])  # type: ignore[misc]
+            scores = memory.logits(self.decoder.backbone, self.view.rows, hidden).float()
+            for i, row in enumerate(decoding):
+                token = self.decoder.step(row, scores[i])
+                if token is None:
+                    finished.append(row)
+                    continue
+                slot = row.slot
+                if slot.rewind:
+                    # Taken back: the row's last tokens leave the cache, and its next token
+                    # takes the position of the first of them.
+                    assert self._cache is not None
+                    self._cache.take_back(slot.owner, slot.rewind)
+                    slot.position -= slot.rewind
+                    slot.rewind = 0
+                slot.unfed = [token]
+            self._drop(finished)
+        if self.rows:
+            self._forward()
+        return finished
+
+    def stop(self, rows: Sequence[Row], finish: str, note: str) -> None:
+        """Ends ``rows`` now (`Decoder.stop`) and drops them from the batch."""
+        for row in rows:
+            self.decoder.stop(row, finish, note)
+        self._drop([row for row in self.rows if row.done])
+
+    def _start(self) -> None:
+        """A fresh cache, holding the decoder's shared prefix."""
+        backbone = self.decoder.backbone
+        parameter = next(backbone.model.parameters())
+        self._cache = PackedCache(backbone.model.config, parameter.dtype, parameter.device)
+        prefix, layers = self.decoder.shared_prefix()
+        if prefix:
+            self._cache.store_prefix(layers)
+        self._prefix = prefix
+
+    def _forward(self) -> None:
+        """One forward pass over each row's next tokens: one for a decoding row, the next
+        chunk of its prompt for a prefilling one (within ``prefill_tokens``)."""
+        assert self._cache is not None
+        backbone = self.decoder.backbone
+        budget = self.prefill_tokens
+        ids: list[int] = []
+        owners: list[int] = []
+        positions: list[int] = []
+        shared: list[bool] = []
+        last: list[tuple[Slot, Row, int]] = []  # rows whose next token the pass predicts, and where
+        for row in self.rows:
+            slot = row.slot
+            prefilling = slot.hidden is None
+            count = min(len(slot.unfed), budget) if prefilling else len(slot.unfed)
+            if not count:
+                continue
+            if prefilling:
+                budget -= count
+            ids += slot.unfed[:count]
+            owners += [slot.owner] * count
+            positions += range(slot.position, slot.position + count)
+            shared += [slot.shared] * count
+            slot.unfed, slot.position = slot.unfed[count:], slot.position + count
+            if not slot.unfed:
+                last.append((slot, row, len(ids) - 1))
+        mask = self._cache.append(
+            torch.tensor(owners, dtype=torch.long), torch.tensor(positions, dtype=torch.long), torch.tensor(shared)
+        )
+        device = backbone.device
+        out = memory.decoder(backbone)(
+            inputs_embeds=memory.embed(backbone, self.view.rows, torch.tensor([ids], dtype=torch.long).to(device)),
+            attention_mask=mask,
+            position_ids=torch.tensor([positions], dtype=torch.long).to(device),
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        hidden = out.last_hidden_state[0]
+        now = time.perf_counter()
+        for slot, row, index in last:
+            if slot.hidden is None:
+                row.clock.prefilled = now
+            slot.hidden = hidden[index]
+        self.steps += 1
+
+    def _drop(self, rows: Sequence[Row]) -> list[Row]:
+        """Removes rows (done ones) from the batch; stamps their usage and timings."""
+        if not rows:
+            return []
+        gone = {id(row) for row in rows}
+        dropped = [row for row in self.rows if id(row) in gone]
+        self.rows = [row for row in self.rows if id(row) not in gone]
+        if self._cache is not None:
+            self._cache.release([row.slot.owner for row in dropped])
+        finished = time.perf_counter()
+        for row in dropped:
+            row.slot.hidden, row.slot.unfed = None, []
+            clock = row.clock
+            prefilled = clock.prefilled or finished  # a row stopped before its prompt was in
+            row.plan.usage = {"prompt_tokens": row.prompt_tokens, "generated_tokens": row.generated}
+            row.plan.timings = {
+                "prefill": prefilled - clock.started,
+                "decode": finished - prefilled,
+                "total": finished - clock.submitted,
+            }
+            if clock.started > clock.submitted:
+                row.plan.timings["queue"] = clock.started - clock.submitted
+        return dropped

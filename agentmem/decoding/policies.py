@@ -1,0 +1,353 @@
+"""Call-level levers: policies that look at a finished call (or a plan's end) and return a verdict.
+
+A policy never drives the state machine itself: it returns what should happen (`Keep` the
+call, `TryTool` another tool at the same routing decision, `Replay` a call decoded there
+before, `AnswerInWords` instead of a plan, `EndPlan`) and the machine (`Decoder`) applies
+it. Each policy's thresholds are its fields, its state on a row is its own dataclass
+(`RerouteState`, `CompleteState`, `FallbackState`), and `Policies.assemble` picks the ones a
+request's settings turn on, minding what one needs of another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from agentmem.copying import found_in, repeated_optional, stated_arguments, unfounded, unfounded_optional
+from agentmem.decoding.settings import DecodeSettings
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
+from agentmem.tools.parsing import canonical_json
+from agentmem.tools.spec import ToolSpec
+
+if TYPE_CHECKING:
+    from agentmem.decoding.state import Row
+
+Step = ToolCall | InvalidToolCall
+
+
+# Verdicts
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Keep ``call`` (with ``notes`` for the plan) and go on."""
+
+    call: Step
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class TryTool:
+    """Take the call back to its routing decision and decode ``tool``'s call there."""
+
+    tool: str
+
+
+@dataclass(frozen=True)
+class Replay(TryTool):
+    """Take the call back to its routing decision and write ``tool``'s call ``tokens`` again
+    (a call decoded there before, the best of those tried)."""
+
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
+class AnswerInWords:
+    """Take the call back to the plan's first routing decision and answer in words from there."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class EndPlan:
+    """End the plan as it stands (``note``, if any, for the plan)."""
+
+    note: str | None = None
+
+
+Verdict = Keep | TryTool | Replay | AnswerInWords | EndPlan
+
+
+def repeats(plan: Plan, call: Step) -> bool:
+    """Whether ``call`` is the plan's last call again (same tool, same arguments)."""
+    previous = plan.steps[-1] if plan.steps else None
+    return (
+        isinstance(call, ToolCall)
+        and isinstance(previous, ToolCall)
+        and (call.name, call.arguments) == (previous.name, previous.arguments)
+    )
+
+
+@dataclass(frozen=True)
+class RepeatGuard:
+    """A small model can loop on one call; the same call twice in a row is never a plan."""
+
+    def judge(self, plan: Plan, call: Step) -> EndPlan | None:
+        if not repeats(plan, call):
+            return None
+        return EndPlan(f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}")  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class RunawayGuard:
+    """An argument that keeps repeating itself (a runaway string) is stopped early: the
+    last tokens are one unit of 1 to ``unit`` tokens repeated over at least ``span`` tokens
+    (and 3 units). Shorter runs are legitimate ("...", "1000000", "ha ha ha")."""
+
+    span: int = 16
+    unit: int = 8
+
+    def repeated(self, tokens: Sequence[int]) -> tuple[int, ...] | None:
+        """The repeated unit when ``tokens`` end in a runaway repetition, else None."""
+        for unit in range(1, self.unit + 1):
+            span = max(self.span, 3 * unit)
+            span += -span % unit  # whole units
+            if len(tokens) < span:
+                continue
+            tail = tokens[-span:]
+            if all(tail[i] == tail[i % unit] for i in range(span)):
+                return tuple(tail[:unit])
+        return None
+
+
+@dataclass(frozen=True)
+class DropUnfounded:
+    """``drop_unfounded``: optional arguments whose values are not in the request
+    (`copying.unfounded_optional`), or repeat another argument, are left out."""
+
+    def judge(self, spec: ToolSpec, call: Step, request: str) -> Keep:
+        if not isinstance(call, ToolCall):
+            return Keep(call, [])
+        arguments, notes = dict(call.arguments), []
+        for key in unfounded_optional(spec.parameters, arguments, request):
+            value = arguments.pop(key)
+            notes.append(f"{call.name}: left out optional {key}={canonical_json(value)}, not in the request")
+        for key in repeated_optional(spec.parameters, arguments):
+            value = arguments.pop(key)
+            notes.append(f"{call.name}: left out optional {key}={canonical_json(value)}, a repeat of another argument")
+        return Keep(ToolCall(call.name, arguments, call.id), notes)
+
+
+@dataclass
+class FallbackState:
+    """Fall-back's state on a row: the likeliest text token at the first routing decision."""
+
+    text_token: int | None = None
+
+
+@dataclass(frozen=True)
+class FallBackToText:
+    """``fall_back_to_text``: when every tool tried for a plan's first call invents a value
+    or breaks its schema (`Reroute`), or the call's arguments run away, answer in words
+    instead (the model's likeliest text at that routing decision): "What's your name?" is
+    not an email to an invented address. Assembled only with rerouting and
+    ``tool_choice="auto"`` (`Policies.assemble`)."""
+
+    def applies(self, row: Row) -> bool:
+        """Whether a flawed call of this row may give way to words: a plan's first call
+        (so never one `CompletePlan` tries) where text could have answered."""
+        return row.fallback.text_token is not None and row.first
+
+    def judge_stop(self, row: Row, reason: str) -> AnswerInWords | None:
+        """For a call whose arguments ran away or hit their bound, before any other tool
+        was tried (a call decoded while rerouting may be founded): words, or None."""
+        if row.reroute.tried or not self.applies(row):
+            return None
+        return AnswerInWords(f"answered in words: the first call's {reason}")
+
+
+@dataclass
+class CompleteState:
+    """Complete-plan's state on a row: whether the call being decoded is one the model would not have made."""
+
+    extending: bool = False
+
+
+@dataclass(frozen=True)
+class CompletePlan:
+    """``complete_plan``: when the model ends a plan, the likeliest next tool's call (if the
+    model gave it at least ``min_probability``) is decoded first, and kept if it reads a new
+    part of the request: a small model often ends a two-part request after its first part."""
+
+    min_probability: float = 0.05
+
+    def at_end(self, row: Row, candidates: torch.Tensor, memory_ids: Sequence[int]) -> int | None:
+        """The memory token to try before ending the plan, or None."""
+        if not (row.source and memory_ids):
+            return None
+        probabilities = torch.softmax(candidates, dim=-1)
+        best = max(memory_ids, key=lambda i: float(probabilities[i]))
+        return best if float(probabilities[best]) >= self.min_probability else None
+
+    def kept(self, row: Row, spec: ToolSpec, call: Step) -> bool:
+        """Whether a call tried before the end of the plan is kept: it is valid, holds no
+        value the request does not, and copies a value of the request that no earlier call
+        holds (a new part of the request, not a second reading of a part already planned)."""
+        if not isinstance(call, ToolCall) or unfounded(spec.parameters, call.arguments, row.request):
+            return False
+        used = {canonical_json(v).lower() for step in row.plan.calls for v in step.arguments.values()}
+        return any(
+            found_in(value, row.request) and canonical_json(value).lower() not in used
+            for value in stated_arguments(spec.parameters, call.arguments).values()
+        )
+
+    def judge(self, row: Row, spec: ToolSpec, call: Step, notes: list[str]) -> Keep | EndPlan:
+        if not self.kept(row, spec, call):
+            return EndPlan()
+        added = f"added {call.name} before the end of the plan: it uses a part of the request no earlier call does"
+        return Keep(call, [*notes, added])
+
+
+@dataclass
+class Tried:
+    """One call decoded at a routing decision, kept while other tools are tried there."""
+
+    tool: str
+    probability: float
+    tokens: list[int]  # its argument tokens
+    step: Step
+    notes: list[str]
+    flaws: list[str]  # why it is not founded: unfounded values, the schema it breaks, a repeat
+    likelihood: float  # log-probability of its argument tokens under the model
+
+    @property
+    def badness(self) -> tuple[bool, int]:
+        return isinstance(self.step, InvalidToolCall), len(self.flaws)
+
+    @property
+    def rank(self) -> tuple[tuple[bool, int], float]:
+        """Lower is better: fewer flaws first; among founded calls the likelier call (tool
+        and arguments together), among flawed ones the likelier tool."""
+        if self.badness == (False, 0):
+            return self.badness, -(math.log(max(self.probability, 1e-12)) + self.likelihood)
+        return self.badness, -self.probability
+
+
+@dataclass
+class RerouteState:
+    """Reroute's state on a row: the tools still to try at the last routing decision, the
+    calls decoded there so far, the probability of the tool being decoded, the
+    log-probability of its argument tokens so far, and a call's tokens to write again."""
+
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    tried: list[Tried] = field(default_factory=list)
+    probability: float = 1.0
+    likelihood: float = 0.0
+    replay: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reroute:
+    """``reroute_unfounded``: keep a finished call, or go back to its routing decision to try another tool.
+
+    A call holding a value the request does not (a time "20:00" for "Drop a line to
+    priya@..."), breaking its schema or repeating the previous call is often the sign of a
+    wrong tool: the model had to invent what the tool needs. Then the next likeliest tools at
+    that decision (at most ``alternatives``, each at least ``min_probability``) are decoded
+    there too, until one call has no flaw. A founded call whose tool was uncertain (under
+    ``uncertain``) is compared with its rivals' (tools at ``contender`` or more: "Rate check:
+    19.9 SGD in BRL?": get_weather 0.57 with city "BRL", convert_currency 0.30). The best call
+    wins (`Tried.rank`). The row's cache takes back the call's tokens (`Batch.step`,
+    `PackedCache.take_back`) and, when the winner is not the call just decoded, writes the
+    winner's tokens again (`Replay`).
+    """
+
+    alternatives: int = 3
+    min_probability: float = 0.02
+    uncertain: float = 0.7
+    contender: float = 0.2
+
+    def at_route(
+        self, row: Row, probabilities: torch.Tensor, memory_ids: Sequence[int], token: int, vocab: int
+    ) -> None:
+        """Notes the tools to try at this routing decision after ``token``'s call, should it be flawed."""
+        assert row.view is not None
+        others = [i for i in memory_ids if i != token and float(probabilities[i]) >= self.min_probability]
+        others.sort(key=lambda i: -float(probabilities[i]))
+        row.reroute.alternatives = [
+            (row.view.names[i - vocab], float(probabilities[i])) for i in others[: self.alternatives]
+        ]
+
+    def judge(self, row: Row, spec: ToolSpec, call: Step, notes: list[str], words: bool) -> Verdict:
+        """The verdict on ``row``'s call just finished (``words``: whether words may answer instead)."""
+        assert row.tool is not None
+        state = row.reroute
+        if isinstance(call, ToolCall):
+            flaws = [
+                f"{key}={canonical_json(call.arguments[key])} is not in the request"
+                for key in unfounded(spec.parameters, call.arguments, row.request)
+            ]
+        else:
+            flaws = [call.reason]
+        if repeats(row.plan, call):
+            flaws.append("it repeats the previous call")
+        replayed = bool(state.tried) and state.tried[-1].tokens == row.pending and state.tried[-1].tool == row.tool
+        if not replayed:
+            state.tried.append(
+                Tried(row.tool, state.probability, list(row.pending), call, notes, flaws, state.likelihood)
+            )
+        tried = state.tried
+        if len(tried) == 1 and not flaws:
+            # founded: other tools only where the model hesitated, and only its close rivals
+            close = state.probability < self.uncertain
+            state.alternatives = [a for a in state.alternatives if close and a[1] >= self.contender]
+        # after a flawed first call, until one has no flaw; after a founded one, every rival
+        if state.alternatives and not replayed and (flaws or not tried[0].flaws):
+            tool, state.probability = state.alternatives.pop(0)
+            return TryTool(tool)
+        best = min(tried, key=lambda t: t.rank)
+        if best.flaws and words:
+            first = tried[0]
+            state.tried, state.alternatives = [], []
+            return AnswerInWords(
+                f"answered in words: every call tried invents a value or breaks its schema "
+                f"({first.tool}'s: {'; '.join(first.flaws)})"
+            )
+        if best is not tried[-1]:
+            state.alternatives = []
+            state.probability = best.probability
+            tried.append(best)  # so that the replayed call is known when it finishes
+            return Replay(best.tool, list(best.tokens))
+        if best is not tried[0]:
+            first = tried[0]
+            why = f"{first.tool}'s call: {'; '.join(first.flaws)}" if first.flaws else f"{best.tool}'s call is likelier"
+            notes = [*best.notes, f"routed to {best.tool} rather than {first.tool}: {why}"]
+        state.tried, state.alternatives = [], []
+        return Keep(best.step, best.notes if best is tried[0] else notes)
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The call-level levers one request's settings turn on (None: off), and the guards
+    that are always on. `assemble` minds their dependencies."""
+
+    runaway: RunawayGuard
+    repeat: RepeatGuard
+    drop_unfounded: DropUnfounded | None = None
+    reroute: Reroute | None = None
+    complete_plan: CompletePlan | None = None
+    fall_back_to_text: FallBackToText | None = None
+
+    @classmethod
+    def assemble(cls, settings: DecodeSettings, levers: Policies) -> Policies:
+        """The policies of ``levers`` (every one present, with its thresholds) that
+        ``settings`` turn on. ``fall_back_to_text`` needs rerouting (only rerouting finds a
+        first call flawed) and ``tool_choice="auto"`` (only then may text answer): without
+        both it is off, whatever its setting, as documented on `DecodeSettings`."""
+        words = settings.fall_back_to_text and settings.reroute_unfounded and settings.tool_choice == "auto"
+        return cls(
+            runaway=levers.runaway,
+            repeat=levers.repeat,
+            drop_unfounded=levers.drop_unfounded if settings.drop_unfounded else None,
+            reroute=levers.reroute if settings.reroute_unfounded else None,
+            complete_plan=levers.complete_plan if settings.complete_plan else None,
+            fall_back_to_text=levers.fall_back_to_text if words else None,
+        )
+
+    def words(self, row: Row) -> bool:
+        """Whether a flawed call of ``row`` may give way to a text answer."""
+        return self.fall_back_to_text is not None and self.fall_back_to_text.applies(row)

@@ -1,0 +1,129 @@
+"""The settings of one planning call: the one source of every decoding option and its presets.
+
+`DecodeSettings` is the decoder's `SamplingParams`: one field per option, each with its
+default and, in ``metadata["help"]``, the words that `AgentMem.plan`'s docstring, `agentmem
+plan`'s flags and the decoding bench show for it. A field marked ``metadata["lever"]`` is a
+decoding lever (a step the decoder may take or leave, measured alone in `eval/bench_decoding`);
+`PRESETS` names whole settings: the library's defaults, and plain greedy decoding (what an
+exported model does, `agentmem.export`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ToolChoice = str  # one of POLICIES ("auto" | "any" | "none") or a tool name; see agentmem.chat.tool_choice_policy
+
+
+def _option(default: Any, help: str, lever: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "lever": lever})
+
+
+@dataclass
+class DecodeSettings:
+    """Limits and policy of one planning call (each field's ``metadata["help"]`` says what it does)."""
+
+    tool_choice: ToolChoice = _option(
+        "auto",
+        '"auto" (calls or a text answer), "any"/"required" (at least one call), "none" (text '
+        "only), or a tool name (that tool first); LangChain's other forms too "
+        "(`agentmem.chat.tool_choice_policy`).",
+    )
+    tools: Sequence[str] | None = _option(None, "Restrict routing to these learned tools (None: all of them).")
+    max_calls: int = _option(8, "Stop after this many calls.")
+    max_argument_tokens: int = _option(128, "Most tokens of one call's arguments (a longer call is invalid).")
+    max_text_tokens: int = _option(256, "Most tokens of a text answer.")
+    constrained: bool = _option(True, "Decode arguments under each tool's JSON Schema.")
+    # With rerouting, 3 against 0 on the demo pack's two held-out draws: argument F1
+    # +16.7 / +16.2 points (BENCHMARKS.md, "third pass").
+    copy_bias: float = _option(
+        3.0,
+        "Bonus to the scores of tokens that continue a span (or a number) of the request inside "
+        "a value (copy-aware decoding); 0 turns it off.",
+        lever=True,
+    )
+    drop_unfounded: bool = _option(
+        True,
+        "Leave out an optional string or number argument whose value is not in the request, or "
+        "repeats another argument's (the tool's default then applies; the plan's notes say what "
+        "was left out).",
+        lever=True,
+    )
+    # Tool F1 +11 / +17 points on the two held-out draws (BENCHMARKS.md).
+    reroute_unfounded: bool = _option(
+        True,
+        "When a call holds a value the request does not (or breaks its schema), decode the next "
+        "likeliest tools at that routing decision too and keep the best-founded call (the plan's "
+        "notes say when the tool changed).",
+        lever=True,
+    )
+    # The model leaves out optional arguments the request gives ("Alert me on Tuesday at ..."
+    # without its date). 2 on the demo pack's two held-out draws: argument F1 +6.2 / +6.7
+    # points (BENCHMARKS.md).
+    optional_bias: float = _option(
+        2.0,
+        "Bonus to writing one more argument while an optional property is unwritten (0: off); "
+        "with drop_unfounded, what the request does not hold, or what repeats another argument, "
+        "is left out again.",
+        lever=True,
+    )
+    # A small model often ends a two-part request after its first part ("... Also remind me
+    # to pack an umbrella at 07:30" with the weather call alone).
+    complete_plan: bool = _option(
+        True,
+        "Before the plan ends, decode the likeliest next tool's call too, and keep it when all its "
+        "values are in the request and one is used by no earlier call (the plan's notes say when "
+        "a call was added).",
+        lever=True,
+    )
+    # "What's your name?" is not an email to an invented address. Demo pack: requests that
+    # need no tool answered in words 6/20 -> 16/20, tool requests unchanged but one (BENCHMARKS.md).
+    fall_back_to_text: bool = _option(
+        True,
+        'With tool_choice="auto" and reroute_unfounded (inactive otherwise): when every tool tried '
+        "for the plan's first call invents a value or breaks its schema (or its arguments run "
+        "away), answer in words instead.",
+        lever=True,
+    )
+
+
+#: Every option of `DecodeSettings`, in order: its field (name, type, default, help).
+OPTIONS: tuple[dataclasses.Field, ...] = dataclasses.fields(DecodeSettings)
+#: The decoding levers' names, in order.
+LEVERS: tuple[str, ...] = tuple(f.name for f in OPTIONS if f.metadata["lever"])
+
+#: Named settings: the library's defaults, and plain greedy decoding (no schema constraint,
+#: every lever off: what a runtime without agentmem's decoder does with an exported model).
+PRESETS: dict[str, DecodeSettings] = {
+    "defaults": DecodeSettings(),
+    "greedy": DecodeSettings(
+        constrained=False,
+        copy_bias=0.0,
+        drop_unfounded=False,
+        reroute_unfounded=False,
+        optional_bias=0.0,
+        complete_plan=False,
+        fall_back_to_text=False,
+    ),
+}
+
+
+def preset_options(name: str) -> dict[str, Any]:
+    """The options where preset ``name`` differs from the defaults (for `AgentMem.plan`)."""
+    preset, defaults = PRESETS[name], PRESETS["defaults"]
+    return {f.name: getattr(preset, f.name) for f in OPTIONS if getattr(preset, f.name) != getattr(defaults, f.name)}
+
+
+def options_help(extra: Sequence[tuple[str, str]] = (), indent: int = 4) -> str:
+    """Each option and its help as a docstring's list (`DecodeSettings` then ``extra``),
+    lines wrapped at 100 characters, each entry ``indent`` spaces in."""
+    entries = [(f.name, f"{f.metadata['help']} Default: {f.default!r}.") for f in OPTIONS] + list(extra)
+    lead = " " * indent
+    return "\n".join(
+        textwrap.fill(f"{name}: {text}", 100, initial_indent=lead, subsequent_indent=lead + "    ")
+        for name, text in entries
+    )

@@ -1,0 +1,26 @@
+"""The partial-JSON scanner that copying and the grammar share."""
+
+from __future__ import annotations
+
+from agentmem.jsonscan import scan
+
+
+def test_an_open_value_string_and_its_start():
+    position = scan('{"city":"Lis')
+    assert position.in_string and not position.is_key and position.start == 9 and position.depth == 1
+    assert scan('{"ci').is_key
+    assert not scan('{"city":"a\\"b').closed and scan('{"city":"a\\"b').in_string  # an escaped quote
+
+
+def test_where_a_value_is_expected():
+    assert scan('{"amount":').expecting_value and scan('{"xs":[1,').expecting_value
+    assert not scan('{"amount":6,').expecting_value and not scan("{").expecting_value
+
+
+def test_closed_counts_brackets_outside_strings_as_written():
+    assert scan('{"a":[1,2]}').closed and not scan('{"a":[1,2]').closed
+    assert not scan('{"a":"}"').closed  # a bracket inside a string
+    assert scan('{"a":1}trailing').closed  # stays closed
+    assert scan("]{}").closed and scan("]{{}").closed  # a stray bracket counts, as the grammar always read it
+    assert scan("]{{}").depth == 1  # while the depth ignores it
+    assert not scan("").closed and not scan("]]").closed

@@ -1,0 +1,76 @@
+"""Plans pinned token for token on a tiny Llama, levers on and off, so that a change to the
+decoder that changes a plan is seen (the plans in ``pinned_plans.json`` were recorded before
+the decoder became a package of named steps; `python -m tests.unit.core.test_pinned_plans`
+records them again, for a change that means to change plans)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agentmem import AgentMem
+from agentmem.eval.record_plans import plan_record
+from agentmem.export import GREEDY_OPTIONS
+from agentmem.tools import demo
+from tests.conftest import tiny_backbone, tool_schema
+
+PINNED = Path(__file__).with_name("pinned_plans.json")
+REQUESTS = [
+    "What's the weather in Oslo?",
+    "Convert 20 EUR to USD please",
+    "Remind me to call mom at 18:30",
+    "Email ann@example.com about lunch",
+    "What's your name?",
+]
+#: The settings pinned: the defaults (every lever on), a call required, greedy, and each lever alone off.
+SETTINGS: dict[str, dict] = {
+    "defaults": {},
+    "any": {"tool_choice": "any", "max_calls": 3},
+    "greedy": dict(GREEDY_OPTIONS),
+    "no-reroute": {"reroute_unfounded": False},
+    "no-copy": {"copy_bias": 0.0, "tool_choice": "any"},
+    "no-optional": {"optional_bias": 0.0, "drop_unfounded": False, "tool_choice": "any"},
+}
+
+
+# Short arguments (enums, a number) whose calls close on the tiny model, so that calls are
+# rerouted (a level the request does not hold), completed and repeated.
+LAMP = tool_schema("set_lamp", {"color": {"type": "string", "enum": ["red", "blue"]}})
+FAN = tool_schema("set_fan", {"speed": {"type": "string", "enum": ["low", "high"]}})
+VOLUME = tool_schema("set_volume", {"level": {"type": "integer"}})
+SWITCH_REQUESTS = [
+    "Switch the lamp to blue and the fan to high.",
+    "Volume to 7, please.",
+    "Fan to low and volume 12.",
+    "Make the lamp red.",
+]
+
+
+def plans(tiny) -> dict[str, dict[str, list[dict]]]:
+    out = {}
+    mem = AgentMem(tiny)
+    names = ["get_weather", "convert_currency", "create_reminder"]
+    mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in names], epochs=2, progress=False)
+    out["demo"] = {n: [plan_record(p) for p in mem.plan_batch(REQUESTS, **o)] for n, o in SETTINGS.items()}
+    mem = AgentMem(tiny)
+    pack = [
+        (LAMP, [{"query": f"Lamp to {c}.", "arguments": {"color": c}} for c in ("red", "blue")]),
+        (FAN, [{"query": f"Fan to {v}.", "arguments": {"speed": v}} for v in ("low", "high")]),
+        (VOLUME, [{"query": f"Volume {v}.", "arguments": {"level": v}} for v in (3, 9)]),
+    ]
+    mem.learn_tools(pack, epochs=1, progress=False)
+    out["switches"] = {n: [plan_record(p) for p in mem.plan_batch(SWITCH_REQUESTS, **o)] for n, o in SETTINGS.items()}
+    return out
+
+
+def test_plans_are_the_pinned_ones(tiny):
+    assert plans(tiny) == json.loads(PINNED.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    from transformers import AutoTokenizer
+
+    from agentmem.backbone import DEFAULT_BACKBONE, resolve
+
+    recorded = plans(tiny_backbone(AutoTokenizer.from_pretrained(resolve(DEFAULT_BACKBONE))))
+    PINNED.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
