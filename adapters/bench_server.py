@@ -178,7 +178,7 @@ def head_of_line(
     return {"alone": alone, "beside": beside, "ratio": beside / alone, "lead": lead, "overlapped": decoding}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank", type=Path, help="a saved bank to serve (default: learn the demo pack)")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="backbone for the demo pack")
@@ -196,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the long request (a text answer, tool_choice none)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",") if c]
     if min([args.requests, args.max_tokens, *levels]) < 1 or not levels or args.long_tokens < 0:

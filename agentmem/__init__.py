@@ -31,7 +31,7 @@ from agentmem.errors import (
 )
 
 if TYPE_CHECKING:
-    from agentmem.adaptation import AdaptConfig, AdaptReport
+    from agentmem.adaptation.adapt import AdaptConfig, AdaptReport
     from agentmem.core import AgentMem, PlanOptions
     from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
     from agentmem.tools.examples import SkippedExample
@@ -43,8 +43,8 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {
     "AgentMem": "agentmem.core",
-    "AdaptConfig": "agentmem.adaptation",
-    "AdaptReport": "agentmem.adaptation",
+    "AdaptConfig": "agentmem.adaptation.adapt",
+    "AdaptReport": "agentmem.adaptation.adapt",
     "InvalidToolCall": "agentmem.tools.calls",
     "LearnReport": "agentmem.training",
     "Plan": "agentmem.tools.calls",

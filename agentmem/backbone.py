@@ -31,8 +31,8 @@ from agentmem.atomic import atomic_folder
 from agentmem.encoding import end_of_turn_id
 from agentmem.errors import BackboneError
 
-if TYPE_CHECKING:  # the adapter module builds on this one; a backbone only holds an adapter
-    from agentmem.adapter import Adapter
+if TYPE_CHECKING:  # a backbone only holds an adapter; the adaptation package builds on this module
+    from agentmem.adaptation.adapter import Adapter
 
 DEFAULT_BACKBONE = "smollm2-135m"
 
@@ -86,8 +86,8 @@ class Backbone:
         tokenizer: Its tokenizer (a chat template is optional: `agentmem.encoding.prompt_format`).
         fingerprint: Hash identifying the weights; saved banks record it. For an adapted
             backbone, derived from the base fingerprint and the adapter
-            (`agentmem.adapter.adapted_fingerprint`).
-        adapter: The `agentmem.adapter.Adapter` merged into the weights, or None.
+            (`agentmem.adaptation.adapter.adapted_fingerprint`).
+        adapter: The `agentmem.adaptation.adapter.Adapter` merged into the weights, or None.
     """
 
     name: str

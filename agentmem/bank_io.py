@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from agentmem.adapter import Adapter
+from agentmem.adaptation.adapter import Adapter
 from agentmem.atomic import atomic_folder, recover
 from agentmem.errors import BankError, BankFormatWarning, SchemaError
 from agentmem.tools.examples import Call, Example
@@ -106,23 +106,7 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         if not (folder / name).is_file():
             raise BankError(f"memory bank {folder} is missing {name}")
     meta = _read_meta(folder / META_FILE)
-    version = meta.get("format_version")
-    if version is None:
-        raise BankError(f"{folder / META_FILE} is not an agentmem bank: no format_version")
-    if version == _SORTED_FORMAT and _is(version, int):
-        warnings.warn(
-            f"{folder} was saved in bank format {_SORTED_FORMAT}, which sorted each schema's properties "
-            "alphabetically; the order the tools were learned with is lost, so arguments are decoded in "
-            "alphabetical key order and plans may differ from the bank it was saved from. Learn the tools "
-            "again (their kept requests are in bank.json) or save again from a session that learned them.",
-            BankFormatWarning,
-            stacklevel=2,
-        )
-    elif not (_is(version, int) and version == FORMAT_VERSION):
-        raise BankError(
-            f"{folder} has bank format version {reprlib.repr(version)}; this agentmem reads versions "
-            f"{_SORTED_FORMAT} and {FORMAT_VERSION}"
-        )
+    _check_version(folder, meta)
     try:
         name, fingerprint, adaptation, entries = _check_meta(meta)
         specs = [ToolSpec.from_dict(t["spec"]) for t in entries]
@@ -135,23 +119,7 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         )
     training = {spec.name: dict(t.get("training", {})) for spec, t in zip(specs, entries)}
     kept = {spec.name: [_example(e) for e in t.get("kept_examples", [])] for spec, t in zip(specs, entries)}
-    try:
-        rows = load_file(str(folder / ROWS_FILE))[ROWS_KEY]
-    except (SafetensorError, OSError, KeyError) as exc:
-        raise BankError(f"{folder / ROWS_FILE} is corrupted: {exc}") from exc
-    if rows.ndim != 2 or rows.shape[0] != len(specs) or not rows.dtype.is_floating_point:
-        raise BankError(
-            f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape "
-            f"{tuple(rows.shape)} and dtype {rows.dtype} (expected [{len(specs)}, hidden], floating point)"
-        )
-    # A NaN or infinite row would not fail later: it plans calls made of whatever token wins.
-    broken = [spec.name for spec, finite in zip(specs, torch.isfinite(rows).all(dim=1).tolist()) if not finite]
-    if broken:
-        raise BankError(
-            f"{folder / ROWS_FILE} is corrupted: the rows of {', '.join(broken[:8])}"
-            f"{' and others' if len(broken) > 8 else ''} hold NaN or infinite values; learn "
-            f"{'that tool' if len(broken) == 1 else 'those tools'} again or restore the bank from a copy"
-        )
+    rows = _read_rows(folder, specs)
     try:
         adapter = (
             Adapter.load(folder / ADAPTER_DIR) if adaptation is not None or (folder / ADAPTER_DIR).exists() else None
@@ -174,6 +142,49 @@ def load_bank(path: str | os.PathLike[str]) -> SavedBank:
         adapter=adapter,
         kept=kept,
     )
+
+
+def _check_version(folder: Path, meta: dict[str, Any]) -> None:
+    """Refuses a bank format this agentmem does not read; warns about the sorted one."""
+    version = meta.get("format_version")
+    if version is None:
+        raise BankError(f"{folder / META_FILE} is not an agentmem bank: no format_version")
+    if version == _SORTED_FORMAT and _is(version, int):
+        warnings.warn(
+            f"{folder} was saved in bank format {_SORTED_FORMAT}, which sorted each schema's properties "
+            "alphabetically; the order the tools were learned with is lost, so arguments are decoded in "
+            "alphabetical key order and plans may differ from the bank it was saved from. Learn the tools "
+            "again (their kept requests are in bank.json) or save again from a session that learned them.",
+            BankFormatWarning,
+            stacklevel=3,  # load_bank's caller
+        )
+    elif not (_is(version, int) and version == FORMAT_VERSION):
+        raise BankError(
+            f"{folder} has bank format version {reprlib.repr(version)}; this agentmem reads versions "
+            f"{_SORTED_FORMAT} and {FORMAT_VERSION}"
+        )
+
+
+def _read_rows(folder: Path, specs: list[ToolSpec]) -> torch.Tensor:
+    """The rows of ``bank.safetensors``, one per spec, every value finite."""
+    try:
+        rows = load_file(str(folder / ROWS_FILE))[ROWS_KEY]
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise BankError(f"{folder / ROWS_FILE} is corrupted: {exc}") from exc
+    if rows.ndim != 2 or rows.shape[0] != len(specs) or not rows.dtype.is_floating_point:
+        raise BankError(
+            f"{folder} is inconsistent: {len(specs)} tools in {META_FILE} but rows of shape "
+            f"{tuple(rows.shape)} and dtype {rows.dtype} (expected [{len(specs)}, hidden], floating point)"
+        )
+    # A NaN or infinite row would not fail later: it plans calls made of whatever token wins.
+    broken = [spec.name for spec, finite in zip(specs, torch.isfinite(rows).all(dim=1).tolist()) if not finite]
+    if broken:
+        raise BankError(
+            f"{folder / ROWS_FILE} is corrupted: the rows of {', '.join(broken[:8])}"
+            f"{' and others' if len(broken) > 8 else ''} hold NaN or infinite values; learn "
+            f"{'that tool' if len(broken) == 1 else 'those tools'} again or restore the bank from a copy"
+        )
+    return rows
 
 
 class _Invalid(Exception):

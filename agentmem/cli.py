@@ -284,8 +284,8 @@ def _adapt(args: argparse.Namespace) -> int:
     import datetime
 
     from agentmem import distributed
+    from agentmem.adaptation.corpus import adaptation_corpus
     from agentmem.core import AgentMem
-    from agentmem.corpus import adaptation_corpus
     from agentmem.runinfo import machine
 
     options = {"lr": args.lr, "memory_lr": args.memory_lr, "batch_size": args.batch_size}

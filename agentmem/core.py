@@ -1,36 +1,34 @@
-"""AgentMem: the object users hold. Learn tools, plan requests, save and load banks."""
+"""AgentMem: the object users hold. Learn tools, plan requests, save and load banks.
+
+Learning and forgetting live in `agentmem.learning`, saving and loading in
+`agentmem.persistence`; `AgentMem` takes their methods from the two mixins.
+"""
 
 from __future__ import annotations
 
-import functools
-import os
-import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, TypedDict
 
 from typing_extensions import Unpack
 
-from agentmem import distributed
-from agentmem.adaptation import AdaptConfig, AdaptReport, adapt_backbone, read_corpus
-from agentmem.adapter import resolve_backbone
+from agentmem.adaptation.adapt import AdaptConfig, AdaptReport, adapt_backbone, read_corpus
+from agentmem.adaptation.resolve import resolve_backbone
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone
-from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.chat import tool_choice_policy
-from agentmem.compose import compose_examples
 from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.decoding.settings import options_help
-from agentmem.encoding import Messages, encode_example, prompt_ids, resumed_prompt_ids, source_text
-from agentmem.errors import BackboneError, BackboneMismatchError, DuplicateToolError, PromptTooLongError
-from agentmem.locking import FairLock
-from agentmem.memory import MemoryBank, mean_embedding
+from agentmem.encoding import Messages, prompt_ids, resumed_prompt_ids, source_text
+from agentmem.errors import BackboneError, PromptTooLongError
+from agentmem.learning import LearningMixin
+from agentmem.locking import FairLock, locked
+from agentmem.memory import MemoryBank
+from agentmem.persistence import PersistenceMixin
 from agentmem.scheduler import Scheduler
 from agentmem.tools.calls import Plan
-from agentmem.tools.examples import Example, OnInvalid, SkippedExample, normalize_examples
-from agentmem.tools.spec import ToolSpec, to_tool_spec
-from agentmem.training import LearnReport, TrainConfig, train_rows
+from agentmem.tools.examples import Example
+from agentmem.tools.spec import ToolSpec
+from agentmem.training import LearnReport
 
 __all__ = ["REQUEST_OPTIONS", "AdaptReport", "AgentMem", "LearnReport", "PlanOptions"]
 
@@ -69,22 +67,7 @@ REQUEST_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-#: Requests kept per tool (in memory and in saved banks) for rehearsal in later rounds.
-KEPT_EXAMPLES = 16
-
-
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Runs a method under `AgentMem.lock`: the bank must not change under a decode."""
-
-    @functools.wraps(method)
-    def locked(self: AgentMem, *args: Any, **kwargs: Any) -> Any:
-        with self.lock:
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
-class AgentMem:
+class AgentMem(LearningMixin, PersistenceMixin):
     """A frozen language model with a procedural memory of tools.
 
     Each learned tool is one memory token: a trained embedding row the model emits when a
@@ -142,146 +125,14 @@ class AgentMem:
         """The token id of a learned tool (past the backbone's vocabulary)."""
         return self.backbone.vocab_size + self.bank.index(name)
 
-    # learning
-
-    def learn_tool(self, schema: Any, examples: Iterable[dict[str, Any]], **train: Any) -> LearnReport:
-        """Compiles one tool into a memory token trained on ``examples``.
-
-        Only the new token's row is trained; the backbone and the rows of tools learned
-        before stay bit-identical.
-
-        Args:
-            schema: An OpenAI-style function dict, a pydantic model class, a typed
-                callable with a docstring, or a LangChain tool.
-            examples: ``{"query", "arguments"}`` (one call) or ``{"query", "calls":
-                [{"name", "arguments"}, ...]}`` (several calls, possibly of tools learned
-                before). Each is validated against the schemas first.
-            **train: ``invalid="skip"`` (see `learn_tools`) and fields of `TrainConfig`
-                (``epochs``, ``lr``, ``batch_size``, ``seed``, ``renormalize``, ``progress``).
-
-        Raises:
-            SchemaError: The schema is not a valid tool definition.
-            InvalidExampleError: An example is malformed or breaks its schema (unless
-                ``invalid="skip"``).
-            DuplicateToolError: A tool of that name is already learned.
-        """
-        return self.learn_tools([(schema, examples)], **train)
-
-    @_locked
-    def learn_tools(
-        self,
-        tools: Sequence[tuple[Any, Iterable[dict[str, Any]]]],
-        *,
-        compose: int = 0,
-        keep: int = KEPT_EXAMPLES,
-        invalid: OnInvalid = "raise",
-        **train: Any,
-    ) -> LearnReport:
-        """Compiles several tools at once, training their rows jointly.
-
-        Rows learned before stay bit-identical; the new ones are kept at the mean norm of
-        the old ones (``renormalize``), and trained on a few kept requests of the old tools
-        too (``rehearse``), so that they do not take over the old tools' requests at routing.
-
-        Args:
-            tools: ``(schema, examples)`` pairs; examples may call any of these tools or
-                tools learned before.
-            compose: Also train on this many requests chaining 2-4 of these tools, each
-                made of their single-call examples joined by ``"Then,"``, ``"Also,"``...
-                (the TokMem recipe: multi-call planning from single-call examples). Needs
-                single-call examples of at least two of the tools.
-            keep: Requests of each new tool kept for rehearsal in later rounds (saved with
-                the bank); 0 stores none.
-            invalid: ``"raise"`` (default): an example that is malformed or breaks its
-                schema stops the call with `InvalidExampleError`; ``"skip"``: it is left
-                out, and the report's ``skipped`` lists each with its index and reason.
-            **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off).
-        """
-        config = TrainConfig(**train)
-        if keep < 0:
-            raise ValueError(f"keep must be >= 0, got {keep}")
-        specs = [to_tool_spec(schema) for schema, _ in tools]
-        names = [s.name for s in specs]
-        for name in names:
-            if name in self._specs or names.count(name) > 1:
-                raise DuplicateToolError(
-                    f"tool {name!r} is already learned (or given twice); forget it first to relearn it"
-                )
-        known = {**self._specs, **{s.name: s for s in specs}}
-        examples: list[Example] = []
-        by_tool: dict[str, list[Example]] = {}
-        skipped: list[SkippedExample] = []
-        for spec, (_, raw) in zip(specs, tools):
-            by_tool[spec.name] = normalize_examples(spec, list(raw), known, invalid=invalid, skipped=skipped)
-            examples.extend(by_tool[spec.name])
-        examples.extend(compose_examples(by_tool, compose, seed=config.seed))
-        rehearsed = self._rehearsal(config)
-        examples.extend(rehearsed)
-
-        indices = self.bank.add(names, mean_embedding(self.backbone))
-        self._specs.update({s.name: s for s in specs})
-        try:
-            encoded = [
-                encode_example(
-                    self.backbone.tokenizer, ex, self.memory_token_id, self.backbone.eos_token_id, self.schemas
-                )
-                for ex in examples
-            ]
-            # rehearsed requests teach routing only: their arguments are the frozen rows' business
-            first = len(encoded) - len(rehearsed)
-            encoded[first:] = [replace(e, routing_only=True) for e in encoded[first:]]
-            report = train_rows(self.backbone, self.bank, indices, encoded, config)
-            report.skipped = skipped
-        except BaseException:
-            for name in names:  # leave the bank as it was
-                self.bank.remove(name)
-                del self._specs[name]
-            raise
-        record = {
-            "examples": len(examples) - len(rehearsed),
-            "epochs": config.epochs,
-            "lr": config.lr,
-            "batch_size": config.batch_size,
-            "seed": config.seed,
-            "composed": compose,
-            "rehearsed": len(rehearsed),
-            "steps": report.steps,
-            "seconds": round(report.seconds, 3),
-            "first_loss": round(report.first_loss, 5),
-            "last_loss": round(report.last_loss, 5),
-            "learned_with": names,
-        }
-        self._training.update({name: dict(record) for name in names})
-        rng = random.Random(f"keep:{config.seed}")
-        self._kept.update({name: rng.sample(by_tool[name], min(keep, len(by_tool[name]))) for name in names})
-        return report
-
-    def _rehearsal(self, config: TrainConfig) -> list[Example]:
-        """``config.rehearse`` kept requests of every tool learned before (those whose calls
-        all use tools still in the bank)."""
-        rng = random.Random(f"rehearse:{config.seed}:{len(self.bank)}")
-        chosen: list[Example] = []
-        for name in self.bank.names:
-            pool = [ex for ex in self._kept.get(name, ()) if all(call.name in self._specs for call in ex.calls)]
-            chosen.extend(rng.sample(pool, min(config.rehearse, len(pool))))
-        return chosen
-
     @property
     def schemas(self) -> dict[str, dict[str, Any]]:
         """Each learned tool's argument schema, by name (key order is the order arguments are written in)."""
         return {name: spec.parameters for name, spec in self._specs.items()}
 
-    @_locked
-    def forget(self, name: str) -> None:
-        """Removes a learned tool (its row and spec)."""
-        self.bank.remove(name)
-        del self._specs[name]
-        self._training.pop(name, None)
-        self._kept.pop(name, None)
-
     # adaptation
 
-    @_locked
+    @locked
     def adapt(self, corpus: Any, epochs: int = 1, **config: Any) -> AdaptReport:
         """Runs the one-time adaptation phase on a corpus of auxiliary tools.
 
@@ -294,7 +145,7 @@ class AgentMem:
         Args:
             corpus: An object with ``tools`` (schemas, or a dict of them by name) and
                 ``examples`` (``{"query", "calls": [...]}``), such as
-                ``agentmem.corpus.adaptation_corpus()``, or a ``(tools, examples)``
+                ``agentmem.adaptation.corpus.adaptation_corpus()``, or a ``(tools, examples)``
                 pair. Use tools disjoint from the ones you will learn.
             epochs: Passes over the corpus.
             **config: Other fields of `AdaptConfig` (``lr``, ``memory_lr``, ``r``,
@@ -418,89 +269,6 @@ class AgentMem:
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
         return ids, continued
-
-    # persistence
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Saves the bank (rows, specs, training records, backbone fingerprint, and the
-        adapter of an adapted backbone) atomically. Under a multi-process launcher only the
-        main process writes (every process holds the same bank)."""
-        if not distributed.is_main_process():
-            return Path(path)
-        return save_bank(
-            path,
-            SavedBank(
-                backbone_name=self.backbone.name,
-                fingerprint=self.backbone.fingerprint,
-                specs=self.tools,
-                training=self._training,
-                kept=self._kept,
-                rows=self.bank.rows,
-                adapter=self.backbone.adapter,
-            ),
-        )
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None
-    ) -> AgentMem:
-        """Loads a saved bank onto its backbone.
-
-        A bank learned on an adapted backbone carries its adapter, which is merged into
-        the base backbone again (so the bank keeps working whatever adapter ships later).
-
-        Args:
-            path: The bank folder.
-            backbone: The backbone to load onto (default: the one the bank names): its
-                base, for a bank that carries an adapter.
-            device: As in the constructor.
-
-        Raises:
-            BankError: The folder is missing, corrupted, or of an unknown format version.
-            BackboneMismatchError: The bank was learned on other backbone weights.
-        """
-        return cls.from_saved(load_bank(path), backbone, device=device, path=path)
-
-    @classmethod
-    def from_saved(
-        cls,
-        saved: SavedBank,
-        backbone: str | Backbone | None = None,
-        *,
-        device: str | None = None,
-        path: str | os.PathLike[str] | None = None,
-    ) -> AgentMem:
-        """A bank already read from disk (`load_bank`), on its backbone; as `load`.
-
-        Args:
-            saved: The bank.
-            backbone: As in `load`.
-            device: As in the constructor.
-            path: Where the bank was read from, for messages.
-
-        Raises:
-            BackboneMismatchError: The bank was learned on other backbone weights.
-        """
-        source = backbone if backbone is not None else saved.backbone_name
-        # a bank without adapter runs on the plain backbone it names, or on the one given as is
-        adapter = saved.adapter if saved.adapter is not None else (None if isinstance(source, Backbone) else False)
-        mem = cls(resolve_backbone(source, adapter, device=device))
-        where = f"the bank at {path}" if path is not None else "the bank"
-        if mem.backbone.fingerprint != saved.fingerprint:
-            raise BackboneMismatchError(
-                f"{where} was learned on backbone {saved.backbone_name!r} ({saved.fingerprint}), "
-                f"not on {mem.backbone.name!r} ({mem.backbone.fingerprint}); load it onto the backbone it was learned on"
-            )
-        if saved.rows.shape[1] != mem.backbone.hidden_size:
-            raise BackboneMismatchError(
-                f"{where} has rows of width {saved.rows.shape[1]}, the backbone's hidden size is {mem.backbone.hidden_size}"
-            )
-        mem.bank.add([s.name for s in saved.specs], mean_embedding(mem.backbone))
-        mem.bank.rows = saved.rows.to(mem.bank.rows)
-        mem._specs.update({s.name: s for s in saved.specs})
-        mem._training.update(saved.training)
-        mem._kept.update(saved.kept)
-        return mem
 
     def __repr__(self) -> str:
         return f"AgentMem(backbone={self.backbone.name!r}, tools={self.bank.names})"

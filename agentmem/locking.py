@@ -11,9 +11,12 @@ step waits for that request's few milliseconds.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 
 class FairLock:
@@ -78,3 +81,14 @@ class FairLock:
 
 
 __all__ = ["FairLock"]
+
+
+def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs a method under its object's ``lock`` (`AgentMem.lock`): the bank must not change under a decode."""
+
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked

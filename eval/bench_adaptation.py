@@ -5,7 +5,7 @@ tools from 20 single-call examples each, plus 40 two-call requests; `TrainConfig
 defaults), on the embedded backbone once plain and once with an adapter merged (default:
 the one shipped for it), then plan the demo pack's held-out requests (templates and values
 never seen in training: 32 single-call, 8 two-call) and score them. The adaptation corpus
-shares no tool with the demo pack (`agentmem.corpus`), so any gain is transfer.
+shares no tool with the demo pack (`agentmem.adaptation.corpus`), so any gain is transfer.
 
 Results print as a Markdown table and are appended (with machine and date) to
 ``runs/adaptation-<date>.md``; BENCHMARKS.md quotes them.
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import runinfo
-from agentmem.adapter import Adapter, resolve_backbone, shipped_adapter
+from agentmem.adaptation.adapter import Adapter, shipped_adapter
+from agentmem.adaptation.resolve import resolve_backbone
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem
 from agentmem.eval.bench_decoding import learn_demo_pack, score_plans

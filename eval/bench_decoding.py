@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from agentmem import runinfo
-from agentmem.adapter import Adapter, apply_adapter, shipped_adapter
+from agentmem.adaptation.adapter import Adapter, shipped_adapter
+from agentmem.adaptation.resolve import apply_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding import DecodeSettings

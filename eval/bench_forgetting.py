@@ -1,7 +1,7 @@
 """Forgetting across rounds of new tools: memory tokens against LoRA fine-tuning.
 
 Tools are learned in rounds (default: 4 rounds of 10 synthetic tools, split ``"eval"`` of
-`agentmem.corpus`, disjoint from the adaptation corpus). After every round, the
+`agentmem.adaptation.corpus`, disjoint from the adaptation corpus). After every round, the
 held-out requests of the *first* round's tools are planned and scored; forgetting is the
 drop of their argument F1 from round 1 to the last round. Four learners, each fed the current
 round's examples (and, for rehearsal, what the bank kept of earlier rounds):
@@ -15,7 +15,7 @@ round's examples (and, for rehearsal, what the bank kept of earlier rounds):
 * **agentmem, no renormalisation**: the defaults with ``renormalize=False``;
 * **LoRA fine-tuning**: one LoRA (r=8, alpha 32 on q/v, as the adaptation phase) on the
   plain backbone, trained round after round by the adaptation phase's loop
-  (`agentmem.lora.train_lora`) to write the plan as text (``name {json}``, one line per
+  (`agentmem.adaptation.lora.train_lora`) to write the plan as text (``name {json}``, one line per
   call, the format of `agentmem.eval.textplan`, as the eval's LoRA baseline) with no tool
   list in the prompt, no replay of earlier rounds; planned by greedy generation
   (`agentmem.eval.generation.generate`), parsed and validated by `parse_plan`.
@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import runinfo
+from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
+from agentmem.adaptation.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.core import AgentMem
-from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import EncodedExample, prompt_ids
 from agentmem.eval.generation import generate
 from agentmem.eval.metrics import score
 from agentmem.eval.textplan import parse_plan, render_plan
-from agentmem.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.tools.spec import to_tool_spec
 
 #: Learner key -> its label and `learn_tools` settings (None: the LoRA baseline).
@@ -169,7 +169,7 @@ def plot(results: dict[str, list[dict[str, float]]], path: Path, title: str) -> 
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--rounds", type=int, default=4)
@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma-separated, of: {', '.join(LEARNERS)}")
     parser.add_argument("--out", type=Path, default=Path("runs"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     from agentmem.extras import require_extra
 

@@ -7,7 +7,7 @@ Every loader returns a :class:`Dataset` in the library's public example format::
 and its tools as OpenAI-style inner function dicts
 ``{"name", "description", "parameters": <JSON Schema>}``.
 
-NESTFUL subsets are read by `agentmem.nestful` (the adaptation corpus reads them too); its
+NESTFUL subsets are read by `agentmem.adaptation.nestful` (the adaptation corpus reads them too); its
 module docstring holds the conversion rules and which examples are dropped.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jsonschema
 
-from agentmem.nestful import (
+from agentmem.adaptation.nestful import (
     NESTFUL_SUBSETS,
     REFERENCE_PATTERN,
     REFERENCE_SCHEMA,

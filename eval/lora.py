@@ -9,7 +9,7 @@ leaves those out for every method, so no plan text teaches ``"$varN.field$"``):
 
 the request in the backbone's own chat template (no tool list: the model has to learn the
 tools), the plan in the text format of `agentmem.eval.textplan`, the loss on the plan's
-tokens only. Training is the adaptation phase's loop (`agentmem.lora.train_lora`, no memory
+tokens only. Training is the adaptation phase's loop (`agentmem.adaptation.lora.train_lora`, no memory
 rows): AdamW, linear warmup over the first 5% of steps then cosine decay to a tenth,
 gradient norm clipped to 1, ``epochs`` passes over batches of similar length, in float32.
 After training the LoRA is merged into a copy of the backbone (the backbone given stays
@@ -21,13 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from agentmem.adapter import merge_lora
+from agentmem.adaptation.adapter import merge_lora
+from agentmem.adaptation.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.backbone import Backbone
 from agentmem.encoding import EncodedExample, prompt_ids
 from agentmem.eval.generation import generate_plans
 from agentmem.eval.methods import FitRecord, Method, Prediction
 from agentmem.eval.textplan import render_plan
-from agentmem.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
 __all__ = ["LoRAMethod"]

@@ -189,6 +189,14 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
+    paths.append(out / "cost.png")
+    _plot_cost(plt, methods, title, paths[1])
+    return paths
+
+
+def _plot_cost(plt: Any, methods: dict[str, Any], title: str, path: Path) -> None:
+    """Draws each method's accuracy against its prompt tokens and its seconds per request into ``path``."""
+    names = list(methods)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, (key, label) in zip(
         axes,
@@ -211,10 +219,8 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
     fig.tight_layout()
-    paths.append(out / "cost.png")
-    fig.savefig(paths[1], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
 
 
 def write_report(summary: dict[str, Any], out: Path) -> list[Path]:

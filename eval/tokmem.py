@@ -32,7 +32,8 @@ from collections.abc import Sequence
 
 from tqdm.auto import tqdm
 
-from agentmem.adapter import Adapter, resolve_backbone
+from agentmem.adaptation.adapter import Adapter
+from agentmem.adaptation.resolve import resolve_backbone
 from agentmem.backbone import Backbone
 from agentmem.chat import plan_to_dict, read_call
 from agentmem.core import AgentMem

@@ -517,7 +517,7 @@ def held_out_examples(seed: int = 1) -> list[dict[str, Any]]:
 
 
 #: Held-out requests that need none of the demo tools: a good plan is an answer in words.
-#: Written by hand; the adaptation corpus's requests of this kind (`agentmem.corpus`) ask
+#: Written by hand; the adaptation corpus's requests of this kind (`agentmem.adaptation.corpus`) ask
 #: about other countries and words, and most of these ask things it never asks.
 NO_TOOL_REQUESTS: tuple[str, ...] = (
     "Who wrote Hamlet?",

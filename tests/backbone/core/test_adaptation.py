@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentmem import AgentMem
-from agentmem.adapter import adapted_fingerprint
+from agentmem.adaptation.adapter import adapted_fingerprint
 
 
 @pytest.mark.backbone

@@ -27,7 +27,8 @@ import uvicorn
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from agentmem import AgentMem, cli
-from agentmem.adapters.server import BankRegistry, ServerLimits, _chunks, _completion, create_app
+from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
+from agentmem.adapters.server.responses import to_chunks, to_completion
 from agentmem.decoding import Batch
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from tests.conftest import LIGHT, UNIT, tiny_backbone, tool_schema
@@ -431,7 +432,7 @@ def test_invalid_calls_are_reported_not_dropped():
         ],
         usage={"prompt_tokens": 7, "generated_tokens": 12},
     )
-    completion = _completion(plan, model="home")
+    completion = to_completion(plan, model="home")
     parsed = ChatCompletion.model_validate(completion)
     message = parsed.choices[0].message
     assert _calls(message) == [("set_unit", {"unit": "celsius"})] and parsed.choices[0].finish_reason == "tool_calls"
@@ -443,15 +444,17 @@ def test_invalid_calls_are_reported_not_dropped():
             "error": "'maybe' is not of type 'boolean'",
         }
     ]
-    chunks = [ChatCompletionChunk.model_validate(c) for c in _chunks(completion, include_usage=True)]
+    chunks = [ChatCompletionChunk.model_validate(c) for c in to_chunks(completion, include_usage=True)]
     assert chunks[-2].choices[0].delta.model_extra["invalid_tool_calls"] == message.model_extra["invalid_tool_calls"]
     assert chunks[-1].usage.total_tokens == 19
-    only_invalid = _completion(Plan(steps=[plan.steps[1]], finish_reason="length"), model="home")
+    only_invalid = to_completion(Plan(steps=[plan.steps[1]], finish_reason="length"), model="home")
     assert (
         only_invalid["choices"][0]["finish_reason"] == "length"
         and "tool_calls" not in only_invalid["choices"][0]["message"]
     )
-    assert _completion(Plan(text="Hi. STOP here", finish_reason="length"), model="m", stop=["STOP"])["choices"][0] == {
+    assert to_completion(Plan(text="Hi. STOP here", finish_reason="length"), model="m", stop=["STOP"])["choices"][
+        0
+    ] == {
         "index": 0,
         "message": {"role": "assistant", "content": "Hi. ", "refusal": None},
         "logprobs": None,
@@ -469,7 +472,8 @@ def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, ca
         memory.save(tmp_path / "banks" / name)
     loads: list[str] = []
     monkeypatch.setattr(
-        "agentmem.adapter.load_backbone", lambda name, device=None: loads.append(name) or banks["home"].backbone
+        "agentmem.adaptation.resolve.load_backbone",
+        lambda name, device=None: loads.append(name) or banks["home"].backbone,
     )
     ran: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))

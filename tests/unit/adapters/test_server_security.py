@@ -185,7 +185,7 @@ def test_hidden_folders_left_by_crashed_saves_are_not_banks(saved_home, root, mo
     assert registry.add_paths([root]) == ["home"]
     web = TestClient(create_app(registry, admin=True))
     _error(web.post("/v1/banks", json={"name": "x", "folder": ".home-tmp-abc123"}), 400, param="folder")
-    monkeypatch.setattr("agentmem.adapter.load_backbone", lambda name, device=None: saved_home[0])
+    monkeypatch.setattr("agentmem.adaptation.resolve.load_backbone", lambda name, device=None: saved_home[0])
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
     assert cli.main(["serve", str(root)]) == 0
     assert "1 banks (home)" in capsys.readouterr().out
@@ -248,7 +248,7 @@ def test_text_with_lone_surrogates_is_a_400_naming_the_field(registry):
 
 
 def test_cli_serve_is_loopback_keyless_and_admin_free_unless_asked(saved_home, root, monkeypatch, capsys, caplog):
-    monkeypatch.setattr("agentmem.adapter.load_backbone", lambda name, device=None: saved_home[0])
+    monkeypatch.setattr("agentmem.adaptation.resolve.load_backbone", lambda name, device=None: saved_home[0])
     ran: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.update(app=app, **kwargs))
     monkeypatch.delenv(API_KEY_ENV, raising=False)

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from agentmem import AgentMem, cli, memory
-from agentmem.adaptation import AdaptConfig, read_corpus
-from agentmem.adapter import SHIPPED_DIR, Adapter, adapted_fingerprint, apply_adapter, inject_lora, resolve_backbone
-from agentmem.corpus import synthetic_examples, synthetic_tools
+from agentmem.adaptation.adapt import AdaptConfig, read_corpus
+from agentmem.adaptation.adapter import SHIPPED_DIR, Adapter, adapted_fingerprint, inject_lora
+from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
+from agentmem.adaptation.lora import shared_prefix_loss
+from agentmem.adaptation.resolve import apply_adapter, resolve_backbone
 from agentmem.encoding import common_prefix, encode_example
 from agentmem.errors import BackboneError, BackboneMismatchError, InvalidExampleError
-from agentmem.lora import shared_prefix_loss
 from agentmem.memory import MemoryBank
 from agentmem.tools import demo
 from tests.conftest import tiny_backbone

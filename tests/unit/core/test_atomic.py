@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agentmem.adapter import Adapter
+from agentmem.adaptation.adapter import Adapter
 from agentmem.atomic import atomic_folder, recover
 from agentmem.bank_io import SavedBank, load_bank, save_bank
 from agentmem.tools.spec import ToolSpec

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agentmem import AgentMem
-from agentmem.corpus import synthetic_examples, synthetic_tools
+from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
 from agentmem.errors import UnknownToolError
 from agentmem.tools import demo
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agentmem import corpus
+from agentmem.adaptation import corpus
 from agentmem.compose import CONNECTORS, compose_examples, join_requests
 from agentmem.tools.examples import Call, Example
 from agentmem.tools.parsing import find_reference

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 sys.path.insert(0, {str(ROOT)!r})
 from agentmem import AgentMem, distributed
 from agentmem.backbone import DEFAULT_BACKBONE, resolve
-from agentmem.corpus import synthetic_examples, synthetic_tools
+from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
 from tests.conftest import tiny_backbone
 
 

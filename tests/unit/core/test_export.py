@@ -18,8 +18,8 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from agentmem import AgentMem, cli, memory
+from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
 from agentmem.backbone import Backbone
-from agentmem.corpus import synthetic_examples, synthetic_tools
 from agentmem.encoding import argument_ids, prompt_ids
 from agentmem.errors import BackboneError, BankError
 from agentmem.export import EXPORT_META, GREEDY_OPTIONS, bank_fingerprint, export_checkpoint, parse_output, tool_token

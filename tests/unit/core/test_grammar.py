@@ -10,8 +10,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentmem.adaptation.nestful import REFERENCE_SCHEMA
 from agentmem.grammar import ArgumentGrammar, without_reference_branches
-from agentmem.nestful import REFERENCE_SCHEMA
 from agentmem.tools import canonical_json
 
 EXTRA = 3  # memory-token columns appended past the vocabulary

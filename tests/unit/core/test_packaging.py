@@ -154,3 +154,16 @@ print(agentmem.__file__, agentmem.tools.__file__, agentmem.eval.__file__, sep="\
     assert result.returncode == 0, result.stderr
     files = [Path(line) for line in result.stdout.splitlines()]
     assert files == [ROOT / "agentmem" / "__init__.py", ROOT / "tools" / "__init__.py", ROOT / "eval" / "__init__.py"]
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    # pyproject names its packages one by one (four folders mapped into one package): a new
+    # subpackage left off the list would be missing from an installed agentmem.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            found.add(".".join([package, *init.parent.relative_to(ROOT / folder).parts]))
+    assert {"agentmem.adaptation", "agentmem.adapters.server"} <= found
+    assert set(setuptools["packages"]) == found

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agentmem import nestful
+from agentmem.adaptation import nestful
 from agentmem.eval.datasets import (
     REFERENCE_PATTERN,
     Dataset,

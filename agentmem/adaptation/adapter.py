@@ -1,4 +1,4 @@
-"""Adapters: the LoRA of an adaptation on disk, merged into a backbone, and which backbone runs.
+"""Adapters on disk: the LoRA of an adaptation, and the adaptations shipped with agentmem.
 
 An `Adapter` keeps only what reproduces the merge: the LoRA weights
 (``adapter.safetensors``, about 2 MB for SmolLM2-135M) and ``adapter.json`` (LoRA settings,
@@ -7,15 +7,14 @@ is derived from the base fingerprint and the adapter's hash (not from the merged
 which may differ in the last bit between machines), so banks learned on it refuse any other
 backbone. The adapter made for the embedded backbone ships in ``agentmem/adaptations/``.
 
-`resolve_backbone` is the one answer to "this backbone with this adapter": `AgentMem()`
-(the shipped adapter by default), `AgentMem.load` (the bank's own adapter), the server's
-bank registry and the evaluation all go through it. This module trains nothing: the
-adaptation phase (`agentmem.adaptation`) and the LoRA trainer (`agentmem.lora`) build on it.
+This module needs no backbone (`agentmem.backbone` names an `Adapter` without importing
+this module's users): merging an adapter into a backbone and choosing which
+backbone runs are `agentmem.adaptation.resolve`'s; here are only the peft steps
+(`inject_lora`, `merge_lora`) that the trainer shares.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -30,8 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from agentmem import distributed
 from agentmem.atomic import atomic_folder
-from agentmem.backbone import Backbone, load_backbone
-from agentmem.errors import BackboneError, BackboneMismatchError, BankError
+from agentmem.errors import BankError
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -39,10 +37,8 @@ __all__ = [
     "SHIPPED_DIR",
     "Adapter",
     "adapted_fingerprint",
-    "apply_adapter",
     "inject_lora",
     "merge_lora",
-    "resolve_backbone",
     "shipped_adapter",
 ]
 
@@ -50,7 +46,7 @@ ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter.json"
 ADAPTER_FORMAT = 1
 #: Adapters shipped with the package, one folder per backbone alias.
-SHIPPED_DIR = Path(__file__).parent / "adaptations"
+SHIPPED_DIR = Path(__file__).parent.parent / "adaptations"
 
 
 @dataclass
@@ -186,122 +182,7 @@ def merge_lora(peft_model: Any) -> torch.nn.Module:
     return merged
 
 
-def adapted_backbone(base: Backbone, merged: torch.nn.Module, adapter: Adapter) -> Backbone:
-    """The backbone of ``base``'s tokenizer on ``merged`` (``base``'s model with ``adapter``
-    merged in, see `merge_lora`), with the adapted fingerprint."""
-    return Backbone(
-        name=base.name,
-        model=merged,
-        tokenizer=base.tokenizer,
-        fingerprint=adapted_fingerprint(base.fingerprint, adapter.id),
-        adapter=adapter,
-    )
-
-
-def apply_adapter(backbone: Backbone, adapter: Adapter, *, copy_model: bool = True) -> Backbone:
-    """Merges an adapter into a base backbone.
-
-    Args:
-        backbone: The base backbone the adapter was trained on.
-        adapter: The adapter.
-        copy_model: Merge into a copy (default) so that ``backbone`` stays as it was;
-            pass False for a backbone nobody else holds.
-
-    Raises:
-        BackboneError: The backbone is already adapted.
-        BackboneMismatchError: The adapter was trained on other base weights.
-    """
-    from peft import set_peft_model_state_dict
-
-    if backbone.adapter is not None:
-        raise BackboneError(f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id})")
-    if backbone.fingerprint != adapter.base_fingerprint:
-        raise BackboneMismatchError(
-            f"adapter {adapter.id} was trained on backbone {adapter.base_name!r} ({adapter.base_fingerprint}), "
-            f"not on {backbone.name!r} ({backbone.fingerprint})"
-        )
-    model = copy.deepcopy(backbone.model) if copy_model else backbone.model
-    peft_model = inject_lora(model, adapter.lora)
-    result = set_peft_model_state_dict(peft_model, {k: v.to(backbone.device) for k, v in adapter.weights.items()})
-    missing = [k for k in result.missing_keys if "lora_" in k]
-    if missing or result.unexpected_keys:
-        raise BackboneMismatchError(
-            f"adapter {adapter.id} does not fit backbone {backbone.name!r}: "
-            f"missing {missing[:3]}, unexpected {list(result.unexpected_keys)[:3]}"
-        )
-    return adapted_backbone(backbone, merge_lora(peft_model), adapter)
-
-
 def shipped_adapter(name: str) -> Adapter | None:
     """The adapter shipped with agentmem for a backbone alias, if there is one."""
     folder = SHIPPED_DIR / name
     return Adapter.load(folder) if (folder / ADAPTER_CONFIG).is_file() else None
-
-
-def resolve_backbone(
-    backbone: str | Backbone, adapter: Adapter | bool | None = None, *, device: str | None = None
-) -> Backbone:
-    """This backbone with this adapter: the one place that decides what a bank runs on.
-
-    Args:
-        backbone: A name (loaded here) or a `Backbone` (never modified: an adapter is
-            merged into a copy).
-        adapter: An `Adapter`: that one, merged into the base (a `Backbone` that already
-            carries it is returned as is). Otherwise the adaptation shipped for the backbone:
-            ``None`` (default): a name gets it when one is shipped, a `Backbone` is used as
-            given; ``True``: require it; ``False``: the plain backbone.
-        device: Where to load a named backbone.
-
-    Raises:
-        BackboneError: ``adapter=True`` but nothing is shipped for this backbone, or
-            ``adapter=False`` for a `Backbone` that is already adapted.
-        BackboneMismatchError: The adapter was trained on other weights, or the `Backbone`
-            already carries another adapter.
-    """
-    if isinstance(adapter, Adapter):
-        return _with_adapter(backbone, adapter, device)
-    if isinstance(backbone, Backbone):
-        if adapter is False and backbone.adapter is not None:
-            raise BackboneError(
-                f"backbone {backbone.name!r} is already adapted ({backbone.adapter.id}); load the base one"
-            )
-        if adapter and backbone.adapter is None:
-            return apply_adapter(backbone, _require_shipped(backbone.name))
-        return backbone
-    base = load_backbone(backbone, device=device)
-    if adapter is False:
-        return base
-    shipped = _require_shipped(backbone) if adapter else shipped_adapter(backbone)
-    if shipped is None:
-        return base
-    if adapter is None and shipped.base_fingerprint != base.fingerprint:
-        warnings.warn(
-            f"the shipped adaptation of {backbone!r} was made for weights {shipped.base_fingerprint}, these are "
-            f"{base.fingerprint}; running without it (pass adapted=False to silence this)",
-            stacklevel=3,
-        )
-        return base
-    return apply_adapter(base, shipped, copy_model=False)
-
-
-def _with_adapter(backbone: str | Backbone, adapter: Adapter, device: str | None) -> Backbone:
-    if not isinstance(backbone, Backbone):
-        return apply_adapter(load_backbone(backbone, device=device), adapter, copy_model=False)
-    if backbone.adapter is None:
-        return apply_adapter(backbone, adapter)
-    if backbone.adapter.id != adapter.id:
-        raise BackboneMismatchError(
-            f"backbone {backbone.name!r} carries adapter {backbone.adapter.id}, not {adapter.id}; give its base backbone"
-        )
-    return backbone
-
-
-def _require_shipped(name: str) -> Adapter:
-    adapter = shipped_adapter(name)
-    if adapter is None:
-        have = sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir()) if SHIPPED_DIR.is_dir() else []
-        raise BackboneError(
-            f"no shipped adaptation for backbone {name!r} (shipped: {', '.join(have) or 'none'}); "
-            "make one with AgentMem.adapt(corpus) or `agentmem adapt`"
-        )
-    return adapter

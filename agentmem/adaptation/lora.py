@@ -3,7 +3,7 @@
 `lora_copy` puts a fresh LoRA into a copy of a frozen backbone; `train_lora` trains it on
 encoded examples (prompt, target tokens), with memory rows alongside when the targets hold
 memory tokens (the adaptation phase) or none (a baseline that names tools in text); then
-`agentmem.adapter.merge_lora` folds it into the weights.
+`agentmem.adaptation.adapter.merge_lora` folds it into the weights.
 
 The loop: AdamW, a linear warmup over the first ``warmup`` share of the steps then a
 cosine decay to a tenth, the LoRA's gradient norm clipped, batches of examples of similar
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from agentmem import distributed, memory
-from agentmem.adapter import inject_lora
+from agentmem.adaptation.adapter import inject_lora
 from agentmem.backbone import Backbone
 from agentmem.encoding import EncodedExample, common_prefix
 

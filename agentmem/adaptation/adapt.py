@@ -8,9 +8,9 @@ values; the LoRA is then merged into the weights (peft ``merge_and_unload``), ev
 frozen again, and the temporary rows are dropped. The user's tools, disjoint from the
 corpus's, are learned afterwards as usual.
 
-The training loop is the LoRA trainer's (`agentmem.lora`); the result is an
-`agentmem.adapter.Adapter`, saved with banks and resolved by `resolve_backbone`. The
-default corpus is `agentmem.corpus.adaptation_corpus`.
+The training loop is the LoRA trainer's (`agentmem.adaptation.lora`); the result is an
+`agentmem.adaptation.adapter.Adapter`, saved with banks and resolved by `resolve_backbone`. The
+default corpus is `agentmem.adaptation.corpus.adaptation_corpus`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from typing import Any
 import torch
 
 from agentmem import memory
-from agentmem.adapter import Adapter, adapted_backbone, merge_lora
+from agentmem.adaptation.adapter import Adapter, merge_lora
+from agentmem.adaptation.lora import LoRAConfig, lora_copy, train_lora
+from agentmem.adaptation.resolve import adapted_backbone
 from agentmem.backbone import Backbone
 from agentmem.encoding import encode_example
 from agentmem.errors import BackboneError, InvalidExampleError
-from agentmem.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.memory import MemoryBank
 from agentmem.tools.examples import Example, normalize_examples
 from agentmem.tools.spec import ToolSpec, to_tool_spec
@@ -125,7 +126,19 @@ def adapt_backbone(
         losses=losses,
         trainable_parameters=sum(v.numel() for v in weights.values()),
     )
-    record = {
+    adapter = Adapter(
+        lora=config.lora(),
+        weights=weights,
+        base_name=backbone.name,
+        base_fingerprint=backbone.fingerprint,
+        training=_record(report, config, run.bf16),
+    )
+    return adapted_backbone(backbone, merged, adapter), report
+
+
+def _record(report: AdaptReport, config: AdaptConfig, bf16: bool) -> dict[str, Any]:
+    """How the adapter was trained, as saved in ``adapter.json``."""
+    return {
         "tools": report.tools,
         "examples": report.examples,
         "epochs": config.epochs,
@@ -133,7 +146,7 @@ def adapt_backbone(
         "memory_lr": config.memory_lr,
         "batch_size": config.batch_size,
         "warmup": config.warmup,
-        "bf16": run.bf16,
+        "bf16": bf16,
         "seed": config.seed,
         "steps": report.steps,
         "seconds": round(report.seconds, 1),
@@ -142,14 +155,6 @@ def adapt_backbone(
         "last_loss": round(report.last_loss, 4),
         "loss_curve": report.loss_curve(),
     }
-    adapter = Adapter(
-        lora=config.lora(),
-        weights=weights,
-        base_name=backbone.name,
-        base_fingerprint=backbone.fingerprint,
-        training=record,
-    )
-    return adapted_backbone(backbone, merged, adapter), report
 
 
 def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:

@@ -1,6 +1,6 @@
 """NESTFUL subsets read into agentmem's example format: tools and requests, validated.
 
-The adaptation corpus (`agentmem.corpus`) draws auxiliary tools and requests from NESTFUL;
+The adaptation corpus (`agentmem.adaptation.corpus`) draws auxiliary tools and requests from NESTFUL;
 the evaluation (`agentmem.eval.datasets`) loads its benchmarks from the same files. Every
 loader returns a :class:`Dataset` in the library's public example format::
 
