@@ -12,7 +12,7 @@ nested objects, arrays). Choices:
 * memory-token columns (ids >= the backbone's vocabulary) are always masked inside an
   argument span: xgrammar's bitmask does not cover them;
 * no result reference: an ``anyOf`` branch that only matches one (a string whose
-  ``pattern`` starts ``^\\$var``, as `agentmem.nestful` wraps every non-string parameter)
+  ``pattern`` starts ``^\\$var``, as `agentmem.adaptation.nestful` wraps every non-string parameter)
   is left out of the grammar (`without_reference_branches`). A plan never carries a
   reference (the decoder passes over a token that would start one); with the branch in, a
   model that opens ``"$va`` for a number has no token left that the grammar and that guard

@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agentmem.adapter import apply_adapter, shipped_adapter
+from agentmem.adaptation.adapter import shipped_adapter
+from agentmem.adaptation.resolve import apply_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.eval.bench_decoding import learn_demo_pack
