@@ -7,7 +7,7 @@ each plan's calls, invalid calls, text, finish reason, generated tokens and note
 no timings) to ``--out``. The bank is learned once (as `bench_decoding` learns it) and saved
 to ``--bank``, then loaded on later runs, so two runs differ by decoding alone. With
 ``--compare``, the plans are compared with an earlier recording: it prints each request
-whose plan changed and exits 1 if any did.
+whose plan changed (among the settings and sets both recordings hold) and exits 1 if any did.
 
     python -m agentmem.eval.record_plans --bank runs/record-bank --out runs/plans-base.json
     python -m agentmem.eval.record_plans --bank runs/record-bank --out runs/plans-new.json \\
@@ -51,19 +51,22 @@ def plan_record(plan: Plan) -> dict[str, Any]:
     }
 
 
-def record(mem: AgentMem) -> dict[str, dict[str, Any]]:
-    """Every recorded request's plan, keyed by setting, then by request set and request."""
+def record(mem: AgentMem, out_path: Path, settings: list[str]) -> dict[str, dict[str, Any]]:
+    """Every recorded request's plan, keyed by setting, then by request set and request;
+    written to ``out_path`` after each set (so a long run leaves what it has done)."""
     sets = {
         "held-1": [e["query"] for e in demo.held_out_examples(seed=1)],
         "held-2": [e["query"] for e in demo.held_out_examples(seed=2)],
         "no-tool": list(demo.NO_TOOL_REQUESTS),
     }
     out: dict[str, dict[str, Any]] = {}
-    for name, options in SETTINGS.items():
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    for name in settings:
         out[name] = {}
         for part, requests in sets.items():
-            plans = mem.plan_batch(requests, **options)
+            plans = mem.plan_batch(requests, **SETTINGS[name])
             out[name][part] = [{"request": r, **plan_record(p)} for r, p in zip(requests, plans)]
+            out_path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
             print(f"{name} {part}: {len(plans)} plans", flush=True)
     return out
 
@@ -71,9 +74,9 @@ def record(mem: AgentMem) -> dict[str, dict[str, Any]]:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Each recorded plan that differs between two recordings, in words."""
     lines = []
-    for name in old:
-        for part in old[name]:
-            for before, after in zip(old[name][part], new.get(name, {}).get(part, [])):
+    for name in old.keys() & new.keys():
+        for part in old[name].keys() & new[name].keys():
+            for before, after in zip(old[name][part], new[name][part]):
                 if before != after:
                     lines.append(f"{name} {part} {before['request']!r}:\n  before {before}\n  after  {after}")
     return lines
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, required=True, help="bank folder: loaded if it exists, else learned")
     parser.add_argument("--out", type=Path, required=True, help="where to write the plans (JSON)")
     parser.add_argument("--compare", type=Path, help="an earlier recording to compare with")
+    parser.add_argument(
+        "--settings", default=",".join(SETTINGS), help=f"which settings to record (default: {','.join(SETTINGS)})"
+    )
     args = parser.parse_args(argv)
 
     base = load_backbone(args.backbone)
@@ -95,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         mem = AgentMem(apply_adapter(base, adapter) if adapter is not None else base)
         learn_demo_pack(mem)
         mem.save(args.bank)
-    plans = record(mem)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(plans, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    plans = record(mem, args.out, [s.strip() for s in args.settings.split(",")])
     if args.compare is None:
         return 0
     changed = differences(json.loads(args.compare.read_text(encoding="utf-8")), plans)

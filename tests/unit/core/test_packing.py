@@ -73,5 +73,5 @@ def test_a_prompt_with_its_own_system_message_is_prefilled_whole_beside_one_that
         )
         while batch.rows:
             batch.step()
-    assert [r.shared for r in rows] == [False, True]
+    assert [r.slot.shared for r in rows] == [False, True]
     assert [_signature(r.plan) for r in rows] == [_signature(mem.plan(own)), _signature(mem.plan("lights on"))]
