@@ -10,24 +10,17 @@ request's settings turn on, minding what one needs of another.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 
 from agentmem.copying import found_in, repeated_optional, stated_arguments, unfounded, unfounded_optional
 from agentmem.decoding.settings import DecodeSettings
-from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
+from agentmem.decoding.state import Row, Step, Tried
+from agentmem.tools.calls import Plan, ToolCall
 from agentmem.tools.parsing import canonical_json
 from agentmem.tools.spec import ToolSpec
-
-if TYPE_CHECKING:
-    from agentmem.decoding.state import Row
-
-Step = ToolCall | InvalidToolCall
-
 
 # Verdicts
 
@@ -132,13 +125,6 @@ class DropUnfounded:
         return Keep(ToolCall(call.name, arguments, call.id), notes)
 
 
-@dataclass
-class FallbackState:
-    """Fall-back's state on a row: the likeliest text token at the first routing decision."""
-
-    text_token: int | None = None
-
-
 @dataclass(frozen=True)
 class FallBackToText:
     """``fall_back_to_text``: when every tool tried for a plan's first call invents a value
@@ -158,13 +144,6 @@ class FallBackToText:
         if row.reroute.tried or not self.applies(row):
             return None
         return AnswerInWords(f"answered in words: the first call's {reason}")
-
-
-@dataclass
-class CompleteState:
-    """Complete-plan's state on a row: whether the call being decoded is one the model would not have made."""
-
-    extending: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,44 +179,6 @@ class CompletePlan:
             return EndPlan()
         added = f"added {call.name} before the end of the plan: it uses a part of the request no earlier call does"
         return Keep(call, [*notes, added])
-
-
-@dataclass
-class Tried:
-    """One call decoded at a routing decision, kept while other tools are tried there."""
-
-    tool: str
-    probability: float
-    tokens: list[int]  # its argument tokens
-    step: Step
-    notes: list[str]
-    flaws: list[str]  # why it is not founded: unfounded values, the schema it breaks, a repeat
-    likelihood: float  # log-probability of its argument tokens under the model
-
-    @property
-    def badness(self) -> tuple[bool, int]:
-        return isinstance(self.step, InvalidToolCall), len(self.flaws)
-
-    @property
-    def rank(self) -> tuple[tuple[bool, int], float]:
-        """Lower is better: fewer flaws first; among founded calls the likelier call (tool
-        and arguments together), among flawed ones the likelier tool."""
-        if self.badness == (False, 0):
-            return self.badness, -(math.log(max(self.probability, 1e-12)) + self.likelihood)
-        return self.badness, -self.probability
-
-
-@dataclass
-class RerouteState:
-    """Reroute's state on a row: the tools still to try at the last routing decision, the
-    calls decoded there so far, the probability of the tool being decoded, the
-    log-probability of its argument tokens so far, and a call's tokens to write again."""
-
-    alternatives: list[tuple[str, float]] = field(default_factory=list)
-    tried: list[Tried] = field(default_factory=list)
-    probability: float = 1.0
-    likelihood: float = 0.0
-    replay: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from agentmem.copying import CopyIndex, depth, first_tokens, value_number, value_string
+from agentmem.decoding.state import Row
 from agentmem.tools.spec import ToolSpec
-
-if TYPE_CHECKING:
-    from agentmem.decoding.state import Row
 
 _NEG = float("-inf")
 
@@ -77,13 +74,6 @@ class GrammarMask:
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
         assert row.matcher is not None
         return row.matcher.mask_logits(scores)
-
-
-@dataclass
-class CopyState:
-    """Copy bias's state on a row: each request word's first token (`copying.first_tokens`), built once."""
-
-    first_tokens: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)

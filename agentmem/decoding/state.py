@@ -7,17 +7,80 @@ defined with its lever), and the batch keeps where the row lies in its cache (`S
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-from agentmem.decoding.policies import CompleteState, FallbackState, RerouteState
-from agentmem.decoding.processors import CopyState
 from agentmem.decoding.settings import DecodeSettings
 from agentmem.grammar import ArgumentMatcher
-from agentmem.tools.calls import Plan
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.spec import ToolSpec
+
+Step = ToolCall | InvalidToolCall
+
+
+# Each lever's own state on a row (the levers themselves: `processors`, `policies`).
+
+
+@dataclass
+class CopyState:
+    """Copy bias's state on a row: each request word's first token (`copying.first_tokens`), built once."""
+
+    first_tokens: frozenset[int] | None = None
+
+
+@dataclass
+class FallbackState:
+    """Fall-back's state on a row: the likeliest text token at the first routing decision."""
+
+    text_token: int | None = None
+
+
+@dataclass
+class CompleteState:
+    """Complete-plan's state on a row: whether the call being decoded is one the model would not have made."""
+
+    extending: bool = False
+
+
+@dataclass
+class Tried:
+    """One call decoded at a routing decision, kept while other tools are tried there."""
+
+    tool: str
+    probability: float
+    tokens: list[int]  # its argument tokens
+    step: Step
+    notes: list[str]
+    flaws: list[str]  # why it is not founded: unfounded values, the schema it breaks, a repeat
+    likelihood: float  # log-probability of its argument tokens under the model
+
+    @property
+    def badness(self) -> tuple[bool, int]:
+        return isinstance(self.step, InvalidToolCall), len(self.flaws)
+
+    @property
+    def rank(self) -> tuple[tuple[bool, int], float]:
+        """Lower is better: fewer flaws first; among founded calls the likelier call (tool
+        and arguments together), among flawed ones the likelier tool."""
+        if self.badness == (False, 0):
+            return self.badness, -(math.log(max(self.probability, 1e-12)) + self.likelihood)
+        return self.badness, -self.probability
+
+
+@dataclass
+class RerouteState:
+    """Reroute's state on a row: the tools still to try at the last routing decision, the
+    calls decoded there so far, the probability of the tool being decoded, the
+    log-probability of its argument tokens so far, and a call's tokens to write again."""
+
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    tried: list[Tried] = field(default_factory=list)
+    probability: float = 1.0
+    likelihood: float = 0.0
+    replay: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
