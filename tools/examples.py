@@ -44,6 +44,13 @@ class Example:
     """The conversation the calls follow, when the example is one (``query`` is then its
     last user message); empty for a plain request."""
 
+    @property
+    def tool_names(self) -> set[str]:
+        """Every tool the example writes as a memory token: its calls' and its conversation's
+        earlier calls'."""
+        earlier = {_call_name(c) for m in self.messages for c in m.get("tool_calls") or ()}
+        return {c.name for c in self.calls} | earlier
+
 
 @dataclass(frozen=True)
 class SkippedExample:
@@ -170,10 +177,7 @@ def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict
         if not isinstance(content, str) and not (content is None and tool_calls):
             raise InvalidExampleError(f"{at} ({message['role']}): 'content' must be a string, got {content!r:.80}")
         for j, call in enumerate(tool_calls or ()):
-            function = call.get("function") if isinstance(call, Mapping) else None
-            name = (function if isinstance(function, Mapping) else call if isinstance(call, Mapping) else {}).get(
-                "name"
-            )
+            name = _call_name(call)
             if name not in tools:
                 allowed = ", ".join(sorted(tools))
                 raise InvalidExampleError(
@@ -182,3 +186,12 @@ def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict
     if raw[-1].get("role") != "user":
         raise InvalidExampleError(f"{where}: the last message must be the user's request, got role {raw[-1]['role']!r}")
     return tuple(dict(m) for m in raw)
+
+
+def _call_name(call: Any) -> Any:
+    """The tool name of an earlier call in OpenAI's (``{"function": {"name"}}``) or
+    LangChain's (``{"name"}``) shape; None when it has none."""
+    if not isinstance(call, Mapping):
+        return None
+    function = call.get("function")
+    return (function if isinstance(function, Mapping) else call).get("name")

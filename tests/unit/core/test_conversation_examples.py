@@ -8,7 +8,7 @@ from agentmem import AgentMem
 from agentmem.encoding import encode_example, prompt_ids
 from agentmem.errors import InvalidExampleError
 from agentmem.tools import normalize_examples, to_tool_spec
-from tests.conftest import LIGHT, UNIT
+from tests.conftest import LIGHT, UNIT, tool_schema
 
 CONVERSATION = {
     "messages": [
@@ -91,3 +91,15 @@ def test_training_on_conversation_examples_runs_and_plans_from_messages(tiny, tm
     loaded = AgentMem.load(tmp_path / "bank", backbone=tiny)
     kept = [ex for exs in loaded._kept.values() for ex in exs]
     assert any(ex.messages and ex.messages[-1]["content"] == "And switch the light on." for ex in kept)
+
+
+def test_rehearsal_leaves_out_a_kept_conversation_whose_earlier_call_was_forgotten(tiny):
+    mem = AgentMem(tiny, adapted=False)
+    mem.learn_tools(
+        [(UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]), (LIGHT, [CONVERSATION])], epochs=1
+    )
+    mem.forget("set_unit")  # the kept conversation's earlier call can no longer be written
+    fan = tool_schema("set_fan", {"speed": {"type": "integer"}}, "Set the fan speed.")
+    report = mem.learn_tool(fan, [{"query": "Fan to 3", "arguments": {"speed": 3}}], epochs=1, rehearse=4)
+    assert report.examples == 1
+    assert [t.name for t in mem.tools] == ["toggle_light", "set_fan"]
