@@ -95,3 +95,26 @@ def test_irrelevant_requests_answered_in_words_are_counted(data):
     tools = list(data.tools)
     assert _irrelevance(words, tools, 3) == {"requests": 6, "answered_in_words": 1.0}
     assert _irrelevance(calls, tools, 3)["answered_in_words"] == 0.0
+
+
+def test_the_prompt_baselines_run_as_agents_listing_the_conversations_tools_only(tiny, tmp_path, monkeypatch):
+    from agentmem.eval import icl
+
+    listed: list[list[str]] = []
+    system_prompt = icl.system_prompt
+    monkeypatch.setattr(
+        icl, "system_prompt", lambda tools: listed.append([t["name"] for t in tools]) or system_prompt(tools)
+    )
+    config = AgentRunConfig(
+        out=tmp_path,
+        methods=("icl", "rag"),
+        limit=1,
+        train_per_tool=1,
+        settings=MethodSettings(max_new_tokens=4, demonstrations=1, progress=False),
+    )
+    summary = run_agent(config, backbone=tiny)
+    assert {r["status"] for r in summary["methods"].values()} == {"ok"}
+    data = bfcl.load_bfcl()
+    test = bfcl.split_conversations(data.conversations)[2]
+    allowed = {n for c in test for n in data.tools_of(c)}
+    assert listed and all(set(names) <= allowed for names in listed)
