@@ -45,7 +45,7 @@ import datetime
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,12 +310,12 @@ def _irrelevance(plan: Planner, tools: list[str], limit: int) -> dict[str, Any]:
 
 def evaluate(
     name: str, backbone: Backbone, config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation]
-) -> dict[str, dict[str, Any]]:
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Fits one method on the training turns, runs the test conversations, scores them.
 
-    Returns:
-        Result records by row name: the method's name; for TokMem, one row per lever setting
-        of ``config.levers`` (``tokmem``, ``tokmem-levers-off``), all from one fit.
+    Yields:
+        ``(row, result)`` as each is done: the method's name; for TokMem, one row per lever
+        setting of ``config.levers`` (``tokmem``, ``tokmem-levers-off``), all from one fit.
     """
     inventory = {n: t for n, t in data.tools.items() if any(c["name"] == n for ex in train for c in ex["calls"])}
     schemas = {n: t["parameters"] for n, t in inventory.items()}
@@ -326,17 +326,16 @@ def evaluate(
         fit = method.fit(
             [{"query": transcript(ex["messages"], schemas), "calls": ex["calls"]} for ex in train], inventory
         )
-    rows = {}
     for levers in config.levers if isinstance(method, TokMemMethod) else ("defaults",):
         row = name if levers == "defaults" else f"{name}-levers-off"
         plan, resumes = _planner(method, inventory, levers)
         started = time.perf_counter()
         records = run_conversations(test, data, plan, resumes, config.context, inventory)
         seconds = time.perf_counter() - started
-        rows[row] = _result(row, records, seconds, fit)
+        result = _result(row, records, seconds, fit)
         if config.irrelevance:
-            rows[row]["irrelevance"] = _irrelevance(plan, list(inventory), config.irrelevance)
-    return rows
+            result["irrelevance"] = _irrelevance(plan, list(inventory), config.irrelevance)
+        yield row, result
 
 
 def _result(name: str, records: list[dict[str, Any]], seconds: float, fit: FitRecord) -> dict[str, Any]:
@@ -434,13 +433,12 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
     for name in config.methods:
         print(f"{name}: fitting on {len(train)} turns, then running {len(test)} conversations", flush=True)
         try:
-            rows = evaluate(name, backbone, config, data, train, test)
+            for row, record in evaluate(name, backbone, config, data, train, test):
+                record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
+                _write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
+                results[row] = record
         except MethodUnavailableError as exc:
-            rows = {name: {"method": name, "status": "unavailable", "reason": str(exc)}}
-        for row, record in rows.items():
-            record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
-            _write_json(config.out / "methods" / f"{row}.json", record)
-            results[row] = record
+            results[name] = {"method": name, "status": "unavailable", "reason": str(exc)}
     gold_turns = training_turns(test, data, config.context)  # the test turns with their gold history
     summary = {
         "command": config.command,
