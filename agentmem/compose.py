@@ -72,7 +72,9 @@ def compose_examples(
         ValueError: Fewer than two tools have single-call examples, or bad bounds.
     """
     singles = {
-        name: [e for e in exs if len(e.calls) == 1 and e.calls[0].name == name] for name, exs in examples.items()
+        # a conversation's request leans on its context: it is no request on its own
+        name: [e for e in exs if len(e.calls) == 1 and e.calls[0].name == name and not e.messages]
+        for name, exs in examples.items()
     }
     singles = {name: exs for name, exs in singles.items() if exs}
     if n > 0 and len(singles) < 2:

@@ -267,7 +267,9 @@ def encode_example(
     schemas: Mapping[str, dict[str, Any]] | None = None,
 ) -> EncodedExample:
     """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``, or ``chat(query)
-    answer <eos>`` for a request that needs no tool.
+    answer <eos>`` for a request that needs no tool. A conversation example's prompt is its
+    messages (`prompt_ids`: earlier calls written as their memory tokens and arguments), so
+    the rows learn to route and copy with that context in front, as an agent plans.
 
     Args:
         tokenizer: The backbone's tokenizer.
@@ -281,7 +283,8 @@ def encode_example(
         target.append(memory_token(call.name))
         target.extend(argument_ids(tokenizer, call.arguments, (schemas or {}).get(call.name)))
     target.append(eos_token_id)
-    return EncodedExample(prefix=tuple(prompt_ids(tokenizer, example.query)), target=tuple(target))
+    prompt = prompt_ids(tokenizer, list(example.messages) or example.query, memory_token, schemas)
+    return EncodedExample(prefix=tuple(prompt), target=tuple(target))
 
 
 def common_prefix(prompts: Sequence[Sequence[int]]) -> list[int]:

@@ -140,12 +140,12 @@ class LearningMixin:
         return report
 
     def _rehearsal(self, config: TrainConfig) -> list[Example]:
-        """``config.rehearse`` kept requests of every tool learned before (those whose calls
-        all use tools still in the bank)."""
+        """``config.rehearse`` kept requests of every tool learned before (those whose calls,
+        and a conversation's earlier calls, all use tools still in the bank)."""
         rng = random.Random(f"rehearse:{config.seed}:{len(self.bank)}")
         chosen: list[Example] = []
         for name in self.bank.names:
-            pool = [ex for ex in self._kept.get(name, ()) if all(call.name in self._specs for call in ex.calls)]
+            pool = [ex for ex in self._kept.get(name, ()) if ex.tool_names <= self._specs.keys()]
             chosen.extend(rng.sample(pool, min(config.rehearse, len(pool))))
         return chosen
 

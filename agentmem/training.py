@@ -108,8 +108,13 @@ class _Prefix:
 
 
 @torch.no_grad()
-def encode_prefixes(backbone: Backbone, prompts: Sequence[Sequence[int]], batch_size: int = 8) -> list[_Prefix]:
-    """Runs prompts through the backbone (left-padded batches) and keeps their caches."""
+def encode_prefixes(
+    backbone: Backbone, prompts: Sequence[Sequence[int]], batch_size: int = 8, rows: torch.Tensor | None = None
+) -> list[_Prefix]:
+    """Runs prompts through the backbone (left-padded batches) and keeps their caches.
+
+    ``rows`` (the bank's rows) are spliced in where a prompt holds memory tokens: a
+    conversation's earlier calls (`prompt_ids`)."""
     out: list[_Prefix] = []
     body = memory.decoder(backbone)
     for start in range(0, len(prompts), batch_size):
@@ -122,7 +127,7 @@ def encode_prefixes(backbone: Backbone, prompts: Sequence[Sequence[int]], batch_
             mask[row, width - len(prompt) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         result = body(
-            input_ids=ids.to(backbone.device),
+            inputs_embeds=memory.embed(backbone, rows if rows is not None else torch.zeros(0), ids.to(backbone.device)),
             attention_mask=mask.to(backbone.device),
             position_ids=positions.to(backbone.device),
             use_cache=True,
@@ -220,10 +225,16 @@ def train_rows(
     target_norm = bank.mean_norm(exclude=train_indices) if config.renormalize else None
     optimizer = torch.optim.AdamW([trainable], lr=config.lr, weight_decay=0.0)
 
-    # Encode every prompt once when the caches fit in the budget; otherwise per step.
+    # Encode every prompt once when the caches fit in the budget; otherwise per step. A prompt
+    # holding a row being trained (a conversation's earlier call of a new tool) is encoded per
+    # step with the rows as they are then (still without gradient through the prompt).
     cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
+    trained_ids = {backbone.vocab_size + i for i in train_indices}
+    stale = any(t in trained_ids for e in examples for t in e.prefix)
     cached = (
-        encode_prefixes(backbone, [e.prefix for e in examples]) if cache_bytes <= config.prefix_cache_bytes else None
+        encode_prefixes(backbone, [e.prefix for e in examples], rows=frozen)
+        if cache_bytes <= config.prefix_cache_bytes and not stale
+        else None
     )
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
@@ -241,7 +252,7 @@ def train_rows(
             prefixes = (
                 [cached[i] for i in mine]
                 if cached is not None
-                else encode_prefixes(backbone, [e.prefix for e in batch])
+                else encode_prefixes(backbone, [e.prefix for e in batch], rows=frozen.index_copy(0, index, trainable))
             )
             # forward: frozen rows with the trainable ones spliced in, so only they get gradient
             rows = frozen.index_copy(0, index, trainable)

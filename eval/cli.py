@@ -19,7 +19,9 @@ def register(commands: Any) -> None:
     """Adds the ``eval`` subcommand to the ``agentmem`` CLI's subparsers."""
     evaluate = commands.add_parser("eval", help="evaluate TokMem against ICL, RAG and LoRA baselines; write a report")
     evaluate.add_argument(
-        "--dataset", default="complexfuncbench", help="complexfuncbench, glaive, sgd, executable, or jsonl"
+        "--dataset",
+        default="complexfuncbench",
+        help="complexfuncbench, glaive, sgd, executable, jsonl, or bfcl-multi-turn (an executed agent run)",
     )
     evaluate.add_argument("--requests", type=Path, help="with --dataset jsonl: JSONL of {query, calls}")
     evaluate.add_argument("--tools", type=Path, help="with --dataset jsonl: JSON list of function schemas")
@@ -52,6 +54,14 @@ def register(commands: Any) -> None:
     evaluate.add_argument(
         "--optional-bias", type=float, help="tokmem: bonus to writing optional arguments (default: the library's)"
     )
+    bfcl = evaluate.add_argument_group("bfcl-multi-turn (--limit counts test conversations)")
+    bfcl.add_argument("--turn-alone", action="store_true", help="plan from each turn alone, not the conversation")
+    bfcl.add_argument(
+        "--levers",
+        default="defaults",
+        help="tokmem: comma-separated, each a row from one fit: defaults (the library's decoding), off (every lever off)",
+    )
+    bfcl.add_argument("--irrelevance", type=int, default=0, help="requests of each irrelevance set to plan (0: none)")
     evaluate.set_defaults(run=_eval)
 
 
@@ -64,6 +74,8 @@ def _eval(args: argparse.Namespace) -> int:
     from agentmem.eval.methods import MethodSettings
     from agentmem.eval.runner import RunConfig, run
 
+    if args.dataset == "bfcl-multi-turn":
+        return _eval_agent(args)
     try:
         config = RunConfig(
             out=args.out,
@@ -96,3 +108,41 @@ def _eval(args: argparse.Namespace) -> int:
     print((args.out / "report.md").read_text(encoding="utf-8"))
     unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
     return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
+
+
+def _eval_agent(args: argparse.Namespace) -> int:
+    from agentmem.eval.agent import AgentRunConfig, run_agent
+    from agentmem.eval.methods import MethodSettings
+
+    if args.reroute is not None or args.optional_bias is not None:
+        print(
+            "agentmem eval: error: bfcl-multi-turn plans as AgentMem.plan does: use --levers, not --reroute or "
+            "--optional-bias",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        config = AgentRunConfig(
+            out=args.out,
+            methods=tuple(m for m in args.methods.split(",") if m),
+            limit=args.limit or None,
+            context=not args.turn_alone,
+            levers=tuple(v.strip() for v in args.levers.split(",") if v.strip()),
+            train_per_tool=args.train_per_tool or None,
+            irrelevance=args.irrelevance,
+            backbone=args.backbone,
+            settings=MethodSettings(
+                batch_size=args.batch_size,
+                rag_k=args.rag_k,
+                adapter=args.adapter,
+                seed=args.seed,
+                **({} if args.epochs is None else {"epochs": args.epochs}),
+            ),
+            command=args.command_line,
+        )
+    except ValueError as exc:
+        print(f"agentmem eval: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run_agent(config)
+    print((args.out / "report.md").read_text(encoding="utf-8"))
+    return 0 if any(r.get("status") == "ok" for r in summary["methods"].values()) else 1

@@ -2,7 +2,10 @@
 
 An example is ``{"query", "arguments"}`` (one call of the tool being learned) or
 ``{"query", "calls": [{"name", "arguments"}, ...]}`` (several calls, each of the tool being
-learned or of a tool already known). Errors name the example's index and the problem.
+learned or of a tool already known). An agent's trace is ``{"messages", "calls"}`` instead of
+a query: chat messages (system prompt, earlier turns, earlier assistant ``tool_calls`` and
+``tool`` results), the last one the user's request, then the calls that follow it. Errors
+name the example's index and the problem.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ class Example:
     query: str
     calls: tuple[Call, ...]
     answer: str = ""
+    messages: tuple[dict[str, Any], ...] = ()
+    """The conversation the calls follow, when the example is one (``query`` is then its
+    last user message); empty for a plain request."""
+
+    @property
+    def tool_names(self) -> set[str]:
+        """Every tool the example writes as a memory token: its calls' and its conversation's
+        earlier calls'."""
+        earlier = {_call_name(c) for m in self.messages for c in m.get("tool_calls") or ()}
+        return {c.name for c in self.calls} | earlier
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,10 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
         raise InvalidExampleError(
             f"{where}: expected a dict with 'query' and 'arguments' or 'calls', got {type(raw).__name__}"
         )
-    query = raw.get("query")
+    if ("query" in raw) == ("messages" in raw):
+        raise InvalidExampleError(f"{where}: give exactly one of 'query' (a request) or 'messages' (a conversation)")
+    messages = _messages(where, raw["messages"], tools) if "messages" in raw else ()
+    query = messages[-1]["content"] if messages else raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidExampleError(f"{where}: 'query' must be a non-empty string, got {query!r:.80}")
     if ("arguments" in raw) == ("calls" in raw):
@@ -139,4 +155,43 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
                 "resolves; write the literal value the request gives"
             )
         calls.append(Call(name=name, arguments=dict(arguments)))
-    return Example(query=query.strip(), calls=tuple(calls))
+    return Example(query=query.strip(), calls=tuple(calls), messages=messages)
+
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict[str, Any], ...]:
+    """A conversation example's messages, checked: what `prompt_ids` renders, ending in the
+    user's request; an earlier call must name a known tool (it is written as its memory token)."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidExampleError(f"{where}: 'messages' must be a non-empty list of chat messages")
+    for k, message in enumerate(raw):
+        at = f"{where}, message {k}"
+        if not isinstance(message, Mapping) or message.get("role") not in _ROLES:
+            raise InvalidExampleError(
+                f"{at}: expected {{'role': one of {', '.join(_ROLES)}, 'content'}}, got {message!r:.80}"
+            )
+        content = message.get("content")
+        tool_calls = message.get("tool_calls") if message["role"] == "assistant" else None
+        if not isinstance(content, str) and not (content is None and tool_calls):
+            raise InvalidExampleError(f"{at} ({message['role']}): 'content' must be a string, got {content!r:.80}")
+        for j, call in enumerate(tool_calls or ()):
+            name = _call_name(call)
+            if name not in tools:
+                allowed = ", ".join(sorted(tools))
+                raise InvalidExampleError(
+                    f"{at}, tool call {j}: unknown tool {name!r}; earlier calls may use: {allowed}"
+                )
+    if raw[-1].get("role") != "user":
+        raise InvalidExampleError(f"{where}: the last message must be the user's request, got role {raw[-1]['role']!r}")
+    return tuple(dict(m) for m in raw)
+
+
+def _call_name(call: Any) -> Any:
+    """The tool name of an earlier call in OpenAI's (``{"function": {"name"}}``) or
+    LangChain's (``{"name"}``) shape; None when it has none."""
+    if not isinstance(call, Mapping):
+        return None
+    function = call.get("function")
+    return (function if isinstance(function, Mapping) else call).get("name")

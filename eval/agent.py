@@ -1,0 +1,457 @@
+"""The executed agent evaluation on BFCL v4 multi-turn: ``agentmem eval --dataset bfcl-multi-turn``.
+
+Data: the development domains only (`agentmem.eval.bfcl`: the held-out classes are never
+read), split by conversation (35 train, 12 dev, 12 test; the dev part is kept for fitting
+decoding thresholds and is not used here).
+
+Training (every method alike): one example per training turn with calls, built by running
+the gold conversation: the conversation so far (earlier user turns, the gold calls of
+earlier turns as assistant ``tool_calls`` and their executed results as ``tool`` messages,
+then the turn's messages) and the turn's gold calls. In the turn-alone mode the messages
+are the turn's own only. TokMem learns from the messages (`AgentMem.learn_tools`: earlier
+calls as memory tokens); the text baselines from `transcript`, the same conversation as
+plain text, earlier calls written as they write calls (`render_plan`). The training turns
+are capped at about ``train_per_tool`` per tool (`cap_per_tool`).
+
+Agent run, on the test conversations: each turn's messages are appended to the
+conversation, the method plans (with the conversation so far, or the turn alone), the
+plan's calls are executed on the conversation's own API instances (`Session`, from its
+``initial_config``) and appended with their results as tool messages; TokMem then plans
+again from there (``resume=True``: its plan continues after its calls, `resumed_prompt_ids`)
+until a plan makes no call, at most `MAX_ROUNDS` plans a turn; a text baseline writes its
+whole plan at once (one plan a turn). A text answer is appended as the assistant's message.
+Then the next user turn. Every method is given the tools BFCL gives the conversation (its
+involved classes' functions): the prompt baselines list those only (RAG: those among its
+top ``rag_k`` retrieved from all the tools), and TokMem routes among
+them only (``plan(..., tools=...)``), so that no method loses a turn to another domain's tool.
+
+TokMem plans exactly as `AgentMem.plan` does, with its defaults (``tool_choice="auto"``:
+a plan may answer in words), and/or with every decoding lever off (``"off"`` in ``levers``,
+`LEVERS_OFF`; row ``tokmem-levers-off``, planned by the same fitted bank): no
+dataset-specific decoding setting.
+
+Scores: per turn, the calls of all its plans against its gold calls (`agentmem.eval.metrics`:
+tool F1, argument F1, exact match), by number of gold calls; per conversation, whether the
+final state of its instances equals the state its gold calls produce (BFCL's state check);
+turns answered in words (no call attempted in the turn's first plan). With
+``irrelevance > 0``, that many requests of each of the wheel's irrelevance sets are planned
+against all the development tools: the share answered in words (right) beside the share of
+tool turns answered in words (wrong).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentmem import runinfo
+from agentmem.backbone import Backbone
+from agentmem.chat import plan_to_dict
+from agentmem.eval.bench_decoding import LEVERS
+from agentmem.eval.bfcl import BFCLData, Conversation, Session, irrelevance_requests, load_bfcl, split_conversations
+from agentmem.eval.datasets import cap_per_tool
+from agentmem.eval.methods import (
+    METHODS,
+    FitRecord,
+    Method,
+    MethodSettings,
+    MethodUnavailableError,
+    Prediction,
+    build_method,
+)
+from agentmem.eval.metrics import ceiling, score
+from agentmem.eval.runner import RESULTS_FILE, _write_json
+from agentmem.eval.textplan import render_plan
+from agentmem.eval.tokmem import TokMemMethod, _prediction
+
+__all__ = [
+    "BFCL_DATASET",
+    "LEVERS_OFF",
+    "MAX_ROUNDS",
+    "AgentRunConfig",
+    "evaluate",
+    "run_agent",
+    "run_conversations",
+    "training_turns",
+    "transcript",
+]
+
+BFCL_DATASET = "bfcl-multi-turn"
+#: Most plans per turn (TokMem resumes after each plan that made calls).
+MAX_ROUNDS = 4
+#: `AgentMem.plan` options that switch every decoding lever off (0 for a bonus, False for a switch).
+LEVERS_OFF: dict[str, Any] = {
+    option: 0.0 if flag in ("--copy-bias", "--optional-bias") else False for option, flag, _ in LEVERS
+}
+Messages = list[dict[str, Any]]
+
+
+@dataclass
+class AgentRunConfig:
+    """What to evaluate and how."""
+
+    out: Path
+    """Folder of results (created; a run recomputes everything)."""
+    methods: tuple[str, ...] = ("icl", "rag", "lora", "tokmem")
+    """Methods to run, in report order."""
+    limit: int | None = None
+    """Test conversations to run (a seeded sample); None for all 12."""
+    context: bool = True
+    """Plan with the conversation so far; False: with the turn's own messages only."""
+    levers: tuple[str, ...] = ("defaults",)
+    """TokMem's decoding, each a row of its own from one fit: ``"defaults"`` (what
+    `AgentMem.plan` does) and/or ``"off"`` (`LEVERS_OFF`)."""
+    train_per_tool: int | None = None
+    """Cap the training turns at about this many per tool; None for all."""
+    irrelevance: int = 0
+    """Requests of each irrelevance set to plan (0: none)."""
+    backbone: str = "smollm2-135m"
+    settings: MethodSettings = field(default_factory=MethodSettings)
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+        if not self.levers or not set(self.levers) <= {"defaults", "off"}:
+            raise ValueError(f"levers must be 'defaults', 'off' or both, got {self.levers!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+
+def transcript(messages: Sequence[dict[str, Any]], schemas: dict[str, dict]) -> str:
+    """A conversation as one plain-text request for the text baselines: a lone user message
+    as it is; else one line per message (``User:``, ``Assistant:``, ``Tool result:``),
+    earlier calls written as the baselines write calls (`render_plan`)."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    lines = []
+    for message in messages:
+        role = message["role"]
+        if role == "assistant" and message.get("tool_calls"):
+            calls = [
+                {"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in message["tool_calls"]
+            ]
+            lines.append("Assistant called:\n" + render_plan(calls, schemas))
+        elif role == "tool":
+            lines.append(f"Tool result: {message['content']}")
+        else:
+            lines.append(f"{role.capitalize()}: {message['content']}")
+    return "\n".join(lines)
+
+
+def _call_messages(calls: Sequence[dict[str, Any]], results: Sequence[str], turn: int, start: int) -> Messages:
+    tool_calls = [
+        {
+            "id": f"call_{turn}_{start + k}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": c["arguments"]},
+        }
+        for k, c in enumerate(calls)
+    ]
+    return [
+        {"role": "assistant", "content": "", "tool_calls": tool_calls},
+        *({"role": "tool", "tool_call_id": t["id"], "content": r} for t, r in zip(tool_calls, results)),
+    ]
+
+
+def training_turns(conversations: Sequence[Conversation], data: BFCLData, context: bool) -> list[dict[str, Any]]:
+    """One example ``{"messages", "calls", "conversation", "turn"}`` per turn with gold calls,
+    the gold conversation executed as it goes (module docstring)."""
+    examples = []
+    for conversation in conversations:
+        session = Session(conversation, data.tool_class)
+        history: Messages = []
+        for t, (messages, gold) in enumerate(zip(conversation.turns, conversation.gold)):
+            start = len(history)
+            history.extend(dict(m) for m in messages)
+            if gold:
+                request = history if context else history[start:]
+                examples.append({"messages": list(request), "calls": gold, "conversation": conversation.id, "turn": t})
+            results = [session.execute(c["name"], c["arguments"]) for c in gold]
+            if gold:
+                history.extend(_call_messages(gold, results, t, 0))
+    return examples
+
+
+Planner = Callable[[list[Messages], list[str]], list[Prediction]]
+
+
+def _planner(method: Method, inventory: dict[str, dict], levers: str) -> tuple[Planner, bool]:
+    """How a fitted method plans requests given as messages among some tools, and whether
+    it resumes after its calls."""
+    if isinstance(method, TokMemMethod):
+        memory = method.memory
+        options = dict(LEVERS_OFF) if levers == "off" else {}
+
+        def plan_tokmem(requests: list[Messages], tools: list[str]) -> list[Prediction]:
+            plans = memory.plan_batch(
+                requests,
+                batch_size=method.settings.batch_size,
+                tools=tools,
+                resume=True,
+                max_calls=method.settings.max_calls,  # 8 by default, as plan's
+                **options,
+            )
+            return [_prediction(plan_to_dict(p)) for p in plans]
+
+        return plan_tokmem, True
+    schemas = {name: tool["parameters"] for name, tool in inventory.items()}
+
+    def plan_text(requests: list[Messages], tools: list[str]) -> list[Prediction]:
+        queries = [transcript(r, schemas) for r in requests]
+        rank = getattr(type(method), "_tools_for", None)
+        if rank is None:  # LoRA: no tool list in its prompt
+            return method.predict(queries)
+        # the prompt baselines list the conversation's tools only (RAG: those of its top-k)
+        method._tools_for = lambda query: [n for n in rank(method, query) if n in tools]  # type: ignore[attr-defined]
+        try:
+            return method.predict(queries)
+        finally:
+            del method._tools_for  # type: ignore[attr-defined]
+
+    return plan_text, False
+
+
+def _new_turn(gold: list[dict]) -> dict[str, Any]:
+    return {
+        "gold": gold,
+        "calls": [],
+        "invalid": [],
+        "text": "",
+        "plans": 0,
+        "words": False,
+        "prompt_tokens": 0,
+        "generated_tokens": 0,
+    }
+
+
+def run_conversations(
+    conversations: Sequence[Conversation],
+    data: BFCLData,
+    plan: Planner,
+    resumes: bool,
+    context: bool,
+    tools: dict[str, dict],
+) -> list[dict[str, Any]]:
+    """Runs each conversation as an agent (module docstring), all of them turn by turn
+    together so that their plans are batched; one record per conversation."""
+    sessions = [Session(c, data.tool_class) for c in conversations]
+    histories: list[Messages] = [[] for _ in conversations]
+    records = [{"id": c.id, "turns": []} for c in conversations]
+    for t in range(max(len(c.turns) for c in conversations)):
+        active = [i for i, c in enumerate(conversations) if t < len(c.turns)]
+        starts = {}
+        for i in active:
+            starts[i] = len(histories[i])
+            histories[i].extend(dict(m) for m in conversations[i].turns[t])
+            records[i]["turns"].append(_new_turn(conversations[i].gold[t]))
+        pending = active
+        for _ in range(MAX_ROUNDS if resumes else 1):
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for i in pending:
+                allowed = tuple(n for n in data.tools_of(conversations[i]) if n in tools)
+                groups.setdefault(allowed, []).append(i)
+            pending = []
+            for allowed, members in groups.items():
+                requests = [histories[i] if context else histories[i][starts[i] :] for i in members]
+                for i, prediction in zip(members, plan(requests, list(allowed))):
+                    turn = records[i]["turns"][-1]
+                    turn["words"] = turn["words"] or (
+                        turn["plans"] == 0 and not prediction.calls and not prediction.invalid
+                    )
+                    turn["plans"] += 1
+                    turn["invalid"].extend(prediction.invalid)
+                    turn["prompt_tokens"] += prediction.prompt_tokens
+                    turn["generated_tokens"] += prediction.generated_tokens
+                    if prediction.calls:
+                        results = [sessions[i].execute(c["name"], c["arguments"]) for c in prediction.calls]
+                        histories[i].extend(_call_messages(prediction.calls, results, t, len(turn["calls"])))
+                        turn["calls"].extend(prediction.calls)
+                        pending.append(i)
+                    elif prediction.text:
+                        turn["text"] = prediction.text
+                        histories[i].append({"role": "assistant", "content": prediction.text})
+            if not pending:
+                break
+    for conversation, session, record in zip(conversations, sessions, records):
+        gold = Session(conversation, data.tool_class)
+        for turn in conversation.gold:
+            for call in turn:
+                gold.execute(call["name"], call["arguments"])
+        record["state_match"] = _same(session.state(), gold.state())
+    return records
+
+
+def _same(a: Any, b: Any) -> bool:
+    """States compared as BFCL compares them (``==``), JSON-normalised so that a tuple the
+    API stored equals the list a plan wrote."""
+    return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+
+
+def _turn_scores(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    preds = [None if t["words"] and not t["calls"] else t["calls"] for t in turns]
+    return score([t["gold"] for t in turns], preds, [len(t["invalid"]) for t in turns]).as_dict()
+
+
+def _irrelevance(plan: Planner, tools: list[str], limit: int) -> dict[str, Any]:
+    requests = irrelevance_requests(limit)
+    predictions = plan([list(r) for r in requests], tools)
+    words = [not p.calls and not p.invalid for p in predictions]
+    return {"requests": len(requests), "answered_in_words": sum(words) / len(requests)}
+
+
+def evaluate(
+    name: str, backbone: Backbone, config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Fits one method on the training turns, runs the test conversations, scores them.
+
+    Yields:
+        ``(row, result)`` as each is done: the method's name; for TokMem, one row per lever
+        setting of ``config.levers`` (``tokmem``, ``tokmem-levers-off``), all from one fit.
+    """
+    inventory = {n: t for n, t in data.tools.items() if any(c["name"] == n for ex in train for c in ex["calls"])}
+    schemas = {n: t["parameters"] for n, t in inventory.items()}
+    method = build_method(name, backbone, config.settings)
+    if isinstance(method, TokMemMethod):
+        fit = method.fit([{"messages": ex["messages"], "calls": ex["calls"]} for ex in train], inventory)
+    else:
+        fit = method.fit(
+            [{"query": transcript(ex["messages"], schemas), "calls": ex["calls"]} for ex in train], inventory
+        )
+    for levers in config.levers if isinstance(method, TokMemMethod) else ("defaults",):
+        row = name if levers == "defaults" else f"{name}-levers-off"
+        plan, resumes = _planner(method, inventory, levers)
+        started = time.perf_counter()
+        records = run_conversations(test, data, plan, resumes, config.context, inventory)
+        seconds = time.perf_counter() - started
+        result = _result(row, records, seconds, fit)
+        if config.irrelevance:
+            result["irrelevance"] = _irrelevance(plan, list(inventory), config.irrelevance)
+        yield row, result
+
+
+def _result(name: str, records: list[dict[str, Any]], seconds: float, fit: FitRecord) -> dict[str, Any]:
+    turns = [t for r in records for t in r["turns"]]
+    by_calls = {
+        str(n): _turn_scores([t for t in turns if len(t["gold"]) == n]) for n in sorted({len(t["gold"]) for t in turns})
+    }
+    tool_turns = [t for t in turns if t["gold"]]
+    return {
+        "method": name,
+        "status": "ok",
+        "scores": _turn_scores(turns),
+        "by_calls": by_calls,
+        "state_match": sum(r["state_match"] for r in records) / len(records),
+        "tool_turns_answered_in_words": sum(t["words"] for t in tool_turns) / max(len(tool_turns), 1),
+        "cost": {
+            "prompt_tokens_per_request": sum(t["prompt_tokens"] for t in turns) / len(turns),
+            "generated_tokens_per_request": sum(t["generated_tokens"] for t in turns) / len(turns),
+            "seconds_per_request": seconds / len(turns),
+            "plans_per_turn": sum(t["plans"] for t in turns) / len(turns),
+            "trainable_parameters": fit.trainable_parameters,
+            "training_seconds": fit.seconds,
+            "training_examples": fit.examples,
+        },
+        "fit": fit.details,
+        "conversations": records,
+    }
+
+
+def _setup(
+    config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation], backbone: str
+) -> dict[str, Any]:
+    settings = config.settings.as_dict()
+    settings.pop("progress")
+    return {
+        "dataset": BFCL_DATASET,
+        "subset": ("executed agent, with the conversation" if config.context else "executed agent, turn alone")
+        + f", TokMem decoding: {' and '.join(config.levers)}",
+        "train_per_tool": config.train_per_tool,
+        "limit": config.limit,
+        "train_requests": len(train),
+        "test_conversations": len(test),
+        "test_requests": sum(len(c.turns) for c in test),
+        "tools": len(data.tools),
+        "backbone": backbone,
+        "levers": config.levers,
+        "context": config.context,
+        "max_rounds": MAX_ROUNDS,
+        "settings": settings,
+    }
+
+
+def _report_lines(summary: dict[str, Any]) -> list[str]:
+    """What the agent run adds to the report: state, words, irrelevance, plans per turn."""
+    lines = [
+        "",
+        "Executed agent (per method): conversations whose final state equals the gold calls' state; tool turns "
+        "answered in words (no call attempted in the turn's first plan); plans per turn; irrelevant requests "
+        "answered in words:",
+        "",
+        "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words",
+        "---|---|---|---|---",
+    ]
+    for name, r in summary["methods"].items():
+        if r.get("status") != "ok":
+            continue
+        irrelevance = r.get("irrelevance")
+        cell = f"{irrelevance['answered_in_words']:.3f} of {irrelevance['requests']}" if irrelevance else "-"
+        lines.append(
+            f"{name} | {r['state_match']:.3f} | {r['tool_turns_answered_in_words']:.3f} | "
+            f"{r['cost']['plans_per_turn']:.2f} | {cell}"
+        )
+    return lines
+
+
+def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> dict[str, Any]:
+    """Runs the executed agent evaluation and writes ``results.json``, ``report.md``, the
+    plots, and ``methods/<name>.json`` (every turn's plans)."""
+    from agentmem.eval.report import markdown, plot
+
+    data = load_bfcl()
+    train_conversations, _dev, test = split_conversations(data.conversations, config.settings.seed)
+    train = training_turns(train_conversations, data, config.context)
+    if config.train_per_tool is not None:
+        train = cap_per_tool(train, config.train_per_tool, config.settings.seed)
+    if config.limit is not None and len(test) > config.limit:
+        chosen = set(random.Random(f"limit:{config.settings.seed}").sample(range(len(test)), config.limit))
+        test = [c for i, c in enumerate(test) if i in chosen]
+    if backbone is None:
+        from agentmem.backbone import load_backbone
+
+        backbone = load_backbone(config.backbone)
+    setup = _setup(config, data, train, test, backbone.name)
+    results: dict[str, Any] = {}
+    for name in config.methods:
+        print(f"{name}: fitting on {len(train)} turns, then running {len(test)} conversations", flush=True)
+        try:
+            for row, record in evaluate(name, backbone, config, data, train, test):
+                record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
+                _write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
+                results[row] = record
+        except MethodUnavailableError as exc:
+            results[name] = {"method": name, "status": "unavailable", "reason": str(exc)}
+    gold_turns = training_turns(test, data, config.context)  # the test turns with their gold history
+    summary = {
+        "command": config.command,
+        "setup": {**setup, "train_requests_cut_at_references": 0, "train_requests_skipped_for_references": 0},
+        "ceiling": ceiling(
+            [transcript(ex["messages"], {}) for ex in gold_turns], [ex["calls"] for ex in gold_turns], data.tools
+        ).as_dict(),
+        "methods": {n: {k: v for k, v in r.items() if k != "conversations"} for n, r in results.items()},
+    }
+    _write_json(config.out / RESULTS_FILE, summary)
+    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / "report.md").write_text(
+        markdown(summary) + "\n".join(_report_lines(summary)) + "\n", encoding="utf-8"
+    )
+    plot(summary, config.out)
+    return summary

@@ -1,0 +1,105 @@
+"""Training examples that are conversations: an agent's trace, with its context in front."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmem import AgentMem
+from agentmem.encoding import encode_example, prompt_ids
+from agentmem.errors import InvalidExampleError
+from agentmem.tools import normalize_examples, to_tool_spec
+from tests.conftest import LIGHT, UNIT, tool_schema
+
+CONVERSATION = {
+    "messages": [
+        {"role": "system", "content": "The user's home is flat 7."},
+        {"role": "user", "content": "Use celsius please."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"function": {"name": "set_unit", "arguments": {"unit": "celsius"}}}],
+        },
+        {"role": "tool", "content": "unit set"},
+        {"role": "user", "content": "And switch the light on."},
+    ],
+    "calls": [{"name": "toggle_light", "arguments": {"on": True}}],
+}
+
+
+def test_a_conversation_example_encodes_with_its_context_in_front(tiny):
+    mem = AgentMem(tiny, adapted=False)
+    mem.learn_tools(
+        [
+            (UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [{"query": "Light on", "arguments": {"on": True}}]),
+        ],
+        epochs=1,
+    )
+    (example,) = normalize_examples(to_tool_spec(LIGHT), [CONVERSATION], {s.name: s for s in mem.tools})
+    assert example.query == "And switch the light on."
+    encoded = encode_example(tiny.tokenizer, example, mem.memory_token_id, tiny.eos_token_id, mem.schemas)
+    whole = prompt_ids(tiny.tokenizer, CONVERSATION["messages"], mem.memory_token_id, mem.schemas)
+    alone = prompt_ids(tiny.tokenizer, "And switch the light on.")
+    assert list(encoded.prefix) == whole
+    assert len(encoded.prefix) > len(alone)
+    assert mem.memory_token_id("set_unit") in encoded.prefix  # the earlier call, as its memory token
+    text = tiny.tokenizer.decode([i for i in encoded.prefix if i < len(tiny.tokenizer)])
+    assert "flat 7" in text and "unit set" in text
+    assert encoded.target[0] == mem.memory_token_id("toggle_light")
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"query": "both"}, "exactly one of 'query'"),
+        ({"messages": []}, "non-empty list"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "message 0"),
+        ({"messages": [{"role": "user", "content": 3}]}, "'content' must be a string"),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}]}, "last message"),
+        (
+            {
+                "messages": [
+                    {"role": "assistant", "content": None, "tool_calls": [{"name": "nope", "args": {}}]},
+                    {"role": "user", "content": "hi"},
+                ]
+            },
+            "unknown tool 'nope'",
+        ),
+    ],
+)
+def test_a_bad_conversation_example_names_the_problem(change, problem):
+    light = to_tool_spec(LIGHT)
+    with pytest.raises(InvalidExampleError, match="example 0") as info:
+        normalize_examples(light, [{**CONVERSATION, **change}], {"set_unit": to_tool_spec(UNIT)})
+    assert problem in str(info.value)
+
+
+def test_training_on_conversation_examples_runs_and_plans_from_messages(tiny, tmp_path):
+    mem = AgentMem(tiny, adapted=False)
+    report = mem.learn_tools(
+        [
+            (UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [CONVERSATION, {"query": "Light off", "arguments": {"on": False}}]),
+        ],
+        epochs=2,
+    )
+    assert report.examples == 3
+    assert report.last_loss < report.first_loss
+    plan = mem.plan(CONVERSATION["messages"], max_calls=1)
+    assert len(plan.calls) + len(plan.invalid_calls) <= 1
+    mem.save(tmp_path / "bank")  # a kept conversation example round-trips through bank.json
+    loaded = AgentMem.load(tmp_path / "bank", backbone=tiny)
+    kept = [ex for exs in loaded._kept.values() for ex in exs]
+    assert any(ex.messages and ex.messages[-1]["content"] == "And switch the light on." for ex in kept)
+
+
+def test_rehearsal_leaves_out_a_kept_conversation_whose_earlier_call_was_forgotten(tiny):
+    mem = AgentMem(tiny, adapted=False)
+    mem.learn_tools(
+        [(UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]), (LIGHT, [CONVERSATION])], epochs=1
+    )
+    mem.forget("set_unit")  # the kept conversation's earlier call can no longer be written
+    fan = tool_schema("set_fan", {"speed": {"type": "integer"}}, "Set the fan speed.")
+    report = mem.learn_tool(fan, [{"query": "Fan to 3", "arguments": {"speed": 3}}], epochs=1, rehearse=4)
+    assert report.examples == 1
+    assert [t.name for t in mem.tools] == ["toggle_light", "set_fan"]

@@ -1,0 +1,120 @@
+"""The executed agent evaluation on BFCL's development domains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentmem.eval import bfcl
+from agentmem.eval.agent import AgentRunConfig, _irrelevance, run_agent, run_conversations, training_turns, transcript
+from agentmem.eval.methods import MethodSettings, Prediction
+
+
+@pytest.fixture(scope="module")
+def data() -> bfcl.BFCLData:
+    return bfcl.load_bfcl()
+
+
+def test_training_turns_carry_the_gold_conversation_so_far(data):
+    conversation = next(c for c in data.conversations if len(c.turns) > 2 and all(c.gold[:2]))
+    with_context = [e for e in training_turns([conversation], data, context=True)]
+    alone = training_turns([conversation], data, context=False)
+    second = with_context[1]["messages"]
+    assert second[0] == conversation.turns[0][0] and second[-1] == conversation.turns[1][-1]
+    calls = [c["function"] for m in second if m["role"] == "assistant" for c in m["tool_calls"]]
+    assert calls == conversation.gold[0]
+    assert sum(m["role"] == "tool" for m in second) == len(conversation.gold[0])
+    assert alone[1]["messages"] == conversation.turns[1]
+    assert [e["calls"] for e in alone] == [e["calls"] for e in with_context]
+    text = transcript(second, {n: t["parameters"] for n, t in data.tools.items()})
+    assert text.startswith("User: ") and "Tool result: " in text and conversation.gold[0][0]["name"] in text
+
+
+def test_an_agent_that_plans_the_gold_calls_scores_full_marks_and_reaches_the_gold_state(data):
+    conversations = data.conversations[:4]
+    gold = {c.turns[t][-1]["content"]: c.gold[t] for c in conversations for t in range(len(c.turns))}
+    seen: list[list[str]] = []
+
+    def oracle(requests, tools):
+        seen.append(tools)
+        out = []
+        for messages in requests:
+            resumed = messages[-1]["role"] == "tool"
+            last_user = next(m for m in reversed(messages) if m["role"] == "user")["content"]
+            calls = [] if resumed else gold[last_user]
+            out.append(Prediction(calls=calls, invalid=[], prompt_tokens=1, generated_tokens=1))
+        return out
+
+    records = run_conversations(conversations, data, oracle, True, True, data.tools)
+    assert all(r["state_match"] for r in records)
+    turns = [t for r in records for t in r["turns"]]
+    assert all(t["calls"] == t["gold"] for t in turns)
+    assert {t["plans"] for t in turns if t["gold"]} == {2}  # a plan with calls, then a resumed one that ends
+    # each plan was given its conversation's tools, as BFCL gives them
+    assert all(any(set(tools) == set(data.tools_of(c)) for c in conversations) for tools in seen)
+
+    def idle(requests, tools):
+        return [Prediction(calls=[], invalid=[], prompt_tokens=1, generated_tokens=1) for _ in requests]
+
+    records = run_conversations(conversations, data, idle, True, True, data.tools)
+    assert not all(r["state_match"] for r in records)
+
+
+def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, tmp_path):
+    config = AgentRunConfig(
+        out=tmp_path,
+        methods=("tokmem",),
+        limit=1,
+        levers=("defaults", "off"),
+        train_per_tool=1,
+        settings=MethodSettings(epochs=1, max_calls=1, progress=False),  # a random model plans long
+    )
+    summary = run_agent(config, backbone=tiny)
+    assert set(summary["methods"]) == {"tokmem", "tokmem-levers-off"}
+    for row in ("tokmem", "tokmem-levers-off"):
+        result = summary["methods"][row]
+        assert result["status"] == "ok" and 0.0 <= result["scores"]["tool_f1"] <= 1.0
+        saved = json.loads((tmp_path / "methods" / f"{row}.json").read_text())
+        assert len(saved["conversations"]) == 1 and saved["conversations"][0]["turns"]
+    report = (tmp_path / "report.md").read_text()
+    assert "state match" in report and "tokmem-levers-off" in report
+    with pytest.raises(ValueError, match="levers"):
+        AgentRunConfig(out=tmp_path, levers=("fast",))
+
+
+def test_irrelevant_requests_answered_in_words_are_counted(data):
+    def words(requests, tools):
+        return [Prediction(calls=None, invalid=[], prompt_tokens=1, generated_tokens=1, text="No.") for _ in requests]
+
+    def calls(requests, tools):
+        return [
+            Prediction(calls=[{"name": tools[0], "arguments": {}}], invalid=[], prompt_tokens=1, generated_tokens=1)
+        ] * len(requests)
+
+    tools = list(data.tools)
+    assert _irrelevance(words, tools, 3) == {"requests": 6, "answered_in_words": 1.0}
+    assert _irrelevance(calls, tools, 3)["answered_in_words"] == 0.0
+
+
+def test_the_prompt_baselines_run_as_agents_listing_the_conversations_tools_only(tiny, tmp_path, monkeypatch):
+    from agentmem.eval import icl
+
+    listed: list[list[str]] = []
+    system_prompt = icl.system_prompt
+    monkeypatch.setattr(
+        icl, "system_prompt", lambda tools: listed.append([t["name"] for t in tools]) or system_prompt(tools)
+    )
+    config = AgentRunConfig(
+        out=tmp_path,
+        methods=("icl", "rag"),
+        limit=1,
+        train_per_tool=1,
+        settings=MethodSettings(max_new_tokens=4, demonstrations=1, progress=False),
+    )
+    summary = run_agent(config, backbone=tiny)
+    assert {r["status"] for r in summary["methods"].values()} == {"ok"}
+    data = bfcl.load_bfcl()
+    test = bfcl.split_conversations(data.conversations)[2]
+    allowed = {n for c in test for n in data.tools_of(c)}
+    assert listed and all(set(names) <= allowed for names in listed)

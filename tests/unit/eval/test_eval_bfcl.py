@@ -1,0 +1,107 @@
+"""BFCL v4 multi-turn, development domains: the loader, its held-out rule, schemas, execution."""
+
+from __future__ import annotations
+
+import inspect
+
+import jsonschema
+import pytest
+
+from agentmem.eval import bfcl
+from agentmem.tools import to_tool_spec
+
+
+@pytest.fixture(scope="module")
+def data() -> bfcl.BFCLData:
+    return bfcl.load_bfcl()
+
+
+def test_the_loader_never_returns_a_held_out_conversation(data):
+    assert len(data.conversations) == 59
+    for conversation in data.conversations:
+        assert conversation.classes and set(conversation.classes) <= set(bfcl.DEVELOPMENT_CLASSES)
+    assert set(data.tool_class.values()) == set(bfcl.DEVELOPMENT_CLASSES)
+    # the rule itself, on records made here: one held-out class is enough to drop a conversation
+    assert bfcl.is_development({"involved_classes": ["TravelAPI", "MathAPI"]})
+    assert not bfcl.is_development({"involved_classes": ["TravelAPI", "TicketAPI"]})
+    assert not bfcl.is_development({"involved_classes": []})
+    assert not bfcl.is_development({})
+
+
+def test_wheel_types_become_json_schema():
+    schema = bfcl.to_json_schema(
+        {
+            "type": "dict",
+            "properties": {
+                "x": {"type": "float"},
+                "pair": {"type": "tuple", "items": {"type": "float"}},
+                "anything": {"type": "any", "description": "whatever"},
+                "since": {"type": "string", "default": "None"},
+            },
+            "required": ["x"],
+        }
+    )
+    assert schema == {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number"},
+            "pair": {"type": "array", "items": {"type": "number"}},
+            "anything": {"description": "whatever"},
+            "since": {"type": "string"},
+        },
+        "required": ["x"],
+    }
+
+
+def test_every_tool_schema_is_valid_and_names_the_functions_parameters(data):
+    assert len(data.tools) == 67
+    for name, tool in data.tools.items():
+        jsonschema.Draft202012Validator.check_schema(tool["parameters"])
+        method = getattr(bfcl._api_class(data.tool_class[name]), name)
+        signature = {p for p in inspect.signature(method).parameters if p != "self"}
+        assert set(tool["parameters"].get("properties", {})) == signature
+
+
+def test_gold_calls_parse_positionally_and_fit_their_schemas(data):
+    tools = {"f": ["a", "b"]}
+    assert bfcl.parse_call("f(1, b=(2, 3))", tools) == {"name": "f", "arguments": {"a": 1, "b": [2, 3]}}
+    assert bfcl.parse_call("f(1, 2)", {"f": ["b", "a"]})["arguments"] == {"b": 1, "a": 2}
+    with pytest.raises(ValueError, match="unknown tool 'g'"):
+        bfcl.parse_call("g(1)", tools)
+    with pytest.raises(ValueError, match="not a literal"):
+        bfcl.parse_call("f(a=open('x'))", tools)
+    specs = {name: to_tool_spec(tool) for name, tool in data.tools.items()}
+    calls = [c for conv in data.conversations for turn in conv.gold for c in turn]
+    assert len(calls) == 366
+    assert [c for c in calls if specs[c["name"]].validate_arguments(c["arguments"]) is not None] == []
+
+
+def test_split_is_by_conversation_and_deterministic(data):
+    train, dev, test = bfcl.split_conversations(data.conversations)
+    assert (len(train), len(dev), len(test)) == (35, 12, 12)
+    ids = [c.id for part in (train, dev, test) for c in part]
+    assert sorted(ids) == sorted(c.id for c in data.conversations)
+    assert [c.id for c in bfcl.split_conversations(data.conversations)[2]] == [c.id for c in test]
+    assert [c.id for c in bfcl.split_conversations(data.conversations, seed=1)[2]] != [c.id for c in test]
+
+
+def test_gold_calls_execute_on_the_domains_own_classes_and_change_their_state(data):
+    conversation = next(c for c in data.conversations if "VehicleControlAPI" in c.classes)
+    session = bfcl.Session(conversation, data.tool_class)
+    start = session.state()
+    results = [session.execute(c["name"], c["arguments"]) for turn in conversation.gold for c in turn]
+    assert all(isinstance(r, str) for r in results)
+    assert session.state() != start
+    again = bfcl.Session(conversation, data.tool_class)
+    for turn in conversation.gold:
+        for call in turn:
+            again.execute(call["name"], call["arguments"])
+    assert again.state() == session.state()
+    assert session.execute("lockDoors", {"nonsense": 1}).startswith("Error during execution")
+    assert session.execute("no_such_tool", {}).startswith("Error during execution")
+
+
+def test_irrelevance_requests_are_user_messages(data):
+    requests = bfcl.irrelevance_requests(limit=5)
+    assert len(requests) == 10
+    assert all(messages[-1]["role"] == "user" and messages[-1]["content"] for messages in requests)
