@@ -53,7 +53,7 @@ from typing import Any
 from agentmem import runinfo
 from agentmem.backbone import Backbone
 from agentmem.chat import plan_to_dict
-from agentmem.eval.bench_decoding import LEVERS
+from agentmem.decoding.settings import preset_options
 from agentmem.eval.bfcl import BFCLData, Conversation, Session, irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import cap_per_tool
 from agentmem.eval.methods import (
@@ -85,10 +85,8 @@ __all__ = [
 BFCL_DATASET = "bfcl-multi-turn"
 #: Most plans per turn (TokMem resumes after each plan that made calls).
 MAX_ROUNDS = 4
-#: `AgentMem.plan` options that switch every decoding lever off (0 for a bonus, False for a switch).
-LEVERS_OFF: dict[str, Any] = {
-    option: 0.0 if flag in ("--copy-bias", "--optional-bias") else False for option, flag, _ in LEVERS
-}
+#: `AgentMem.plan` options that switch every decoding lever off (the schema constraint stays).
+LEVERS_OFF: dict[str, Any] = preset_options("levers_off")
 Messages = list[dict[str, Any]]
 
 

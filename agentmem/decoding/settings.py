@@ -96,10 +96,14 @@ OPTIONS: tuple[dataclasses.Field, ...] = dataclasses.fields(DecodeSettings)
 #: The decoding levers' names, in order.
 LEVERS: tuple[str, ...] = tuple(f.name for f in OPTIONS if f.metadata["lever"])
 
-#: Named settings: the library's defaults, and plain greedy decoding (no schema constraint,
-#: every lever off: what a runtime without agentmem's decoder does with an exported model).
+#: Named settings: the library's defaults; every lever off with the schema constraint kept
+#: (the baseline each lever must beat on real data); and plain greedy decoding (no schema
+#: constraint either: what a runtime without agentmem's decoder does with an exported model).
 PRESETS: dict[str, DecodeSettings] = {
     "defaults": DecodeSettings(),
+    "levers_off": DecodeSettings(
+        **{name: (False if isinstance(getattr(DecodeSettings, name), bool) else 0.0) for name in LEVERS}
+    ),
     "greedy": DecodeSettings(
         constrained=False,
         copy_bias=0.0,
