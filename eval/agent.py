@@ -57,13 +57,13 @@ from agentmem.decoding.settings import preset_options
 from agentmem.eval.bfcl import BFCLData, Conversation, Session, irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import cap_per_tool
 from agentmem.eval.methods import (
-    METHODS,
     FitRecord,
     Method,
     MethodSettings,
     MethodUnavailableError,
     Prediction,
     build_method,
+    check_methods,
 )
 from agentmem.eval.metrics import ceiling, score
 from agentmem.eval.runner import RESULTS_FILE, _write_json
@@ -115,9 +115,7 @@ class AgentRunConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+        check_methods(self.methods)
         if not self.levers or not set(self.levers) <= {"defaults", "off"}:
             raise ValueError(f"levers must be 'defaults', 'off' or both, got {self.levers!r}")
         if self.limit is not None and self.limit < 1:

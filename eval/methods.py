@@ -158,6 +158,13 @@ class Method(abc.ABC):
         model output."""
 
 
+def check_methods(methods: Sequence[str]) -> None:
+    """Raises ValueError naming every unknown method and the allowed ones."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+
+
 def build_method(name: str, backbone: Backbone, settings: MethodSettings) -> Method:
     """A fresh, unfitted method.
 

@@ -58,7 +58,7 @@ from agentmem.eval.datasets import (
     resolvable_prefixes,
     split,
 )
-from agentmem.eval.methods import METHODS, MethodSettings, MethodUnavailableError, Prediction, build_method
+from agentmem.eval.methods import MethodSettings, MethodUnavailableError, Prediction, build_method, check_methods
 from agentmem.eval.metrics import ceiling, score
 from agentmem.tools.parsing import find_reference
 
@@ -99,9 +99,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; allowed: {', '.join(METHODS)}")
+        check_methods(self.methods)
         if self.dataset not in (*NESTFUL_SUBSETS, "jsonl"):
             raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(NESTFUL_SUBSETS)}, jsonl")
         if self.dataset == "jsonl" and (self.requests is None or self.tools is None):
