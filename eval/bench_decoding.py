@@ -17,8 +17,9 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``complete_plan`` (before a plan ends, the likeliest next tool's call is decoded and
   kept when all its values are in the request and one is new to the plan,
   `agentmem.decoding.policies.CompletePlan`): ``--complete-plan`` off, on or both;
-* ``fall_back_to_text`` (when every tool tried for a plan's first call invents a value, the
-  model answers in words instead): ``--fall-back-to-text`` off, on or both;
+* ``fall_back_to_text`` (at the plan's start, words or a call from the routing
+  probabilities, `agentmem.decoding.policies.FallBackToText`): ``--fall-back-to-text`` off,
+  on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.
@@ -121,7 +122,7 @@ def _values(text: str, switch: bool) -> list[Any]:
     return [float(v) for v in text.split(",") if v.strip()]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
@@ -150,8 +151,36 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of the held-out draw (1: the set BENCHMARKS reports; 2: a second one)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs"))
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _row(mem: AgentMem, held: list[dict], values: tuple[Any, ...]) -> tuple[list[str], dict, list[Plan], list[Plan]]:
+    """One setting of the levers: its table row, scores, plans and no-tool answers."""
+    started = time.perf_counter()
+    options = cast(PlanOptions, {option: value for (option, _, _), value in zip(LEVERS, values)})
+    plans = mem.plan_batch([e["query"] for e in held], **options)
+    seconds = time.perf_counter() - started
+    result = score_plans(held, plans)
+    answers = mem.plan_batch(list(demo.NO_TOOL_REQUESTS), **options)
+    in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
+    label = ", ".join(
+        f"{name}={_SWITCH[value] if isinstance(value, bool) else f'{value:g}'}"
+        for (_, _, name), value in zip(LEVERS, values)
+    )
+    cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
+    row = [
+        label,
+        *cells,
+        f"{result['all'].exact_match:.3f}",
+        f"{result['all'].schema_valid_rate:.2f}",
+        f"{in_words}/{len(answers)}",
+        f"{seconds:.0f} s",
+    ]
+    return row, result, plans, answers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     base = load_backbone(args.backbone)
     adapter = None if args.plain else Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
     backbone = apply_adapter(base, adapter) if adapter is not None else base
@@ -168,43 +197,23 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[list[str]] = []
     shown: list[str] = []
+    library = DecodeSettings()
     tried = [_values(getattr(args, option), isinstance(getattr(library, option), bool)) for option, _, _ in LEVERS]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
     for values in itertools.product(*tried):
-        started = time.perf_counter()
-        options = cast(PlanOptions, {option: value for (option, _, _), value in zip(LEVERS, values)})
-        plans = mem.plan_batch([e["query"] for e in held], **options)
-        seconds = time.perf_counter() - started
-        result = score_plans(held, plans)
-        answers = mem.plan_batch(list(demo.NO_TOOL_REQUESTS), **options)
-        in_words = sum(1 for p in answers if not p.calls and not p.invalid_calls)
-        label = ", ".join(
-            f"{name}={_SWITCH[value] if isinstance(value, bool) else f'{value:g}'}"
-            for (_, _, name), value in zip(LEVERS, values)
-        )
-        cells = [f"{result[p].tool_f1:.3f} / {result[p].argument_f1:.3f}" for p in ("all", "single", "two-call")]
-        rows.append(
-            [
-                label,
-                *cells,
-                f"{result['all'].exact_match:.3f}",
-                f"{result['all'].schema_valid_rate:.2f}",
-                f"{in_words}/{len(answers)}",
-                f"{seconds:.0f} s",
-            ]
-        )
-        print(runinfo.table_row(rows[-1]), flush=True)
+        row, result, plans, answers = _row(mem, held, values)
+        rows.append(row)
+        print(runinfo.table_row(row), flush=True)
         if first is None:
             first = plans
-            shown.append(f"#### Plans, {label}\n\n{show_plans(held, plans)}")
-            shown.append(f"#### Requests that need no tool, {label}\n\n{show_answers(answers)}")
+            shown.append(f"#### Plans, {row[0]}\n\n{show_plans(held, plans)}")
+            shown.append(f"#### Requests that need no tool, {row[0]}\n\n{show_answers(answers)}")
         if best is None or result["all"].argument_f1 > best[0]:
-            best = (result["all"].argument_f1, label, plans)
+            best = (result["all"].argument_f1, row[0], plans)
     if best is not None and best[2] is not first:
         shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
 
-    today = runinfo.today()
     which = "plain" if adapter is None else f"adapter {adapter.id}"
     source = (
         f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f})"
@@ -221,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "no tool: answered in words",
         "planning time",
     ]
+    today = runinfo.today()
     text = runinfo.record(
         runinfo.heading("Decoding levers on the demo pack", today, runinfo.machine(base.device)),
         f"`{runinfo.command('agentmem.eval.bench_decoding', argv)}` on {args.backbone}, {which}; {source}. "

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentmem.eval.methods import MethodSettings
 
 __all__ = ["register"]
 
@@ -46,7 +49,7 @@ def register(commands: Any) -> None:
         action="store_const",
         const=True,
         dest="reroute",
-        help="tokmem: reroute calls that invent a value (default: on unless the dataset's plans chain results)",
+        help="tokmem: reroute calls that invent a value (default: the library's, as AgentMem.plan)",
     )
     reroute.add_argument(
         "--no-reroute", action="store_const", const=False, dest="reroute", help="tokmem: keep the likeliest tool's call"
@@ -65,13 +68,26 @@ def register(commands: Any) -> None:
     evaluate.set_defaults(run=_eval)
 
 
+def _method_settings(args: argparse.Namespace, **given: Any) -> MethodSettings:
+    """The methods' settings from the command line (an option not given keeps its default)."""
+    from agentmem.eval.methods import MethodSettings
+
+    given = {"epochs": args.epochs, **given}
+    return MethodSettings(
+        batch_size=args.batch_size,
+        rag_k=args.rag_k,
+        adapter=args.adapter,
+        seed=args.seed,
+        **{name: value for name, value in given.items() if value is not None},
+    )
+
+
 def _eval(args: argparse.Namespace) -> int:
     from agentmem.extras import require_extra
 
     # before the run, not at its end when the report's plots are drawn; the CLI prints the
     # MissingExtraError and exits 2
     require_extra("eval")
-    from agentmem.eval.methods import MethodSettings
     from agentmem.eval.runner import RunConfig, run
 
     if args.dataset == "bfcl-multi-turn":
@@ -87,18 +103,7 @@ def _eval(args: argparse.Namespace) -> int:
             full=args.full,
             train_per_tool=args.train_per_tool or None,
             backbone=args.backbone,
-            settings=MethodSettings(
-                batch_size=args.batch_size,
-                rag_k=args.rag_k,
-                adapter=args.adapter,
-                seed=args.seed,
-                reroute_unfounded=args.reroute,
-                **{
-                    name: value
-                    for name, value in (("epochs", args.epochs), ("optional_bias", args.optional_bias))
-                    if value is not None
-                },
-            ),
+            settings=_method_settings(args, reroute_unfounded=args.reroute, optional_bias=args.optional_bias),
             command=args.command_line,
         )
     except ValueError as exc:
@@ -112,7 +117,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _eval_agent(args: argparse.Namespace) -> int:
     from agentmem.eval.agent import AgentRunConfig, run_agent
-    from agentmem.eval.methods import MethodSettings
 
     if args.reroute is not None or args.optional_bias is not None:
         print(
@@ -131,13 +135,7 @@ def _eval_agent(args: argparse.Namespace) -> int:
             train_per_tool=args.train_per_tool or None,
             irrelevance=args.irrelevance,
             backbone=args.backbone,
-            settings=MethodSettings(
-                batch_size=args.batch_size,
-                rag_k=args.rag_k,
-                adapter=args.adapter,
-                seed=args.seed,
-                **({} if args.epochs is None else {"epochs": args.epochs}),
-            ),
+            settings=_method_settings(args),
             command=args.command_line,
         )
     except ValueError as exc:

@@ -166,4 +166,7 @@ def test_every_package_folder_is_listed_for_the_wheel():
         for init in (ROOT / folder).rglob("__init__.py"):
             found.add(".".join([package, *init.parent.relative_to(ROOT / folder).parts]))
     assert {"agentmem.adaptation", "agentmem.adapters.server"} <= found
-    assert set(setuptools["packages"]) == found
+    # a folder of data only (the shipped adaptations) is a package too, listed with its data
+    data_only = set(setuptools["package-data"]) - found
+    assert data_only == {"agentmem.adaptations"}
+    assert set(setuptools["packages"]) == found | data_only
