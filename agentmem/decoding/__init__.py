@@ -24,7 +24,8 @@ The levers are named objects, each in one place:
 * call levers, policies that judge a finished call (or a plan's end) and return a verdict
   the machine applies (`agentmem.decoding.policies`): `DropUnfounded`
   (``drop_unfounded``), `Reroute` (``reroute_unfounded``), `CompletePlan`
-  (``complete_plan``), `FallBackToText` (``fall_back_to_text``), and the guards
+  (``complete_plan``), `FallBackToText` (``fall_back_to_text``: words or a call at the
+  plan's start, from the routing probabilities), and the guards
   `RunawayGuard` (an argument repeating itself stops early, an invalid call) and
   `RepeatGuard` (the same call twice in a row ends the plan).
 

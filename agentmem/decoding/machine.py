@@ -3,7 +3,7 @@
 `Decoder.step` chooses one row's next token and advances its state: the token-level levers
 shape the scores (`agentmem.decoding.processors`), the call-level levers judge each call as it
 finishes (`agentmem.decoding.policies`) and this module applies their verdicts: keep the call,
-take it back to try another tool or replay one, answer in words, or end the plan. Taking a
+take it back to try another tool or replay one, or end the plan. Taking a
 call back sets how many tokens the batch must take out of the row's cache (``slot.rewind``)
 and which token to feed instead (``feed``).
 """
@@ -22,7 +22,6 @@ from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex
 from agentmem.decoding.batch import MODEL_LOCK, Batch
 from agentmem.decoding.policies import (
-    AnswerInWords,
     CompletePlan,
     DropUnfounded,
     EndPlan,
@@ -240,10 +239,12 @@ class Decoder:
         forced = first and choice not in POLICIES  # a named tool goes first
         memory_ids = self.route_mask.memory_ids(row, forced)
         candidates = self.route_mask(row, scores, forced)
-        if first and choice == "auto":
-            row.fallback.text_token = self.text_mask.likeliest_word(scores, self._stops)
         token = int(candidates.argmax())
         policies = self.policies(row.settings)
+        if policies.fall_back_to_text is not None and first:  # words or a call, from the routing evidence
+            token = policies.fall_back_to_text.route(
+                candidates, memory_ids, token, lambda: self.text_mask.likeliest_word(scores, self._stops)
+            )
         if token == eos:
             # Not in a resumed plan: its earlier calls are in the prompt, not in `row.plan`, so
             # a call repeating one of them (an agent's loop) would look new.
@@ -290,9 +291,10 @@ class Decoder:
             reason = (
                 f"arguments stopped after {len(row.pending)} tokens: they kept repeating {unit!r} (a runaway string)"
             )
-            return self._give_up_call(row, policies, reason, "repetition", token)
+            self._finish_call(row, stopped=(reason, "repetition"))
+            return token
         if len(row.pending) >= bound:
-            return self._give_up_call(row, policies, f"arguments did not close within {bound} tokens", "length", token)
+            self._finish_call(row, stopped=(f"arguments did not close within {bound} tokens", "length"))
         return token
 
     def _argument_token(self, row: Row, scores: torch.Tensor) -> tuple[int, str]:
@@ -359,7 +361,7 @@ class Decoder:
             assert policies.complete_plan is not None
             verdict = policies.complete_plan.judge(row, spec, call, notes)
         elif policies.reroute is not None and row.source:
-            verdict = policies.reroute.judge(row, spec, call, notes, policies.words(row))
+            verdict = policies.reroute.judge(row, spec, call, notes)
         self._apply(row, verdict, policies)
 
     def _apply(self, row: Row, verdict: Verdict, policies: Policies | None = None) -> None:
@@ -368,9 +370,6 @@ class Decoder:
             self._take_back(row, verdict.tool)
             if isinstance(verdict, Replay):
                 row.reroute.replay = list(verdict.tokens)
-        elif isinstance(verdict, AnswerInWords):
-            self._take_back_to_text(row)
-            row.plan.notes.append(verdict.note)
         elif isinstance(verdict, EndPlan):
             row.complete.extending, row.tool, row.matcher, row.pending = False, None, None, []
             if verdict.note is not None:
@@ -397,19 +396,6 @@ class Decoder:
         else:
             row.mode = "route"
 
-    def _give_up_call(self, row: Row, policies: Policies, reason: str, finish: str, token: int) -> int:
-        """Ends a call whose arguments ran away or hit their bound: an invalid call that ends
-        the plan, or, for a plan's first call that may give way to words (`FallBackToText`),
-        a text answer from the first routing decision. Returns the token to feed next."""
-        fallback = policies.fall_back_to_text
-        verdict = fallback.judge_stop(row, reason) if fallback is not None else None
-        if verdict is not None:
-            self._apply(row, verdict)
-            row.feed = None  # fed here, in place of the argument token just chosen
-            return row.pending[0]
-        self._finish_call(row, stopped=(reason, finish))
-        return token
-
     def _take_back(self, row: Row, tool: str) -> None:
         """Returns the row to its last routing decision and starts ``tool``'s call there."""
         assert row.view is not None
@@ -417,17 +403,6 @@ class Decoder:
         row.slot.rewind = len(row.pending)
         row.feed = row.view.names.index(tool) + self.backbone.vocab_size
         self._start_call(row, tool)
-
-    def _take_back_to_text(self, row: Row) -> None:
-        """Returns the row to its first routing decision and answers in words from there."""
-        text_token = row.fallback.text_token
-        assert text_token is not None
-        row.slot.rewind = len(row.pending)
-        row.feed = text_token
-        row.reroute.tried, row.reroute.alternatives = [], []
-        row.tool, row.matcher, row.text = None, None, ""
-        row.pending = [text_token]
-        row.mode = "text"
 
     def _finish_text(self, row: Row, reason: str) -> None:
         row.plan.text = self.backbone.tokenizer.decode(row.pending, skip_special_tokens=True).strip()

@@ -2,15 +2,16 @@
 
 A policy never drives the state machine itself: it returns what should happen (`Keep` the
 call, `TryTool` another tool at the same routing decision, `Replay` a call decoded there
-before, `AnswerInWords` instead of a plan, `EndPlan`) and the machine (`Decoder`) applies
-it. Each policy's thresholds are its fields, its state on a row is its own dataclass
-(`RerouteState`, `CompleteState`, `FallbackState`), and `Policies.assemble` picks the ones a
-request's settings turn on, minding what one needs of another.
+before, `EndPlan`) and the machine (`Decoder`) applies it. Each policy's thresholds are its
+fields, its state on a row is its own dataclass (`RerouteState`, `CompleteState`), and
+`Policies.assemble` picks the ones a request's settings turn on, minding what one needs of
+another. `FallBackToText` is the one lever that acts at a routing decision rather than on a
+finished call: whether a plan starts with words or a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,20 +50,13 @@ class Replay(TryTool):
 
 
 @dataclass(frozen=True)
-class AnswerInWords:
-    """Take the call back to the plan's first routing decision and answer in words from there."""
-
-    note: str
-
-
-@dataclass(frozen=True)
 class EndPlan:
     """End the plan as it stands (``note``, if any, for the plan)."""
 
     note: str | None = None
 
 
-Verdict = Keep | TryTool | Replay | AnswerInWords | EndPlan
+Verdict = Keep | TryTool | Replay | EndPlan
 
 
 def repeats(plan: Plan, call: Step) -> bool:
@@ -127,23 +121,29 @@ class DropUnfounded:
 
 @dataclass(frozen=True)
 class FallBackToText:
-    """``fall_back_to_text``: when every tool tried for a plan's first call invents a value
-    or breaks its schema (`Reroute`), or the call's arguments run away, answer in words
-    instead (the model's likeliest text at that routing decision): "What's your name?" is
-    not an email to an invented address. Assembled only with rerouting and
-    ``tool_choice="auto"`` (`Policies.assemble`)."""
+    """``fall_back_to_text``: at a plan's first routing decision (``tool_choice="auto"``),
+    words or a call is decided by the routing evidence as a whole: the text route's
+    probability (every token but the memory tokens, end of turn included) against the
+    tools' (every memory token's, together). Words when the text holds at least ``share``
+    of it, else the likeliest tool. Plain decoding lets the likeliest single token decide,
+    which splits the text's probability over thousands of tokens. What a call's arguments
+    hold never turns it into words: a value the request does not state may come from the
+    conversation, the session or the tool's results, so such a call stays a call.
+    Assembled only with ``tool_choice="auto"`` (`Policies.assemble`)."""
 
-    def applies(self, row: Row) -> bool:
-        """Whether a flawed call of this row may give way to words: a plan's first call
-        (so never one `CompletePlan` tries) where text could have answered."""
-        return row.fallback.text_token is not None and row.first
+    share: float = 0.5
 
-    def judge_stop(self, row: Row, reason: str) -> AnswerInWords | None:
-        """For a call whose arguments ran away or hit their bound, before any other tool
-        was tried (a call decoded while rerouting may be founded): words, or None."""
-        if row.reroute.tried or not self.applies(row):
-            return None
-        return AnswerInWords(f"answered in words: the first call's {reason}")
+    def route(self, candidates: torch.Tensor, memory_ids: Sequence[int], token: int, word: Callable[[], int]) -> int:
+        """The token that starts the plan, given the routing ``candidates`` (scores),
+        ``token`` (their argmax) and ``word`` (the likeliest text token that does not end
+        the answer at once)."""
+        if not memory_ids:
+            return token
+        probabilities = torch.softmax(candidates, dim=-1)
+        tools = float(probabilities[list(memory_ids)].sum())
+        if 1.0 - tools >= self.share:
+            return word() if token in memory_ids else token
+        return max(memory_ids, key=lambda i: float(candidates[i]))
 
 
 @dataclass(frozen=True)
@@ -213,8 +213,8 @@ class Reroute:
             (row.view.names[i - vocab], float(probabilities[i])) for i in others[: self.alternatives]
         ]
 
-    def judge(self, row: Row, spec: ToolSpec, call: Step, notes: list[str], words: bool) -> Verdict:
-        """The verdict on ``row``'s call just finished (``words``: whether words may answer instead)."""
+    def judge(self, row: Row, spec: ToolSpec, call: Step, notes: list[str]) -> Verdict:
+        """The verdict on ``row``'s call just finished."""
         assert row.tool is not None
         state = row.reroute
         if isinstance(call, ToolCall):
@@ -241,13 +241,6 @@ class Reroute:
             tool, state.probability = state.alternatives.pop(0)
             return TryTool(tool)
         best = min(tried, key=lambda t: t.rank)
-        if best.flaws and words:
-            first = tried[0]
-            state.tried, state.alternatives = [], []
-            return AnswerInWords(
-                f"answered in words: every call tried invents a value or breaks its schema "
-                f"({first.tool}'s: {'; '.join(first.flaws)})"
-            )
         if best is not tried[-1]:
             state.alternatives = []
             state.probability = best.probability
@@ -276,10 +269,10 @@ class Policies:
     @classmethod
     def assemble(cls, settings: DecodeSettings, levers: Policies) -> Policies:
         """The policies of ``levers`` (every one present, with its thresholds) that
-        ``settings`` turn on. ``fall_back_to_text`` needs rerouting (only rerouting finds a
-        first call flawed) and ``tool_choice="auto"`` (only then may text answer): without
-        both it is off, whatever its setting, as documented on `DecodeSettings`."""
-        words = settings.fall_back_to_text and settings.reroute_unfounded and settings.tool_choice == "auto"
+        ``settings`` turn on. ``fall_back_to_text`` needs ``tool_choice="auto"`` (only then
+        may text answer): otherwise it is off, whatever its setting, as documented on
+        `DecodeSettings`."""
+        words = settings.fall_back_to_text and settings.tool_choice == "auto"
         return cls(
             runaway=levers.runaway,
             repeat=levers.repeat,
@@ -288,7 +281,3 @@ class Policies:
             complete_plan=levers.complete_plan if settings.complete_plan else None,
             fall_back_to_text=levers.fall_back_to_text if words else None,
         )
-
-    def words(self, row: Row) -> bool:
-        """Whether a flawed call of ``row`` may give way to a text answer."""
-        return self.fall_back_to_text is not None and self.fall_back_to_text.applies(row)

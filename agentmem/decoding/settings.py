@@ -80,13 +80,15 @@ class DecodeSettings:
         "a call was added).",
         lever=True,
     )
-    # "What's your name?" is not an email to an invented address. Demo pack: requests that
-    # need no tool answered in words 6/20 -> 16/20, tool requests unchanged but one (BENCHMARKS.md).
+    # Words or a call from the routing evidence, never from what a call's arguments hold
+    # (issue 23: on multi-turn data most values come from earlier turns, not the request).
     fall_back_to_text: bool = _option(
         True,
-        'With tool_choice="auto" and reroute_unfounded (inactive otherwise): when every tool tried '
-        "for the plan's first call invents a value or breaks its schema (or its arguments run "
-        "away), answer in words instead.",
+        'With tool_choice="auto": at the plan\'s start, answer in words when the text route (every '
+        "token but the memory tokens) holds at least a set share of the routing probability "
+        "against the tools together (`FallBackToText.share`), else call the likeliest tool; off, "
+        "the likeliest single token decides. A call is never turned into words for a value the "
+        "request does not state.",
         lever=True,
     )
 

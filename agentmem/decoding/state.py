@@ -1,7 +1,7 @@
 """The state of one request being decoded (`Row`), split by who owns it.
 
 The state machine owns the mode, the plan and the call being written; each lever keeps its
-own state beside it (`RerouteState`, `CopyState`, `CompleteState`, `FallbackState`, each
+own state beside it (`RerouteState`, `CopyState`, `CompleteState`, each
 defined with its lever), and the batch keeps where the row lies in its cache (`Slot`).
 """
 
@@ -29,13 +29,6 @@ class CopyState:
     """Copy bias's state on a row: each request word's first token (`copying.first_tokens`), built once."""
 
     first_tokens: frozenset[int] | None = None
-
-
-@dataclass
-class FallbackState:
-    """Fall-back's state on a row: the likeliest text token at the first routing decision."""
-
-    text_token: int | None = None
 
 
 @dataclass
@@ -148,7 +141,6 @@ class Row:
     # each lever's own state
     reroute: RerouteState = field(default_factory=RerouteState)
     complete: CompleteState = field(default_factory=CompleteState)
-    fallback: FallbackState = field(default_factory=FallbackState)
     copy: CopyState = field(default_factory=CopyState)
     # the batch's
     slot: Slot = field(default_factory=Slot)

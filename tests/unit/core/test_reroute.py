@@ -246,20 +246,38 @@ def routes_first(monkeypatch):
     monkeypatch.setattr(decoding.Decoder, "_route", tools_first)
 
 
-def test_a_first_call_every_tool_invents_gives_way_to_words(mem, monkeypatch, routes_first):
-    words = mem.plan(REQUEST, tool_choice="none")
-    assert words.text  # its first token is not a stop, as the fallback's never is
+def test_a_first_call_every_tool_invents_stays_a_call(mem, monkeypatch, routes_first):
+    # A value the request does not state may come from the conversation or the session: the
+    # call stays a call (the likeliest of those tried), never words (issue 23 item 4).
     plain = mem.plan(REQUEST, reroute_unfounded=False)
     assert plain.calls and not plain.text
     flag(monkeypatch, set(mem.bank.names))
-    answered = mem.plan(REQUEST)
-    # back at the first routing decision, the cache holds no call: the answer is the one
-    # the model gives when it may only answer
+    kept = mem.plan(REQUEST)
+    assert calls(kept.steps)[:1] == calls(plain.steps)[:1] and not kept.text
+    assert not any("in words" in note for note in kept.notes)
+
+
+def test_words_or_a_call_follows_the_routing_probabilities(mem, monkeypatch):
+    words = mem.plan(REQUEST, tool_choice="none")
+    assert words.text  # its first token is not a stop, as the fallback's never is
+    levers(mem, monkeypatch, fall_back_to_text=policies.FallBackToText(share=0.0))
+    answered = mem.plan(REQUEST)  # any text probability is enough: words
     assert answered.calls == [] and answered.text == words.text
-    assert any(note.startswith("answered in words: every call tried invents a value") for note in answered.notes)
-    # off, or where a call is required, the likeliest flawed call stays
-    assert calls(mem.plan(REQUEST, fall_back_to_text=False).steps)[:1] == calls(plain.steps)[:1]
-    assert mem.plan(REQUEST, tool_choice="any").calls
+    levers(mem, monkeypatch, fall_back_to_text=policies.FallBackToText(share=1.1))
+    assert mem.plan(REQUEST).calls  # text can never hold enough: a call
+    assert mem.plan(REQUEST, tool_choice="any").calls  # only "auto" may answer in words
+
+
+def test_the_text_route_is_weighed_as_a_whole_against_the_tools():
+    fallback = policies.FallBackToText(share=0.5)
+    # ten text tokens at 0 and one memory token at 1: the memory token is the likeliest
+    # single token, but the text holds 10 / (10 + e) = 0.79 of the probability: words
+    scores = torch.tensor([0.0] * 10 + [1.0])
+    assert fallback.route(scores, [10], token=10, word=lambda: 3) == 3
+    # one text token at 2 beats each of three tools at 1.5, but the tools hold 0.65: a call
+    scores = torch.tensor([2.0, 1.5, 1.4, 1.5])
+    assert fallback.route(scores, [1, 2, 3], token=0, word=lambda: 0) in (1, 3)
+    assert fallback.route(scores, [], token=0, word=lambda: 0) == 0  # no tool allowed: as chosen
 
 
 def test_a_founded_first_call_is_kept_and_a_later_flawed_one_never_turns_into_words(mem, monkeypatch, routes_first):
@@ -270,15 +288,10 @@ def test_a_founded_first_call_is_kept_and_a_later_flawed_one_never_turns_into_wo
     assert later.calls and not later.text
 
 
-def test_a_first_call_that_runs_away_gives_way_to_words(mem, monkeypatch, routes_first):
-    words = mem.plan(REQUEST, tool_choice="none")
+def test_a_first_call_that_runs_away_stays_an_invalid_call(mem, monkeypatch, routes_first):
     monkeypatch.setattr(
         policies.RunawayGuard, "repeated", lambda self, tokens: (tokens[-1],) if len(tokens) >= 3 else None
     )
-    stopped = mem.plan(REQUEST, fall_back_to_text=False)
+    stopped = mem.plan(REQUEST)
     assert stopped.finish_reason == "repetition" and "runaway string" in stopped.invalid_calls[0].reason
-    answered = mem.plan(REQUEST)
-    assert answered.steps == [] and answered.text == words.text
-    assert any(note.startswith("answered in words: the first call's arguments stopped") for note in answered.notes)
-    # a call that must be made stays an invalid call with its reason
-    assert mem.plan(REQUEST, tool_choice="any").finish_reason == "repetition"
+    assert not stopped.text

@@ -79,7 +79,7 @@ def test_every_setting_has_a_plan_flag_and_the_old_flags_still_work():
     ("changes", "on"),
     [
         ({}, True),
-        ({"reroute_unfounded": False}, False),  # only rerouting finds a first call flawed
+        ({"reroute_unfounded": False}, True),  # words or a call is decided at routing, not after a call
         ({"tool_choice": "any"}, False),  # text may not answer
         ({"fall_back_to_text": False}, False),
     ],
