@@ -76,6 +76,9 @@ __all__ = [
     "MAX_ROUNDS",
     "AgentRunConfig",
     "evaluate",
+    "irrelevance",
+    "planner",
+    "result_record",
     "run_agent",
     "run_conversations",
     "training_turns",
@@ -180,12 +183,12 @@ def training_turns(conversations: Sequence[Conversation], data: BFCLData, contex
 Planner = Callable[[list[Messages], list[str]], list[Prediction]]
 
 
-def _planner(method: Method, inventory: dict[str, dict], levers: str) -> tuple[Planner, bool]:
-    """How a fitted method plans requests given as messages among some tools, and whether
-    it resumes after its calls."""
+def planner(method: Method, inventory: dict[str, dict], options: dict[str, Any] | None = None) -> tuple[Planner, bool]:
+    """How a fitted method plans requests given as messages among some tools (TokMem with
+    ``options`` for `AgentMem.plan`, none: its defaults), and whether it resumes after its calls."""
     if isinstance(method, TokMemMethod):
         memory = method.memory
-        options = dict(LEVERS_OFF) if levers == "off" else {}
+        options = dict(options or {})
 
         def plan_tokmem(requests: list[Messages], tools: list[str]) -> list[Prediction]:
             plans = memory.plan_batch(
@@ -297,8 +300,8 @@ def _turn_scores(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return score([t["gold"] for t in turns], preds, [len(t["invalid"]) for t in turns]).as_dict()
 
 
-def _irrelevance(plan: Planner, tools: list[str], limit: int) -> dict[str, Any]:
-    requests = irrelevance_requests(limit)
+def irrelevance(plan: Planner, tools: list[str], requests: Sequence[Messages]) -> dict[str, Any]:
+    """How many of ``requests`` (which need none of ``tools``) are answered in words."""
     predictions = plan([list(r) for r in requests], tools)
     words = [not p.calls and not p.invalid for p in predictions]
     return {"requests": len(requests), "answered_in_words": sum(words) / len(requests)}
@@ -324,17 +327,17 @@ def evaluate(
         )
     for levers in config.levers if isinstance(method, TokMemMethod) else ("defaults",):
         row = name if levers == "defaults" else f"{name}-levers-off"
-        plan, resumes = _planner(method, inventory, levers)
+        plan, resumes = planner(method, inventory, LEVERS_OFF if levers == "off" else None)
         started = time.perf_counter()
         records = run_conversations(test, data, plan, resumes, config.context, inventory)
         seconds = time.perf_counter() - started
-        result = _result(row, records, seconds, fit)
+        result = result_record(row, records, seconds, fit)
         if config.irrelevance:
-            result["irrelevance"] = _irrelevance(plan, list(inventory), config.irrelevance)
+            result["irrelevance"] = irrelevance(plan, list(inventory), irrelevance_requests(config.irrelevance))
         yield row, result
 
 
-def _result(name: str, records: list[dict[str, Any]], seconds: float, fit: FitRecord) -> dict[str, Any]:
+def result_record(name: str, records: list[dict[str, Any]], seconds: float, fit: FitRecord) -> dict[str, Any]:
     turns = [t for r in records for t in r["turns"]]
     by_calls = {
         str(n): _turn_scores([t for t in turns if len(t["gold"]) == n]) for n in sorted({len(t["gold"]) for t in turns})

@@ -1,21 +1,30 @@
 """Decoding levers on real data: does each default lever earn its place?
 
 The rule of the house: a decoding lever is on by default only where it is at least neutral
-on every real data set and helps on one. This bench measures it on a NESTFUL subset
-(ComplexFuncBench by default), with the evaluation's own data preparation
-(`agentmem.eval.runner.prepare_data`) and its TokMem method (`agentmem.eval.tokmem`):
+on every real data set and helps on one. This bench measures it, with the evaluations' own
+data preparation and TokMem method (`agentmem.eval.tokmem`, the shipped adaptation):
 
-1. The memory tokens are learned once on the training split (or loaded from ``--bank``).
-2. The test split is cut into two disjoint parts: ``report``, the seeded sample that
-   ``agentmem eval --limit N`` scores, and ``dev``, another seeded sample of the rest, on
-   which defaults and thresholds are to be chosen (``--part``).
-3. The part is planned with the library's defaults, with every lever off, with each lever
-   off alone (leave-one-out) and with each lever on alone; every row plans the same
-   requests with the same rows, so differences come from decoding alone.
+* a NESTFUL subset (ComplexFuncBench by default; `agentmem.eval.runner.prepare_data`): the
+  test split is cut into two disjoint parts, ``report`` (the seeded sample that ``agentmem
+  eval --limit N`` scores) and ``dev`` (another seeded sample of the rest); each request is
+  planned once (``tool_choice="required"``, as the evaluation plans);
+* ``bfcl-multi-turn`` (`agentmem.eval.agent`): the 12 dev conversations (``dev``) or the 12
+  test conversations (``report``), run as the executed agent evaluation runs them, with the
+  conversation so far or, with ``--turn-alone``, each turn alone; plus requests of BFCL's
+  irrelevance sets (a dev sample disjoint from the evaluation's), whose share answered in
+  words is reported beside the share of tool turns answered in words.
 
-Prints a Markdown table (tool F1, argument F1, exact match, schema-valid rate, answers in
-words, planning time) and a dozen plans of the defaults and of levers off beside their gold
-calls; appends both to ``runs/levers-<date>.md``.
+The memory tokens are learned once on the training split (or loaded from ``--bank``), then
+the part is planned with the library's defaults, with every lever off, with each lever on
+alone and (``--leave-one-out``) each lever off alone, and with ``fall_back_to_text`` alone at
+each ``--shares`` value (`FallBackToText.share`); every row plans the same requests with the
+same rows, so differences come from decoding alone.
+
+Prints a Markdown table and a dozen plans of the defaults and of levers off beside their
+gold calls; appends both to ``runs/levers-<date>.md``.
+
+    python -m agentmem.eval.bench_levers --dataset bfcl-multi-turn --bank runs/bfcl-bank
+    python -m agentmem.eval.bench_levers --dataset complexfuncbench --bank runs/cfb-bank
 """
 
 from __future__ import annotations
@@ -23,31 +32,45 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 from agentmem import runinfo
-from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
 from agentmem.chat import plan_to_dict
 from agentmem.core import AgentMem, PlanOptions
+from agentmem.decoding.policies import FallBackToText
 from agentmem.decoding.settings import LEVERS, PRESETS
+from agentmem.eval.agent import BFCL_DATASET, irrelevance, planner, result_record, run_conversations, training_turns
+from agentmem.eval.bfcl import irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import NESTFUL_SUBSETS
-from agentmem.eval.methods import MethodSettings
+from agentmem.eval.methods import FitRecord, MethodSettings
 from agentmem.eval.metrics import score
 from agentmem.eval.runner import RunConfig, prepare_data
 from agentmem.eval.tokmem import TokMemMethod, _prediction
 
+#: One row's measurement: its table cells after the label, and a dozen plans to show.
+Measure = Callable[[AgentMem, PlanOptions], tuple[list[str], str]]
 
-def lever_rows() -> list[tuple[str, PlanOptions]]:
-    """The settings to compare, each with its label: the defaults, every lever off, each
-    lever off alone and each lever on alone (at its default value)."""
+
+def lever_rows(leave_one_out: bool = False, shares: tuple[float, ...] = ()) -> list[tuple[str, PlanOptions, float]]:
+    """The settings to compare, each with its label and `FallBackToText.share`: the
+    defaults, every lever off, each lever on alone (at its default value), each lever off
+    alone (``leave_one_out``), and fall_back_to_text alone at each of ``shares``."""
     on = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
-    rows: list[tuple[str, dict[str, Any]]] = [("defaults", dict(on)), ("all levers off", dict(off))]
-    rows += [(f"defaults, {option} off", {**on, option: off[option]}) for option in on]
-    rows += [(f"levers off, {option} on", {**off, option: on[option]}) for option in on]
-    return [(label, cast(PlanOptions, options)) for label, options in rows]
+    share = FallBackToText.share
+    rows: list[tuple[str, dict[str, Any], float]] = [
+        ("defaults", dict(on), share),
+        ("all levers off", dict(off), share),
+    ]
+    rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in LEVERS]
+    if leave_one_out:
+        rows += [(f"defaults, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
+    rows += [(f"levers off, fall_back_to_text at {s}", {**off, "fall_back_to_text": True}, s) for s in shares]
+    return [(label, cast(PlanOptions, options), s) for label, options, s in rows]
 
 
 def parts(test: list[dict], limit: int, seed: int) -> dict[str, list[dict]]:
@@ -64,79 +87,136 @@ def parts(test: list[dict], limit: int, seed: int) -> dict[str, list[dict]]:
     }
 
 
-def _show(requests: list[dict], plans: list[dict], n: int = 12) -> str:
-    lines = []
-    for example, plan in list(zip(requests, plans))[:n]:
-        gold = "; ".join(f"{c['name']}({c['arguments']})" for c in example["calls"])
-        got = "; ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in plan["tool_calls"])
-        bad = "; ".join(f"INVALID {c['function']['name']}: {c['error']}" for c in plan["invalid_tool_calls"])
-        lines.append(f"- {example['query'][:160]!r}\n    gold {gold}\n    plan {got or plan['text'][:100]!r} {bad}")
-    return "\n".join(lines)
+def _calls(calls: list[dict]) -> str:
+    return "; ".join(f"{c['name']}({c['arguments']})" for c in calls)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="complexfuncbench", choices=NESTFUL_SUBSETS)
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    parser.add_argument("--part", choices=("dev", "report"), default="dev", help="which part to plan")
-    parser.add_argument("--limit", type=int, default=50, help="requests per part")
-    parser.add_argument("--epochs", type=int, default=MethodSettings.epochs)
-    parser.add_argument("--bank", type=Path, help="bank folder: loaded if it exists, else learned and saved there")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs"))
-    args = parser.parse_args(argv)
+def _fitted(
+    base: Backbone, settings: MethodSettings, bank: Path | None, train: list[dict], inventory: dict
+) -> tuple[TokMemMethod, str]:
+    """TokMem learned on ``train`` (or loaded from ``bank``, a folder saved by an earlier run)."""
+    method = TokMemMethod(base, settings, adapted=True)
+    if bank is not None and (bank / "bank.json").exists():
+        method.memory = AgentMem.load(bank, backbone=base)
+        return method, f"bank loaded from {bank}"
+    fit: FitRecord = method.fit(train, inventory)
+    if bank is not None:
+        method.memory.save(bank)
+    return method, f"learned on {fit.examples} training requests, {settings.epochs} epochs, in {fit.seconds:.0f} s"
 
-    settings = replace(MethodSettings(), epochs=args.epochs, seed=args.seed, progress=False)
-    config = RunConfig(out=args.out, dataset=args.dataset, limit=None, settings=settings)
-    data = prepare_data(config)
+
+def nestful_part(
+    args: argparse.Namespace, base: Backbone, settings: MethodSettings
+) -> tuple[TokMemMethod, str, Measure]:
+    """A NESTFUL subset's part: the fitted method, where it comes from, and how a row is measured."""
+    data = prepare_data(RunConfig(out=args.out, dataset=args.dataset, limit=None, settings=settings))
     requests = parts(data.test, args.limit, args.seed)[args.part]
-    base = load_backbone(args.backbone)
-    started = time.perf_counter()
-    if args.bank is not None and (args.bank / "bank.json").exists():
-        mem = AgentMem.load(args.bank, backbone=base)
-        source = f"bank loaded from {args.bank}"
-    else:
-        method = TokMemMethod(base, settings, adapted=True)
-        fit = method.fit(data.train, data.inventory)
-        mem = method.memory
-        source = f"learned on {fit.examples} training requests, {args.epochs} epochs, in {fit.seconds:.0f} s"
-        if args.bank is not None:
-            mem.save(args.bank)
-    print(source, flush=True)
+    method, source = _fitted(base, settings, args.bank, data.train, data.inventory)
 
-    golds = [ex["calls"] for ex in requests]
-    header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "answered in words", "s / request"]
-    rows, shown = [], []
-    for label, options in lever_rows():
+    def measure(mem: AgentMem, options: PlanOptions) -> tuple[list[str], str]:
         started = time.perf_counter()
         plans = [
             plan_to_dict(p) for p in mem.plan_batch([ex["query"] for ex in requests], tool_choice="required", **options)
         ]
         seconds = (time.perf_counter() - started) / len(requests)
         predictions = [_prediction(p) for p in plans]
-        result = score(golds, [p.calls for p in predictions], [len(p.invalid) for p in predictions])
-        in_words = sum(p.calls is None for p in predictions)
-        rows.append(
-            [
-                label,
-                f"{result.tool_f1:.3f}",
-                f"{result.argument_f1:.3f}",
-                f"{result.exact_match:.3f}",
-                f"{result.schema_valid_rate:.2f}",
-                f"{in_words}/{len(requests)}",
-                f"{seconds:.2f}",
-            ]
+        result = score(
+            [ex["calls"] for ex in requests], [p.calls for p in predictions], [len(p.invalid) for p in predictions]
         )
+        shown = [
+            f"- {ex['query'][:160]!r}\n    gold {_calls(ex['calls'])}\n    plan {_calls(p.calls or []) or repr(p.text[:100])}"
+            for ex, p in list(zip(requests, predictions))[:12]
+        ]
+        cells = [result.tool_f1, result.argument_f1, result.exact_match, result.schema_valid_rate]
+        words = sum(p.calls is None for p in predictions)
+        return [*(f"{c:.3f}" for c in cells), f"{words}/{len(requests)}", "-", "-", f"{seconds:.2f}"], "\n".join(shown)
+
+    return method, f"{source}; {len(requests)} requests of the {args.part} part (tool_choice='required')", measure
+
+
+def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings) -> tuple[TokMemMethod, str, Measure]:
+    """BFCL's dev (or test) conversations, run as the agent evaluation runs them."""
+    data = load_bfcl()
+    train_conversations, dev, test = split_conversations(data.conversations, args.seed)
+    context = not args.turn_alone
+    train = training_turns(train_conversations, data, context)
+    inventory = {n: t for n, t in data.tools.items() if any(c["name"] == n for ex in train for c in ex["calls"])}
+    conversations = dev if args.part == "dev" else test
+    method, source = _fitted(
+        base, settings, args.bank, [{"messages": ex["messages"], "calls": ex["calls"]} for ex in train], inventory
+    )
+    unneeded = irrelevance_requests(args.irrelevance, args.seed, part=args.part) if args.irrelevance else []
+
+    def measure(mem: AgentMem, options: PlanOptions) -> tuple[list[str], str]:
+        plan, resumes = planner(method, inventory, dict(options))
+        started = time.perf_counter()
+        records = run_conversations(conversations, data, plan, resumes, context, inventory)
+        result = result_record("tokmem", records, time.perf_counter() - started, FitRecord(0.0, 0, 0))
+        words = irrelevance(plan, list(inventory), unneeded)["answered_in_words"] if unneeded else None
+        s = result["scores"]
+        cells = [f"{s[k]:.3f}" for k in ("tool_f1", "argument_f1", "exact_match", "schema_valid_rate")]
+        cells += [
+            f"{result['tool_turns_answered_in_words']:.3f}",
+            f"{result['state_match']:.3f}",
+            "-" if words is None else f"{words:.3f}",
+            f"{result['cost']['seconds_per_request']:.2f}",
+        ]
+        turns = [(m, t) for r in records for m, t in zip([r["id"]] * len(r["turns"]), r["turns"])][:12]
+        shown = [
+            f"- {cid}\n    gold {_calls(t['gold'])}\n    plan {_calls(t['calls']) or repr(t['text'][:100])}"
+            for cid, t in turns
+        ]
+        return cells, "\n".join(shown)
+
+    mode = "turn alone" if args.turn_alone else "with the conversation"
+    where = f"the 12 {'dev' if args.part == 'dev' else 'test'} conversations, executed agent, {mode}"
+    extra = f"; {len(unneeded)} irrelevance requests ({args.part} sample)" if unneeded else ""
+    return method, f"{source}; {where}{extra}", measure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="complexfuncbench", choices=(*NESTFUL_SUBSETS, BFCL_DATASET))
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--part", choices=("dev", "report"), default="dev", help="which part to plan")
+    parser.add_argument("--limit", type=int, default=50, help="requests per part (NESTFUL subsets)")
+    parser.add_argument("--turn-alone", action="store_true", help="bfcl-multi-turn: each turn alone")
+    parser.add_argument("--irrelevance", type=int, default=10, help="bfcl-multi-turn: requests of each irrelevance set")
+    parser.add_argument("--epochs", type=int, default=MethodSettings.epochs)
+    parser.add_argument("--bank", type=Path, help="bank folder: loaded if it exists, else learned and saved there")
+    parser.add_argument("--leave-one-out", action="store_true", help="also each lever off alone")
+    parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+
+    settings = replace(MethodSettings(), epochs=args.epochs, seed=args.seed, progress=False)
+    base = load_backbone(args.backbone)
+    part = bfcl_part if args.dataset == BFCL_DATASET else nestful_part
+    method, source, measure = part(args, base, settings)
+    print(source, flush=True)
+    mem = method.memory
+    header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
+    rows, shown = [], []
+    shares = tuple(float(s) for s in args.shares.split(",") if s.strip())
+    for label, options, share in lever_rows(args.leave_one_out, shares):
+        # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
+        levers = mem._decoder.levers
+        mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))
+        try:
+            cells, plans = measure(mem, options)
+        finally:
+            mem._decoder.levers = levers
+        rows.append([label, *cells])
         print(runinfo.table_row(rows[-1]), flush=True)
         if label in ("defaults", "all levers off"):
-            shown.append(f"#### Plans, {label}\n\n{_show(requests, plans)}")
+            shown.append(f"#### Plans, {label}\n\n{plans}")
 
     today = runinfo.today()
     text = runinfo.record(
         runinfo.heading(f"Decoding levers on {args.dataset} ({args.part} part)", today, runinfo.machine(base.device)),
-        f"`{runinfo.command('agentmem.eval.bench_levers', argv)}`: TokMem with the shipped adaptation, {source}; "
-        f"{len(requests)} requests of the {args.part} part (tool_choice='required', as the evaluation plans).",
-        runinfo.table(header, rows),
+        f"`{runinfo.command('agentmem.eval.bench_levers', argv)}`: TokMem with the shipped adaptation, {source}.",
+        runinfo.table([*header, "s / request"], rows),
         *shown,
     )
     runinfo.append_record(text, args.out / f"levers-{today}.md")

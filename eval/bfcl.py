@@ -343,15 +343,19 @@ class Session:
         }
 
 
-def irrelevance_requests(limit: int | None = None, seed: int = 0) -> list[list[dict[str, Any]]]:
+def irrelevance_requests(limit: int | None = None, seed: int = 0, part: str = "report") -> list[list[dict[str, Any]]]:
     """Requests that need none of the development tools: the messages of the wheel's
     ``BFCL_v4_irrelevance`` and ``BFCL_v4_live_irrelevance`` entries (their own functions
-    are not used), ``limit`` of each at most (a seeded sample, in file order)."""
+    are not used), ``limit`` of each at most: a seeded sample in file order (``part="report"``,
+    what the evaluation plans), or another one from the rest (``"dev"``, for fitting)."""
     out = []
     for stem in ("BFCL_v4_irrelevance", "BFCL_v4_live_irrelevance"):
         entries = [record["question"][0] for record in _json_lines(f"data/{stem}.json")]
         if limit is not None and len(entries) > limit:
             chosen = set(random.Random(f"{stem}:{seed}").sample(range(len(entries)), limit))
+            if part == "dev":
+                rest = [i for i in range(len(entries)) if i not in chosen]
+                chosen = set(random.Random(f"{stem}:dev:{seed}").sample(rest, min(limit, len(rest))))
             entries = [e for i, e in enumerate(entries) if i in chosen]
         out.extend(entries)
     return out

@@ -83,8 +83,7 @@ class MethodSettings:
     """Adapter folder for ``tokmem-adapted`` (default: the one shipped for the backbone)."""
     reroute_unfounded: bool | None = None
     """TokMem's decoding: reroute calls that invent a value (`DecodeSettings.reroute_unfounded`).
-    None: the run decides from the data (`agentmem.eval.runner.with_data_defaults`); a
-    method given None uses the library's default."""
+    None: the library's default, as `AgentMem.plan` (no setting chosen per dataset)."""
     optional_bias: float = DecodeSettings.optional_bias
     """TokMem's decoding: the bonus to writing optional arguments (`DecodeSettings.optional_bias`)."""
     seed: int = 0

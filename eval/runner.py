@@ -43,7 +43,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +60,8 @@ from agentmem.eval.datasets import (
 )
 from agentmem.eval.methods import MethodSettings, MethodUnavailableError, Prediction, build_method, check_methods
 from agentmem.eval.metrics import ceiling, score
-from agentmem.tools.parsing import find_reference
 
-__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run", "with_data_defaults"]
+__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run"]
 
 RESULTS_FILE = "results.json"
 METHODS_DIR = "methods"
@@ -145,22 +144,6 @@ def prepare_data(config: RunConfig, dataset: Dataset | None = None) -> Data:
             f"reference) and {len(test)} test requests"
         )
     return Data(dataset=dataset, train=train, test=test, inventory=inventory, cut_train=cut, skipped_train=skipped)
-
-
-def with_data_defaults(config: RunConfig, data: Data) -> RunConfig:
-    """The config with the settings left to the data (None) decided.
-
-    Rerouting (`DecodeSettings.reroute_unfounded`) takes a call holding a value the request
-    does not as the sign of a wrong tool. Where the dataset's plans chain results (a gold
-    call holds a result reference, as in every NESTFUL subset), the right later calls hold
-    values from earlier responses (ids, coordinates), and rerouting swaps them for wrong
-    tools whose calls happen to copy the request: there it is off unless asked for
-    (ComplexFuncBench: tool F1 0.482 with it, 0.581 without, BENCHMARKS.md).
-    """
-    if config.settings.reroute_unfounded is not None:
-        return config
-    chains = any(find_reference(c["arguments"]) is not None for ex in data.dataset.examples for c in ex["calls"])
-    return replace(config, settings=replace(config.settings, reroute_unfounded=not chains))
 
 
 def _setup(config: RunConfig, data: Data, backbone_name: str) -> dict[str, Any]:
@@ -266,7 +249,6 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
     from agentmem.eval.report import write_report
 
     data = prepare_data(config, dataset)
-    config = with_data_defaults(config, data)
     backbone_name = backbone.name if backbone is not None else config.backbone
     setup = _setup(config, data, backbone_name)
     key = _setup_key(setup)

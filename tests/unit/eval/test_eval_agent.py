@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agentmem.eval import bfcl
-from agentmem.eval.agent import AgentRunConfig, _irrelevance, run_agent, run_conversations, training_turns, transcript
+from agentmem.eval.agent import AgentRunConfig, irrelevance, run_agent, run_conversations, training_turns, transcript
 from agentmem.eval.methods import MethodSettings, Prediction
 
 
@@ -92,9 +92,9 @@ def test_irrelevant_requests_answered_in_words_are_counted(data):
             Prediction(calls=[{"name": tools[0], "arguments": {}}], invalid=[], prompt_tokens=1, generated_tokens=1)
         ] * len(requests)
 
-    tools = list(data.tools)
-    assert _irrelevance(words, tools, 3) == {"requests": 6, "answered_in_words": 1.0}
-    assert _irrelevance(calls, tools, 3)["answered_in_words"] == 0.0
+    tools, requests = list(data.tools), bfcl.irrelevance_requests(3)
+    assert irrelevance(words, tools, requests) == {"requests": 6, "answered_in_words": 1.0}
+    assert irrelevance(calls, tools, requests)["answered_in_words"] == 0.0
 
 
 def test_the_prompt_baselines_run_as_agents_listing_the_conversations_tools_only(tiny, tmp_path, monkeypatch):

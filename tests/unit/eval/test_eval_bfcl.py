@@ -105,3 +105,9 @@ def test_irrelevance_requests_are_user_messages(data):
     requests = bfcl.irrelevance_requests(limit=5)
     assert len(requests) == 10
     assert all(messages[-1]["role"] == "user" and messages[-1]["content"] for messages in requests)
+
+
+def test_the_dev_sample_of_irrelevance_requests_is_disjoint_from_the_report_sample(data):
+    report, dev = bfcl.irrelevance_requests(limit=5), bfcl.irrelevance_requests(limit=5, part="dev")
+    assert len(dev) == 10
+    assert not {str(m) for m in report} & {str(m) for m in dev}

@@ -6,7 +6,6 @@ import collections
 import importlib.metadata
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -24,8 +23,7 @@ from agentmem.eval.datasets import (
     spec_to_json_schema,
     split,
 )
-from agentmem.eval.methods import MethodSettings
-from agentmem.eval.runner import RunConfig, prepare_data, with_data_defaults
+from agentmem.eval.runner import RunConfig, prepare_data
 from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import NAME_PATTERN, to_tool_spec
 
@@ -481,20 +479,6 @@ def test_resolvable_prefixes_cut_plans_at_their_first_reference() -> None:
     assert kept == [{"query": "b", "calls": [{"name": "f", "arguments": {"x": "Rome"}}]}, clean, clean]
     assert (cut, skipped) == (1, 1)
     assert len(chained["calls"]) == 3  # the dataset's own dict is left as it was
-
-
-def test_rerouting_is_off_by_default_where_plans_chain_results(complexfuncbench: Dataset) -> None:
-    data = prepare_data(RunConfig(out=Path("unused")), complexfuncbench)
-    assert with_data_defaults(RunConfig(out=Path("unused")), data).settings.reroute_unfounded is False
-    asked = RunConfig(out=Path("unused"), settings=MethodSettings(reroute_unfounded=True))
-    assert with_data_defaults(asked, data).settings.reroute_unfounded is True
-    # the same requests without their chained calls: every value is the request's, rerouting on
-    flat = Dataset(
-        name="flat",
-        tools=complexfuncbench.tools,
-        examples=resolvable_prefixes(complexfuncbench.examples)[0],
-    )
-    assert with_data_defaults(RunConfig(out=Path("unused")), replace(data, dataset=flat)).settings.reroute_unfounded
 
 
 def test_no_training_request_of_a_run_holds_a_reference(complexfuncbench: Dataset) -> None:
