@@ -219,21 +219,22 @@ def _learn(args: argparse.Namespace) -> int:
 
 
 #: Flags kept from before every option had one, as aliases.
-_PLAN_FLAG_ALIASES = {"drop_unfounded": ("--keep-unfounded",), "reroute_unfounded": ("--no-reroute",)}
+#: Older flags that switch an option off, kept working.
+_PLAN_OFF_ALIASES = {"drop_unfounded": "--keep-unfounded", "reroute_unfounded": "--no-reroute"}
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     """One flag per `DecodeSettings` option (its help, its default: the library's): a
-    number or a word as ``--max-calls 3``, a switch on by default as ``--no-copy-...``,
-    ``--tools`` as comma-separated names."""
+    number or a word as ``--max-calls 3``, a switch as ``--complete-plan`` /
+    ``--no-complete-plan``, ``--tools`` as comma-separated names."""
     for option in OPTIONS:
         flag = "--" + option.name.replace("_", "-")
         words = option.metadata["help"].replace("%", "%%") + f" (default: {option.default!r})"
         if isinstance(option.default, bool):
-            negated = ("--no-" if option.default else "--") + option.name.replace("_", "-")
-            action = "store_false" if option.default else "store_true"
-            flags = (negated, *_PLAN_FLAG_ALIASES.get(option.name, ()))
-            parser.add_argument(*flags, dest=option.name, action=action, default=None, help=words)
+            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=words)
+            if option.name in _PLAN_OFF_ALIASES:
+                alias = _PLAN_OFF_ALIASES[option.name]
+                parser.add_argument(alias, dest=option.name, action="store_false", help=f"the same as --no-{flag[2:]}")
         elif option.name == "tools":
             parser.add_argument(flag, type=lambda v: [n.strip() for n in v.split(",") if n.strip()], help=words)
         else:

@@ -53,7 +53,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from agentmem.atomic import atomic_folder
-from agentmem.decoding.settings import preset_options
+from agentmem.decoding.settings import LEVERS, PRESETS
 from agentmem.encoding import prompt_format
 from agentmem.errors import BackboneError, BankError
 from agentmem.tools.calls import Plan
@@ -70,7 +70,9 @@ README_FILE = "README.md"
 #: The `AgentMem.plan` options whose plan plain greedy decoding of the exported checkpoint
 #: reproduces (see the module docstring): agentmem's own decoding levers all off, the
 #: "greedy" preset (`agentmem.decoding.PRESETS`).
-GREEDY_OPTIONS = cast("PlanOptions", preset_options("greedy"))
+GREEDY_OPTIONS = cast(
+    "PlanOptions", {"constrained": False, **{name: getattr(PRESETS["greedy"], name) for name in LEVERS}}
+)
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"
 #: Fills ids between the tokenizer's length and the embedding matrix's width.

@@ -18,7 +18,8 @@ The memory tokens are learned once on the training split (or loaded from ``--ban
 the part is planned with the library's defaults, with every lever off, with each lever on
 alone and (``--leave-one-out``) each lever off alone, and with ``fall_back_to_text`` alone at
 each ``--shares`` value (`FallBackToText.share`); every row plans the same requests with the
-same rows, so differences come from decoding alone.
+same rows, so differences come from decoding alone. ``--alone ''`` plans the first two rows
+only: the comparison to report, on the ``report`` part, once the defaults are chosen.
 
 Prints a Markdown table and a dozen plans of the defaults and of levers off beside their
 gold calls; appends both to ``runs/levers-<date>.md``.
@@ -32,7 +33,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -55,20 +56,24 @@ from agentmem.eval.tokmem import TokMemMethod, _prediction
 Measure = Callable[[AgentMem, PlanOptions], tuple[list[str], str]]
 
 
-def lever_rows(leave_one_out: bool = False, shares: tuple[float, ...] = ()) -> list[tuple[str, PlanOptions, float]]:
+def lever_rows(
+    alone: Sequence[str] = LEVERS, leave_one_out: bool = False, shares: Sequence[float] = ()
+) -> list[tuple[str, PlanOptions, float]]:
     """The settings to compare, each with its label and `FallBackToText.share`: the
-    defaults, every lever off, each lever on alone (at its default value), each lever off
-    alone (``leave_one_out``), and fall_back_to_text alone at each of ``shares``."""
-    on = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
+    defaults, every lever off, each lever of ``alone`` on alone (on as the library's
+    `levers_on` preset has it), each lever off alone (``leave_one_out``), and
+    fall_back_to_text alone at each of ``shares``."""
+    on = {option: getattr(PRESETS["levers_on"], option) for option in LEVERS}
+    defaults = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
     share = FallBackToText.share
     rows: list[tuple[str, dict[str, Any], float]] = [
-        ("defaults", dict(on), share),
+        ("defaults", defaults, share),
         ("all levers off", dict(off), share),
     ]
-    rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in LEVERS]
+    rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in alone]
     if leave_one_out:
-        rows += [(f"defaults, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
+        rows += [(f"every lever on, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
     rows += [(f"levers off, fall_back_to_text at {s}", {**off, "fall_back_to_text": True}, s) for s in shares]
     return [(label, cast(PlanOptions, options), s) for label, options, s in rows]
 
@@ -185,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=MethodSettings.epochs)
     parser.add_argument("--bank", type=Path, help="bank folder: loaded if it exists, else learned and saved there")
     parser.add_argument("--leave-one-out", action="store_true", help="also each lever off alone")
+    parser.add_argument(
+        "--alone",
+        default=",".join(LEVERS),
+        help="the levers to measure on alone (comma-separated; '' for none: the defaults against every lever off)",
+    )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
@@ -199,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
     rows, shown = [], []
     shares = tuple(float(s) for s in args.shares.split(",") if s.strip())
-    for label, options, share in lever_rows(args.leave_one_out, shares):
+    alone = [name.strip() for name in args.alone.split(",") if name.strip()]
+    unknown = sorted(set(alone) - set(LEVERS))
+    if unknown:
+        parser.error(f"--alone: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
+    for label, options, share in lever_rows(alone, args.leave_one_out, shares):
         # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
         levers = mem._decoder.levers
         mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))

@@ -1,7 +1,8 @@
 """Plans pinned token for token on a tiny Llama, levers on and off, so that a change to the
 decoder that changes a plan is seen (the plans in ``pinned_plans.json`` were recorded before
-the decoder became a package of named steps; `python -m tests.unit.core.test_pinned_plans`
-records them again, for a change that means to change plans)."""
+the decoder became a package of named steps, and again when fall_back_to_text came to decide
+from routing probabilities and the defaults were decided on real data; `python -m
+tests.unit.core.test_pinned_plans` records them again, for a change that means to change plans)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ REQUESTS = [
     "Email ann@example.com about lunch",
     "What's your name?",
 ]
-#: The settings pinned: the defaults (every lever on), a call required, greedy, and each lever alone off.
+#: Every lever on (the defaults until issue 23 decided them on real data).
+ON = {"drop_unfounded": True, "reroute_unfounded": True, "optional_bias": 2.0, "complete_plan": True}
+#: The settings pinned: the defaults, every lever on, a call required, greedy, and each lever alone off.
 SETTINGS: dict[str, dict] = {
     "defaults": {},
-    "any": {"tool_choice": "any", "max_calls": 3},
+    "levers-on": {**ON, "fall_back_to_text": True},
+    "any": {**ON, "tool_choice": "any", "max_calls": 3},
     "greedy": dict(GREEDY_OPTIONS),
-    "no-reroute": {"reroute_unfounded": False},
-    "no-copy": {"copy_bias": 0.0, "tool_choice": "any"},
-    "no-optional": {"optional_bias": 0.0, "drop_unfounded": False, "tool_choice": "any"},
+    "no-reroute": {**ON, "reroute_unfounded": False},
+    "no-copy": {**ON, "copy_bias": 0.0, "tool_choice": "any"},
+    "no-optional": {**ON, "optional_bias": 0.0, "drop_unfounded": False, "tool_choice": "any"},
 }
 
 

@@ -9,6 +9,7 @@ token for token when it was not the last one decoded.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import pytest
@@ -19,6 +20,14 @@ from agentmem.decoding import policies
 from tests.conftest import tool_schema
 
 REQUEST = "Switch the lamp to blue and the fan to high."
+#: The call levers these tests exercise, on (they are off by default): a plan's own options override them.
+LEVERS_ON = {
+    "drop_unfounded": True,
+    "reroute_unfounded": True,
+    "optional_bias": 2.0,
+    "complete_plan": True,
+    "fall_back_to_text": True,
+}
 
 
 @pytest.fixture
@@ -33,6 +42,8 @@ def mem(tiny, monkeypatch) -> AgentMem:
     ]
     mem.learn_tools(pack, epochs=1, progress=False)
     levers(mem, monkeypatch, reroute=policies.Reroute(min_probability=0.0))  # every tool is an alternative
+    monkeypatch.setattr(mem, "plan", functools.partial(mem.plan, **LEVERS_ON))
+    monkeypatch.setattr(mem, "plan_batch", functools.partial(mem.plan_batch, **LEVERS_ON))
     return mem
 
 
@@ -104,7 +115,7 @@ def test_the_cache_takes_the_rejected_call_back(mem, monkeypatch):
     other = next(name for name in mem.bank.names if name != first)
     direct = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice=other, reroute_unfounded=False), other)
     flag(monkeypatch, {first})
-    rerouted = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice="any"), other)
+    rerouted = _hidden_once_decoding(mem, decoding.DecodeSettings(tool_choice="any", **LEVERS_ON), other)
     # the rejected call's cache columns are gone and the position rewound: as if never written
     assert torch.allclose(rerouted, direct, atol=1e-5)
 

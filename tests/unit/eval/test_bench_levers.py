@@ -15,8 +15,10 @@ def test_each_lever_is_measured_alone_against_every_lever_off():
     for lever in LEVERS:
         alone = rows[f"levers off, {lever} on"][0]
         assert [k for k in LEVERS if alone[k] != off[k]] == [lever]
+        assert alone[lever] == getattr(PRESETS["levers_on"], lever)
     assert {share for _, share in rows.values()} == {FallBackToText.share}
     assert len(rows) == 2 + len(LEVERS)
+    assert [label for label, _, _ in lever_rows(alone=())] == ["defaults", "all levers off"]
 
 
 def test_leave_one_out_and_fall_back_shares_add_rows():
