@@ -225,17 +225,7 @@ def train_rows(
     target_norm = bank.mean_norm(exclude=train_indices) if config.renormalize else None
     optimizer = torch.optim.AdamW([trainable], lr=config.lr, weight_decay=0.0)
 
-    # Encode every prompt once when the caches fit in the budget; otherwise per step. A prompt
-    # holding a row being trained (a conversation's earlier call of a new tool) is encoded per
-    # step with the rows as they are then (still without gradient through the prompt).
-    cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
-    trained_ids = {backbone.vocab_size + i for i in train_indices}
-    stale = any(t in trained_ids for e in examples for t in e.prefix)
-    cached = (
-        encode_prefixes(backbone, [e.prefix for e in examples], rows=frozen)
-        if cache_bytes <= config.prefix_cache_bytes and not stale
-        else None
-    )
+    cached = _prefixes_once(backbone, examples, frozen, train_indices, config)
 
     steps_per_epoch = math.ceil(len(examples) / config.batch_size)
     show = config.progress and distributed.is_main_process()
@@ -281,6 +271,23 @@ def train_rows(
         last_loss=losses[-1],
         row_norms={bank.names[i]: bank.rows[i].norm().item() for i in train_indices},
     )
+
+
+def _prefixes_once(
+    backbone: Backbone,
+    examples: Sequence[EncodedExample],
+    rows: torch.Tensor,
+    train_indices: Sequence[int],
+    config: TrainConfig,
+) -> list[_Prefix] | None:
+    """Every prompt encoded once, when the caches fit in the budget; None: encode per step.
+    A prompt holding a row being trained (a conversation's earlier call of a new tool) is
+    encoded per step with the rows as they are then (still without gradient through it)."""
+    cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
+    trained_ids = {backbone.vocab_size + i for i in train_indices}
+    if cache_bytes > config.prefix_cache_bytes or any(t in trained_ids for e in examples for t in e.prefix):
+        return None
+    return encode_prefixes(backbone, [e.prefix for e in examples], rows=rows)
 
 
 def _cache_bytes_per_token(backbone: Backbone) -> int:
