@@ -24,7 +24,7 @@ REQUESTS = [
     "What's your name?",
 ]
 #: Every lever on (the defaults until issue 23 decided them on real data).
-ON = {"drop_unfounded": True, "reroute_unfounded": True, "optional_bias": 2.0, "complete_plan": True}
+ON = {"copy_bias": 3.0, "drop_unfounded": True, "reroute_unfounded": True, "optional_bias": 2.0, "complete_plan": True}
 #: The settings pinned: the defaults, every lever on, a call required, greedy, and each lever alone off.
 SETTINGS: dict[str, dict] = {
     "defaults": {},

@@ -22,6 +22,7 @@ from tests.conftest import tool_schema
 REQUEST = "Switch the lamp to blue and the fan to high."
 #: The call levers these tests exercise, on (they are off by default): a plan's own options override them.
 LEVERS_ON = {
+    "copy_bias": 3.0,
     "drop_unfounded": True,
     "reroute_unfounded": True,
     "optional_bias": 2.0,

@@ -34,7 +34,7 @@ def test_the_options_keep_their_names_and_defaults():
         "max_argument_tokens": 128,
         "max_text_tokens": 256,
         "constrained": True,
-        "copy_bias": 3.0,
+        "copy_bias": 0.0,
         "drop_unfounded": False,
         "reroute_unfounded": False,
         "optional_bias": 0.0,
