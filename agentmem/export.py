@@ -70,9 +70,7 @@ README_FILE = "README.md"
 #: The `AgentMem.plan` options whose plan plain greedy decoding of the exported checkpoint
 #: reproduces (see the module docstring): agentmem's own decoding levers all off, the
 #: "greedy" preset (`agentmem.decoding.PRESETS`).
-GREEDY_OPTIONS = cast(
-    "PlanOptions", {"constrained": False, **{name: getattr(PRESETS["greedy"], name) for name in LEVERS}}
-)
+GREEDY_OPTIONS = cast("PlanOptions", {name: getattr(PRESETS["greedy"], name) for name in ("constrained", *LEVERS)})
 #: The string of a tool's token in the exported tokenizer.
 TOKEN_FORMAT = "<|tool:{name}|>"
 #: Fills ids between the tokenizer's length and the embedding matrix's width.

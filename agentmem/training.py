@@ -239,13 +239,13 @@ def train_rows(
             chosen = order[start : start + config.batch_size]
             mine = distributed.shard(chosen)  # the whole batch, unless a launcher started several processes
             batch = [examples[i] for i in mine]
+            # frozen rows with the trainable ones spliced in, so only they get gradient
+            rows = frozen.index_copy(0, index, trainable)
             prefixes = (
                 [cached[i] for i in mine]
                 if cached is not None
-                else encode_prefixes(backbone, [e.prefix for e in batch], rows=frozen.index_copy(0, index, trainable))
+                else encode_prefixes(backbone, [e.prefix for e in batch], rows=rows)
             )
-            # forward: frozen rows with the trainable ones spliced in, so only they get gradient
-            rows = frozen.index_copy(0, index, trainable)
             loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)
             # backward (gradient of the whole batch on every process), update, then keep new
             # rows on the scale of the old ones

@@ -81,6 +81,7 @@ __all__ = [
     "result_record",
     "run_agent",
     "run_conversations",
+    "trained_tools",
     "training_turns",
     "transcript",
 ]
@@ -307,6 +308,12 @@ def irrelevance(plan: Planner, tools: list[str], requests: Sequence[Messages]) -
     return {"requests": len(requests), "answered_in_words": sum(words) / len(requests)}
 
 
+def trained_tools(data: BFCLData, train: Sequence[dict[str, Any]]) -> dict[str, dict]:
+    """The tools some training turn calls (the inventory every method learns), by name."""
+    called = {c["name"] for ex in train for c in ex["calls"]}
+    return {n: t for n, t in data.tools.items() if n in called}
+
+
 def evaluate(
     name: str, backbone: Backbone, config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -316,7 +323,7 @@ def evaluate(
         ``(row, result)`` as each is done: the method's name; for TokMem, one row per lever
         setting of ``config.levers`` (``tokmem``, ``tokmem-levers-off``), all from one fit.
     """
-    inventory = {n: t for n, t in data.tools.items() if any(c["name"] == n for ex in train for c in ex["calls"])}
+    inventory = trained_tools(data, train)
     schemas = {n: t["parameters"] for n, t in inventory.items()}
     method = build_method(name, backbone, config.settings)
     if isinstance(method, TokMemMethod):

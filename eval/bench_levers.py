@@ -44,7 +44,15 @@ from agentmem.chat import plan_to_dict
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding.policies import FallBackToText
 from agentmem.decoding.settings import LEVERS, PRESETS
-from agentmem.eval.agent import BFCL_DATASET, irrelevance, planner, result_record, run_conversations, training_turns
+from agentmem.eval.agent import (
+    BFCL_DATASET,
+    irrelevance,
+    planner,
+    result_record,
+    run_conversations,
+    trained_tools,
+    training_turns,
+)
 from agentmem.eval.bfcl import irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import NESTFUL_SUBSETS
 from agentmem.eval.methods import FitRecord, MethodSettings
@@ -53,7 +61,7 @@ from agentmem.eval.runner import RunConfig, prepare_data
 from agentmem.eval.tokmem import TokMemMethod, _prediction
 
 #: One row's measurement: its table cells after the label, and a dozen plans to show.
-Measure = Callable[[AgentMem, PlanOptions], tuple[list[str], str]]
+Measure = Callable[[PlanOptions], tuple[list[str], str]]
 
 
 def lever_rows(
@@ -118,10 +126,11 @@ def nestful_part(
     requests = parts(data.test, args.limit, args.seed)[args.part]
     method, source = _fitted(base, settings, args.bank, data.train, data.inventory)
 
-    def measure(mem: AgentMem, options: PlanOptions) -> tuple[list[str], str]:
+    def measure(options: PlanOptions) -> tuple[list[str], str]:
         started = time.perf_counter()
         plans = [
-            plan_to_dict(p) for p in mem.plan_batch([ex["query"] for ex in requests], tool_choice="required", **options)
+            plan_to_dict(p)
+            for p in method.memory.plan_batch([ex["query"] for ex in requests], tool_choice="required", **options)
         ]
         seconds = (time.perf_counter() - started) / len(requests)
         predictions = [_prediction(p) for p in plans]
@@ -145,14 +154,14 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
     train_conversations, dev, test = split_conversations(data.conversations, args.seed)
     context = not args.turn_alone
     train = training_turns(train_conversations, data, context)
-    inventory = {n: t for n, t in data.tools.items() if any(c["name"] == n for ex in train for c in ex["calls"])}
+    inventory = trained_tools(data, train)
     conversations = dev if args.part == "dev" else test
     method, source = _fitted(
         base, settings, args.bank, [{"messages": ex["messages"], "calls": ex["calls"]} for ex in train], inventory
     )
     unneeded = irrelevance_requests(args.irrelevance, args.seed, part=args.part) if args.irrelevance else []
 
-    def measure(mem: AgentMem, options: PlanOptions) -> tuple[list[str], str]:
+    def measure(options: PlanOptions) -> tuple[list[str], str]:
         plan, resumes = planner(method, inventory, dict(options))
         started = time.perf_counter()
         records = run_conversations(conversations, data, plan, resumes, context, inventory)
@@ -166,7 +175,7 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
             "-" if words is None else f"{words:.3f}",
             f"{result['cost']['seconds_per_request']:.2f}",
         ]
-        turns = [(m, t) for r in records for m, t in zip([r["id"]] * len(r["turns"]), r["turns"])][:12]
+        turns = [(r["id"], t) for r in records for t in r["turns"]][:12]
         shown = [
             f"- {cid}\n    gold {_calls(t['gold'])}\n    plan {_calls(t['calls']) or repr(t['text'][:100])}"
             for cid, t in turns
@@ -199,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
+    # checked before the bank is learned, which takes minutes to hours
+    try:
+        shares = tuple(float(s) for s in args.shares.split(",") if s.strip())
+    except ValueError:
+        parser.error(f"--shares: comma-separated numbers, got {args.shares!r}")
+    alone = [name.strip() for name in args.alone.split(",") if name.strip()]
+    unknown = sorted(set(alone) - set(LEVERS))
+    if unknown:
+        parser.error(f"--alone: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
 
     settings = replace(MethodSettings(), epochs=args.epochs, seed=args.seed, progress=False)
     base = load_backbone(args.backbone)
@@ -208,17 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     mem = method.memory
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
     rows, shown = [], []
-    shares = tuple(float(s) for s in args.shares.split(",") if s.strip())
-    alone = [name.strip() for name in args.alone.split(",") if name.strip()]
-    unknown = sorted(set(alone) - set(LEVERS))
-    if unknown:
-        parser.error(f"--alone: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
     for label, options, share in lever_rows(alone, args.leave_one_out, shares):
         # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
         levers = mem._decoder.levers
         mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))
         try:
-            cells, plans = measure(mem, options)
+            cells, plans = measure(options)
         finally:
             mem._decoder.levers = levers
         rows.append([label, *cells])

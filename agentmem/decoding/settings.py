@@ -113,6 +113,9 @@ LEVERS: tuple[str, ...] = tuple(f.name for f in OPTIONS if f.metadata["lever"])
 #: off with the schema constraint kept (the baseline each lever must beat on real data); and
 #: plain greedy decoding (no schema constraint either: what a runtime without agentmem's
 #: decoder does with an exported model).
+_LEVERS_OFF = DecodeSettings(
+    **{name: (False if isinstance(getattr(DecodeSettings, name), bool) else 0.0) for name in LEVERS}
+)
 PRESETS: dict[str, DecodeSettings] = {
     "defaults": DecodeSettings(),
     "levers_on": DecodeSettings(
@@ -123,18 +126,8 @@ PRESETS: dict[str, DecodeSettings] = {
         complete_plan=True,
         fall_back_to_text=True,
     ),
-    "levers_off": DecodeSettings(
-        **{name: (False if isinstance(getattr(DecodeSettings, name), bool) else 0.0) for name in LEVERS}
-    ),
-    "greedy": DecodeSettings(
-        constrained=False,
-        copy_bias=0.0,
-        drop_unfounded=False,
-        reroute_unfounded=False,
-        optional_bias=0.0,
-        complete_plan=False,
-        fall_back_to_text=False,
-    ),
+    "levers_off": _LEVERS_OFF,
+    "greedy": dataclasses.replace(_LEVERS_OFF, constrained=False),
 }
 
 

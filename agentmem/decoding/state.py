@@ -1,8 +1,9 @@
 """The state of one request being decoded (`Row`), split by who owns it.
 
 The state machine owns the mode, the plan and the call being written; each lever keeps its
-own state beside it (`RerouteState`, `CopyState`, `CompleteState`, each
-defined with its lever), and the batch keeps where the row lies in its cache (`Slot`).
+own state beside it (`RerouteState`, `CopyState`, `CompleteState`, defined here so that the
+levers import the row and nothing imports back), and the batch keeps where the row lies in
+its cache (`Slot`).
 """
 
 from __future__ import annotations
