@@ -75,10 +75,12 @@ def lever_rows(
     defaults = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
     share = FallBackToText.share
-    rows: list[tuple[str, dict[str, Any], float]] = [
-        ("defaults", defaults, share),
-        ("all levers off", dict(off), share),
-    ]
+    # With every lever off by default the two rows are one plan: planned once.
+    rows: list[tuple[str, dict[str, Any], float]] = (
+        [("defaults (every lever off)", defaults, share)]
+        if defaults == off
+        else [("defaults", defaults, share), ("all levers off", dict(off), share)]
+    )
     rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in alone]
     if leave_one_out:
         rows += [(f"every lever on, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             mem._decoder.levers = levers
         rows.append([label, *cells])
         print(runinfo.table_row(rows[-1]), flush=True)
-        if label in ("defaults", "all levers off"):
+        if label.startswith(("defaults", "all levers off")):
             shown.append(f"#### Plans, {label}\n\n{plans}")
 
     today = runinfo.today()
