@@ -49,10 +49,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Speed: learning throughput and planning cost, each against a baseline measured in the same run.
+# Speed: learning throughput, planning cost and drafts, each against a baseline measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python -m agentmem.eval.bench_learning
 	$(BIN)/python -m agentmem.eval.bench_planning
+	$(BIN)/python -m agentmem.eval.bench_drafts --bank runs/demo-bank
 
 # Accuracy over time and with/without the shipped adaptation (longer: forgetting takes about
 # 1.5 hours on 2 cores, 10 minutes on one GPU; adaptation tens of minutes).

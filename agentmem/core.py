@@ -45,6 +45,8 @@ class PlanOptions(TypedDict, total=False):
     max_argument_tokens: int
     max_text_tokens: int
     constrained: bool
+    jump_forward: bool
+    copy_drafts: bool
     copy_bias: float
     drop_unfounded: bool
     reroute_unfounded: bool

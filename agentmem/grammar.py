@@ -175,6 +175,15 @@ class ArgumentMatcher:
         self._finished = scan("".join(self._text)).closed
         return True
 
+    def jump_forward(self) -> list[int]:
+        """The tokens the grammar forces from here (a key's rest, ``":"``, closing
+        braces), tokenised greedily by xgrammar, which may split them otherwise than the
+        model would: a draft to verify (`agentmem.decoding.drafts`), never to accept
+        blindly. Empty without a grammar, or where the next token is a choice."""
+        if self._matcher is None or self._finished:
+            return []
+        return list(self._matcher.find_jump_forward_tokens())
+
     def is_finished(self) -> bool:
         """True once the argument object is complete."""
         return self._finished

@@ -1,13 +1,13 @@
 """Records the demo pack's plans to JSON, to check that a change to the decoder keeps them.
 
-Plans the held-out requests of both draws (`demo.held_out_examples`, seeds 1 and 2) and the
-20 requests that need no tool (`demo.NO_TOOL_REQUESTS`), once with the library's defaults
-(every lever on) and once with plain greedy decoding (`export.GREEDY_OPTIONS`), and writes
-each plan's calls, invalid calls, text, finish reason, generated tokens and notes (no ids,
-no timings) to ``--out``. The bank is learned once (as `bench_decoding` learns it) and saved
-to ``--bank``, then loaded on later runs, so two runs differ by decoding alone. With
-``--compare``, the plans are compared with an earlier recording: it prints each request
-whose plan changed (among the settings and sets both recordings hold) and exits 1 if any did.
+Plans the held-out requests of both draws (`demo.held_out_examples`, seeds 1 and 2) and the 20
+requests that need no tool (`demo.NO_TOOL_REQUESTS`), once with the library's defaults and once
+with plain greedy decoding (`export.GREEDY_OPTIONS`), and writes each plan's calls, invalid
+calls, text, finish reason, generated tokens and notes (no ids, no timings) to ``--out``. The
+bank is learned once (as `bench_decoding` learns it) and saved to ``--bank``, then loaded on
+later runs, so two runs differ by decoding alone. With ``--compare``, the plans are compared
+with an earlier recording: it prints each request whose plan changed (among the settings and
+sets both recordings hold) and exits 1 if any did.
 
     python -m agentmem.eval.record_plans --bank runs/record-bank --out runs/plans-base.json
     python -m agentmem.eval.record_plans --bank runs/record-bank --out runs/plans-new.json \\
@@ -30,7 +30,7 @@ from agentmem.export import GREEDY_OPTIONS
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan, ToolCall
 
-#: The settings recorded: the defaults (every lever on) and plain greedy decoding.
+#: The settings recorded: the defaults and plain greedy decoding.
 SETTINGS: dict[str, PlanOptions] = {"defaults": {}, "greedy": GREEDY_OPTIONS}
 
 

@@ -52,7 +52,9 @@ class Plan:
         finish_reason: Why planning stopped: ``"stop"`` (the model ended the plan),
             ``"max_calls"`` (the call limit was reached), ``"length"`` (a token limit was hit)
             or ``"repetition"`` (an argument kept repeating itself and was cut short).
-        usage: Token counts: ``prompt_tokens``, ``generated_tokens``.
+        usage: Token counts: ``prompt_tokens``, ``generated_tokens``, and ``decode_passes``
+            (the forward passes that decoded them: fewer than the tokens where drafts were
+            kept, `agentmem.decoding.drafts`).
         timings: Seconds spent: ``prefill``, ``decode``, ``total``.
         notes: Things worth knowing about how the plan was made (e.g. a schema decoded
             without grammar constraints, and why).

@@ -40,6 +40,8 @@ class Machine(Protocol):
 
     def step(self, row: Row, scores: torch.Tensor) -> int | None: ...
 
+    def draft(self, row: Row) -> list[int]: ...
+
     def stop(self, row: Row, finish: str, note: str) -> None: ...
 
 
@@ -119,34 +121,58 @@ class Batch:
 
     @torch.no_grad()
     def step(self) -> list[Row]:
-        """Chooses the next token of every decoding row, then runs one forward pass over
-        those tokens and the next prompt tokens of the rows prefilling; returns the rows
-        that finished (and left the batch)."""
+        """Chooses the next token of every decoding row (first going through the tokens it
+        drafted, `agentmem.decoding.drafts`), then runs one forward pass over those tokens,
+        the rows' new drafts and the next prompt tokens of the rows prefilling; returns the
+        rows that finished (and left the batch)."""
         if not self.rows:
             return []
         decoding = [row for row in self.rows if row.slot.hidden is not None]
         finished = []
         if decoding:
-            hidden = torch.stack([row.slot.hidden for row in decoding])  # type: ignore[misc]
+            hidden = torch.cat([row.slot.hidden for row in decoding])  # type: ignore[misc]
             scores = memory.logits(self.decoder.backbone, self.view.rows, hidden).float()
-            for i, row in enumerate(decoding):
-                token = self.decoder.step(row, scores[i])
+            start = 0
+            for row in decoding:
+                count = len(row.slot.hidden)  # type: ignore[arg-type]
+                token = self._choose(row, scores[start : start + count])
+                start += count
                 if token is None:
                     finished.append(row)
                     continue
                 slot = row.slot
                 if slot.rewind:
-                    # Taken back: the row's last tokens leave the cache, and its next token
-                    # takes the position of the first of them.
+                    # Taken back (a call rerouted, or drafted tokens not chosen): the row's
+                    # last tokens leave the cache, and its next token takes the position of
+                    # the first of them.
                     assert self._cache is not None
                     self._cache.take_back(slot.owner, slot.rewind)
                     slot.position -= slot.rewind
                     slot.rewind = 0
-                slot.unfed = [token]
+                slot.drafted = self.decoder.draft(row)
+                slot.unfed = [token, *slot.drafted]
             self._drop(finished)
         if self.rows:
             self._forward()
         return finished
+
+    def _choose(self, row: Row, scores: torch.Tensor) -> int | None:
+        """The row's next token to feed, or None when it is done: the decoder steps through
+        ``scores`` (one row per token fed last: that token, then each drafted one) while the
+        token it chooses is the drafted one already in the cache; the drafted tokens after
+        the first one it does not choose are marked to leave the cache (``slot.rewind``)."""
+        slot = row.slot
+        drafted = slot.drafted
+        for i, position in enumerate(scores):
+            token = self.decoder.step(row, position)
+            if token is None:
+                return None
+            if i < len(drafted) and token == drafted[i] and not slot.rewind:
+                continue  # the drafted token, already fed: the next scores follow it
+            slot.rewind += len(drafted) - i  # the drafted tokens not chosen
+            break
+        slot.drafted = []
+        return token
 
     def stop(self, rows: Sequence[Row], finish: str, note: str) -> None:
         """Ends ``rows`` now (`Decoder.stop`) and drops them from the batch."""
@@ -174,7 +200,8 @@ class Batch:
         owners: list[int] = []
         positions: list[int] = []
         shared: list[bool] = []
-        last: list[tuple[Slot, Row, int]] = []  # rows whose next token the pass predicts, and where
+        # rows whose next token the pass predicts, and from which of its tokens on
+        last: list[tuple[Slot, Row, int]] = []
         for row in self.rows:
             slot = row.slot
             prefilling = slot.hidden is None
@@ -183,13 +210,16 @@ class Batch:
                 continue
             if prefilling:
                 budget -= count
+            else:
+                slot.passes += 1
             ids += slot.unfed[:count]
             owners += [slot.owner] * count
             positions += range(slot.position, slot.position + count)
             shared += [slot.shared] * count
             slot.unfed, slot.position = slot.unfed[count:], slot.position + count
             if not slot.unfed:
-                last.append((slot, row, len(ids) - 1))
+                # a decoding row's drafted tokens each need their hidden state too
+                last.append((slot, row, len(ids) - (1 if prefilling else count)))
         mask = self._cache.append(
             torch.tensor(owners, dtype=torch.long), torch.tensor(positions, dtype=torch.long), torch.tensor(shared)
         )
@@ -206,7 +236,8 @@ class Batch:
         for slot, row, index in last:
             if slot.hidden is None:
                 row.clock.prefilled = now
-            slot.hidden = hidden[index]
+            end = index + 1 + len(slot.drafted)
+            slot.hidden = hidden[index:end]
         self.steps += 1
 
     def _drop(self, rows: Sequence[Row]) -> list[Row]:
@@ -220,10 +251,14 @@ class Batch:
             self._cache.release([row.slot.owner for row in dropped])
         finished = time.perf_counter()
         for row in dropped:
-            row.slot.hidden, row.slot.unfed = None, []
+            row.slot.hidden, row.slot.unfed, row.slot.drafted = None, [], []
             clock = row.clock
             prefilled = clock.prefilled or finished  # a row stopped before its prompt was in
-            row.plan.usage = {"prompt_tokens": row.prompt_tokens, "generated_tokens": row.generated}
+            row.plan.usage = {
+                "prompt_tokens": row.prompt_tokens,
+                "generated_tokens": row.generated,
+                "decode_passes": row.slot.passes,  # fewer than the tokens where drafts were kept
+            }
             row.plan.timings = {
                 "prefill": prefilled - clock.started,
                 "decode": finished - prefilled,

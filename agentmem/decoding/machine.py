@@ -21,6 +21,7 @@ from agentmem.backbone import Backbone
 from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex
 from agentmem.decoding.batch import MODEL_LOCK, Batch
+from agentmem.decoding.drafts import Drafter
 from agentmem.decoding.policies import (
     CompletePlan,
     DropUnfounded,
@@ -80,6 +81,7 @@ class Decoder:
             OptionalBias(lambda: self.continue_ids, specs),
             ReferenceGuard(tokenizer.decode),
         )
+        self.drafter = Drafter(lambda text: tokenizer.encode(text, add_special_tokens=False))
         self.levers = Policies(
             runaway=RunawayGuard(),
             repeat=RepeatGuard(),
@@ -229,6 +231,11 @@ class Decoder:
         else:
             token = self._text_step(row, scores)
         return None if row.done else token
+
+    def draft(self, row: Row) -> list[int]:
+        """The tokens ``row`` will likely write after its last chosen token, to feed with it
+        and check on the next step (`agentmem.decoding.drafts`): speed, never the plan."""
+        return self.drafter(row)
 
     def _route(self, row: Row, scores: torch.Tensor) -> int | None:
         # A continued plan (an agent resuming after tool results) is past its first call:

@@ -38,6 +38,19 @@ class DecodeSettings:
     max_argument_tokens: int = _option(128, "Most tokens of one call's arguments (a longer call is invalid).")
     max_text_tokens: int = _option(256, "Most tokens of a text answer.")
     constrained: bool = _option(True, "Decode arguments under each tool's JSON Schema.")
+    # Speed options: the plan is the one decoded token by token; only the forward passes
+    # change (`agentmem.decoding.drafts`; measured in BENCHMARKS.md, "Drafts").
+    jump_forward: bool = _option(
+        True,
+        "Feed the tokens the tool's grammar forces (a key's rest, punctuation, closing braces) "
+        "in one forward pass with the token before them, each checked as if decoded alone: the "
+        "same plan in fewer passes.",
+    )
+    copy_drafts: bool = _option(
+        True,
+        "Inside a value that continues a span of the request, feed the request's next tokens "
+        "in one forward pass, each checked as if decoded alone: the same plan in fewer passes.",
+    )
     # Each lever's default is decided on real data (BENCHMARKS.md, "Decoding levers on real
     # data"): on only where, alone against every lever off, it is at least neutral on BFCL's
     # dev conversations and ComplexFuncBench's dev part and helps on one.

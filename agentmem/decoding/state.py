@@ -94,16 +94,20 @@ class BankView:
 @dataclass
 class Slot:
     """Where a row lies in its `Batch`: its cache columns' owner, whether it sees the shared
-    prefix, the tokens still to feed (the prompt's, then each chosen token), the position of
-    the first of them, the hidden state the next token is chosen from, and how many tokens
-    to take back out of the cache before the next one goes in (a call rerouted)."""
+    prefix, the tokens still to feed (the prompt's, then each chosen token and its draft),
+    the position of the first of them, the hidden states the next tokens are chosen from
+    (one per token fed last: the chosen one's, then each drafted one's), the drafted tokens
+    in the cache awaiting their check, and how many tokens to take back out of the cache
+    before the next one goes in (a call rerouted, drafted tokens not chosen)."""
 
     owner: int = 0
     shared: bool = False
     unfed: list[int] = field(default_factory=list)
     position: int = 0
     hidden: torch.Tensor | None = None
+    drafted: list[int] = field(default_factory=list)
     rewind: int = 0
+    passes: int = 0  # forward passes that fed the row a chosen token (prefill not counted)
 
 
 @dataclass

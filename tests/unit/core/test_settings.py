@@ -34,6 +34,8 @@ def test_the_options_keep_their_names_and_defaults():
         "max_argument_tokens": 128,
         "max_text_tokens": 256,
         "constrained": True,
+        "jump_forward": True,
+        "copy_drafts": True,
         "copy_bias": 0.0,
         "drop_unfounded": False,
         "reroute_unfounded": False,

@@ -1,0 +1,156 @@
+"""Benchmark: forward passes and seconds per plan with drafts (`agentmem.decoding.drafts`).
+
+The same requests are planned four ways: no drafts (one forward pass per chosen token),
+``jump_forward`` alone, ``copy_drafts`` alone, and both (the defaults); each one request
+at a time (`AgentMem.plan`) and all together (`AgentMem.plan_batch`). For each it reports
+the decode passes (`Plan.usage`), the seconds, both as ratios to no drafts measured in the
+same run, and every plan that differs from the no-drafts plan (drafts must change none).
+
+Requests: the demo pack's 40 held-out requests of draw 1 (a bank learned as ``agentmem
+demo`` learns it, saved to ``--bank`` and loaded on later runs); or, with ``--dataset
+bfcl-multi-turn``, the turns of BFCL's 12 dev conversations with their gold history
+(``--turn-alone``: the turn's messages only), planned with a bank that ``bench_levers``
+saved (``--bank``).
+
+    python -m agentmem.eval.bench_drafts --bank runs/demo-bank
+    python -m agentmem.eval.bench_drafts --dataset bfcl-multi-turn --turn-alone --bank runs/bfcl-bank
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentmem import runinfo
+from agentmem.adaptation.adapter import shipped_adapter
+from agentmem.adaptation.resolve import apply_adapter
+from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.core import AgentMem, PlanOptions
+from agentmem.eval.bench_decoding import learn_demo_pack
+from agentmem.tools import demo
+from agentmem.tools.calls import Plan
+
+#: The settings compared, the first the baseline.
+SETTINGS: dict[str, PlanOptions] = {
+    "no drafts": {"jump_forward": False, "copy_drafts": False},
+    "jump_forward": {"jump_forward": True, "copy_drafts": False},
+    "copy_drafts": {"jump_forward": False, "copy_drafts": True},
+    "both (defaults)": {"jump_forward": True, "copy_drafts": True},
+}
+
+
+def decoded(plan: Plan) -> tuple:
+    """What a plan decoded, token counts included (no ids, no timings)."""
+    steps = [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps]
+    return steps, plan.text, plan.finish_reason, plan.usage["generated_tokens"]
+
+
+def measure(plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list[Any], repeats: int) -> list[list[str]]:
+    """One row per setting: passes, tokens, seconds, ratios to no drafts, plans that differ."""
+    plan(requests[:1], SETTINGS["no drafts"])  # warm-up: grammars compiled, caches built
+    rows, base_passes, base_seconds, base_plans = [], 0, 0.0, []
+    for label, options in SETTINGS.items():
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            plans = plan(requests, options)
+            seconds.append(time.perf_counter() - started)
+        best = min(seconds)
+        passes = sum(p.usage["decode_passes"] for p in plans)
+        tokens = sum(p.usage["generated_tokens"] for p in plans)
+        if not base_plans:
+            base_passes, base_seconds, base_plans = passes, best, plans
+        differ = [i for i, (a, b) in enumerate(zip(base_plans, plans)) if decoded(a) != decoded(b)]
+        rows.append(
+            [
+                label,
+                passes,
+                tokens,
+                f"{passes / base_passes:.2f}",
+                f"{best / len(requests):.3f}",
+                f"{best / base_seconds:.2f}",
+                ", ".join(map(str, differ)) or "none",
+            ]
+        )
+        print(runinfo.table_row(rows[-1]), flush=True)
+    return rows
+
+
+def demo_requests(args: argparse.Namespace) -> tuple[AgentMem, list[Any], str]:
+    base = load_backbone(args.backbone)
+    if (args.bank / "bank.json").exists():
+        mem = AgentMem.load(args.bank, backbone=base)  # the bank carries its adapter
+        source = f"bank loaded from {args.bank}"
+    else:
+        adapter = shipped_adapter(args.backbone)
+        mem = AgentMem(apply_adapter(base, adapter) if adapter is not None else base)
+        learn_demo_pack(mem)
+        mem.save(args.bank)
+        source = "the demo pack learned as `agentmem demo` learns it"
+    requests = [ex["query"] for ex in demo.held_out_examples(seed=1)]
+    return mem, requests, f"{source}; the demo pack's {len(requests)} held-out requests (draw 1)"
+
+
+def bfcl_requests(args: argparse.Namespace) -> tuple[AgentMem, list[Any], str]:
+    from agentmem.eval.agent import training_turns
+    from agentmem.eval.bfcl import load_bfcl, split_conversations
+
+    if not (args.bank / "bank.json").exists():
+        raise SystemExit(f"--bank {args.bank}: no saved bank there (bench_levers --bank saves one)")
+    mem = AgentMem.load(args.bank, backbone=load_backbone(args.backbone))
+    data = load_bfcl()
+    _, dev, _ = split_conversations(data.conversations, args.seed)
+    turns = training_turns(dev, data, context=not args.turn_alone)
+    mode = "turn alone" if args.turn_alone else "with the gold conversation before it"
+    return (
+        mem,
+        [t["messages"] for t in turns],
+        f"bank {args.bank}; {len(turns)} turns of BFCL's 12 dev conversations, {mode}",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["demo", "bfcl-multi-turn"], default="demo")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--bank", type=Path, required=True, help="bank folder (demo: learned there if missing)")
+    parser.add_argument("--turn-alone", action="store_true", help="bfcl-multi-turn: each turn's messages only")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each setting (the fastest is reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+
+    mem, requests, source = (bfcl_requests if args.dataset == "bfcl-multi-turn" else demo_requests)(args)
+    print(source, flush=True)
+    header = [
+        "drafts",
+        "decode passes",
+        "tokens",
+        "passes / no drafts",
+        "s / request",
+        "s / no drafts",
+        "plans that differ",
+    ]
+    modes = {
+        "one request at a time (`plan`)": lambda reqs, options: [mem.plan(r, **options) for r in reqs],
+        "all together (`plan_batch`)": lambda reqs, options: mem.plan_batch(reqs, **options),
+    }
+    sections = []
+    for mode, plan in modes.items():
+        print(f"{mode}:", flush=True)
+        sections += [f"{mode}:", runinfo.table(header, measure(plan, requests, args.repeats))]
+    today = runinfo.today()
+    text = runinfo.record(
+        runinfo.heading(f"Drafts on {args.dataset}", today, runinfo.machine(mem.backbone.device)),
+        f"`{runinfo.command('agentmem.eval.bench_drafts', argv)}`: {source}.",
+        *sections,
+    )
+    runinfo.append_record(text, args.out / f"drafts-{today}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""The drafts bench: every setting against no drafts, plans compared."""
+
+from __future__ import annotations
+
+from agentmem import AgentMem
+from agentmem.eval.bench_drafts import SETTINGS, measure
+from agentmem.tools import demo
+
+
+def test_each_setting_is_measured_against_no_drafts(tiny):
+    mem = AgentMem(tiny)
+    mem.learn_tools(
+        [(demo.TOOLS[n], demo.training_examples(n, n=4)) for n in ("get_weather", "create_reminder")],
+        epochs=1,
+        progress=False,
+    )
+    requests = ["What's the weather in Oslo?", "Remind me to call mom at 18:30"]
+    rows = measure(lambda reqs, options: mem.plan_batch(reqs, tool_choice="any", **options), requests, repeats=1)
+    assert [row[0] for row in rows] == list(SETTINGS)
+    assert rows[0][3] == "1.00"
+    assert all(row[2] == rows[0][2] for row in rows)  # the same tokens chosen
+    assert all(row[-1] == "none" for row in rows)  # and the same plans
+    assert rows[-1][1] < rows[0][1]  # in fewer passes
