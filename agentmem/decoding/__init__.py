@@ -29,6 +29,10 @@ The levers are named objects, each in one place:
   `RunawayGuard` (an argument repeating itself stops early, an invalid call) and
   `RepeatGuard` (the same call twice in a row ends the plan).
 
+Drafts (`agentmem.decoding.drafts`: the tokens the grammar forces, the request's next
+tokens after a copied span) are fed in the forward pass of the token before them and checked
+one by one on the next step, as if decoded alone: fewer passes, the same plan.
+
 Every option, its default and its words live in `DecodeSettings`
 (`agentmem.decoding.settings`), with the named `PRESETS`. Model output never raises:
 whatever does not parse or validate becomes an invalid call with its reason.
