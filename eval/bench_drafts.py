@@ -1,7 +1,7 @@
 """Benchmark: forward passes and seconds per plan with drafts (`agentmem.decoding.drafts`).
 
 The same requests are planned four ways: no drafts (one forward pass per chosen token),
-``jump_forward`` alone, ``copy_drafts`` alone, and both (the defaults); each one request
+``jump_forward`` alone (the default), ``copy_drafts`` alone, and both; each one request
 at a time (`AgentMem.plan`) and all together (`AgentMem.plan_batch`). For each it reports
 the decode passes (`Plan.usage`), the seconds, both as ratios to no drafts measured in the
 same run, and every plan that differs from the no-drafts plan (drafts must change none).
@@ -36,9 +36,9 @@ from agentmem.tools.calls import Plan
 #: The settings compared, the first the baseline.
 SETTINGS: dict[str, PlanOptions] = {
     "no drafts": {"jump_forward": False, "copy_drafts": False},
-    "jump_forward": {"jump_forward": True, "copy_drafts": False},
+    "jump_forward (the default)": {"jump_forward": True, "copy_drafts": False},
     "copy_drafts": {"jump_forward": False, "copy_drafts": True},
-    "both (defaults)": {"jump_forward": True, "copy_drafts": True},
+    "both": {"jump_forward": True, "copy_drafts": True},
 }
 
 
@@ -119,9 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bank", type=Path, required=True, help="bank folder (demo: learned there if missing)")
     parser.add_argument("--turn-alone", action="store_true", help="bfcl-multi-turn: each turn's messages only")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each setting (the fastest is reported)")
+    parser.add_argument(
+        "--modes", default="plan,plan_batch", help="plan (one request at a time), plan_batch, or both (comma-separated)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
+    chosen = args.modes.split(",")
+    for name in chosen:  # before the bank loads, which takes a while
+        if name not in ("plan", "plan_batch"):
+            parser.error(f"--modes: {name!r} is neither plan nor plan_batch")
 
     mem, requests, source = (bfcl_requests if args.dataset == "bfcl-multi-turn" else demo_requests)(args)
     print(source, flush=True)
@@ -135,11 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plans that differ",
     ]
     modes = {
-        "one request at a time (`plan`)": lambda reqs, options: [mem.plan(r, **options) for r in reqs],
-        "all together (`plan_batch`)": lambda reqs, options: mem.plan_batch(reqs, **options),
+        "plan": ("one request at a time (`plan`)", lambda reqs, options: [mem.plan(r, **options) for r in reqs]),
+        "plan_batch": ("all together (`plan_batch`)", lambda reqs, options: mem.plan_batch(reqs, **options)),
     }
     sections = []
-    for mode, plan in modes.items():
+    for name in chosen:
+        mode, plan = modes[name]
         print(f"{mode}:", flush=True)
         sections += [f"{mode}:", runinfo.table(header, measure(plan, requests, args.repeats))]
     today = runinfo.today()

@@ -31,6 +31,10 @@ from agentmem.decoding.state import Row
 #: 2-core CPU a pass over 6 tokens costs about 1.9x one over 1); on the demo pack 5 needed
 #: as few passes as 8 or 12, and 3 needed 12% more (BENCHMARKS.md, "Drafts").
 DRAFT_LIMIT = 5
+# The fewest characters of a value that must be found in the request before it is followed:
+# one or two match almost anywhere, and a draft that is not kept costs a pass's compute (with
+# 1, copy drafts made BFCL's plan_batch 1.18x slower).
+_MIN_SPAN = 3
 # Characters of the request looked at past a copied span (enough for DRAFT_LIMIT tokens).
 _CONTINUATION = 64
 
@@ -68,9 +72,9 @@ class Drafter:
         value = value_string(written)
         if value is None:
             value = value_number(written)
-        if not value:  # outside a value, or at its first character: no span to follow yet
+        if value is None or len(value) < _MIN_SPAN:  # outside a value, or too little of it yet
             return []
-        for size in range(min(len(value), _CONTINUATION), 0, -1):
+        for size in range(min(len(value), _CONTINUATION), _MIN_SPAN - 1, -1):
             at = source.find(value[-size:])
             if at >= 0:
                 start = at + size

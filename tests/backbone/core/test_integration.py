@@ -66,21 +66,22 @@ def test_saved_bank_plans_from_the_command_line(learned, capsys):
 
 
 def test_drafts_keep_the_plans_and_halve_the_passes(learned):
-    # jump-forward and copy drafts (the defaults) against one forward pass per token: the
+    # jump-forward and copy drafts against one forward pass per token: the
     # same plans, one request at a time and batched, with the levers of the demo pack too
     from agentmem.decoding import preset_options
 
     mem, _, _ = learned
     held = [e["query"] for e in demo.held_out_examples() if e["calls"][0]["name"] in TOOLS][:8]
     plain = {"jump_forward": False, "copy_drafts": False}
+    drafts = {"jump_forward": True, "copy_drafts": True}
 
     def decoded(plan):
         return [(c.name, c.arguments) for c in plan.calls], plan.text, plan.usage["generated_tokens"]
 
     for options in ({}, preset_options("levers_on")):
         step_by_step = [mem.plan(r, **options, **plain) for r in held]
-        drafted = [mem.plan(r, **options) for r in held]
+        drafted = [mem.plan(r, **options, **drafts) for r in held]
         assert [decoded(p) for p in drafted] == [decoded(p) for p in step_by_step]
-        assert [decoded(p) for p in mem.plan_batch(held, **options)] == [decoded(p) for p in step_by_step]
+        assert [decoded(p) for p in mem.plan_batch(held, **options, **drafts)] == [decoded(p) for p in step_by_step]
         passes = sum(p.usage["decode_passes"] for p in drafted)
         assert passes <= 0.6 * sum(p.usage["decode_passes"] for p in step_by_step)

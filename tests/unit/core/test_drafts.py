@@ -17,6 +17,7 @@ REQUESTS = [
     "Email ann@example.com about lunch",
 ]
 NO_DRAFTS = {"jump_forward": False, "copy_drafts": False}
+DRAFTS = {"jump_forward": True, "copy_drafts": True}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,8 @@ def _decoded(plan) -> tuple:
 def test_drafts_give_the_plans_of_step_by_step_decoding_in_fewer_passes(mem, preset):
     options = {**preset_options(preset), "tool_choice": "any", "max_calls": 2}
     plain = [mem.plan(r, **options, **NO_DRAFTS) for r in REQUESTS]
-    drafted = [mem.plan(r, **options) for r in REQUESTS]
-    batched = mem.plan_batch(REQUESTS, **options, batch_size=4)
+    drafted = [mem.plan(r, **options, **DRAFTS) for r in REQUESTS]
+    batched = mem.plan_batch(REQUESTS, **options, **DRAFTS, batch_size=4)
     assert [_decoded(p) for p in drafted] == [_decoded(p) for p in plain]
     assert [_decoded(p) for p in batched] == [_decoded(p) for p in plain]
     # without drafts a pass feeds one token: every chosen token but the plan's last
@@ -69,8 +70,8 @@ def test_drafted_tokens_not_chosen_leave_the_cache(mem, monkeypatch):
     plain = [_decoded(p) for p in mem.plan_batch(REQUESTS, **options, **NO_DRAFTS)]
     decoder = mem._decoder
     monkeypatch.setattr(decoder, "drafter", _WrongTail(decoder.drafter.encode, limit=6))
-    assert [_decoded(p) for p in mem.plan_batch(REQUESTS, **options)] == plain
-    assert [_decoded(mem.plan(r, **options)) for r in REQUESTS] == plain
+    assert [_decoded(p) for p in mem.plan_batch(REQUESTS, **options, **DRAFTS)] == plain
+    assert [_decoded(mem.plan(r, **options, **DRAFTS)) for r in REQUESTS] == plain
 
 
 def test_the_grammar_forced_tokens_are_drafted(tokenizer):
@@ -88,5 +89,6 @@ def test_a_copied_value_drafts_the_request_that_follows_it(tokenizer):
     assert tokenizer.decode(drafter.copy('{"text":"pack an', request)) == " umbrella at "
     assert tokenizer.decode(drafter.copy('{"text":"x","time":"07:', request)) == "30 tomorrow"
     assert drafter.copy('{"text":"', request) == []  # no span chosen yet
+    assert drafter.copy('{"text":"pa', request) == []  # two characters match too much to follow
     assert drafter.copy('{"te', request) == []  # in a key
     assert drafter.copy('{"text":"qqq', request) == []  # nothing of the request
