@@ -30,6 +30,7 @@ from agentmem.adaptation.resolve import apply_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.eval.bench_decoding import learn_demo_pack
+from agentmem.eval.record_plans import plan_record
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
 
@@ -40,12 +41,6 @@ SETTINGS: dict[str, PlanOptions] = {
     "copy_drafts": {"jump_forward": False, "copy_drafts": True},
     "both": {"jump_forward": True, "copy_drafts": True},
 }
-
-
-def decoded(plan: Plan) -> tuple:
-    """What a plan decoded, token counts included (no ids, no timings)."""
-    steps = [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps]
-    return steps, plan.text, plan.finish_reason, plan.usage["generated_tokens"]
 
 
 def measure(plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list[Any], repeats: int) -> list[list[str]]:
@@ -63,7 +58,7 @@ def measure(plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list
         tokens = sum(p.usage["generated_tokens"] for p in plans)
         if not base_plans:
             base_passes, base_seconds, base_plans = passes, best, plans
-        differ = [i for i, (a, b) in enumerate(zip(base_plans, plans)) if decoded(a) != decoded(b)]
+        differ = [i for i, (a, b) in enumerate(zip(base_plans, plans)) if plan_record(a) != plan_record(b)]
         rows.append(
             [
                 label,

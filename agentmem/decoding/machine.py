@@ -69,6 +69,10 @@ class Decoder:
         self._byte_texts: list[str] | None = None  # built on first use (`byte_texts`)
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         tokenizer, vocab = backbone.tokenizer, backbone.vocab_size
+
+        def encode(text: str) -> list[int]:
+            return tokenizer.encode(text, add_special_tokens=False)
+
         self.route_mask = RouteMask(vocab, backbone.eos_token_id)
         self.text_mask = TextMask(vocab)
         self.argument_processors = (
@@ -76,12 +80,12 @@ class Decoder:
             CopyBias(
                 lambda: self.copy_index,
                 lambda: self.byte_texts,
-                lambda w: tokenizer.encode(w, add_special_tokens=False),
+                encode,
             ),
             OptionalBias(lambda: self.continue_ids, specs),
             ReferenceGuard(tokenizer.decode),
         )
-        self.drafter = Drafter(lambda text: tokenizer.encode(text, add_special_tokens=False))
+        self.drafter = Drafter(encode)
         self.levers = Policies(
             runaway=RunawayGuard(),
             repeat=RepeatGuard(),
