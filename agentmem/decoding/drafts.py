@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from agentmem.copying import value_number, value_string
 from agentmem.decoding.state import Row
 
-#: Most tokens drafted at once. Every drafted token is computed whether kept or not (on a
-#: 2-core CPU a pass over 6 tokens costs about 1.9x one over 1); on the demo pack 5 needed
-#: as few passes as 8 or 12, and 3 needed 12% more (BENCHMARKS.md, "Drafts").
+#: Most tokens drafted at once: every drafted token is computed whether kept or not, and on
+#: a CPU a pass over several tokens costs more than a pass over one (chosen by hand-timed
+#: runs on the demo pack, where 5 needed as few passes as 8 or 12).
 DRAFT_LIMIT = 5
 # The fewest characters of a value that must be found in the request before it is followed:
 # one or two match almost anywhere, and a draft that is not kept costs a pass's compute (with
