@@ -111,14 +111,17 @@ class _Prefix:
 def encode_prefixes(
     backbone: Backbone, prompts: Sequence[Sequence[int]], batch_size: int = 8, rows: torch.Tensor | None = None
 ) -> list[_Prefix]:
-    """Runs prompts through the backbone (left-padded batches) and keeps their caches.
+    """Runs prompts through the backbone (left-padded batches) and keeps their caches, in
+    the order of ``prompts``.
 
-    ``rows`` (the bank's rows) are spliced in where a prompt holds memory tokens: a
-    conversation's earlier calls (`prompt_ids`)."""
-    out: list[_Prefix] = []
+    Batches hold prompts of similar length (`_length_groups`): conversations' prompts run
+    from tens to hundreds of tokens, and padding every one to its batch's longest cost 1.7x
+    the tokens of BFCL's training prompts. ``rows`` (the bank's rows) are spliced in where
+    a prompt holds memory tokens: a conversation's earlier calls (`prompt_ids`)."""
+    out: dict[int, _Prefix] = {}
     body = memory.decoder(backbone)
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
+    for group in _length_groups([len(p) for p in prompts], batch_size):
+        chunk = [prompts[i] for i in group]
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), backbone.eos_token_id, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.long)
@@ -133,16 +136,35 @@ def encode_prefixes(
             use_cache=True,
         )
         cache = result.past_key_values
-        for row, prompt in enumerate(chunk):
+        for row, (index, prompt) in enumerate(zip(group, chunk)):
             pad = width - len(prompt)
-            out.append(
-                _Prefix(
-                    keys=[layer.keys[row, :, pad:].clone() for layer in cache.layers],
-                    values=[layer.values[row, :, pad:].clone() for layer in cache.layers],
-                    last_hidden=result.last_hidden_state[row, -1].clone(),
-                )
+            out[index] = _Prefix(
+                keys=[layer.keys[row, :, pad:].clone() for layer in cache.layers],
+                values=[layer.values[row, :, pad:].clone() for layer in cache.layers],
+                last_hidden=result.last_hidden_state[row, -1].clone(),
             )
-    return out
+    return [out[i] for i in range(len(prompts))]
+
+
+# A batch may pad its prompts to at most this many times their own tokens.
+_PADDING_ALLOWED = 1.25
+
+
+def _length_groups(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``batch_size``, shortest first, each
+    closed before padding to its longest would exceed `_PADDING_ALLOWED` of its tokens."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        group = groups[-1] if groups else None
+        if (
+            group is None
+            or len(group) == batch_size
+            or lengths[i] * (len(group) + 1) > _PADDING_ALLOWED * (sum(lengths[j] for j in group) + lengths[i])
+        ):
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
 
 
 def batch_loss(

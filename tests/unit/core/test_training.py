@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from agentmem import memory
 from agentmem.encoding import EncodedExample
 from agentmem.memory import MemoryBank
-from agentmem.training import TrainConfig, batch_loss, encode_prefixes, train_rows
+from agentmem.training import TrainConfig, _length_groups, batch_loss, encode_prefixes, train_rows
 
 
 def _examples(tiny, n_tools: int, first_row: int = 0) -> list[EncodedExample]:
@@ -50,6 +50,28 @@ def test_cached_prefix_loss_equals_full_sequence_loss(tiny):
         reference = _naive_loss(tiny, bank.rows, examples)
     assert count == sum(len(e.target) for e in examples)
     assert torch.allclose(loss, reference, atol=1e-5)
+
+
+def test_prefixes_batched_by_length_come_back_in_the_prompts_order(tiny):
+    tok = tiny.tokenizer
+    prompts = [tok("word " * n)["input_ids"] for n in (30, 3, 17, 4, 29, 16, 2)]
+    together = encode_prefixes(tiny, prompts, batch_size=4)
+    for prompt, prefix in zip(prompts, together):
+        (alone,) = encode_prefixes(tiny, [prompt])
+        assert prefix.length == len(prompt)
+        assert torch.allclose(prefix.last_hidden, alone.last_hidden, atol=1e-5)
+        assert torch.allclose(prefix.keys[-1], alone.keys[-1], atol=1e-5)
+
+
+def test_length_groups_cover_every_prompt_once_within_the_padding_allowed():
+    lengths = [30, 3, 17, 4, 29, 16, 2, 31, 30, 30, 30]
+    groups = _length_groups(lengths, batch_size=4)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) <= 4 for g in groups)
+    for group in groups:
+        padded = max(lengths[i] for i in group) * len(group)
+        assert len(group) == 1 or padded <= 1.25 * sum(lengths[i] for i in group)
+    assert [len(g) for g in groups if min(lengths[i] for i in g) >= 29] == [4, 2]  # the six long ones batch together
 
 
 def test_routing_only_examples_score_memory_tokens_and_the_end_of_plan(tiny):
