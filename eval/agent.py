@@ -332,15 +332,22 @@ def evaluate(
         fit = method.fit(
             [{"query": transcript(ex["messages"], schemas), "calls": ex["calls"]} for ex in train], inventory
         )
+    planned: dict[str, dict[str, Any]] = {}  # by options: with every lever off by default, one plan
     for levers in config.levers if isinstance(method, TokMemMethod) else ("defaults",):
         row = name if levers == "defaults" else f"{name}-levers-off"
-        plan, resumes = planner(method, inventory, LEVERS_OFF if levers == "off" else None)
+        options = LEVERS_OFF if levers == "off" else {}
+        key = json.dumps(options, sort_keys=True, default=str)
+        if key in planned:
+            yield row, {**planned[key], "method": row}
+            continue
+        plan, resumes = planner(method, inventory, options)
         started = time.perf_counter()
         records = run_conversations(test, data, plan, resumes, config.context, inventory)
         seconds = time.perf_counter() - started
         result = result_record(row, records, seconds, fit)
         if config.irrelevance:
             result["irrelevance"] = irrelevance(plan, list(inventory), irrelevance_requests(config.irrelevance))
+        planned[key] = result
         yield row, result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,8 +93,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.dataset == "bfcl-multi-turn":
         return _eval_agent(args)
-    try:
-        config = RunConfig(
+    return _run_and_report(
+        args,
+        lambda: RunConfig(
             out=args.out,
             dataset=args.dataset,
             requests=args.requests,
@@ -105,14 +107,9 @@ def _eval(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             settings=_method_settings(args, reroute_unfounded=args.reroute, optional_bias=args.optional_bias),
             command=args.command_line,
-        )
-    except ValueError as exc:
-        print(f"agentmem eval: error: {exc}", file=sys.stderr)
-        return 2
-    summary = run(config)
-    print((args.out / "report.md").read_text(encoding="utf-8"))
-    unavailable = [n for n, r in summary["methods"].items() if r.get("status") != "ok"]
-    return 1 if unavailable and len(unavailable) == len(summary["methods"]) else 0
+        ),
+        run,
+    )
 
 
 def _eval_agent(args: argparse.Namespace) -> int:
@@ -125,8 +122,9 @@ def _eval_agent(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        config = AgentRunConfig(
+    return _run_and_report(
+        args,
+        lambda: AgentRunConfig(
             out=args.out,
             methods=tuple(m for m in args.methods.split(",") if m),
             limit=args.limit or None,
@@ -137,10 +135,19 @@ def _eval_agent(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             settings=_method_settings(args),
             command=args.command_line,
-        )
+        ),
+        run_agent,
+    )
+
+
+def _run_and_report(args: argparse.Namespace, config: Callable[[], Any], run: Callable[[Any], dict[str, Any]]) -> int:
+    """Builds the run's config (a bad option: its error, exit 2), runs it, prints its
+    report; exit 1 when no method could run."""
+    try:
+        built = config()
     except ValueError as exc:
         print(f"agentmem eval: error: {exc}", file=sys.stderr)
         return 2
-    summary = run_agent(config)
+    summary = run(built)
     print((args.out / "report.md").read_text(encoding="utf-8"))
     return 0 if any(r.get("status") == "ok" for r in summary["methods"].values()) else 1

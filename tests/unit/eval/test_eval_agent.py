@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agentmem.eval import bfcl
+from agentmem.eval import agent, bfcl
 from agentmem.eval.agent import AgentRunConfig, irrelevance, run_agent, run_conversations, training_turns, transcript
 from agentmem.eval.methods import MethodSettings, Prediction
 
@@ -61,7 +61,10 @@ def test_an_agent_that_plans_the_gold_calls_scores_full_marks_and_reaches_the_go
     assert not all(r["state_match"] for r in records)
 
 
-def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, tmp_path):
+def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, tmp_path, monkeypatch):
+    runs = []
+    real = agent.run_conversations
+    monkeypatch.setattr(agent, "run_conversations", lambda *a, **k: runs.append(1) or real(*a, **k))
     config = AgentRunConfig(
         out=tmp_path,
         methods=("tokmem",),
@@ -79,6 +82,10 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
         assert len(saved["conversations"]) == 1 and saved["conversations"][0]["turns"]
     report = (tmp_path / "report.md").read_text()
     assert "state match" in report and "tokmem-levers-off" in report
+    # every lever is off by default: the two rows are one plan, run once
+    assert agent.LEVERS_OFF == {} and len(runs) == 1
+    rows = summary["methods"]
+    assert rows["tokmem"]["scores"] == rows["tokmem-levers-off"]["scores"]
     with pytest.raises(ValueError, match="levers"):
         AgentRunConfig(out=tmp_path, levers=("fast",))
 

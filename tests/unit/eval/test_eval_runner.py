@@ -189,3 +189,27 @@ def test_cli_eval_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFi
     assert "unknown methods ['bogus']" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--dataset", "jsonl"]) == 2
     assert "needs a requests file and a tools file" in capsys.readouterr().err
+
+
+def test_cli_eval_prints_the_report_and_fails_only_when_no_method_ran(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from argparse import Namespace
+
+    from agentmem.eval.cli import _run_and_report
+
+    args = Namespace(out=tmp_path)
+
+    def run(statuses: list[str]):
+        (tmp_path / "report.md").write_text("the report", encoding="utf-8")
+        return {"methods": {f"m{i}": {"status": s} for i, s in enumerate(statuses)}}
+
+    assert _run_and_report(args, lambda: ["ok", "unavailable"], run) == 0
+    assert "the report" in capsys.readouterr().out
+    assert _run_and_report(args, lambda: ["unavailable", "unavailable"], run) == 1
+
+    def bad() -> None:
+        raise ValueError("limit must be >= 1, got 0")
+
+    assert _run_and_report(args, bad, run) == 2
+    assert "agentmem eval: error: limit must be >= 1" in capsys.readouterr().err
