@@ -3,9 +3,10 @@
 Only the rows of the tools being learned receive gradient; every other row and every
 backbone weight stays bit-identical. The loop does as little as the loss needs:
 
-* the prompt (prefix) of every example is encoded once, without gradient, and its
-  key/value cache reused across epochs (it contains no memory token, so no gradient
-  could reach it anyway);
+* the prompt (prefix) of every example is encoded without gradient (a conversation's
+  earlier calls are the only memory tokens it may hold), and its key/value cache reused
+  across epochs unless it holds a row being trained (then it is encoded at each step with
+  the rows as they are);
 * each step runs only the target tokens, batched, on top of the cached prefixes;
 * logits are computed only at labelled positions.
 
@@ -263,11 +264,7 @@ def train_rows(
             batch = [examples[i] for i in mine]
             # frozen rows with the trainable ones spliced in, so only they get gradient
             rows = frozen.index_copy(0, index, trainable)
-            prefixes = (
-                [cached[i] for i in mine]
-                if cached is not None
-                else encode_prefixes(backbone, [e.prefix for e in batch], rows=rows)
-            )
+            prefixes = _batch_prefixes(backbone, cached, mine, examples, rows)
             loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)
             # backward (gradient of the whole batch on every process), update, then keep new
             # rows on the scale of the old ones
@@ -301,15 +298,34 @@ def _prefixes_once(
     rows: torch.Tensor,
     train_indices: Sequence[int],
     config: TrainConfig,
-) -> list[_Prefix] | None:
-    """Every prompt encoded once, when the caches fit in the budget; None: encode per step.
-    A prompt holding a row being trained (a conversation's earlier call of a new tool) is
-    encoded per step with the rows as they are then (still without gradient through it)."""
-    cache_bytes = sum(len(e.prefix) for e in examples) * _cache_bytes_per_token(backbone)
+) -> list[_Prefix | None]:
+    """Each prompt encoded once, when the caches fit in the budget; None where a prompt is
+    encoded per step instead: every one over the budget, and one holding a row being
+    trained (a conversation's earlier call of a new tool), encoded with the rows as they
+    are at that step (still without gradient through it)."""
     trained_ids = {backbone.vocab_size + i for i in train_indices}
-    if cache_bytes > config.prefix_cache_bytes or any(t in trained_ids for e in examples for t in e.prefix):
-        return None
-    return encode_prefixes(backbone, [e.prefix for e in examples], rows=rows)
+    fixed = [i for i, e in enumerate(examples) if not trained_ids.intersection(e.prefix)]
+    if sum(len(examples[i].prefix) for i in fixed) * _cache_bytes_per_token(backbone) > config.prefix_cache_bytes:
+        fixed = []
+    encoded = encode_prefixes(backbone, [examples[i].prefix for i in fixed], rows=rows) if fixed else []
+    out: list[_Prefix | None] = [None] * len(examples)
+    for i, prefix in zip(fixed, encoded):
+        out[i] = prefix
+    return out
+
+
+def _batch_prefixes(
+    backbone: Backbone,
+    cached: Sequence[_Prefix | None],
+    batch: Sequence[int],
+    examples: Sequence[EncodedExample],
+    rows: torch.Tensor,
+) -> list[_Prefix]:
+    """The prefixes of the examples at ``batch``: cached ones as they are, the others
+    encoded now with ``rows``."""
+    fresh = [i for i in batch if cached[i] is None]
+    encoded = dict(zip(fresh, encode_prefixes(backbone, [examples[i].prefix for i in fresh], rows=rows)))
+    return [encoded.get(i) or cached[i] for i in batch]
 
 
 def _cache_bytes_per_token(backbone: Backbone) -> int:

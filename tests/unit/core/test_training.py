@@ -139,3 +139,18 @@ def test_training_reduces_the_loss_and_is_reproducible(tiny):
     assert torch.equal(rows1, rows2)
     assert torch.allclose(rows1, rows3, atol=1e-4)
     assert report1.tokens_per_second > 0 and report1.seconds > 0
+
+
+def test_only_prompts_holding_a_row_in_training_are_encoded_per_step(tiny):
+    from agentmem.training import _prefixes_once
+
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["old", "new"], torch.randn(tiny.hidden_size))
+    examples = _examples(tiny, 1)
+    old_call, new_call = tiny.vocab_size, tiny.vocab_size + 1
+    examples[1] = replace(examples[1], prefix=(*examples[1].prefix, old_call))  # an earlier call of a frozen tool
+    examples[2] = replace(examples[2], prefix=(*examples[2].prefix, new_call))  # of the tool being learned
+    cached = _prefixes_once(tiny, examples, bank.rows, [1], TrainConfig())
+    assert [c is None for c in cached] == [i == 2 for i in range(len(examples))]
+    assert cached[1].length == len(examples[1].prefix)
+    assert all(c is None for c in _prefixes_once(tiny, examples, bank.rows, [1], TrainConfig(prefix_cache_bytes=1)))
