@@ -10,7 +10,10 @@ bank: ``--bank PATH``, or the demo pack learned on the backbone as ``agentmem de
    ``--max-tokens``), after one warm-up request. The bank's scheduler decodes concurrent
    requests in one batch, so requests/s grows with clients. Every level must give each
    request the answer the first level gave it (calls, text, finish reason): checked, and
-   counted as ``differ``.
+   counted as ``differ``. With ``--compare-drafts`` every level runs first with drafts off
+   (``jump_forward`` and ``copy_drafts``: one forward pass per plan token), then with the
+   defaults, and requests/s are compared level by level (the same answers, by construction:
+   checked too).
 2. Head-of-line: one short request alone (median of 3), then the same request sent while a
    long one (``tool_choice`` none, ``max_tokens`` ``--long-tokens``) decodes: sent once the
    long one has decoded 16 tokens, and checked to be answered while the long one still
@@ -67,9 +70,10 @@ def demo_bank(backbone: str, examples_per_tool: int) -> AgentMem:
 
 
 @contextmanager
-def serving(registry: BankRegistry, limits: ServerLimits) -> Iterator[str]:
-    """Serves ``registry`` on a free loopback port from a thread; yields the base URL."""
-    app = create_app(registry, limits)
+def serving(registry: BankRegistry, limits: ServerLimits, decoding: dict[str, Any] | None = None) -> Iterator[str]:
+    """Serves ``registry`` (with the operator's ``decoding`` options) on a free loopback port
+    from a thread; yields the base URL."""
+    app = create_app(registry, limits, decoding=decoding)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -195,8 +199,18 @@ def _parser() -> argparse.ArgumentParser:
         default="Write a long essay about the history of bread, with many sections and details.",
         help="the long request (a text answer, tool_choice none)",
     )
+    parser.add_argument(
+        "--compare-drafts",
+        action="store_true",
+        help="also serve every level with drafts off (jump_forward and copy_drafts; the decoder before them) "
+        "and report requests/s against it",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     return parser
+
+
+#: The decoding compared by ``--compare-drafts``: every plan token its own forward pass.
+NO_DRAFTS = {"jump_forward": False, "copy_drafts": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,33 +228,38 @@ def main(argv: list[str] | None = None) -> int:
     queries = [e["query"] for e in demo.held_out_examples()]
     rows: list[list[str]] = []
     reference, differ, levels_seen = None, 0, []
-    with serving(registry, ServerLimits(max_text_tokens=max(1024, args.long_tokens))) as url:
-        post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
-        for clients in levels:
-            r, answers = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
-            if reference is None:
-                reference = answers
-            r["differ"] = sum(a != b for a, b in zip(answers, reference))
-            differ += r["differ"]
-            levels_seen.append(r)
-            rows.append(
-                [
-                    str(r["clients"]),
-                    str(r["requests"]),
-                    str(r["errors"]),
-                    str(r["differ"]),
-                    f"{r['rps']:.2f}",
-                    f"{r['p50'] * 1000:.0f}",
-                    f"{r['p95'] * 1000:.0f}",
-                    f"{r['wall']:.1f}",
-                ]
-            )
-            print(runinfo.table_row(rows[-1]), flush=True)
-        hol = (
-            head_of_line(url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout)
-            if args.long_tokens
-            else None
-        )
+    limits = ServerLimits(max_text_tokens=max(1024, args.long_tokens))
+    settings = [("no drafts", NO_DRAFTS), ("defaults", {})] if args.compare_drafts else [("defaults", {})]
+    rps: dict[tuple[str, int], float] = {}
+    hol = None
+    for label, decoding in settings:
+        with serving(registry, limits, decoding) as url:
+            post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
+            for clients in levels:
+                r, answers = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
+                if reference is None:
+                    reference = answers
+                r["differ"] = sum(a != b for a, b in zip(answers, reference))
+                differ += r["differ"]
+                rps[label, clients] = r["rps"]
+                if label == "defaults":
+                    levels_seen.append(r)
+                rows.append(
+                    ([label] if args.compare_drafts else [])
+                    + [
+                        str(r["clients"]),
+                        str(r["requests"]),
+                        str(r["errors"]),
+                        str(r["differ"]),
+                        f"{r['rps']:.2f}",
+                        f"{r['p50'] * 1000:.0f}",
+                        f"{r['p95'] * 1000:.0f}",
+                        f"{r['wall']:.1f}",
+                    ]
+                )
+                print(runinfo.table_row(rows[-1]), flush=True)
+            if label == "defaults" and args.long_tokens:
+                hol = head_of_line(url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout)
 
     today = runinfo.today()
     source = (
@@ -249,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         else f"demo pack on {args.backbone}, {args.examples_per_tool} examples per tool"
     )
     summary = f"Answers identical at every level: {'yes' if not differ else f'no ({differ} differ)'}."
+    if args.compare_drafts:
+        summary += " Requests/s with the default drafts / with none: " + ", ".join(
+            f"{rps['defaults', c] / rps['no drafts', c]:.2f}x at {c} client{'s' * (c > 1)}" for c in levels
+        )
+        summary += "."
     if len(levels_seen) > 1:
         summary += (
             f" Requests/s at {levels_seen[-1]['clients']} clients / at {levels_seen[0]['clients']}: "
@@ -258,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         runinfo.heading("agentmem serve on loopback", today, runinfo.machine(memory.backbone.device)),
         f"`{runinfo.command('agentmem.adapters.bench_server', argv)}`: {source}; one request = one chat "
         "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's.",
-        runinfo.table(["clients", "requests", "errors", "differ", "requests/s", "p50 ms", "p95 ms", "wall s"], rows),
+        runinfo.table(
+            (["decoding"] if args.compare_drafts else [])
+            + ["clients", "requests", "errors", "differ", "requests/s", "p50 ms", "p95 ms", "wall s"],
+            rows,
+        ),
         summary,
     ]
     if hol is not None:

@@ -14,10 +14,11 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentmem.decoding.settings import OPTIONS
+from agentmem.decoding.settings import OPTIONS, SERVER_OPTIONS
 from agentmem.errors import AgentMemError
 
 #: Entry-point group of commands added by other layers: ``register(subparsers)`` each.
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the environment variable AGENTMEM_API_KEY, if set)",
     )
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
+    _add_plan_options(serve, SERVER_OPTIONS)  # decoding for every request (a request picks its tools, limits)
 
     # commands of other layers (``agentmem eval``), registered as entry points: the core
     # never imports them
@@ -223,11 +225,13 @@ def _learn(args: argparse.Namespace) -> int:
 _PLAN_OFF_ALIASES = {"drop_unfounded": "--keep-unfounded", "reroute_unfounded": "--no-reroute"}
 
 
-def _add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per `DecodeSettings` option (its help, its default: the library's): a
-    number or a word as ``--max-calls 3``, a switch as ``--complete-plan`` /
-    ``--no-complete-plan``, ``--tools`` as comma-separated names."""
+def _add_plan_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One flag per `DecodeSettings` option (its help, its default: the library's), or per
+    option of ``names``: a number or a word as ``--max-calls 3``, a switch as
+    ``--complete-plan`` / ``--no-complete-plan``, ``--tools`` as comma-separated names."""
     for option in OPTIONS:
+        if names is not None and option.name not in names:
+            continue
         flag = "--" + option.name.replace("_", "-")
         words = option.metadata["help"].replace("%", "%%") + f" (default: {option.default!r})"
         if isinstance(option.default, bool):
@@ -393,7 +397,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_queue=args.max_queue,
     )
-    app = create_app(registry, limits, admin=args.admin, api_key=api_key)
+    decoding = {name: getattr(args, name) for name in SERVER_OPTIONS if getattr(args, name) is not None}
+    app = create_app(registry, limits, decoding=decoding, admin=args.admin, api_key=api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

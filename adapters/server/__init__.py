@@ -27,6 +27,8 @@ Where it differs from OpenAI's API, by design:
   and ``continue_plans``.
 * Decoding is greedy (``temperature``, ``top_p``, ``seed`` are ignored); ``n`` > 1 and
   ``logprobs`` are refused. ``max_tokens`` bounds a text answer; arguments have their own bound.
+  The operator sets the other decoding options for every request (``create_app(decoding=...)``,
+  ``agentmem serve --no-jump-forward --copy-bias 3``...: `SERVER_OPTIONS`).
 * Streaming is not token by token: the plan is made, then its chunks are sent.
 * Load: ``ServerLimits`` bounds each bank's batch (``max_batch``) and queue (``max_queue``); a
   request finding the queue full, or still queued when its ``time_limit`` passes, gets a 503

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.exceptions import HTTPException
 from agentmem.adapters.server.banks import BankRegistry
 from agentmem.adapters.server.errors import APIError, as_api_error
 from agentmem.adapters.server.gate import Gate
-from agentmem.adapters.server.options import ServerLimits, chat_turns, check_text, request_options
+from agentmem.adapters.server.options import ServerLimits, chat_turns, check_decoding, check_text, request_options
 from agentmem.adapters.server.protocol import BankRequest, ChatRequest
 from agentmem.adapters.server.responses import sse_events, to_chunks, to_completion
 from agentmem.chat import prompt_messages
@@ -32,10 +33,10 @@ API_KEY_ENV = "AGENTMEM_API_KEY"
 _log = logging.getLogger(__name__)
 
 
-def _submit(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> Future[Plan]:
+def _submit(memory: AgentMem, request: ChatRequest, limits: ServerLimits, decoding: Mapping[str, Any]) -> Future[Plan]:
     """Queues a request to its bank's scheduler (tokenising it takes the model's lock: run
     it off the event loop); 400s and 503s say what is wrong."""
-    options = request_options(memory, request, limits)
+    options = request_options(memory, request, limits, decoding)
     # Set on every request rather than when a bank is added: banks may be added at run time.
     scheduler = memory.scheduler
     scheduler.max_batch, scheduler.max_queue = limits.max_batch, limits.max_queue
@@ -70,13 +71,21 @@ async def _plan(future: Future[Plan], http: Request) -> Plan | None:
 
 
 def create_app(
-    registry: BankRegistry, limits: ServerLimits = ServerLimits(), *, admin: bool = False, api_key: str | None = None
+    registry: BankRegistry,
+    limits: ServerLimits = ServerLimits(),
+    *,
+    decoding: Mapping[str, Any] | None = None,
+    admin: bool = False,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``registry``.
 
     Args:
         registry: The banks; requests name them as ``model``.
         limits: Bounds on requests (prompt tokens, body bytes, ``max_tokens``).
+        decoding: `AgentMem.plan` options applied to every request, of those a request
+            does not choose itself (`SERVER_OPTIONS`: the levers, drafts, the schema
+            constraint); None: the library's defaults. Checked here (ValueError).
         admin: Serve ``POST /v1/banks`` and ``DELETE /v1/banks/{name}``, which load banks
             from the folders in ``registry.roots`` (by folder name, onto backbones the
             registry holds) and drop them. Off by default: whoever reaches them changes
@@ -84,6 +93,7 @@ def create_app(
         api_key: If given, every route but ``/health`` needs ``Authorization: Bearer <key>``
             (401 otherwise).
     """
+    decoding = check_decoding(decoding or {})
     app = FastAPI(title="agentmem", description="OpenAI-compatible tool calling over memory banks")
     if admin:
         _log.warning(
@@ -113,7 +123,7 @@ def create_app(
     async def chat_completions(request: ChatRequest, http: Request) -> dict[str, Any] | Response:
         check_text(request.model_dump(), "")
         memory = registry.get(request.model)
-        plan = await _plan(await run_in_threadpool(_submit, memory, request, limits), http)
+        plan = await _plan(await run_in_threadpool(_submit, memory, request, limits, decoding), http)
         if plan is None:  # nobody reads this answer: 499, as nginx logs a client gone
             return Response(status_code=499)
         completion = to_completion(

@@ -3,7 +3,7 @@ for a request, its text checked, its messages as turns."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +11,27 @@ from agentmem.adapters.server.errors import APIError
 from agentmem.adapters.server.protocol import ChatRequest, Message
 from agentmem.chat import Turn, plan_options, read_turn
 from agentmem.core import AgentMem
+from agentmem.decoding.settings import SERVER_OPTIONS, DecodeSettings
 
-__all__ = ["ServerLimits", "chat_turns", "check_text", "request_options"]
+__all__ = ["ServerLimits", "chat_turns", "check_decoding", "check_text", "request_options"]
+
+
+def check_decoding(decoding: Mapping[str, Any]) -> dict[str, Any]:
+    """The operator's decoding options, checked before the server starts (ValueError names
+    an option that is not theirs to set, or a bad value)."""
+    wrong = sorted(set(decoding) - set(SERVER_OPTIONS))
+    if wrong:
+        raise ValueError(
+            f"decoding options {wrong} are chosen per request, not by the server; "
+            f"the server sets: {', '.join(SERVER_OPTIONS)}"
+        )
+    defaults = DecodeSettings()
+    for name, value in decoding.items():
+        default = getattr(defaults, name)
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(value, kind) or (isinstance(value, bool) and not isinstance(default, bool)):
+            raise ValueError(f"decoding option {name} must be a {type(default).__name__}, got {value!r}")
+    return dict(decoding)
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,11 @@ class ServerLimits:
             )
 
 
-def request_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits) -> dict[str, Any]:
-    """The keyword arguments of `AgentMem.plan` for a request; 400s name what is wrong."""
+def request_options(
+    memory: AgentMem, request: ChatRequest, limits: ServerLimits, decoding: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of `AgentMem.plan` for a request, with the operator's
+    ``decoding`` options (`check_decoding`); 400s name what is wrong."""
     if request.n != 1:
         raise APIError(400, f"n={request.n}: agentmem decodes one greedy plan per request; use n=1", param="n")
     if request.logprobs:
@@ -61,6 +83,7 @@ def request_options(memory: AgentMem, request: ChatRequest, limits: ServerLimits
         max_tokens=max_tokens,
         max_prompt_tokens=limits.max_prompt_tokens,
         resume=request.continue_plans,
+        **(decoding or {}),
     )
     if max_tokens is not None and max_tokens > limits.max_text_tokens:
         raise APIError(

@@ -123,6 +123,11 @@ class DecodeSettings:
 OPTIONS: tuple[dataclasses.Field, ...] = dataclasses.fields(DecodeSettings)
 #: The decoding levers' names, in order.
 LEVERS: tuple[str, ...] = tuple(f.name for f in OPTIONS if f.metadata["lever"])
+#: The options a server sets for every request (``agentmem serve --no-jump-forward``): all
+#: but those a chat request chooses itself (its tools, tool_choice, max calls and tokens).
+SERVER_OPTIONS: tuple[str, ...] = tuple(
+    f.name for f in OPTIONS if f.name not in ("tool_choice", "tools", "max_calls", "max_text_tokens")
+)
 
 #: Named settings: the library's defaults; every lever on (as tuned on the demo pack, where
 #: every value is in the request: the defaults until real data decided them); every lever

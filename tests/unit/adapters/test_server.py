@@ -488,6 +488,11 @@ def test_cli_serve_loads_banks_and_runs_uvicorn(banks, tmp_path, monkeypatch, ca
     assert web.post("/v1/banks", json={"name": "x", "path": str(tmp_path)}).status_code in (404, 405)
     long = {"model": "home", "messages": _user("celsius " * 80)}
     assert web.post("/v1/chat/completions", json=long).json()["error"]["code"] == "context_length_exceeded"
+    # decoding flags apply to every request
+    assert cli.main(["serve", str(tmp_path / "banks"), "--max-argument-tokens", "1", "--no-jump-forward"]) == 0
+    request = {"model": "home", "messages": _user("use celsius"), "tool_choice": "required"}
+    message = TestClient(ran["app"]).post("/v1/chat/completions", json=request).json()["choices"][0]["message"]
+    assert not message.get("tool_calls") and message["invalid_tool_calls"]
 
 
 def test_bench_runs_and_reports(banks, tmp_path, monkeypatch, capsys):
@@ -504,6 +509,12 @@ def test_bench_runs_and_reports(banks, tmp_path, monkeypatch, capsys):
     assert "Answers identical at every level: yes" in out and "Requests/s at 2 clients / at 1: " in out
     assert "Head-of-line: a short request" in out and "up to 40 tokens" in out
     assert len(list(tmp_path.glob("server-*.md"))) == 1
+    # drafts off, then the defaults: the same answers, a ratio per level
+    assert bench_server.main([*args[:4], "--long-tokens", "0", "--compare-drafts", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| decoding | clients |" in out and "| no drafts | 2 |" in out and "| defaults | 2 |" in out
+    assert "Answers identical at every level: yes" in out
+    assert "Requests/s with the default drafts / with none: " in out and "x at 2 clients" in out
 
 
 def test_a_failure_inside_is_a_500_body_and_not_fatal(client, monkeypatch):
@@ -520,3 +531,25 @@ def test_a_failure_inside_is_a_500_body_and_not_fatal(client, monkeypatch):
         .choices[0]
         .message.tool_calls
     )
+
+
+def test_the_operators_decoding_options_apply_to_every_request(banks):
+    registry = BankRegistry(banks["home"].backbone)
+    registry.add("home", banks["home"])
+    tools = [_openai_tool(UNIT), _openai_tool(LIGHT)]
+    with _serving(create_app(registry, decoding={"max_argument_tokens": 1})) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
+        response = client.chat.completions.create(
+            model="home", messages=_user("use celsius"), tools=tools, tool_choice="required"
+        )
+    plan = banks["home"].plan("use celsius", tool_choice="any", tools=list(HOME), max_argument_tokens=1)
+    assert not plan.calls and plan.invalid_calls  # one token holds no call's arguments
+    message = response.choices[0].message
+    assert not message.tool_calls
+    assert [c["function"]["name"] for c in message.model_extra["invalid_tool_calls"]] == [
+        c.name for c in plan.invalid_calls
+    ]
+    with pytest.raises(ValueError, match=r"\['tools'\] are chosen per request"):
+        create_app(registry, decoding={"tools": ["set_unit"]})
+    with pytest.raises(ValueError, match="jump_forward must be a bool"):
+        create_app(registry, decoding={"jump_forward": 1})
