@@ -200,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--irrelevance", type=int, default=10, help="bfcl-multi-turn: requests of each irrelevance set")
     parser.add_argument("--epochs", type=int, default=MethodSettings.epochs)
     parser.add_argument("--bank", type=Path, help="bank folder: loaded if it exists, else learned and saved there")
+    parser.add_argument(
+        "--no-route-from-last-turn",
+        dest="route_from_last_turn",
+        action="store_false",
+        help="bfcl-multi-turn: learn without route_from_last_turn (the ablation of AgentMem.learn_tools' default)",
+    )
     parser.add_argument("--leave-one-out", action="store_true", help="also each lever off alone")
     parser.add_argument(
         "--alone",
@@ -220,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--alone: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
 
-    settings = replace(MethodSettings(), epochs=args.epochs, seed=args.seed, progress=False)
+    settings = replace(
+        MethodSettings(),
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=False,
+        route_from_last_turn=args.route_from_last_turn,
+    )
     base = load_backbone(args.backbone)
     part = bfcl_part if args.dataset == BFCL_DATASET else nestful_part
     method, source, measure = part(args, base, settings)

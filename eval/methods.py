@@ -81,6 +81,9 @@ class MethodSettings:
     """Rank of the LoRA baseline (on q_proj and v_proj, alpha 4r, as TokMem's adaptation)."""
     adapter: str | None = None
     """Adapter folder for ``tokmem-adapted`` (default: the one shipped for the backbone)."""
+    route_from_last_turn: bool = True
+    """TokMem's training: also teach each conversation example's routing from its last user
+    message alone (`AgentMem.learn_tools`; True, as its default)."""
     reroute_unfounded: bool | None = None
     """TokMem's decoding: reroute calls that invent a value (`DecodeSettings.reroute_unfounded`).
     None: the library's default, as `AgentMem.plan` (no setting chosen per dataset)."""

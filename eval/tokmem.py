@@ -95,6 +95,7 @@ class TokMemMethod(Method):
             seed=settings.seed,
             progress=settings.progress,
             invalid="skip",
+            route_from_last_turn=settings.route_from_last_turn,
         )
         adapter = self.memory.backbone.adapter
         return FitRecord(

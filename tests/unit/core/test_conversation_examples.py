@@ -83,7 +83,7 @@ def test_training_on_conversation_examples_runs_and_plans_from_messages(tiny, tm
         ],
         epochs=2,
     )
-    assert report.examples == 3
+    assert report.examples == 4  # and the conversation's last turn alone, for routing (the default)
     assert report.last_loss < report.first_loss
     plan = mem.plan(CONVERSATION["messages"], max_calls=1)
     assert len(plan.calls) + len(plan.invalid_calls) <= 1
@@ -103,3 +103,27 @@ def test_rehearsal_leaves_out_a_kept_conversation_whose_earlier_call_was_forgott
     report = mem.learn_tool(fan, [{"query": "Fan to 3", "arguments": {"speed": 3}}], epochs=1, rehearse=4)
     assert report.examples == 1
     assert [t.name for t in mem.tools] == ["toggle_light", "set_fan"]
+
+
+def test_route_from_last_turn_adds_the_last_message_alone_scored_for_routing_only(tiny, monkeypatch):
+    from agentmem import learning
+
+    seen = []
+    real = learning.train_rows
+    monkeypatch.setattr(learning, "train_rows", lambda *a: seen.append(list(a[3])) or real(*a))
+    light_off = {"query": "Light off", "arguments": {"on": False}}
+    for flag in (False, True):
+        mem = AgentMem(tiny, adapted=False)
+        mem.learn_tools(
+            [(UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]), (LIGHT, [CONVERSATION, light_off])],
+            epochs=1,
+            route_from_last_turn=flag,
+        )
+    without, with_last_turn = seen
+    assert len(with_last_turn) == len(without) + 1  # one conversation example, one last turn
+    added = with_last_turn[-1]
+    assert added.routing_only
+    assert list(added.prefix) == prompt_ids(tiny.tokenizer, "And switch the light on.")
+    assert added.target[0] == mem.memory_token_id("toggle_light")
+    assert not any(e.routing_only for e in without)
+    assert mem._training["toggle_light"]["routed_from_last_turn"] == 1
