@@ -122,9 +122,9 @@ class LearningMixin:
             examples.extend(by_tool[spec.name])
         examples.extend(compose_examples(by_tool, compose, seed=config.seed))
         # routing-only examples last: the last turns alone, then the rehearsed requests
-        routing = [replace(ex, messages=()) for ex in examples if ex.messages] if route_from_last_turn else []
+        last_turns = [replace(ex, messages=()) for ex in examples if ex.messages] if route_from_last_turn else []
         rehearsed = self._rehearsal(config)
-        routing += rehearsed
+        routing = last_turns + rehearsed
         examples.extend(routing)
 
         indices = self.bank.add(names, mean_embedding(self.backbone))
@@ -147,8 +147,7 @@ class LearningMixin:
                 self.bank.remove(name)
                 del self._specs[name]
             raise
-        last_turns = len(routing) - len(rehearsed)
-        record = _record(config, compose, len(examples) - len(routing), last_turns, len(rehearsed), report, names)
+        record = _record(config, compose, len(examples) - len(routing), len(last_turns), len(rehearsed), report, names)
         self._training.update({name: dict(record) for name in names})
         rng = random.Random(f"keep:{config.seed}")
         self._kept.update({name: rng.sample(by_tool[name], min(keep, len(by_tool[name]))) for name in names})

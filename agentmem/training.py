@@ -325,7 +325,7 @@ def _batch_prefixes(
     encoded now with ``rows``."""
     fresh = [i for i in batch if cached[i] is None]
     encoded = dict(zip(fresh, encode_prefixes(backbone, [examples[i].prefix for i in fresh], rows=rows)))
-    return [encoded.get(i) or cached[i] for i in batch]
+    return [encoded[i] if i in encoded else cached[i] for i in batch]
 
 
 def _cache_bytes_per_token(backbone: Backbone) -> int:
