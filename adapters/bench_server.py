@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.add(BANK, memory)
     queries = [e["query"] for e in demo.held_out_examples()]
     rows: list[list[str]] = []
-    reference, differ, levels_seen = None, 0, []
+    reference, differ = None, 0
     limits = ServerLimits(max_text_tokens=max(1024, args.long_tokens))
     settings = [("no drafts", NO_DRAFTS), ("defaults", {})] if args.compare_drafts else [("defaults", {})]
     rps: dict[tuple[str, int], float] = {}
@@ -242,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
                 r["differ"] = sum(a != b for a, b in zip(answers, reference))
                 differ += r["differ"]
                 rps[label, clients] = r["rps"]
-                if label == "defaults":
-                    levels_seen.append(r)
                 rows.append(
                     ([label] if args.compare_drafts else [])
                     + [
@@ -273,10 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{rps['defaults', c] / rps['no drafts', c]:.2f}x at {c} client{'s' * (c > 1)}" for c in levels
         )
         summary += "."
-    if len(levels_seen) > 1:
+    if len(levels) > 1:
         summary += (
-            f" Requests/s at {levels_seen[-1]['clients']} clients / at {levels_seen[0]['clients']}: "
-            f"{levels_seen[-1]['rps'] / levels_seen[0]['rps']:.2f}x."
+            f" Requests/s at {levels[-1]} clients / at {levels[0]}: "
+            f"{rps['defaults', levels[-1]] / rps['defaults', levels[0]]:.2f}x."
         )
     paragraphs: list[str | list[str]] = [
         runinfo.heading("agentmem serve on loopback", today, runinfo.machine(memory.backbone.device)),
