@@ -58,8 +58,9 @@ class DecodeSettings:
     # data"): on only where, alone against every lever off, it is at least neutral on BFCL's
     # dev conversations and ComplexFuncBench's dev part and helps on one.
     # Off: alone, ComplexFuncBench dev tool F1 / argument F1 0.478 / 0.165 -> 0.512 / 0.216
-    # and BFCL turn alone unchanged, but BFCL with the conversation 0.199 / 0.025 -> 0.193 /
-    # 0.017 (on the demo pack, 3 against 0: argument F1 +16.7 / +16.2).
+    # and BFCL turn alone unchanged, but BFCL dev with the conversation (route_from_last_turn
+    # rows) 0.465 / 0.214 -> 0.453 / 0.232 (on the demo pack, 3 against 0: argument F1
+    # +16.7 / +16.2).
     copy_bias: float = _option(
         0.0,
         "Bonus to the scores of tokens that continue a span (or a number) of the request inside "
@@ -105,9 +106,10 @@ class DecodeSettings:
         lever=True,
     )
     # Words or a call from the routing evidence, never from what a call's arguments hold
-    # (on multi-turn data most values come from earlier turns, not the request). Off: alone
-    # at share 0.5, BFCL turn alone tool F1 0.423 -> 0.416 and tool turns answered in words
-    # 17% -> 26% (irrelevant requests in words 95% -> 100%).
+    # (on multi-turn data most values come from earlier turns, not the request). Off: on the
+    # route_from_last_turn rows, BFCL dev at share 0.7 is neutral on the F1s and trades one
+    # more irrelevant request answered in words for 1-2 more tool turns in words (share 0.5:
+    # turn alone tool F1 -1.1); on the report part it answers fewer irrelevant requests in words.
     fall_back_to_text: bool = _option(
         False,
         'With tool_choice="auto": at the plan\'s start, answer in words when the text route (every '
