@@ -18,7 +18,7 @@ from agentmem.backbone import DEFAULT_BACKBONE, Backbone
 from agentmem.chat import tool_choice_policy
 from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.decoding.settings import options_help
-from agentmem.encoding import Messages, prompt_ids, resumed_prompt_ids, source_text
+from agentmem.encoding import Messages, last_turn_ids, prompt_ids, resumed_prompt_ids, source_text
 from agentmem.errors import BackboneError, PromptTooLongError
 from agentmem.learning import LearningMixin
 from agentmem.locking import FairLock, locked
@@ -53,6 +53,7 @@ class PlanOptions(TypedDict, total=False):
     optional_bias: float
     complete_plan: bool
     fall_back_to_text: bool
+    route_by_last_turn: bool
     max_prompt_tokens: int | None
     resume: bool
 
@@ -208,11 +209,12 @@ class AgentMem(LearningMixin, PersistenceMixin):
             self._decoder.check(settings)
             prompts = [self._prompt(r, resume, max_prompt_tokens) for r in requests]
             sources = [source_text(r) for r in requests]
+            last_turns = [self._last_turn(r, settings) for r in requests]
             plans: list[Plan] = []
             for start in range(0, len(prompts), batch_size):
-                window = prompts[start : start + batch_size]
-                ids, continued = [p[0] for p in window], [p[1] for p in window]
-                plans.extend(self._decoder.decode(ids, settings, sources[start : start + batch_size], continued))
+                window = slice(start, start + batch_size)
+                ids, continued = [p[0] for p in prompts[window]], [p[1] for p in prompts[window]]
+                plans.extend(self._decoder.decode(ids, settings, sources[window], continued, last_turns[window]))
         return plans
 
     def submit(
@@ -239,8 +241,11 @@ class AgentMem(LearningMixin, PersistenceMixin):
         with self.lock:  # the tokenizer and the bank
             self._decoder.check(settings)
             ids, continued = self._prompt(request, resume, max_prompt_tokens)
+            last_turn = self._last_turn(request, settings)
             scheduler = self.scheduler
-        return scheduler.submit(ids, settings, source=source_text(request), continued=continued, time_limit=time_limit)
+        return scheduler.submit(
+            ids, settings, source=source_text(request), continued=continued, time_limit=time_limit, last_turn=last_turn
+        )
 
     def _settings(self, options: PlanOptions) -> tuple[DecodeSettings, bool, int | None]:
         """The decoder's settings for these options, whether to resume, and the prompt limit."""
@@ -271,6 +276,12 @@ class AgentMem(LearningMixin, PersistenceMixin):
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
         return ids, continued
+
+    def _last_turn(self, request: str | Messages, settings: DecodeSettings) -> list[int] | None:
+        """The prompt ids ``route_by_last_turn`` routes a conversation's first call from, if on."""
+        if not settings.route_by_last_turn:
+            return None
+        return last_turn_ids(self.backbone.tokenizer, request, self.memory_token_id, self.schemas)
 
     def __repr__(self) -> str:
         return f"AgentMem(backbone={self.backbone.name!r}, tools={self.bank.names})"

@@ -230,6 +230,23 @@ def resumed_prompt_ids(
     return ids, True
 
 
+def last_turn_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    request: str | Messages,
+    memory_token: Callable[[str], int],
+    schemas: Mapping[str, dict[str, Any]],
+) -> list[int] | None:
+    """Prompt ids of a conversation's last user message alone, as `learn_tools`'
+    ``route_from_last_turn`` trains routing from it; None unless the request is messages
+    that end in a user message with something before it (a bare request is its own last turn)."""
+    if isinstance(request, str):
+        return None
+    messages = as_messages(request)
+    if len(messages) < 2 or messages[-1].get("role") != "user":
+        return None
+    return prompt_ids(tokenizer, messages[-1:], memory_token, schemas)
+
+
 def _name_and_arguments(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     read = read_call(call)  # OpenAI's and LangChain's shapes, one reader (agentmem.chat)
     return read.name, read.arguments

@@ -52,6 +52,7 @@ class _Job:
     settings: DecodeSettings
     source: str
     continued: bool
+    last_turn: Sequence[int] | None  # for route_by_last_turn (`Batch.add`)
     future: Future[Plan]
     submitted: float
     deadline: float | None
@@ -94,6 +95,7 @@ class Scheduler:
         source: str = "",
         continued: bool = False,
         time_limit: float | None = None,
+        last_turn: Sequence[int] | None = None,
     ) -> Future[Plan]:
         """Queues a request; its Plan arrives in the returned future.
 
@@ -103,6 +105,8 @@ class Scheduler:
             source: The request's text, for copy-aware decoding.
             continued: Whether the prompt resumes a plan in progress.
             time_limit: Seconds from now within which the plan must be made.
+            last_turn: The request's last user message alone (`encoding.last_turn_ids`),
+                for ``route_by_last_turn``.
 
         Returns:
             A future of the Plan; ``future.cancel()`` stops its decoding at the next step.
@@ -118,6 +122,7 @@ class Scheduler:
             settings=settings,
             source=source,
             continued=continued,
+            last_turn=last_turn,
             future=Future(),
             submitted=now,
             deadline=None if time_limit is None else now + time_limit,
@@ -224,6 +229,7 @@ class Scheduler:
             [j.source for j in ready],
             [j.continued for j in ready],
             [j.submitted for j in ready],
+            [j.last_turn for j in ready],
         )
         for job, row in zip(ready, rows):
             job.row = row

@@ -20,6 +20,9 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``fall_back_to_text`` (at the plan's start, words or a call from the routing
   probabilities, `agentmem.decoding.policies.FallBackToText`): ``--fall-back-to-text`` off,
   on or both;
+* ``route_by_last_turn`` (a conversation's first call goes to the tool its last user
+  message alone routes to): ``--route-by-last-turn`` off, on or both (the demo pack's
+  requests are single messages, so it changes nothing there);
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.

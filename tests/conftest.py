@@ -39,6 +39,13 @@ UNIT = tool_schema(
 LIGHT = tool_schema("toggle_light", {"on": {"type": "boolean"}}, "Switch the light on or off.")
 
 
+def plan_signature(plan) -> tuple:
+    """What a plan says, without its call ids and timings: its steps (kind, tool, arguments,
+    raw text) and its text; two plans made alike have equal signatures."""
+    steps = [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps]
+    return steps, plan.text
+
+
 def tiny_backbone(tokenizer, seed: int = 0, name: str = "tiny-llama") -> Backbone:
     """A 2-layer Llama with random weights over the real tokenizer's vocabulary."""
     torch.manual_seed(seed)

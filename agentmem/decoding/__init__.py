@@ -29,6 +29,10 @@ The levers are named objects, each in one place:
   `RunawayGuard` (an argument repeating itself stops early, an invalid call) and
   `RepeatGuard` (the same call twice in a row ends the plan).
 
+The routing lever ``route_by_last_turn`` is the machine's own: with a conversation, a plan's
+first call goes to the tool the last user message alone scores highest
+(`Decoder.memory_scores`, one more forward pass when a row joins its batch).
+
 Drafts (`agentmem.decoding.drafts`: the tokens the grammar forces, the request's next
 tokens after a copied span) are fed in the forward pass of the token before them and checked
 one by one on the next step, as if decoded alone: fewer passes, the same plan.

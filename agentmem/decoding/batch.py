@@ -44,6 +44,8 @@ class Machine(Protocol):
 
     def stop(self, row: Row, finish: str, note: str) -> None: ...
 
+    def memory_scores(self, prompt: Sequence[int], view: BankView) -> torch.Tensor: ...
+
 
 class Batch:
     """A running decoding batch over one decoder: rows join at a step boundary and leave when done.
@@ -84,8 +86,13 @@ class Batch:
         sources: Sequence[str],
         continued: Sequence[bool],
         submitted: Sequence[float] | None = None,
+        last_turns: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Row]:
         """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
+
+        ``last_turns``: each request's last user message alone (token ids), or None; the
+        memory rows' scores after it route the plan's first call where its settings turn
+        ``route_by_last_turn`` on (`Decoder.memory_scores`).
 
         Raises:
             UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
@@ -98,6 +105,7 @@ class Batch:
         for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued)):
             shared = len(self._prefix) < len(p) and tuple(p[: len(self._prefix)]) == self._prefix
             self._owners += 1
+            last = last_turns[i] if last_turns is not None and s.route_by_last_turn and not c else None
             rows.append(
                 Row(
                     prompt_tokens=len(p),
@@ -106,6 +114,7 @@ class Batch:
                     view=self.view,
                     source=t.encode("utf-8").decode("latin-1"),
                     continued=c,
+                    last_turn=self.decoder.memory_scores(last, self.view) if last else None,
                     mode="text" if s.tool_choice == "none" else "route",
                     slot=Slot(
                         owner=self._owners,

@@ -138,6 +138,15 @@ class Decoder:
             self._prefix = (ids, layers)
         return self._prefix
 
+    @torch.no_grad()
+    def memory_scores(self, prompt: Sequence[int], view: BankView) -> torch.Tensor:
+        """The memory rows' scores (one per row of ``view``) after ``prompt``: one forward
+        pass, no cache kept (``route_by_last_turn`` routes a plan's first call by them)."""
+        rows = view.rows
+        ids = torch.tensor([list(prompt)]).to(self.backbone.device)
+        hidden = memory.decoder(self.backbone)(inputs_embeds=memory.embed(self.backbone, rows, ids)).last_hidden_state
+        return memory.logits(self.backbone, rows, hidden[0, -1:])[0, self.backbone.vocab_size :].float()
+
     def view(self) -> BankView:
         """The bank as it is now, for a batch to decode against."""
         rows = self.bank.rows.detach()
@@ -184,6 +193,7 @@ class Decoder:
         settings: DecodeSettings,
         sources: Sequence[str] | None = None,
         continued: Sequence[bool] | None = None,
+        last_turns: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Plan]:
         """Plans a batch of tokenised prompts; one Plan per prompt.
 
@@ -194,6 +204,8 @@ class Decoder:
                 ``settings.copy_bias``.
             continued: Whether each prompt already ends in calls of its plan (an agent run
                 resumed, `agentmem.encoding.resumed_prompt_ids`): it routes as after a call.
+            last_turns: Each request's last user message alone (token ids) where it is a
+                conversation, for ``settings.route_by_last_turn``.
         """
         with MODEL_LOCK:
             batch = Batch(self)
@@ -202,6 +214,7 @@ class Decoder:
                 [settings] * len(prompts),
                 sources if sources is not None else [""] * len(prompts),
                 continued if continued is not None else [False] * len(prompts),
+                last_turns=last_turns,
             )
             while batch.rows:
                 batch.step()
@@ -256,6 +269,10 @@ class Decoder:
             token = policies.fall_back_to_text.route(
                 candidates, memory_ids, token, lambda: self.text_mask.likeliest_word(scores, self._stops)
             )
+        if first and not forced and token >= vocab and row.last_turn is not None:
+            # a call, to the tool the last user message alone prefers (route_by_last_turn)
+            last_turn = row.last_turn
+            token = max(memory_ids, key=lambda i: float(last_turn[i - vocab]))
         if token == eos:
             # Not in a resumed plan: its earlier calls are in the prompt, not in `row.plan`, so
             # a call repeating one of them (an agent's loop) would look new.

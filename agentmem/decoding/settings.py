@@ -119,6 +119,18 @@ class DecodeSettings:
         "request does not state.",
         lever=True,
     )
+    # With the conversation in front, rows learned from conversations route a turn's first
+    # call to the tools the conversation already called; the last user message alone routes
+    # it better. Off until measured on every real data set (BENCHMARKS.md, "The first call
+    # routed from the last turn").
+    route_by_last_turn: bool = _option(
+        False,
+        "With a conversation (earlier turns before the last user message), the plan's first "
+        "call goes to the tool its last user message alone routes to (one more forward pass "
+        "over that message); the conversation still decides words or a call, and writes the "
+        "arguments.",
+        lever=True,
+    )
 
 
 #: Every option of `DecodeSettings`, in order: its field (name, type, default, help).
@@ -148,6 +160,7 @@ PRESETS: dict[str, DecodeSettings] = {
         optional_bias=2.0,
         complete_plan=True,
         fall_back_to_text=True,
+        route_by_last_turn=True,
     ),
     "levers_off": _LEVERS_OFF,
     "greedy": dataclasses.replace(_LEVERS_OFF, constrained=False),

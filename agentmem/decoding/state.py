@@ -135,6 +135,8 @@ class Row:
     # the request's UTF-8 bytes seen through latin-1 (as `Decoder.byte_texts`): values are copied from it
     source: str = ""
     continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
+    # route_by_last_turn: the memory rows' scores after the last user message alone, or None
+    last_turn: torch.Tensor | None = None
     mode: str = "route"
     plan: Plan = field(default_factory=Plan)
     tool: str | None = None

@@ -25,7 +25,7 @@ from agentmem.copying import unfounded
 from agentmem.encoding import source_text
 from agentmem.errors import ChatInputError, ToolChoiceError, UnknownToolError, UnsupportedInputError
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
-from tests.conftest import LIGHT, UNIT, tiny_backbone
+from tests.conftest import LIGHT, UNIT, plan_signature, tiny_backbone
 
 
 def test_openai_and_langchain_calls_read_the_same():
@@ -183,13 +183,8 @@ REQUESTS = [
 ]
 
 
-def _signature(plan: Plan) -> tuple:
-    return (
-        [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps],
-        plan.text,
-        plan.finish_reason,
-        plan.usage,
-    )
+def _signature(plan) -> tuple:
+    return (*plan_signature(plan), plan.finish_reason, plan.usage)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from agentmem import AgentMem
 from agentmem.encoding import encode_example, prompt_ids
 from agentmem.errors import InvalidExampleError
 from agentmem.tools import normalize_examples, to_tool_spec
-from tests.conftest import LIGHT, UNIT, tool_schema
+from tests.conftest import LIGHT, UNIT, plan_signature, tool_schema
 
 CONVERSATION = {
     "messages": [
@@ -127,3 +127,41 @@ def test_route_from_last_turn_adds_the_last_message_alone_scored_for_routing_onl
     assert added.target[0] == mem.memory_token_id("toggle_light")
     assert not any(e.routing_only for e in without)
     assert mem._training["toggle_light"]["routed_from_last_turn"] == 1
+
+
+def test_route_by_last_turn_sends_a_conversations_first_call_where_its_last_message_alone_routes(tiny):
+    from agentmem.encoding import last_turn_ids
+
+    mem = AgentMem(tiny, adapted=False)
+    fan = tool_schema("set_fan", {"speed": {"type": "integer"}}, "Set the fan speed.")
+    mem.learn_tools(
+        [
+            (UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [{"query": "Light on", "arguments": {"on": True}}]),
+            (fan, [{"query": "Fan to 3", "arguments": {"speed": 3}}]),
+        ],
+        epochs=1,
+    )
+    ids = lambda request: last_turn_ids(tiny.tokenizer, request, mem.memory_token_id, mem.schemas)  # noqa: E731
+    # the same prompt route_from_last_turn learns routing from; a bare request has no other
+    assert ids(CONVERSATION["messages"]) == prompt_ids(tiny.tokenizer, "And switch the light on.")
+    assert ids("And switch the light on.") is None
+    assert ids(CONVERSATION["messages"][-1:]) is None
+
+    decoder = mem._decoder
+    differing = 0
+    for last in ("And switch the light on.", "Fan to 3 now", "Celsius, and the fan off", "What next?"):
+        messages = [*CONVERSATION["messages"][:-1], {"role": "user", "content": last}]
+        scores = decoder.memory_scores(ids(messages), decoder.view())
+        expected = mem.bank.names[int(scores.argmax())]
+        options = {"tool_choice": "required", "max_calls": 1}
+        routed = mem.plan(messages, route_by_last_turn=True, **options)
+        assert routed.steps[0].name == expected
+        submitted = mem.submit(messages, route_by_last_turn=True, **options).result(timeout=60)
+        assert plan_signature(submitted) == plan_signature(routed)  # the scheduler's path
+        differing += mem.plan(messages, **options).steps[0].name != expected
+        # a bare request is its own last turn: the lever changes nothing
+        assert plan_signature(mem.plan(last, route_by_last_turn=True, **options)) == plan_signature(
+            mem.plan(last, **options)
+        )
+    assert differing  # the lever changed at least one first call (else this test proves little)

@@ -10,6 +10,7 @@ from agentmem.decoding import DecodeSettings, Row
 from agentmem.decoding.policies import RunawayGuard
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
+from tests.conftest import plan_signature
 
 REQUESTS = [
     "What's the weather in Oslo?",
@@ -25,12 +26,6 @@ def mem(tiny) -> AgentMem:
     names = ["get_weather", "convert_currency", "create_reminder"]
     mem.learn_tools([(demo.TOOLS[n], demo.training_examples(n, n=8)) for n in names], epochs=2, progress=False)
     return mem
-
-
-def _signature(plan):
-    return [
-        (type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps
-    ], plan.text
 
 
 def test_every_step_is_a_valid_or_invalid_call_never_an_exception(mem):
@@ -69,7 +64,7 @@ def test_max_calls_limits_the_plan(mem):
 def test_batch_equals_one_by_one(mem):
     batch = mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2, batch_size=4)
     single = [mem.plan(r, tool_choice="any", max_calls=2) for r in REQUESTS]
-    assert [_signature(p) for p in batch] == [_signature(p) for p in single]
+    assert [plan_signature(p) for p in batch] == [plan_signature(p) for p in single]
 
 
 def test_messages_with_earlier_calls_and_results(mem):

@@ -26,7 +26,7 @@ from agentmem.export import EXPORT_META, GREEDY_OPTIONS, bank_fingerprint, expor
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
 from agentmem.tools.spec import to_tool_spec
-from tests.conftest import tiny_backbone
+from tests.conftest import plan_signature, tiny_backbone
 
 NAMES = ["get_weather", "convert_currency"]
 
@@ -57,12 +57,6 @@ def _plan_sequence(mem: AgentMem, names=NAMES) -> torch.Tensor:
     for name in names:
         ids += [mem.memory_token_id(name)] + argument_ids(tokenizer, demo.training_examples(name, n=1)[0]["arguments"])
     return torch.tensor([ids + [mem.backbone.eos_token_id]])
-
-
-def _signature(plan):
-    return [
-        (type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps
-    ], plan.text
 
 
 def _greedy(model, tokenizer, prompt: list[int], max_new_tokens: int) -> tuple[str, int]:
@@ -145,7 +139,7 @@ def test_greedy_generation_reproduces_a_text_answer_token_for_token(tokenizer, t
     assert not plan.steps and "cont" in plan.text
     text, generated = _greedy(model, exported, prompt_ids(tokenizer, request), max_new_tokens=32)
     assert generated == plan.usage["generated_tokens"] == 32  # no eos on either side
-    assert _signature(parse_output(text, mem.tools, exported.eos_token)) == _signature(plan)
+    assert plan_signature(parse_output(text, mem.tools, exported.eos_token)) == plan_signature(plan)
 
 
 def test_parse_output_reads_calls_text_and_eos():

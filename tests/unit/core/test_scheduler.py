@@ -10,7 +10,7 @@ import pytest
 
 from agentmem import AgentMem
 from agentmem.errors import OverloadedError, UnknownToolError
-from tests.conftest import LIGHT, UNIT
+from tests.conftest import LIGHT, UNIT, plan_signature
 
 REQUESTS = ["use celsius please", "turn the lights off", "fahrenheit, thanks", "lights on", "hello there"]
 # Options that change each row's choices, not the forward pass: they share one batch.
@@ -39,8 +39,7 @@ def mem(tiny) -> AgentMem:
 
 
 def _signature(plan) -> tuple:
-    steps = [(type(s).__name__, s.name, getattr(s, "arguments", None), getattr(s, "raw", None)) for s in plan.steps]
-    return steps, plan.text, plan.finish_reason, plan.usage
+    return (*plan_signature(plan), plan.finish_reason, plan.usage)
 
 
 def _wait(condition, seconds: float = 30.0) -> None:

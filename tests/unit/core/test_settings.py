@@ -42,6 +42,7 @@ def test_the_options_keep_their_names_and_defaults():
         "optional_bias": 0.0,
         "complete_plan": False,
         "fall_back_to_text": False,
+        "route_by_last_turn": False,
     }
     assert all(f.metadata["help"] for f in OPTIONS)
     assert PRESETS["defaults"] == DecodeSettings()
