@@ -13,8 +13,11 @@ What comes out (`load_bfcl`):
 * tools: the development domains' functions as OpenAI-style inner function dicts. The
   wheel's parameter schemas are JSON-Schema-like; `to_json_schema` maps their types
   (``dict`` -> ``object``, ``float`` -> ``number``, ``tuple`` -> ``array``, ``any`` -> no
-  type constraint) and drops a ``default`` of ``"None"`` (the wheel writes Python's None
-  as that string, which a JSON reader would take for a real value);
+  type constraint), drops a ``default`` of ``"None"`` (the wheel writes Python's None
+  as that string, which a JSON reader would take for a real value), and turns the allowed
+  values the wheel states only in a description (``"... [Enum]: ["on", "off"]"`` or
+  ``"... [Enum]: USD, EUR"``) into a JSON Schema ``enum`` (on an array's ``items``), so the
+  grammar holds a value to them as BFCL's APIs do;
 * conversations (`Conversation`): each turn's messages and its gold calls, parsed from
   the wheel's Python call strings with `ast` (positional arguments in the order of the
   Python function's parameters, which the docs do not always follow; tuples as lists, as
@@ -40,6 +43,7 @@ import importlib.util
 import inspect
 import json
 import random
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +79,7 @@ _SOURCES = "eval_checker/multi_turn_eval/func_source_code"
 # API) from this module of the wheel by its package path.
 _LONG_CONTEXT = "long_context"
 _TYPES = {"dict": "object", "float": "number", "tuple": "array"}
+_ENUM = re.compile(r"\[Enum\]:\s*(.+?)\s*$", re.DOTALL)
 
 
 @dataclass
@@ -159,7 +164,26 @@ def to_json_schema(schema: Any) -> Any:
             out[key] = to_json_schema(value)
         else:
             out[key] = value
+    values = _described_enum(out)
+    if values is not None:
+        target = out.setdefault("items", {"type": "string"}) if out.get("type") == "array" else out
+        target.setdefault("enum", values)
     return out
+
+
+def _described_enum(schema: dict[str, Any]) -> list[Any] | None:
+    """The values a description's ``[Enum]: ...`` lists (a JSON list or comma-separated words)."""
+    match = _ENUM.search(schema.get("description") or "")
+    if match is None:
+        return None
+    text = match.group(1)
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError:
+            return None  # not the wheel's form: leave the schema open rather than guess
+        return values if isinstance(values, list) and values else None
+    return [v.strip() for v in text.split(",") if v.strip()] or None
 
 
 def _tools() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

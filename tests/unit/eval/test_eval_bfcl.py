@@ -53,6 +53,39 @@ def test_wheel_types_become_json_schema():
     }
 
 
+def test_values_listed_only_in_a_description_become_an_enum():
+    schema = bfcl.to_json_schema(
+        {
+            "type": "dict",
+            "properties": {
+                "mode": {"type": "string", "description": 'The mode. [Enum]: ["on", "off"]'},
+                "doors": {"type": "array", "items": {"type": "string"}, "description": 'Doors. [Enum]: ["a", "b"]'},
+                "currency": {"type": "string", "description": "The currency. [Enum]: USD, EUR"},
+                "broken": {"type": "string", "description": "Oops. [Enum]: [unquoted"},
+                "free": {"type": "string", "description": "Any text."},
+            },
+        }
+    )["properties"]
+    assert schema["mode"]["enum"] == ["on", "off"]
+    assert schema["doors"]["items"] == {"type": "string", "enum": ["a", "b"]} and "enum" not in schema["doors"]
+    assert schema["currency"]["enum"] == ["USD", "EUR"]
+    assert "enum" not in schema["broken"] and "enum" not in schema["free"]
+
+
+def test_the_development_tools_hold_the_enums_their_descriptions_state(data):
+    parameters = data.tools["lockDoors"]["parameters"]["properties"]
+    assert parameters["door"]["items"]["enum"] == ["driver", "passenger", "rear_left", "rear_right"]
+    assert data.tools["startEngine"]["parameters"]["properties"]["ignitionMode"]["enum"] == ["START", "STOP"]
+    described = [
+        p
+        for tool in data.tools.values()
+        for p in tool["parameters"].get("properties", {}).values()
+        if "[Enum]" in p.get("description", "")
+    ]
+    assert len(described) == 10
+    assert all("enum" in p or "enum" in p.get("items", {}) for p in described)
+
+
 def test_every_tool_schema_is_valid_and_names_the_functions_parameters(data):
     assert len(data.tools) == 67
     for name, tool in data.tools.items():
