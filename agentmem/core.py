@@ -54,6 +54,7 @@ class PlanOptions(TypedDict, total=False):
     complete_plan: bool
     fall_back_to_text: bool
     route_by_last_turn: bool
+    unique_enum_items: bool
     max_prompt_tokens: int | None
     resume: bool
 

@@ -25,6 +25,9 @@ class JsonPosition:
         depth: How many objects and arrays are open (1: inside the arguments' object).
         closed: A top-level object or array has opened and closed again (brackets counted
             as written: a stray closing bracket before the first opening one counts too).
+        array_key: When the innermost open container is an array that is the value of a
+            top-level property (``{"door": ["driver", ...``), that property's name, else None.
+        array_start: Where that array's ``[`` is (with ``array_key``), else -1.
     """
 
     in_string: bool
@@ -33,11 +36,15 @@ class JsonPosition:
     expecting_value: bool
     depth: int
     closed: bool
+    array_key: str | None = None
+    array_start: int = -1
 
 
 def scan(text: str) -> JsonPosition:
     """Reads ``text`` (argument JSON so far) from its start; see `JsonPosition`."""
     stack: list[str] = []  # "{" or "["
+    opened_at: list[int] = []  # where each open bracket of the stack is
+    key = None  # the last key read at the top level
     balance, opened, closed = 0, False, False  # brackets as written, for `closed`
     expecting_key = expecting_value = False
     in_string = is_key = escaped = False
@@ -50,6 +57,8 @@ def scan(text: str) -> JsonPosition:
                 escaped = True
             elif ch == '"':
                 in_string = False
+                if is_key and len(stack) == 1:
+                    key = text[start:i]
             continue
         if ch.isspace():
             continue
@@ -58,11 +67,13 @@ def scan(text: str) -> JsonPosition:
             in_string, is_key, start = True, bool(stack) and stack[-1] == "{" and expecting_key, i + 1
         elif ch in "{[":
             stack.append(ch)
+            opened_at.append(i)
             balance, opened = balance + 1, True
             expecting_key, expecting_value = ch == "{", ch == "["
         elif ch in "}]":
             if stack:
                 stack.pop()
+                opened_at.pop()
             balance -= 1
             closed = closed or (opened and balance <= 0)
             expecting_key = False
@@ -71,4 +82,46 @@ def scan(text: str) -> JsonPosition:
             expecting_value = bool(stack) and stack[-1] == "["
         elif ch == ":":
             expecting_key, expecting_value = False, True
-    return JsonPosition(in_string, is_key, start, expecting_value, len(stack), closed)
+    in_array = stack == ["{", "["]
+    return JsonPosition(
+        in_string,
+        is_key,
+        start,
+        expecting_value,
+        len(stack),
+        closed,
+        key if in_array else None,
+        opened_at[-1] if in_array else -1,
+    )
+
+
+def array_strings(text: str, start: int) -> tuple[list[str], str | None]:
+    """The string items of the array whose ``[`` is at ``start`` in ``text``, as written
+    (escapes kept): those closed, and the open one's content so far (None if none is
+    open). Reading stops where the array closes; items that are not strings are skipped."""
+    items: list[str] = []
+    nested = 0
+    item_start, escaped = -1, False
+    for i in range(start + 1, len(text)):
+        ch = text[i]
+        if item_start >= 0:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                if nested == 0:
+                    items.append(text[item_start:i])
+                item_start = -1
+            continue
+        if ch == '"':
+            item_start = i + 1
+        elif ch in "{[":
+            nested += 1
+        elif ch in "}]":
+            if nested == 0:
+                break
+            nested -= 1
+    if item_start >= 0 and nested == 0:
+        return items, text[item_start:]
+    return items, None

@@ -23,6 +23,8 @@ rows comes from decoding alone; so are 20 requests that need no tool
 * ``route_by_last_turn`` (a conversation's first call goes to the tool its last user
   message alone routes to): ``--route-by-last-turn`` off, on or both (the demo pack's
   requests are single messages, so it changes nothing there);
+* ``unique_enum_items`` (an array argument of enum strings never holds a value twice):
+  ``--unique-enum-items`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.

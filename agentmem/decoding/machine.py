@@ -36,7 +36,15 @@ from agentmem.decoding.policies import (
     TryTool,
     Verdict,
 )
-from agentmem.decoding.processors import CopyBias, GrammarMask, OptionalBias, ReferenceGuard, RouteMask, TextMask
+from agentmem.decoding.processors import (
+    CopyBias,
+    GrammarMask,
+    OptionalBias,
+    ReferenceGuard,
+    RouteMask,
+    TextMask,
+    UniqueEnumItems,
+)
 from agentmem.decoding.settings import DecodeSettings
 from agentmem.decoding.state import BankView, Row
 from agentmem.encoding import template_prefix
@@ -77,6 +85,7 @@ class Decoder:
         self.text_mask = TextMask(vocab)
         self.argument_processors = (
             GrammarMask(),
+            UniqueEnumItems(tokenizer.decode, specs),
             CopyBias(
                 lambda: self.copy_index,
                 lambda: self.byte_texts,

@@ -2,7 +2,7 @@
 
 In the manner of the logits processors of outlines and vLLM, every change to a step's scores
 is one small object, applied in a listed order (`Decoder.argument_processors`): the grammar's
-mask, then the copy bias, the optional bias and the reference guard; routing and text steps
+mask, then unique enum items, the copy bias, the optional bias and the reference guard; routing and text steps
 have their own masks. A processor reads the row and may keep its own state on it
 (`CopyState`); it never changes the row's mode. It returns new scores (or the ones it was
 given, untouched); the step's token is their argmax.
@@ -18,6 +18,7 @@ import torch
 
 from agentmem.copying import CopyIndex, depth, first_tokens, value_number, value_string
 from agentmem.decoding.state import Row
+from agentmem.jsonscan import array_strings, scan
 from agentmem.tools.spec import ToolSpec
 
 _NEG = float("-inf")
@@ -74,6 +75,52 @@ class GrammarMask:
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
         assert row.matcher is not None
         return row.matcher.mask_logits(scores)
+
+
+@dataclass(frozen=True)
+class UniqueEnumItems:
+    """``unique_enum_items``: in an array of enum strings that is a top-level argument
+    (``"door": ["driver", ...]``), a value already written is not written again; once every
+    value is in, the array can only close. A small model that has not learned such a list
+    repeats one value until the runaway guard ends the plan. The grammar (xgrammar) has no
+    ``uniqueItems``, so the likeliest tokens are checked one by one, as the reference guard
+    does, and those that would repeat a value are passed over."""
+
+    decode: Callable[[list[int]], str]
+    specs: Mapping[str, ToolSpec]  # the decoder's, for a row without a bank view
+    retries: int = 32
+
+    def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
+        if not row.settings.unique_enum_items:
+            return scores
+        values = self.enum_values(row)
+        if not values:
+            return scores
+        start = scan(row.text).array_start
+        masked = scores
+        for _ in range(self.retries):
+            token = int(masked.argmax())
+            if masked[token] == _NEG:
+                return scores  # nothing left that keeps the values unique: the model's choice stands
+            items, open_item = array_strings(row.text + self.decode([token]), start)
+            unused = [v for v in values if v not in items]
+            if len(set(items)) == len(items) and (open_item is None or any(v.startswith(open_item) for v in unused)):
+                return masked
+            if masked is scores:
+                masked = scores.clone()
+            masked[token] = _NEG
+        return scores
+
+    def enum_values(self, row: Row) -> list[str]:
+        """The enum strings of the array being written, if it is such an argument."""
+        key = scan(row.text).array_key
+        if key is None or row.tool is None:
+            return []
+        spec = (row.view.specs if row.view is not None else self.specs)[row.tool]
+        schema = spec.parameters.get("properties", {}).get(key, {})
+        items = schema.get("items") if isinstance(schema, dict) else None
+        values = items.get("enum") if isinstance(items, dict) else None
+        return list(values) if values and all(isinstance(v, str) for v in values) else []
 
 
 @dataclass(frozen=True)

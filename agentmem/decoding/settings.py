@@ -134,6 +134,16 @@ class DecodeSettings:
         lever=True,
     )
 
+    # A small model that has not learned a list of enum values repeats one of them until
+    # the runaway guard ends the plan (BFCL's lockDoors: ["driver","passenger","passenger",
+    # ...]). Off until measured on real data.
+    unique_enum_items: bool = _option(
+        False,
+        "In an array argument of enum strings, never write a value twice (once every value is "
+        "in, the array closes); JSON Schema's grammar has no uniqueItems to say it.",
+        lever=True,
+    )
+
 
 #: Every option of `DecodeSettings`, in order: its field (name, type, default, help).
 OPTIONS: tuple[dataclasses.Field, ...] = dataclasses.fields(DecodeSettings)
@@ -163,6 +173,7 @@ PRESETS: dict[str, DecodeSettings] = {
         complete_plan=True,
         fall_back_to_text=True,
         route_by_last_turn=True,
+        unique_enum_items=True,
     ),
     "levers_off": _LEVERS_OFF,
     "greedy": dataclasses.replace(_LEVERS_OFF, constrained=False),

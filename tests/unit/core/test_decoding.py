@@ -171,3 +171,35 @@ def test_copy_bias_favours_continuing_the_request(mem):
     closing = tokenizer.encode('"')[0]
     scores[closing] = 6.0  # the model ends the value here: the bonus does not drag it on
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == closing
+
+
+def test_unique_enum_items_never_writes_an_enum_value_twice_in_an_array(tokenizer):
+    from tests.conftest import tiny_backbone
+
+    doors = ["driver", "passenger", "rear_left", "rear_right"]
+    lock = {
+        "name": "lock_doors",
+        "description": "Lock doors.",
+        "parameters": {
+            "type": "object",
+            "properties": {"door": {"type": "array", "items": {"type": "string", "enum": doors}}},
+            "required": ["door"],
+        },
+    }
+    # seed 2: a tiny model that, left alone, repeats "passenger" until the runaway guard stops it
+    mem = AgentMem(tiny_backbone(tokenizer, seed=2), adapted=False)
+    mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": doors}}])], epochs=1, progress=False)
+    options = {"tool_choice": "lock_doors", "max_calls": 1}
+    off = mem.plan("Lock the doors", **options)
+    assert isinstance(off.steps[0], InvalidToolCall) and "repeating" in off.steps[0].reason
+    on = mem.plan("Lock the doors", unique_enum_items=True, **options)
+    call = on.steps[0]
+    assert isinstance(call, ToolCall) and sorted(call.arguments["door"]) == sorted(doors)  # each once, then closed
+    # the same plan on every path: batched, scheduled, and with copy drafts verified token by token
+    assert plan_signature(mem.plan_batch(["Lock the doors"], unique_enum_items=True, **options)[0]) == plan_signature(
+        on
+    )
+    submitted = mem.submit("Lock the doors", unique_enum_items=True, **options).result(timeout=60)
+    assert plan_signature(submitted) == plan_signature(on)
+    drafted = mem.plan("Lock the doors", unique_enum_items=True, copy_drafts=True, jump_forward=False, **options)
+    assert plan_signature(drafted) == plan_signature(on)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentmem.jsonscan import scan
+from agentmem.jsonscan import array_strings, scan
 
 
 def test_an_open_value_string_and_its_start():
@@ -24,3 +24,15 @@ def test_closed_counts_brackets_outside_strings_as_written():
     assert scan("]{}").closed and scan("]{{}").closed  # a stray bracket counts, as the grammar always read it
     assert scan("]{{}").depth == 1  # while the depth ignores it
     assert not scan("").closed and not scan("]]").closed
+
+
+def test_the_open_array_of_a_top_level_property_and_its_string_items():
+    text = '{"unlock":false,"door":["driver","pass'
+    position = scan(text)
+    assert (position.array_key, text[position.array_start]) == ("door", "[")
+    assert array_strings(text, position.array_start) == (["driver"], "pass")
+    assert array_strings('{"d":["a\\"b","c', 5) == (['a\\"b'], "c")  # escapes kept, the quote hidden
+    assert array_strings('{"d":[["x"],"y",', 5) == (["y"], None)  # a nested array's strings are not items
+    assert array_strings('{"d":["a","b"],"e":"c"', 5) == (["a", "b"], None)  # reading stops where it closes
+    for text in ('{"d":["a"]', '{"d":{"e":[', '["a",', '{"d":"[x'):
+        assert scan(text).array_key is None and scan(text).array_start == -1
