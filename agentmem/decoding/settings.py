@@ -136,9 +136,11 @@ class DecodeSettings:
 
     # A small model that has not learned a list of enum values repeats one of them until
     # the runaway guard ends the plan (BFCL's lockDoors: ["driver","passenger","passenger",
-    # ...]). Off until measured on real data.
+    # ...]). On: alone, BFCL dev turn alone 0.582 / 0.230 / 0.109 -> 0.655 / 0.289 / 0.130
+    # (tool F1 / argument F1 / exact), with the conversation unchanged; ComplexFuncBench and
+    # the demo pack have no array of enum strings, so it changes nothing there.
     unique_enum_items: bool = _option(
-        False,
+        True,
         "In an array argument of enum strings, never write a value twice (once every value is "
         "in, the array closes); JSON Schema's grammar has no uniqueItems to say it.",
         lever=True,

@@ -190,9 +190,10 @@ def test_unique_enum_items_never_writes_an_enum_value_twice_in_an_array(tokenize
     mem = AgentMem(tiny_backbone(tokenizer, seed=2), adapted=False)
     mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": doors}}])], epochs=1, progress=False)
     options = {"tool_choice": "lock_doors", "max_calls": 1}
-    off = mem.plan("Lock the doors", **options)
+    off = mem.plan("Lock the doors", unique_enum_items=False, **options)
     assert isinstance(off.steps[0], InvalidToolCall) and "repeating" in off.steps[0].reason
-    on = mem.plan("Lock the doors", unique_enum_items=True, **options)
+    on = mem.plan("Lock the doors", **options)  # on by default
+    assert plan_signature(on) == plan_signature(mem.plan("Lock the doors", unique_enum_items=True, **options))
     call = on.steps[0]
     assert isinstance(call, ToolCall) and sorted(call.arguments["door"]) == sorted(doors)  # each once, then closed
     # the same plan on every path: batched, scheduled, and with copy drafts verified token by token

@@ -43,7 +43,7 @@ def test_the_options_keep_their_names_and_defaults():
         "complete_plan": False,
         "fall_back_to_text": False,
         "route_by_last_turn": False,
-        "unique_enum_items": False,
+        "unique_enum_items": True,
     }
     assert all(f.metadata["help"] for f in OPTIONS)
     assert PRESETS["defaults"] == DecodeSettings()

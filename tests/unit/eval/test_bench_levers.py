@@ -9,22 +9,22 @@ from agentmem.eval.bench_levers import lever_rows
 
 def test_each_lever_is_measured_alone_against_every_lever_off():
     rows = {label: (options, share) for label, options, share in lever_rows()}
-    # every lever is off by default: the defaults' row is the levers-off row, planned once
-    off = rows["defaults (every lever off)"][0]
+    # a lever is on by default (unique_enum_items): the defaults and every lever off are two rows
+    off = rows["all levers off"][0]
     assert dict(off) == {k: getattr(PRESETS["levers_off"], k) for k in LEVERS}
-    assert dict(off) == {k: getattr(PRESETS["defaults"], k) for k in LEVERS}
+    assert dict(rows["defaults"][0]) == {k: getattr(PRESETS["defaults"], k) for k in LEVERS}
     for lever in LEVERS:
         alone = rows[f"levers off, {lever} on"][0]
         assert [k for k in LEVERS if alone[k] != off[k]] == [lever]
         assert alone[lever] == getattr(PRESETS["levers_on"], lever)
     assert {share for _, share in rows.values()} == {FallBackToText.share}
-    assert len(rows) == 1 + len(LEVERS)
-    assert [label for label, _, _ in lever_rows(alone=())] == ["defaults (every lever off)"]
+    assert len(rows) == 2 + len(LEVERS)
+    assert [label for label, _, _ in lever_rows(alone=())] == ["defaults", "all levers off"]
 
 
 def test_leave_one_out_and_fall_back_shares_add_rows():
     rows = lever_rows(leave_one_out=True, shares=(0.3, 0.7))
-    assert len(rows) == 1 + 2 * len(LEVERS) + 2
+    assert len(rows) == 2 + 2 * len(LEVERS) + 2
     shared = [(options, share) for label, options, share in rows if "at 0." in label]
     assert [share for _, share in shared] == [0.3, 0.7]
     assert all(options["fall_back_to_text"] and not options["reroute_unfounded"] for options, _ in shared)
