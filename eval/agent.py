@@ -332,7 +332,7 @@ def evaluate(
         fit = method.fit(
             [{"query": transcript(ex["messages"], schemas), "calls": ex["calls"]} for ex in train], inventory
         )
-    planned: dict[str, dict[str, Any]] = {}  # by options: with every lever off by default, one plan
+    planned: dict[str, dict[str, Any]] = {}  # by options: rows with the same options are planned once
     for levers in config.levers if isinstance(method, TokMemMethod) else ("defaults",):
         row = name if levers == "defaults" else f"{name}-levers-off"
         options = LEVERS_OFF if levers == "off" else {}
