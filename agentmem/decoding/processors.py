@@ -93,16 +93,19 @@ class UniqueEnumItems:
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
         if not row.settings.unique_enum_items:
             return scores
-        values = self.enum_values(row)
+        arrays = self.enum_arrays(row)
+        if not arrays:  # most tools: no such argument, and no scan of the text each step
+            return scores
+        position = scan(row.text)
+        values = arrays.get(position.array_key) if position.array_key is not None else None
         if not values:
             return scores
-        start = scan(row.text).array_start
         masked = scores
         for _ in range(self.retries):
             token = int(masked.argmax())
             if masked[token] == _NEG:
                 return scores  # nothing left that keeps the values unique: the model's choice stands
-            items, open_item = array_strings(row.text + self.decode([token]), start)
+            items, open_item = array_strings(row.text + self.decode([token]), position.array_start)
             unused = [v for v in values if v not in items]
             if len(set(items)) == len(items) and (open_item is None or any(v.startswith(open_item) for v in unused)):
                 return masked
@@ -111,16 +114,18 @@ class UniqueEnumItems:
             masked[token] = _NEG
         return scores
 
-    def enum_values(self, row: Row) -> list[str]:
-        """The enum strings of the array being written, if it is such an argument."""
-        key = scan(row.text).array_key
-        if key is None or row.tool is None:
-            return []
+    def enum_arrays(self, row: Row) -> dict[str, list[str]]:
+        """The tool's top-level array arguments whose items are enum strings: name -> values."""
+        if row.tool is None:
+            return {}
         spec = (row.view.specs if row.view is not None else self.specs)[row.tool]
-        schema = spec.parameters.get("properties", {}).get(key, {})
-        items = schema.get("items") if isinstance(schema, dict) else None
-        values = items.get("enum") if isinstance(items, dict) else None
-        return list(values) if values and all(isinstance(v, str) for v in values) else []
+        arrays = {}
+        for name, schema in spec.parameters.get("properties", {}).items():
+            items = schema.get("items") if isinstance(schema, dict) else None
+            values = items.get("enum") if isinstance(items, dict) else None
+            if values and all(isinstance(v, str) for v in values):
+                arrays[name] = list(values)
+        return arrays
 
 
 @dataclass(frozen=True)
