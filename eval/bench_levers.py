@@ -16,16 +16,19 @@ data preparation and TokMem method (`agentmem.eval.tokmem`, the shipped adaptati
 
 The memory tokens are learned once on the training split (or loaded from ``--bank``), then
 the part is planned with the library's defaults, with every lever off, with each lever on
-alone and (``--leave-one-out``) each lever off alone, and with ``fall_back_to_text`` alone at
-each ``--shares`` value (`FallBackToText.share`); every row plans the same requests with the
-same rows, so differences come from decoding alone. ``--alone ''`` plans the first two rows
+alone, with each lever of ``--on-top`` on over the defaults, (``--leave-one-out``) with each
+lever off alone, and with ``fall_back_to_text`` alone at each ``--shares`` value
+(`FallBackToText.share`); every row plans the same requests with the same rows, so
+differences come from decoding alone. ``--alone ''`` plans the first two rows
 only: the comparison to report, on the ``report`` part, once the defaults are chosen.
 
-Prints a Markdown table and a dozen plans of the defaults and of levers off beside their
-gold calls; appends both to ``runs/levers-<date>.md``.
+Prints a Markdown table and a dozen plans of the defaults, of levers off and of each
+``--on-top`` row beside their gold calls; appends both to ``runs/levers-<date>.md``.
 
     python -m agentmem.eval.bench_levers --dataset bfcl-multi-turn --bank runs/bfcl-bank
     python -m agentmem.eval.bench_levers --dataset complexfuncbench --bank runs/cfb-bank
+    python -m agentmem.eval.bench_levers --dataset bfcl-multi-turn --bank runs/bfcl-bank \
+        --alone '' --on-top route_by_last_turn
 """
 
 from __future__ import annotations
@@ -65,12 +68,16 @@ Measure = Callable[[PlanOptions], tuple[list[str], str]]
 
 
 def lever_rows(
-    alone: Sequence[str] = LEVERS, leave_one_out: bool = False, shares: Sequence[float] = ()
+    alone: Sequence[str] = LEVERS,
+    leave_one_out: bool = False,
+    shares: Sequence[float] = (),
+    on_top: Sequence[str] = (),
 ) -> list[tuple[str, PlanOptions, float]]:
     """The settings to compare, each with its label and `FallBackToText.share`: the
     defaults, every lever off, each lever of ``alone`` on alone (on as the library's
-    `levers_on` preset has it), each lever off alone (``leave_one_out``), and
-    fall_back_to_text alone at each of ``shares``."""
+    `levers_on` preset has it), each lever of ``on_top`` on over the defaults (the row that
+    decides whether one more lever joins them), each lever off alone (``leave_one_out``),
+    and fall_back_to_text alone at each of ``shares``."""
     on = {option: getattr(PRESETS["levers_on"], option) for option in LEVERS}
     defaults = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
@@ -82,6 +89,7 @@ def lever_rows(
         else [("defaults", defaults, share), ("all levers off", dict(off), share)]
     )
     rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in alone]
+    rows += [(f"defaults, {option} on", {**defaults, option: on[option]}, share) for option in on_top]
     if leave_one_out:
         rows += [(f"every lever on, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
     rows += [(f"levers off, fall_back_to_text at {s}", {**off, "fall_back_to_text": True}, s) for s in shares]
@@ -182,12 +190,31 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
             f"- {cid}\n    gold {_calls(t['gold'])}\n    plan {_calls(t['calls']) or repr(t['text'][:100])}"
             for cid, t in turns
         ]
+        # the failure the levers were first measured for: a tool request answered in words
+        in_words = [
+            f"- {r['id']} turn {j}: {conversation.turns[j][-1]['content'][:160]!r}\n"
+            f"    gold {_calls(t['gold'])}\n    text {t['text'][:100]!r}"
+            for r, conversation in zip(records, conversations)
+            for j, t in enumerate(r["turns"])
+            if t["gold"] and t["words"]
+        ]
+        if in_words:
+            shown += ["", "Tool turns answered in words:", *in_words]
         return cells, "\n".join(shown)
 
     mode = "turn alone" if args.turn_alone else "with the conversation"
     where = f"the 12 {'dev' if args.part == 'dev' else 'test'} conversations, executed agent, {mode}"
     extra = f"; {len(unneeded)} irrelevance requests ({args.part} sample)" if unneeded else ""
     return method, f"{source}; {where}{extra}", measure
+
+
+def _levers(parser: argparse.ArgumentParser, flag: str, value: str) -> list[str]:
+    """The comma-separated lever names of ``flag``; an unknown name is the parser's error."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(LEVERS))
+    if unknown:
+        parser.error(f"{flag}: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(LEVERS),
         help="the levers to measure on alone (comma-separated; '' for none: the defaults against every lever off)",
     )
+    parser.add_argument(
+        "--on-top",
+        default="",
+        help="levers to measure on over the defaults (comma-separated): whether one more lever should join them",
+    )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
@@ -221,10 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         shares = tuple(float(s) for s in args.shares.split(",") if s.strip())
     except ValueError:
         parser.error(f"--shares: comma-separated numbers, got {args.shares!r}")
-    alone = [name.strip() for name in args.alone.split(",") if name.strip()]
-    unknown = sorted(set(alone) - set(LEVERS))
-    if unknown:
-        parser.error(f"--alone: not levers: {', '.join(unknown)} (levers: {', '.join(LEVERS)})")
+    alone = _levers(parser, "--alone", args.alone)
+    on_top = _levers(parser, "--on-top", args.on_top)
 
     settings = replace(
         MethodSettings(),
@@ -240,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     mem = method.memory
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
     rows, shown = [], []
-    for label, options, share in lever_rows(alone, args.leave_one_out, shares):
+    for label, options, share in lever_rows(alone, args.leave_one_out, shares, on_top):
         # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
         levers = mem._decoder.levers
         mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))
@@ -250,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             mem._decoder.levers = levers
         rows.append([label, *cells])
         print(runinfo.table_row(rows[-1]), flush=True)
-        if label.startswith(("defaults", "all levers off")):
+        if label.startswith(("defaults", "all levers off")):  # "defaults, X on" too
             shown.append(f"#### Plans, {label}\n\n{plans}")
 
     today = runinfo.today()

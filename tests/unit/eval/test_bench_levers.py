@@ -28,3 +28,12 @@ def test_leave_one_out_and_fall_back_shares_add_rows():
     shared = [(options, share) for label, options, share in rows if "at 0." in label]
     assert [share for _, share in shared] == [0.3, 0.7]
     assert all(options["fall_back_to_text"] and not options["reroute_unfounded"] for options, _ in shared)
+
+
+def test_on_top_rows_turn_one_lever_on_over_the_defaults():
+    lever = next(k for k in LEVERS if not getattr(PRESETS["defaults"], k))  # one that is off by default
+    rows = lever_rows(alone=(), on_top=(lever,))
+    assert [label for label, _, _ in rows] == ["defaults", "all levers off", f"defaults, {lever} on"]
+    defaults, on_top = rows[0][1], rows[2][1]
+    assert [k for k in LEVERS if on_top[k] != defaults[k]] == [lever]
+    assert on_top[lever] == getattr(PRESETS["levers_on"], lever)
