@@ -121,12 +121,13 @@ class DecodeSettings:
     )
     # With the conversation in front, rows learned from conversations route a turn's first
     # call to the tools the conversation already called; the last user message alone routes
-    # it better. Off: alone, BFCL dev with the conversation tool F1 0.465 -> 0.622 but
-    # argument F1 0.214 -> 0.208 and exact 0.109 -> 0.087 (report part: ahead on all three);
-    # single-message requests plan as without it (BENCHMARKS.md, "The first call routed
-    # from the last turn").
+    # it better. On: over the other defaults, BFCL dev with the conversation 0.458 / 0.214 /
+    # 0.109 -> 0.713 / 0.292 / 0.152 (tool F1 / argument F1 / exact); single-message requests
+    # (BFCL turn alone, ComplexFuncBench, the demo pack, irrelevance) plan exactly as without
+    # it. Alone, before unique_enum_items, it lost 0.6 points of argument F1 to lockDoors
+    # runaways (BENCHMARKS.md, "route_by_last_turn on by default").
     route_by_last_turn: bool = _option(
-        False,
+        True,
         "With a conversation (earlier turns before the last user message), the plan's first "
         "call goes to the tool its last user message alone routes to (one more forward pass "
         "over that message); the conversation still decides words or a call, and writes the "

@@ -159,9 +159,9 @@ def test_route_by_last_turn_sends_a_conversations_first_call_where_its_last_mess
         assert routed.steps[0].name == expected
         submitted = mem.submit(messages, route_by_last_turn=True, **options).result(timeout=60)
         assert plan_signature(submitted) == plan_signature(routed)  # the scheduler's path
-        differing += mem.plan(messages, **options).steps[0].name != expected
+        differing += mem.plan(messages, route_by_last_turn=False, **options).steps[0].name != expected
         # a bare request is its own last turn: the lever changes nothing
         assert plan_signature(mem.plan(last, route_by_last_turn=True, **options)) == plan_signature(
-            mem.plan(last, **options)
+            mem.plan(last, route_by_last_turn=False, **options)
         )
     assert differing  # the lever changed at least one first call (else this test proves little)

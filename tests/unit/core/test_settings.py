@@ -42,7 +42,7 @@ def test_the_options_keep_their_names_and_defaults():
         "optional_bias": 0.0,
         "complete_plan": False,
         "fall_back_to_text": False,
-        "route_by_last_turn": False,
+        "route_by_last_turn": True,
         "unique_enum_items": True,
     }
     assert all(f.metadata["help"] for f in OPTIONS)

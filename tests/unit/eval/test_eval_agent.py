@@ -82,8 +82,8 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
         assert len(saved["conversations"]) == 1 and saved["conversations"][0]["turns"]
     report = (tmp_path / "report.md").read_text()
     assert "state match" in report and "tokmem-levers-off" in report
-    # unique_enum_items is the one lever on by default: the levers-off row is planned again without it
-    assert agent.LEVERS_OFF == {"unique_enum_items": False} and len(runs) == 2
+    # two levers are on by default: the levers-off row is planned again without them
+    assert agent.LEVERS_OFF == {"route_by_last_turn": False, "unique_enum_items": False} and len(runs) == 2
     with pytest.raises(ValueError, match="levers"):
         AgentRunConfig(out=tmp_path, levers=("fast",))
 
