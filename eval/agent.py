@@ -33,7 +33,9 @@ dataset-specific decoding setting.
 Scores: per turn, the calls of all its plans against its gold calls (`agentmem.eval.metrics`:
 tool F1, argument F1, exact match), by number of gold calls; per conversation, whether the
 final state of its instances equals the state its gold calls produce (BFCL's state check);
-turns answered in words (no call attempted in the turn's first plan). With
+turns answered in words (no call attempted in the turn's first plan). The inventory is the
+tools some training turn calls; the test tool turns that call another (`unlearned_turns`) are
+counted in the report, and the ceiling rows count them out. With
 ``irrelevance > 0``, that many requests of each of the wheel's irrelevance sets are planned
 against all the development tools: the share answered in words (right) beside the share of
 tool turns answered in words (wrong).
@@ -314,6 +316,19 @@ def trained_tools(data: BFCLData, train: Sequence[dict[str, Any]]) -> dict[str, 
     return {n: t for n, t in data.tools.items() if n in called}
 
 
+def unlearned_turns(test: Sequence[Conversation], inventory: dict[str, dict]) -> dict[str, Any]:
+    """The test tool turns that call a tool outside ``inventory`` (no training turn calls it,
+    so no method learns it), and those tools: a ceiling no decoding can lift."""
+    outside = [
+        {c["name"] for c in gold} - set(inventory) for conversation in test for gold in conversation.gold if gold
+    ]
+    return {
+        "test_tool_turns": len(outside),
+        "test_tool_turns_calling_unlearned_tools": sum(bool(names) for names in outside),
+        "unlearned_tools": sorted(set().union(*outside)),
+    }
+
+
 def evaluate(
     name: str, backbone: Backbone, config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -412,6 +427,14 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
         "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words",
         "---|---|---|---|---",
     ]
+    setup = summary["setup"]
+    if setup.get("test_tool_turns_calling_unlearned_tools"):
+        lines[1:1] = [
+            f"{setup['test_tool_turns_calling_unlearned_tools']} of {setup['test_tool_turns']} test tool turns call "
+            f"a tool that no training turn calls ({', '.join(setup['unlearned_tools'])}): no method learns it, so "
+            "those turns cannot be planned right (the ceiling rows count them out).",
+            "",
+        ]
     for name, r in summary["methods"].items():
         if r.get("status") != "ok":
             continue
@@ -453,11 +476,18 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
         except MethodUnavailableError as exc:
             results[name] = {"method": name, "status": "unavailable", "reason": str(exc)}
     gold_turns = training_turns(test, data, config.context)  # the test turns with their gold history
+    inventory = trained_tools(data, train)
     summary = {
         "command": config.command,
-        "setup": {**setup, "train_requests_cut_at_references": 0, "train_requests_skipped_for_references": 0},
+        "setup": {
+            **setup,
+            "train_requests_cut_at_references": 0,
+            "train_requests_skipped_for_references": 0,
+            **unlearned_turns(test, inventory),
+        },
+        # against the learned inventory: a call of a tool no training turn calls is out of every method's reach
         "ceiling": ceiling(
-            [transcript(ex["messages"], {}) for ex in gold_turns], [ex["calls"] for ex in gold_turns], data.tools
+            [transcript(ex["messages"], {}) for ex in gold_turns], [ex["calls"] for ex in gold_turns], inventory
         ).as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "conversations"} for n, r in results.items()},
     }

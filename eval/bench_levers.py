@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shares: comma-separated numbers, got {args.shares!r}")
     alone = _levers(parser, "--alone", args.alone)
     on_top = _levers(parser, "--on-top", args.on_top)
+    already = [n for n in on_top if getattr(PRESETS["defaults"], n) == getattr(PRESETS["levers_on"], n)]
+    if already:
+        # its row would plan the defaults row again, at minutes a row
+        parser.error(f"--on-top: already on by default: {', '.join(already)}")
 
     settings = replace(
         MethodSettings(),

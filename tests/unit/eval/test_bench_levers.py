@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentmem.decoding.policies import FallBackToText
 from agentmem.decoding.settings import LEVERS, PRESETS
-from agentmem.eval.bench_levers import lever_rows
+from agentmem.eval.bench_levers import lever_rows, main
 
 
 def test_each_lever_is_measured_alone_against_every_lever_off():
@@ -37,3 +39,11 @@ def test_on_top_rows_turn_one_lever_on_over_the_defaults():
     defaults, on_top = rows[0][1], rows[2][1]
     assert [k for k in LEVERS if on_top[k] != defaults[k]] == [lever]
     assert on_top[lever] == getattr(PRESETS["levers_on"], lever)
+
+
+def test_on_top_names_a_lever_already_on_by_default_is_the_parsers_error(capsys):
+    lever = next(k for k in LEVERS if getattr(PRESETS["defaults"], k))  # one that is on by default
+    with pytest.raises(SystemExit) as exit:
+        main(["--dataset", "bfcl-multi-turn", "--alone", "", "--on-top", lever])
+    assert exit.value.code == 2
+    assert f"already on by default: {lever}" in capsys.readouterr().err

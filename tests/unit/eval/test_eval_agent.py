@@ -7,7 +7,15 @@ import json
 import pytest
 
 from agentmem.eval import agent, bfcl
-from agentmem.eval.agent import AgentRunConfig, irrelevance, run_agent, run_conversations, training_turns, transcript
+from agentmem.eval.agent import (
+    AgentRunConfig,
+    irrelevance,
+    run_agent,
+    run_conversations,
+    training_turns,
+    transcript,
+    unlearned_turns,
+)
 from agentmem.eval.methods import MethodSettings, Prediction
 
 
@@ -82,10 +90,30 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
         assert len(saved["conversations"]) == 1 and saved["conversations"][0]["turns"]
     report = (tmp_path / "report.md").read_text()
     assert "state match" in report and "tokmem-levers-off" in report
+    setup = summary["setup"]
+    assert 0 <= setup["test_tool_turns_calling_unlearned_tools"] <= setup["test_tool_turns"]
+    assert ("no training turn calls" in report) == bool(setup["unlearned_tools"])
     # two levers are on by default: the levers-off row is planned again without them
     assert agent.LEVERS_OFF == {"route_by_last_turn": False, "unique_enum_items": False} and len(runs) == 2
     with pytest.raises(ValueError, match="levers"):
         AgentRunConfig(out=tmp_path, levers=("fast",))
+
+
+def test_test_turns_calling_a_tool_no_training_turn_calls_are_counted(data):
+    test = data.conversations[:6]
+    called = sorted({c["name"] for conversation in test for gold in conversation.gold for c in gold})
+    tool_turns = sum(bool(gold) for conversation in test for gold in conversation.gold)
+    everything = unlearned_turns(test, {n: data.tools[n] for n in called})
+    assert everything == {
+        "test_tool_turns": tool_turns,
+        "test_tool_turns_calling_unlearned_tools": 0,
+        "unlearned_tools": [],
+    }
+    missing = called[0]
+    without = unlearned_turns(test, {n: data.tools[n] for n in called[1:]})
+    needing = sum(any(c["name"] == missing for c in gold) for conversation in test for gold in conversation.gold)
+    assert without["unlearned_tools"] == [missing]
+    assert without["test_tool_turns_calling_unlearned_tools"] == needing > 0
 
 
 def test_irrelevant_requests_answered_in_words_are_counted(data):
