@@ -85,13 +85,13 @@ class Decoder:
         self.text_mask = TextMask(vocab)
         self.argument_processors = (
             GrammarMask(),
-            UniqueEnumItems(tokenizer.decode, specs),
+            UniqueEnumItems(tokenizer.decode),
             CopyBias(
                 lambda: self.copy_index,
                 lambda: self.byte_texts,
                 encode,
             ),
-            OptionalBias(lambda: self.continue_ids, specs),
+            OptionalBias(lambda: self.continue_ids),
             ReferenceGuard(tokenizer.decode),
         )
         self.drafter = Drafter(encode)
@@ -388,7 +388,7 @@ class Decoder:
             row.plan.finish_reason = finish
             row.mode = "done"
             return
-        spec = (row.view.specs if row.view is not None else self.specs)[row.tool]
+        spec = row.spec
         policies = self.policies(row.settings)
         verdict: Verdict = Keep(parse_call(spec, text), [])
         if policies.drop_unfounded is not None and row.source:

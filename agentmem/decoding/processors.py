@@ -11,7 +11,7 @@ given, untouched); the step's token is their argmax.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,6 @@ import torch
 from agentmem.copying import CopyIndex, depth, first_tokens, value_number, value_string
 from agentmem.decoding.state import Row
 from agentmem.jsonscan import array_strings, scan
-from agentmem.tools.spec import ToolSpec
 
 _NEG = float("-inf")
 
@@ -87,7 +86,6 @@ class UniqueEnumItems:
     does, and those that would repeat a value are passed over."""
 
     decode: Callable[[list[int]], str]
-    specs: Mapping[str, ToolSpec]  # the decoder's, for a row without a bank view
     retries: int = 32
 
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
@@ -118,9 +116,8 @@ class UniqueEnumItems:
         """The tool's top-level array arguments whose items are enum strings: name -> values."""
         if row.tool is None:
             return {}
-        spec = (row.view.specs if row.view is not None else self.specs)[row.tool]
         arrays = {}
-        for name, schema in spec.parameters.get("properties", {}).items():
+        for name, schema in row.spec.parameters.get("properties", {}).items():
             items = schema.get("items") if isinstance(schema, dict) else None
             values = items.get("enum") if isinstance(items, dict) else None
             if values and all(isinstance(v, str) for v in values):
@@ -170,7 +167,6 @@ class OptionalBias:
     arguments the request gives ("Alert me on Tuesday at ..." without its date)."""
 
     continue_ids: Callable[[], Sequence[int]]  # a comma, after a value's closing quote
-    specs: Mapping[str, ToolSpec]  # the decoder's, for a row without a bank view
 
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
         if not (row.settings.optional_bias and self.optional_unwritten(row)):
@@ -179,8 +175,7 @@ class OptionalBias:
 
     def optional_unwritten(self, row: Row) -> bool:
         """At the arguments' top level, with an optional property not written yet."""
-        assert row.tool is not None
-        parameters = (row.view.specs if row.view is not None else self.specs)[row.tool].parameters
+        parameters = row.spec.parameters
         required = set(parameters.get("required", ()))
         optional = [k for k in parameters.get("properties", {}) if k not in required]
         return any(f'"{k}":' not in row.text for k in optional) and depth(row.text) == 1

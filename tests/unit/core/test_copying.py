@@ -81,7 +81,14 @@ def test_a_split_word_gets_the_bonus_from_its_first_token(tiny):
     se, sk = tokenizer.encode("SE")[0], tokenizer.encode("SK")[0]
     assert tokenizer.decode(tokenizer.encode("SEK")[:1]) == "SE"  # the premise: a split word
     text = '{"amount":64,"from_currency":"NZD","to_currency":"'
-    state = Row(prompt_tokens=1, mode="arguments", tool="convert_currency", source="Turn 64 NZD into SEK.", text=text)
+    state = Row(
+        prompt_tokens=1,
+        view=decoder.view(),
+        mode="arguments",
+        tool="convert_currency",
+        source="Turn 64 NZD into SEK.",
+        text=text,
+    )
     state.pending = tokenizer.encode(text)
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(tiny.vocab_size + len(mem.bank))
@@ -124,6 +131,7 @@ def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(tiny)
         state = Row(
             prompt_tokens=1,
             settings=settings,
+            view=decoder.view(),
             mode="arguments",
             tool="create_reminder",
             source="Make sure I feed the cat at 16:05.",

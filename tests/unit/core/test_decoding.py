@@ -140,7 +140,7 @@ def _token(decoder, state: Row, scores: torch.Tensor, settings: DecodeSettings) 
 def test_a_token_starting_a_result_reference_is_passed_over(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = Row(prompt_tokens=1, mode="arguments", tool="create_reminder", text='{"text":"$')
+    state = Row(prompt_tokens=1, view=decoder.view(), mode="arguments", tool="create_reminder", text='{"text":"$')
     state.matcher = decoder.grammar.unconstrained().matcher()
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     var, other = tokenizer.encode("var")[0], tokenizer.encode("pack")[0]
@@ -156,6 +156,7 @@ def test_copy_bias_favours_continuing_the_request(mem):
     decoder = mem._decoder
     state = Row(
         prompt_tokens=1,
+        view=decoder.view(),
         mode="arguments",
         tool="create_reminder",
         source="remind me to pack an umbrella",
