@@ -9,6 +9,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -40,6 +41,12 @@ class JsonPosition:
     array_start: int = -1
 
 
+#: One piece of JSON text: a string (its content, then its closing quote, empty while it is
+#: open; escapes hide quotes), a bracket or punctuation, or a run of anything else (numbers,
+#: literals). Whitespace between pieces is skipped.
+_PIECE = re.compile(r'"((?:[^"\\]|\\.)*)("?)|[{}\[\],:]|[^\s"{}\[\],:]+', re.DOTALL)
+
+
 def scan(text: str) -> JsonPosition:
     """Reads ``text`` (argument JSON so far) from its start; see `JsonPosition`."""
     stack: list[str] = []  # "{" or "["
@@ -47,27 +54,21 @@ def scan(text: str) -> JsonPosition:
     key = None  # the last key read at the top level
     balance, opened, closed = 0, False, False  # brackets as written, for `closed`
     expecting_key = expecting_value = False
-    in_string = is_key = escaped = False
+    in_string = is_key = False
     start = 0
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                if is_key and len(stack) == 1:
-                    key = text[start:i]
-            continue
-        if ch.isspace():
-            continue
+    for piece in _PIECE.finditer(text):
+        ch = piece.group()[0]
         expecting_value = False
         if ch == '"':
-            in_string, is_key, start = True, bool(stack) and stack[-1] == "{" and expecting_key, i + 1
+            is_key, start = bool(stack) and stack[-1] == "{" and expecting_key, piece.start(1)
+            if not piece.group(2):
+                in_string = True  # open to the end (an escape may be half written)
+                break
+            if is_key and len(stack) == 1:
+                key = piece.group(1)
         elif ch in "{[":
             stack.append(ch)
-            opened_at.append(i)
+            opened_at.append(piece.start())
             balance, opened = balance + 1, True
             expecting_key, expecting_value = ch == "{", ch == "["
         elif ch in "}]":
@@ -101,27 +102,17 @@ def array_strings(text: str, start: int) -> tuple[list[str], str | None]:
     open). Reading stops where the array closes; items that are not strings are skipped."""
     items: list[str] = []
     nested = 0
-    item_start, escaped = -1, False
-    for i in range(start + 1, len(text)):
-        ch = text[i]
-        if item_start >= 0:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                if nested == 0:
-                    items.append(text[item_start:i])
-                item_start = -1
-            continue
+    for piece in _PIECE.finditer(text, start + 1):
+        ch = piece.group()[0]
         if ch == '"':
-            item_start = i + 1
+            if not piece.group(2):
+                return items, (text[piece.start(1) :] if nested == 0 else None)
+            if nested == 0:
+                items.append(piece.group(1))
         elif ch in "{[":
             nested += 1
         elif ch in "}]":
             if nested == 0:
                 break
             nested -= 1
-    if item_start >= 0 and nested == 0:
-        return items, text[item_start:]
     return items, None

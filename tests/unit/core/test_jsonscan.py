@@ -10,6 +10,8 @@ def test_an_open_value_string_and_its_start():
     assert position.in_string and not position.is_key and position.start == 9 and position.depth == 1
     assert scan('{"ci').is_key
     assert not scan('{"city":"a\\"b').closed and scan('{"city":"a\\"b').in_string  # an escaped quote
+    assert scan('{"city":"a\\').in_string  # an escape half written
+    assert not scan('{"city":"a\\\\"').in_string  # an escaped backslash, then the closing quote
 
 
 def test_where_a_value_is_expected():
@@ -32,6 +34,7 @@ def test_the_open_array_of_a_top_level_property_and_its_string_items():
     assert (position.array_key, text[position.array_start]) == ("door", "[")
     assert array_strings(text, position.array_start) == (["driver"], "pass")
     assert array_strings('{"d":["a\\"b","c', 5) == (['a\\"b'], "c")  # escapes kept, the quote hidden
+    assert array_strings('{"d":["a","c\\', 5) == (["a"], "c\\")  # an escape half written: still open
     assert array_strings('{"d":[["x"],"y",', 5) == (["y"], None)  # a nested array's strings are not items
     assert array_strings('{"d":["a","b"],"e":"c"', 5) == (["a", "b"], None)  # reading stops where it closes
     for text in ('{"d":["a"]', '{"d":{"e":[', '["a",', '{"d":"[x'):
