@@ -55,6 +55,7 @@ class PlanOptions(TypedDict, total=False):
     fall_back_to_text: bool
     route_by_last_turn: bool
     unique_enum_items: bool
+    strip_leading_space: bool
     max_prompt_tokens: int | None
     resume: bool
 

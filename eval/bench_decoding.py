@@ -25,6 +25,8 @@ rows comes from decoding alone; so are 20 requests that need no tool
   requests are single messages, so it changes nothing there);
 * ``unique_enum_items`` (an array argument of enum strings never holds a value twice):
   ``--unique-enum-items`` off, on or both;
+* ``strip_leading_space`` (the whitespace a string value starts with is dropped from the
+  call): ``--strip-leading-space`` off, on or both;
 * ``optional_bias`` (a bonus to writing one more argument while an optional property is
   unwritten; what the request does not hold, or repeats another argument, is then left
   out): the ``--optional-bias`` values.

@@ -33,6 +33,7 @@ from agentmem.decoding.policies import (
     Replay,
     Reroute,
     RunawayGuard,
+    StripLeadingSpace,
     TryTool,
     Verdict,
 )
@@ -98,6 +99,7 @@ class Decoder:
         self.levers = Policies(
             runaway=RunawayGuard(),
             repeat=RepeatGuard(),
+            strip_leading_space=StripLeadingSpace(),
             drop_unfounded=DropUnfounded(),
             reroute=Reroute(),
             complete_plan=CompletePlan(),
@@ -391,8 +393,11 @@ class Decoder:
         spec = row.spec
         policies = self.policies(row.settings)
         verdict: Verdict = Keep(parse_call(spec, text), [])
+        if policies.strip_leading_space is not None:
+            verdict = policies.strip_leading_space.judge(spec, verdict.call)
         if policies.drop_unfounded is not None and row.source:
-            verdict = policies.drop_unfounded.judge(spec, verdict.call, row.request)
+            dropped = policies.drop_unfounded.judge(spec, verdict.call, row.request)
+            verdict = Keep(dropped.call, verdict.notes + dropped.notes)
         call, notes = verdict.call, verdict.notes
         if row.complete.extending:
             assert policies.complete_plan is not None

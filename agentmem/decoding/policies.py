@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -117,6 +118,35 @@ class DropUnfounded:
             value = arguments.pop(key)
             notes.append(f"{call.name}: left out optional {key}={canonical_json(value)}, a repeat of another argument")
         return Keep(ToolCall(call.name, arguments, call.id), notes)
+
+
+@dataclass(frozen=True)
+class StripLeadingSpace:
+    """``strip_leading_space``: the whitespace a string value starts with (at any depth) is
+    dropped from the call, unless the call without it breaks the schema. A word's token
+    copied from the request carries the space before it (``" Crescent"``)."""
+
+    def judge(self, spec: ToolSpec, call: Step) -> Keep:
+        if not isinstance(call, ToolCall):
+            return Keep(call, [])
+        arguments = _lstripped(call.arguments)
+        if arguments == call.arguments or spec.validate_arguments(arguments) is not None:
+            return Keep(call, [])
+        changed = [k for k in arguments if arguments[k] != call.arguments[k]]
+        return Keep(
+            ToolCall(call.name, arguments, call.id), [f"{call.name}: leading space dropped from {', '.join(changed)}"]
+        )
+
+
+def _lstripped(value: Any) -> Any:
+    """``value`` with every string in it stripped of the whitespace it starts with."""
+    if isinstance(value, str):
+        return value.lstrip()
+    if isinstance(value, list):
+        return [_lstripped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lstripped(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -263,6 +293,7 @@ class Policies:
 
     runaway: RunawayGuard
     repeat: RepeatGuard
+    strip_leading_space: StripLeadingSpace | None = None
     drop_unfounded: DropUnfounded | None = None
     reroute: Reroute | None = None
     complete_plan: CompletePlan | None = None
@@ -278,6 +309,7 @@ class Policies:
         return cls(
             runaway=levers.runaway,
             repeat=levers.repeat,
+            strip_leading_space=levers.strip_leading_space if settings.strip_leading_space else None,
             drop_unfounded=levers.drop_unfounded if settings.drop_unfounded else None,
             reroute=levers.reroute if settings.reroute_unfounded else None,
             complete_plan=levers.complete_plan if settings.complete_plan else None,

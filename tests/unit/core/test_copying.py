@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from agentmem import AgentMem
@@ -16,7 +17,11 @@ from agentmem.copying import (
     value_string,
 )
 from agentmem.decoding import DecodeSettings, Row
+from agentmem.decoding.policies import StripLeadingSpace
 from agentmem.tools import demo
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
+from agentmem.tools.spec import to_tool_spec
+from tests.conftest import tool_schema
 from tests.unit.core.test_decoding import _token
 
 
@@ -119,32 +124,67 @@ def test_unfounded_optional_lists_only_optional_arguments_the_request_lacks():
     assert unfounded_optional(schema, {"text": "x", "time": "16:05", "date": "16:05"}, request) == []
 
 
-def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(tiny):
+@pytest.fixture
+def reminders(tiny) -> AgentMem:
     mem = AgentMem(tiny)
     mem.learn_tools(
         [(demo.TOOLS["create_reminder"], demo.training_examples("create_reminder", n=4))], epochs=1, progress=False
     )
-    decoder, tokenizer = mem._decoder, tiny.tokenizer
+    return mem
+
+
+def _finish(mem: AgentMem, settings: DecodeSettings, written: str) -> Plan:
+    """The plan after the decoder finishes a create_reminder call whose arguments are ``written``."""
+    decoder = mem._decoder
+    state = Row(
+        prompt_tokens=1,
+        settings=settings,
+        view=decoder.view(),
+        mode="arguments",
+        tool="create_reminder",
+        source="Make sure I feed the cat at 16:05.",
+    )
+    state.pending = mem.backbone.tokenizer.encode(written)
+    decoder._finish_call(state)
+    return state.plan
+
+
+def test_the_decoder_leaves_out_an_unfounded_optional_argument_and_says_so(reminders):
     written = '{"text":"feed the cat","time":"16:05","date":"2022"}'
-
-    def finish(settings: DecodeSettings):
-        state = Row(
-            prompt_tokens=1,
-            settings=settings,
-            view=decoder.view(),
-            mode="arguments",
-            tool="create_reminder",
-            source="Make sure I feed the cat at 16:05.",
-        )
-        state.pending = tokenizer.encode(written)
-        decoder._finish_call(state)
-        return state.plan
-
-    kept = finish(DecodeSettings(drop_unfounded=False))
+    kept = _finish(reminders, DecodeSettings(drop_unfounded=False), written)
     assert kept.calls[0].arguments == {"text": "feed the cat", "time": "16:05", "date": "2022"} and not kept.notes
-    dropped = finish(DecodeSettings(drop_unfounded=True))
+    dropped = _finish(reminders, DecodeSettings(drop_unfounded=True), written)
     assert dropped.calls[0].arguments == {"text": "feed the cat", "time": "16:05"}
     assert dropped.notes == ['create_reminder: left out optional date="2022", not in the request']
+
+
+def test_the_decoder_drops_the_space_a_copied_value_starts_with_and_says_so(reminders):
+    written = '{"text":" feed the cat","time":"16:05","date":" 2022"}'
+    kept = _finish(reminders, DecodeSettings(strip_leading_space=False), written)
+    assert kept.calls[0].arguments["text"] == " feed the cat" and not kept.notes
+    stripped = _finish(reminders, DecodeSettings(strip_leading_space=True), written)
+    assert stripped.calls[0].arguments == {"text": "feed the cat", "time": "16:05", "date": "2022"}
+    assert stripped.notes == ["create_reminder: leading space dropped from text, date"]
+    # with drop_unfounded too, both say what they did, and the founded check reads the stripped values
+    both = _finish(reminders, DecodeSettings(strip_leading_space=True, drop_unfounded=True), written)
+    assert both.calls[0].arguments == {"text": "feed the cat", "time": "16:05"}
+    assert both.notes == stripped.notes + ['create_reminder: left out optional date="2022", not in the request']
+
+
+def test_a_leading_space_the_schema_needs_stays():
+    spec = to_tool_spec(
+        tool_schema(
+            "pad",
+            {"mark": {"type": "string", "enum": [" x", "y"]}, "tags": {"type": "array", "items": {"type": "string"}}},
+        )
+    )
+    strip = StripLeadingSpace()
+    kept = strip.judge(spec, ToolCall("pad", {"mark": " x", "tags": [" a"]}))
+    assert kept.call.arguments == {"mark": " x", "tags": [" a"]} and not kept.notes  # " x" is the only valid form
+    nested = strip.judge(spec, ToolCall("pad", {"mark": "y", "tags": [" a", "b "]}))
+    assert nested.call.arguments == {"mark": "y", "tags": ["a", "b "]}  # items too; the trailing space stays
+    invalid = InvalidToolCall(name="pad", raw="{", reason="not JSON")
+    assert strip.judge(spec, invalid).call is invalid
 
 
 def test_value_number_reads_a_number_being_written_only():

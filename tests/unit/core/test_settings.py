@@ -44,6 +44,7 @@ def test_the_options_keep_their_names_and_defaults():
         "fall_back_to_text": False,
         "route_by_last_turn": True,
         "unique_enum_items": True,
+        "strip_leading_space": False,
     }
     assert all(f.metadata["help"] for f in OPTIONS)
     assert PRESETS["defaults"] == DecodeSettings()
@@ -104,6 +105,7 @@ def _every() -> Policies:
     return Policies(
         runaway=policies.RunawayGuard(),
         repeat=policies.RepeatGuard(),
+        strip_leading_space=policies.StripLeadingSpace(),
         drop_unfounded=policies.DropUnfounded(),
         reroute=policies.Reroute(),
         complete_plan=policies.CompletePlan(),
