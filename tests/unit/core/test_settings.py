@@ -44,7 +44,7 @@ def test_the_options_keep_their_names_and_defaults():
         "fall_back_to_text": False,
         "route_by_last_turn": True,
         "unique_enum_items": True,
-        "strip_leading_space": False,
+        "strip_leading_space": True,
     }
     assert all(f.metadata["help"] for f in OPTIONS)
     assert PRESETS["defaults"] == DecodeSettings()

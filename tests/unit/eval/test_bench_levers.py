@@ -11,7 +11,7 @@ from agentmem.eval.bench_levers import lever_rows, main
 
 def test_each_lever_is_measured_alone_against_every_lever_off():
     rows = {label: (options, share) for label, options, share in lever_rows()}
-    # levers are on by default (unique_enum_items, route_by_last_turn): the defaults and every lever off are two rows
+    # levers are on by default (unique_enum_items, route_by_last_turn, strip_leading_space): two rows
     off = rows["all levers off"][0]
     assert dict(off) == {k: getattr(PRESETS["levers_off"], k) for k in LEVERS}
     assert dict(rows["defaults"][0]) == {k: getattr(PRESETS["defaults"], k) for k in LEVERS}

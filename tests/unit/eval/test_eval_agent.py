@@ -93,8 +93,16 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
     setup = summary["setup"]
     assert 0 <= setup["test_tool_turns_calling_unlearned_tools"] <= setup["test_tool_turns"]
     assert ("no training turn calls" in report) == bool(setup["unlearned_tools"])
-    # two levers are on by default: the levers-off row is planned again without them
-    assert agent.LEVERS_OFF == {"route_by_last_turn": False, "unique_enum_items": False} and len(runs) == 2
+    # three levers are on by default: the levers-off row is planned again without them
+    assert (
+        agent.LEVERS_OFF
+        == {
+            "route_by_last_turn": False,
+            "unique_enum_items": False,
+            "strip_leading_space": False,
+        }
+        and len(runs) == 2
+    )
     with pytest.raises(ValueError, match="levers"):
         AgentRunConfig(out=tmp_path, levers=("fast",))
 
