@@ -22,7 +22,7 @@ from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.spec import to_tool_spec
 from tests.conftest import tool_schema
-from tests.unit.core.test_decoding import _token
+from tests.unit.core.test_decoding import _argument_row, _token
 
 
 def test_value_string_reads_the_open_value_only():
@@ -86,16 +86,7 @@ def test_a_split_word_gets_the_bonus_from_its_first_token(tiny):
     se, sk = tokenizer.encode("SE")[0], tokenizer.encode("SK")[0]
     assert tokenizer.decode(tokenizer.encode("SEK")[:1]) == "SE"  # the premise: a split word
     text = '{"amount":64,"from_currency":"NZD","to_currency":"'
-    state = Row(
-        prompt_tokens=1,
-        view=decoder.view(),
-        mode="arguments",
-        tool="convert_currency",
-        source="Turn 64 NZD into SEK.",
-        text=text,
-    )
-    state.pending = tokenizer.encode(text)
-    state.matcher = decoder.grammar.unconstrained().matcher()
+    state = _argument_row(mem, "convert_currency", text, source="Turn 64 NZD into SEK.")
     scores = torch.zeros(tiny.vocab_size + len(mem.bank))
     scores[se], scores[sk] = 4.0, 5.0
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=0))[0] == sk

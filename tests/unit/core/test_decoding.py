@@ -131,6 +131,16 @@ def test_runaway_detection_spares_short_repeats():
     assert RunawayGuard().repeated([9, 1, 2] + [1, 2] * 6) is None
 
 
+def _argument_row(mem, tool: str, text: str, source: str = "") -> Row:
+    """A row writing ``tool``'s arguments, ``text`` so far (its tokens too: the copy bias
+    reads their bytes), with the request ``source``; schema-free JSON grammar."""
+    decoder = mem._decoder
+    state = Row(prompt_tokens=1, view=decoder.view(), mode="arguments", tool=tool, source=source, text=text)
+    state.pending = mem.backbone.tokenizer.encode(text)
+    state.matcher = decoder.grammar.unconstrained().matcher()
+    return state
+
+
 def _token(decoder, state: Row, scores: torch.Tensor, settings: DecodeSettings) -> tuple[int, str]:
     """The argument token the decoder chooses for ``state`` under ``settings``."""
     state.settings = settings
@@ -140,8 +150,7 @@ def _token(decoder, state: Row, scores: torch.Tensor, settings: DecodeSettings) 
 def test_a_token_starting_a_result_reference_is_passed_over(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = Row(prompt_tokens=1, view=decoder.view(), mode="arguments", tool="create_reminder", text='{"text":"$')
-    state.matcher = decoder.grammar.unconstrained().matcher()
+    state = _argument_row(mem, "create_reminder", '{"text":"$')
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     var, other = tokenizer.encode("var")[0], tokenizer.encode("pack")[0]
     scores[var], scores[other] = 10.0, 5.0
@@ -154,16 +163,7 @@ def test_a_token_starting_a_result_reference_is_passed_over(mem):
 def test_copy_bias_favours_continuing_the_request(mem):
     tokenizer = mem.backbone.tokenizer
     decoder = mem._decoder
-    state = Row(
-        prompt_tokens=1,
-        view=decoder.view(),
-        mode="arguments",
-        tool="create_reminder",
-        source="remind me to pack an umbrella",
-        text='{"text":"pack an',
-    )
-    state.pending = tokenizer.encode(state.text)  # the bonus reads the bytes of the tokens written
-    state.matcher = decoder.grammar.unconstrained().matcher()
+    state = _argument_row(mem, "create_reminder", '{"text":"pack an', source="remind me to pack an umbrella")
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     umbrella, coat = tokenizer.encode(" umbrella")[0], tokenizer.encode(" coat")[0]
     scores[umbrella], scores[coat] = 4.0, 5.0
