@@ -320,7 +320,7 @@ def unlearned_turns(test: Sequence[Conversation], inventory: dict[str, dict]) ->
     """The test tool turns that call a tool outside ``inventory`` (no training turn calls it,
     so no method learns it), and those tools: a ceiling no decoding can lift."""
     outside = [
-        {c["name"] for c in gold} - set(inventory) for conversation in test for gold in conversation.gold if gold
+        {c["name"] for c in gold} - inventory.keys() for conversation in test for gold in conversation.gold if gold
     ]
     return {
         "test_tool_turns": len(outside),
@@ -330,15 +330,21 @@ def unlearned_turns(test: Sequence[Conversation], inventory: dict[str, dict]) ->
 
 
 def evaluate(
-    name: str, backbone: Backbone, config: AgentRunConfig, data: BFCLData, train: list[dict], test: list[Conversation]
+    name: str,
+    backbone: Backbone,
+    config: AgentRunConfig,
+    data: BFCLData,
+    train: list[dict],
+    test: list[Conversation],
+    inventory: dict[str, dict],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Fits one method on the training turns, runs the test conversations, scores them.
+    """Fits one method on the training turns (learning ``inventory``, `trained_tools`), runs
+    the test conversations, scores them.
 
     Yields:
         ``(row, result)`` as each is done: the method's name; for TokMem, one row per lever
         setting of ``config.levers`` (``tokmem``, ``tokmem-levers-off``), all from one fit.
     """
-    inventory = trained_tools(data, train)
     schemas = {n: t["parameters"] for n, t in inventory.items()}
     method = build_method(name, backbone, config.settings)
     if isinstance(method, TokMemMethod):
@@ -418,8 +424,16 @@ def _setup(
 
 def _report_lines(summary: dict[str, Any]) -> list[str]:
     """What the agent run adds to the report: state, words, irrelevance, plans per turn."""
-    lines = [
-        "",
+    lines = [""]
+    setup = summary["setup"]
+    if setup.get("test_tool_turns_calling_unlearned_tools"):
+        lines += [
+            f"{setup['test_tool_turns_calling_unlearned_tools']} of {setup['test_tool_turns']} test tool turns call "
+            f"a tool that no training turn calls ({', '.join(setup['unlearned_tools'])}): no method learns it, so "
+            "those turns cannot be planned right (the ceiling rows count them out).",
+            "",
+        ]
+    lines += [
         "Executed agent (per method): conversations whose final state equals the gold calls' state; tool turns "
         "answered in words (no call attempted in the turn's first plan); plans per turn; irrelevant requests "
         "answered in words:",
@@ -427,14 +441,6 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
         "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words",
         "---|---|---|---|---",
     ]
-    setup = summary["setup"]
-    if setup.get("test_tool_turns_calling_unlearned_tools"):
-        lines[1:1] = [
-            f"{setup['test_tool_turns_calling_unlearned_tools']} of {setup['test_tool_turns']} test tool turns call "
-            f"a tool that no training turn calls ({', '.join(setup['unlearned_tools'])}): no method learns it, so "
-            "those turns cannot be planned right (the ceiling rows count them out).",
-            "",
-        ]
     for name, r in summary["methods"].items():
         if r.get("status") != "ok":
             continue
@@ -465,18 +471,18 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
 
         backbone = load_backbone(config.backbone)
     setup = _setup(config, data, train, test, backbone.name)
+    inventory = trained_tools(data, train)  # what every method learns
     results: dict[str, Any] = {}
     for name in config.methods:
         print(f"{name}: fitting on {len(train)} turns, then running {len(test)} conversations", flush=True)
         try:
-            for row, record in evaluate(name, backbone, config, data, train, test):
+            for row, record in evaluate(name, backbone, config, data, train, test, inventory):
                 record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
                 _write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
                 results[row] = record
         except MethodUnavailableError as exc:
             results[name] = {"method": name, "status": "unavailable", "reason": str(exc)}
     gold_turns = training_turns(test, data, config.context)  # the test turns with their gold history
-    inventory = trained_tools(data, train)
     summary = {
         "command": config.command,
         "setup": {
