@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         help="requests in the corpus that need no tool, answered in words (default: adaptation_corpus's, 0)",
     )
     adapt.add_argument(
+        "--agent",
+        type=int,
+        help="agent-shaped requests in the corpus, whose value comes from the conversation "
+        "(default: adaptation_corpus's, 0)",
+    )
+    adapt.add_argument(
         "--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated"
     )
     adapt.add_argument(
@@ -306,6 +312,7 @@ def _adapt(args: argparse.Namespace) -> int:
                 "n_synthetic": args.synthetic,
                 "synthetic_tool_count": args.synthetic_tools,
                 "n_no_tool": args.no_tool,
+                "n_agent": args.agent,
             }
             sizes = {k: v for k, v in sizes.items() if v is not None}  # the library's defaults otherwise
             corpus = adaptation_corpus(seed=args.seed, subsets=subsets, **sizes)

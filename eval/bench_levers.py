@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         help="levers to measure on over the defaults (comma-separated): whether one more lever should join them",
     )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
+    parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         progress=False,
         route_from_last_turn=args.route_from_last_turn,
+        adapter=str(args.adapter) if args.adapter else None,
     )
     base = load_backbone(args.backbone)
     part = bfcl_part if args.dataset == BFCL_DATASET else nestful_part
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     today = runinfo.today()
     text = runinfo.record(
         runinfo.heading(f"Decoding levers on {args.dataset} ({args.part} part)", today, runinfo.machine(base.device)),
-        f"`{runinfo.command('agentmem.eval.bench_levers', argv)}`: TokMem with the shipped adaptation, {source}.",
+        f"`{runinfo.command('agentmem.eval.bench_levers', argv)}`: TokMem with "
+        f"{f'the adapter {args.adapter}' if args.adapter else 'the shipped adaptation'}, {source}.",
         runinfo.table([*header, "s / request"], rows),
         *shown,
     )

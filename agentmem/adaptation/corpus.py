@@ -14,6 +14,10 @@ general. Its corpus (:func:`adaptation_corpus`) joins two sources:
   string enum), requests written from phrase templates in which every string and number
   value appears verbatim (a boolean or an enum is implied by its phrase), and requests of
   2-4 calls joined by connectors (``"Then,"``, ``"Also,"``, ...);
+* optionally, **agent-shaped** requests (:func:`agent_examples`, ``n_agent``): conversations
+  over the same synthetic tools in which the call needs a value that the request only refers
+  to ("with that reference") and the conversation said: in the system prompt, an earlier
+  user turn, an earlier call's result or an earlier call's arguments, as in an agent's trace;
 * optionally, requests that need **no tool** (:func:`no_tool_examples`: small talk, a
   capital, a word's meaning), answered in words, so that the adapted backbone learns when
   not to call (``n_no_tool``; off by default, see its ablation in BENCHMARKS.md).
@@ -32,7 +36,7 @@ import functools
 import json
 import random
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +69,7 @@ from agentmem.tools.spec import ToolSpec, to_tool_spec
 
 __all__ = [
     "ADAPTATION_SUBSETS",
+    "agent_examples",
     "RESERVED_TOPICS",
     "SPLITS",
     "adaptation_corpus",
@@ -300,13 +305,22 @@ def synthetic_tools(n: int = 50, seed: int = 0, split: str = "adapt") -> dict[st
     return {t.name: t.schema() for t in _tools(n, seed, split)}
 
 
-def _clause(tool: _Tool, rng: random.Random) -> tuple[str, dict[str, Any]]:
-    """One request for one call, lower-case and without end punctuation, and its arguments."""
-    optional = [p for p in tool.params[tool.required :] if rng.random() < 0.6]
+def _clause(
+    tool: _Tool, rng: random.Random, given: Mapping[str, Any] | None = None, unsaid: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """One request for one call, lower-case and without end punctuation, and its arguments.
+
+    ``given`` values are used (drawn otherwise); ``unsaid`` maps a parameter to the words that
+    refer to its value instead of saying it (``"with that reference"``)."""
+    given, unsaid = given or {}, unsaid or {}
+    optional = [p for p in tool.params[tool.required :] if rng.random() < 0.6 or p in given]
     used = list(tool.params[: tool.required]) + optional
-    arguments = {p: _PARAMS[p].draw(rng) for p in tool.params if p in used}  # schema order
+    arguments = {p: given[p] if p in given else _PARAMS[p].draw(rng) for p in tool.params if p in used}
     phrases = []
     for p in used:
+        if p in unsaid:
+            phrases.append(unsaid[p])
+            continue
         phrase = rng.choice(_PARAMS[p].phrases)
         if "|" in phrase:  # boolean: the phrase for true, then the one for false
             phrase = phrase.split("|")[0 if arguments[p] else 1]
@@ -315,11 +329,15 @@ def _clause(tool: _Tool, rng: random.Random) -> tuple[str, dict[str, Any]]:
     return " ".join([tool.verb.replace("_", " "), tool.noun, *phrases]), arguments
 
 
-def _single(tool: _Tool, rng: random.Random) -> dict[str, Any]:
-    clause, arguments = _clause(tool, rng)
+def _sentence(clause: str, rng: random.Random) -> str:
     opener = rng.choice(OPENERS)
     text = opener + clause + ("?" if opener in QUESTION_OPENERS else rng.choice([".", "", " please."]))
-    return {"query": text[0].upper() + text[1:], "calls": [{"name": tool.name, "arguments": arguments}]}
+    return text[0].upper() + text[1:]
+
+
+def _single(tool: _Tool, rng: random.Random) -> dict[str, Any]:
+    clause, arguments = _clause(tool, rng)
+    return {"query": _sentence(clause, rng), "calls": [{"name": tool.name, "arguments": arguments}]}
 
 
 def _multi(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any]:
@@ -370,6 +388,120 @@ def synthetic_examples(
         examples.setdefault(example["query"], example)
     if len(examples) < n:
         raise ValueError(f"cannot draw {n} distinct requests from {len(pool)} tools")
+    return list(examples.values())
+
+
+# Agent-shaped requests: the call needs a value that the request does not say but the
+# conversation did, as in an agent's trace (BFCL's multi-turn sets: ids, names and results
+# from earlier turns and the session). Where the value was said:
+#   "system": the system prompt, among other details on file;
+#   "turn":   an earlier user message, that the assistant acknowledged;
+#   "result": the result of an earlier call (of another tool), among its other fields;
+#   "call":   an earlier request and its call, of another tool taking the same parameter.
+_CONTEXTS: tuple[str, ...] = ("system", "turn", "result", "call")
+# How the request refers to the value instead of saying it ("{label}": the parameter's name).
+_REFERRING: dict[str, tuple[str, ...]] = {
+    "system": ("with my {label}", "using the {label} on file", "for my saved {label}"),
+    "turn": ("with that {label}", "using the {label} I gave you", "with the {label} I mentioned"),
+    "result": ("with the {label} from that result", "using the returned {label}", "with that {label}"),
+    "call": ("with the same {label}", "using the same {label} as before", "with that {label} again"),
+}
+_SAID: tuple[str, ...] = ("My {label} is {v}.", "Note that the {label} is {v}.", "For later: the {label} is {v}.")
+_ACKNOWLEDGED: tuple[str, ...] = ("Noted.", "Got it.", "Okay, I will keep that in mind.")
+_LABELS = {"origin": "departure city", "person": "name", "min_rating": "minimum rating", "max_price": "price limit"}
+
+
+def _label(param: str) -> str:
+    return _LABELS.get(param, param.replace("_kg", "").replace("_", " "))
+
+
+def _carried(param: str) -> bool:
+    """Whether a value of this parameter can come from the conversation: a copied string or
+    number, not a boolean or an enum value that the request's own words imply."""
+    schema = _PARAMS[param].schema
+    return schema["type"] in ("string", "integer", "number") and "enum" not in schema
+
+
+def _tool_calls(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """An earlier assistant turn that made one call, as an agent's history holds it."""
+    function = {"name": name, "arguments": arguments}
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+    }
+
+
+def _from_context(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any] | None:
+    """One agent-shaped request ``{"messages", "calls"}`` (see :data:`_CONTEXTS`); None when
+    the request happens to say the value anyway (a second call's 6 nights, a date's 10)."""
+    tool = rng.choice([t for t in tools if any(_carried(p) for p in t.params)])
+    param = rng.choice([p for p in tool.params if _carried(p)])
+    where = rng.choice(_CONTEXTS)
+    sources = [t for t in tools if t is not tool and (where != "call" or param in t.params)]
+    if not sources:  # no other tool takes this parameter: the value comes from a result
+        where, sources = "result", [t for t in tools if t is not tool]
+    value = _PARAMS[param].draw(rng)
+    label = _label(param)
+    clause, arguments = _clause(
+        tool, rng, given={param: value}, unsaid={param: rng.choice(_REFERRING[where]).format(label=label)}
+    )
+    calls = [{"name": tool.name, "arguments": arguments}]
+    request = _sentence(clause, rng)
+    if rng.random() < 0.3:  # and a second call whose values the request says
+        other = _single(rng.choice(sources), rng)
+        request = join_requests(
+            [(request, list(arguments.values())), (other["query"], other["calls"][0]["arguments"].values())], rng
+        )
+        calls.append(other["calls"][0])
+    if str(value) in request:
+        return None
+    if where == "system":
+        details = {p: _PARAMS[p].draw(rng) for p in rng.sample(sorted(_PARAMS), 2) if _carried(p) and p != param}
+        details[param] = value
+        facts = "; ".join(f"{_label(p)}: {v}" for p, v in sorted(details.items(), key=lambda _: rng.random()))
+        earlier = [
+            {"role": "system", "content": f"You are a helpful assistant. Details on file for this user: {facts}."}
+        ]
+    elif where == "turn":
+        said = rng.choice(_SAID).format(label=label, v=value)
+        earlier = [{"role": "user", "content": said}, {"role": "assistant", "content": rng.choice(_ACKNOWLEDGED)}]
+    else:
+        source = rng.choice(sources)
+        first, first_arguments = _clause(source, rng, given={param: value} if where == "call" else None)
+        result: dict[str, Any] = {"status": "ok"}
+        if where == "result":  # the value among the call's own fields
+            result.update({p: v for p, v in first_arguments.items() if p != param and not isinstance(v, bool)})
+            result[param] = value
+        earlier = [
+            {"role": "user", "content": _sentence(first, rng)},
+            _tool_calls(source.name, first_arguments, "call_0"),
+            {"role": "tool", "tool_call_id": "call_0", "content": json.dumps(result, ensure_ascii=False)},
+        ]
+    return {"messages": [*earlier, {"role": "user", "content": request}], "calls": calls}
+
+
+def agent_examples(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
+    """``n`` agent-shaped requests ``{"messages", "calls"}`` over the ``"adapt"`` split's
+    synthetic tools: the first call needs a value that only the conversation says (in the
+    system prompt, an earlier user turn, an earlier call's result or an earlier call's
+    arguments), referred to in the request ("with that reference"); a share of them add a
+    second call whose values the request says. Distinct requests, drawn with ``seed``.
+
+    Raises:
+        ValueError: More tools than the split has.
+    """
+    pool = _tools(tools, seed, "adapt")
+    rng = random.Random(f"agent:{seed}:{tools}")
+    examples: dict[str, dict] = {}
+    for _ in range(20 * n + 100):
+        if len(examples) == n:
+            break
+        example = _from_context(pool, rng)
+        if example is not None:
+            examples.setdefault(json.dumps(example["messages"]), example)
+    if len(examples) < n:
+        raise ValueError(f"cannot draw {n} distinct agent-shaped requests from {len(pool)} tools")
     return list(examples.values())
 
 
@@ -435,6 +567,7 @@ def adaptation_corpus(
     synthetic_tool_count: int = 76,
     subsets: Sequence[str] = ADAPTATION_SUBSETS,
     n_no_tool: int = 0,
+    n_agent: int = 0,
 ) -> Dataset:
     """The corpus of the adaptation phase: NESTFUL requests plus synthetic ones.
 
@@ -444,6 +577,8 @@ def adaptation_corpus(
             Off by default: 250 of them taught the adapted backbone to answer such requests
             in words (15-18 of 20 held-out ones, against 6) but cost 4-6 points of tool F1
             on the demo pack's tool requests (BENCHMARKS.md, fourth pass).
+        n_agent: Agent-shaped requests (:func:`agent_examples`, over the same synthetic
+            tools): a value comes from the conversation, not the request.
         seed: Seeds the synthetic tools and requests, and the final shuffle.
         synthetic_tool_count: Synthetic tools to draw (split ``"adapt"``).
         subsets: NESTFUL subsets to include (each must be disjoint from ComplexFuncBench).
@@ -470,7 +605,13 @@ def adaptation_corpus(
         tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
         examples += synthetic_examples(synthetic_tool_count, n_synthetic, seed, "adapt")
     examples += no_tool_examples(n_no_tool, seed)
-    used = {c["name"] for e in examples for c in e["calls"]}
+    if n_agent > 0:
+        tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
+        examples += agent_examples(n_agent, seed, synthetic_tool_count)
+    # the tools of every call, earlier calls in an agent-shaped request's messages included
+    earlier = [c for e in examples for m in e.get("messages", ()) for c in m.get("tool_calls") or ()]
+    used = {c["name"] for e in examples for c in e["calls"]} | {c["function"]["name"] for c in earlier}
     random.Random(f"corpus:{seed}").shuffle(examples)
-    name = f"adaptation(seed={seed}, synthetic={n_synthetic}, no_tool={n_no_tool}, subsets={'+'.join(subsets)})"
+    sizes = f"synthetic={n_synthetic}, no_tool={n_no_tool}" + (f", agent={n_agent}" if n_agent else "")
+    name = f"adaptation(seed={seed}, {sizes}, subsets={'+'.join(subsets)})"
     return Dataset(name=name, tools={n: t for n, t in tools.items() if n in used}, examples=examples)

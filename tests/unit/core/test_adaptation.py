@@ -218,6 +218,8 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
         "3",
         "--no-tool",
         "4",
+        "--agent",
+        "3",
         "--subsets",
         "",
         "--batch-size",
@@ -229,8 +231,9 @@ def test_cli_adapt_writes_the_adapter_and_its_record(tiny, tmp_path, capsys):
     assert "saved adapter sha256:" in capsys.readouterr().out
     adapter = Adapter.load(out)
     assert adapter.training["command"] == "agentmem " + shlex.join(argv)
-    assert adapter.training["corpus"]["n_synthetic"] == 8 and adapter.training["corpus"]["n_no_tool"] == 4
-    assert adapter.training["steps"] == 3  # 8 + 4 requests, batches of 4
+    corpus = adapter.training["corpus"]
+    assert (corpus["n_synthetic"], corpus["n_no_tool"], corpus["n_agent"], corpus["requests"]) == (8, 4, 3, 15)
+    assert adapter.training["steps"] == 4  # 8 + 4 + 3 requests, batches of 4
     assert cli.main(["adapt", "--synthetic", "4", "--subsets", "apigen", "--out", str(out)]) == 2
     assert "apigen" in capsys.readouterr().err
 

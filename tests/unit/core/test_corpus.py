@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import random
+import re
 
 import pytest
 
 from agentmem.adaptation import corpus
+from agentmem.adaptation.adapt import read_corpus
 from agentmem.compose import CONNECTORS, compose_examples, join_requests
 from agentmem.tools.examples import Call, Example
 from agentmem.tools.parsing import find_reference
@@ -129,3 +133,49 @@ def test_adaptation_tools_teach_free_text_copying_and_masked_names():
     held = corpus.synthetic_tools(60, 0, "eval")
     assert not [n for n in held if n.startswith("tool_")]
     assert not [n for n, t in held.items() if set(t["parameters"]["properties"]) & {"task", "message", "item", "label"}]
+
+
+def _said(value, text: str) -> bool:
+    """Whether ``text`` says ``value`` as a whole word ("10" is not said by "2026-10-12")."""
+    return re.search(rf"(?<![\d.-]){re.escape(str(value))}(?![\d-]|\.\d)", text) is not None
+
+
+def test_agent_shaped_requests_take_a_value_from_the_conversation_not_the_request():
+    examples = corpus.agent_examples(200, seed=0)
+    assert examples == corpus.agent_examples(200, seed=0)
+    assert examples != corpus.agent_examples(200, seed=1)
+    assert len({str(e["messages"]) for e in examples}) == 200
+    # each one is a valid conversation example of the adaptation corpus: the tools, the
+    # messages, earlier calls of known tools, the calls under their schemas
+    tools = corpus.synthetic_tools(76, 0, "adapt")
+    specs, validated = read_corpus((tools, examples))
+    assert len(validated) == 200 and all(e.messages for e in validated)
+    where = collections.Counter()
+    for example in examples:
+        *earlier, request = example["messages"]
+        assert request["role"] == "user" and earlier
+        first = example["calls"][0]["arguments"]
+        # the first call holds a value the request does not say and the conversation does
+        unsaid = [v for v in first.values() if not isinstance(v, bool) and not _said(v, request["content"])]
+        assert len(unsaid) == 1, (first, request["content"])
+        said_in = [m for m in earlier if _said(unsaid[0], json.dumps(m, ensure_ascii=False))]
+        assert said_in, example
+        where[said_in[0]["role"]] += 1
+        # a second call, when there is one, says every value in the request
+        for call in example["calls"][1:]:
+            assert all(_said(v, request["content"]) for v in call["arguments"].values() if not isinstance(v, bool))
+    # the system prompt, an earlier user turn, an earlier call's arguments or result
+    assert set(where) == {"system", "user", "tool"} and min(where.values()) > 30
+    assert sum(len(e["calls"]) == 2 for e in examples) > 30
+    assert sum(any(m["role"] == "tool" for m in e["messages"]) for e in examples) > 60
+
+
+def test_the_adaptation_corpus_holds_agent_shaped_requests_when_asked():
+    plain = corpus.adaptation_corpus(n_synthetic=40, seed=0)
+    agent = corpus.adaptation_corpus(n_synthetic=40, seed=0, n_agent=30)
+    assert "agent=30" in agent.name and "agent" not in plain.name
+    assert len(agent.examples) == len(plain.examples) + 30
+    assert sum("messages" in e for e in agent.examples) == 30
+    assert not set(agent.tools) & corpus.reserved_tool_names()
+    specs, validated = read_corpus(agent)
+    assert len(validated) == len(agent.examples)

@@ -7,6 +7,7 @@ import inspect
 import jsonschema
 import pytest
 
+from agentmem.adaptation import corpus
 from agentmem.eval import bfcl
 from agentmem.tools import to_tool_spec
 
@@ -144,3 +145,12 @@ def test_the_dev_sample_of_irrelevance_requests_is_disjoint_from_the_report_samp
     report, dev = bfcl.irrelevance_requests(limit=5), bfcl.irrelevance_requests(limit=5, part="dev")
     assert len(dev) == 10
     assert not {str(m) for m in report} & {str(m) for m in dev}
+
+
+def test_agent_shaped_adaptation_requests_use_no_bfcl_tool(data):
+    # the adaptation may teach copying from a conversation only on tools BFCL's dev domains do not have
+    examples = corpus.agent_examples(100)
+    names = {c["name"] for e in examples for c in e["calls"]}
+    names |= {c["function"]["name"] for e in examples for m in e["messages"] for c in m.get("tool_calls") or ()}
+    assert names and not names & set(data.tools)
+    assert not set(corpus.synthetic_tools(76, 0, "adapt")) & set(data.tools)
