@@ -53,7 +53,8 @@ class LearningMixin:
                 [{"name", "arguments"}, ...]}`` (several calls, possibly of tools learned
                 before). Each is validated against the schemas first.
             **train: ``invalid="skip"`` (see `learn_tools`) and fields of `TrainConfig`
-                (``epochs``, ``lr``, ``batch_size``, ``seed``, ``renormalize``, ``progress``).
+                (``epochs``, ``lr``, ``batch_size``, ``seed``, ``renormalize``, ``bf16``,
+                ``progress``).
 
         Raises:
             SchemaError: The schema is not a valid tool definition.
@@ -101,7 +102,10 @@ class LearningMixin:
             invalid: ``"raise"`` (default): an example that is malformed or breaks its
                 schema stops the call with `InvalidExampleError`; ``"skip"``: it is left
                 out, and the report's ``skipped`` lists each with its index and reason.
-            **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off).
+            **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off;
+                ``bf16=True``: the backbone's forward and backward under bfloat16 autocast,
+                the rows and their optimizer float32, ``None``: where the hardware has
+                bfloat16 natively; off by default).
         """
         config = TrainConfig(**train)
         if keep < 0:
@@ -188,6 +192,7 @@ def _record(
         "lr": config.lr,
         "batch_size": config.batch_size,
         "seed": config.seed,
+        "bf16": report.bf16,
         "composed": compose,
         "routed_from_last_turn": last_turns,
         "rehearsed": rehearsed,

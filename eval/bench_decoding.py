@@ -59,11 +59,14 @@ from agentmem.tools import demo
 from agentmem.tools.calls import Plan
 
 
-def learn_demo_pack(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40) -> Any:
-    """Learns the demo pack into ``mem`` as ``agentmem demo`` does; returns the report."""
+def learn_demo_pack(
+    mem: AgentMem, examples_per_tool: int = 20, multi: int = 40, bf16: bool | None = False, seed: int = 0
+) -> Any:
+    """Learns the demo pack into ``mem`` as ``agentmem demo`` does (``bf16``: `TrainConfig.bf16`;
+    ``seed``: `TrainConfig.seed`, the order of the batches); returns the report."""
     pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
     pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))
-    return mem.learn_tools(pack, progress=False)
+    return mem.learn_tools(pack, progress=False, bf16=bf16, seed=seed)
 
 
 def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
@@ -120,6 +123,8 @@ LEVERS: tuple[tuple[str, str, str], ...] = tuple(
     (name, "--" + _SHORT.get(name, name).replace("_", "-"), _SHORT.get(name, name)) for name in LEVER_OPTIONS
 )
 _SWITCH = {False: "off", True: "on"}
+#: ``--bf16``'s values: `TrainConfig.bf16`.
+_PRECISION: dict[str, bool | None] = {"native": None, "on": True, "off": False}
 
 
 def _values(text: str, switch: bool) -> list[Any]:
@@ -150,6 +155,16 @@ def _parser() -> argparse.ArgumentParser:
         "--bank",
         type=Path,
         help="bank folder: loaded if it exists (a saved bank plans as the live one), else learned and saved there",
+    )
+    parser.add_argument(
+        "--bf16",
+        choices=list(_PRECISION),
+        default="off",
+        help="learning precision (TrainConfig.bf16): off (float32, the library's default), on "
+        "(bfloat16 autocast), or native (on where the hardware has bfloat16); planning is float32 either way",
+    )
+    parser.add_argument(
+        "--learn-seed", type=int, default=0, help="seed of learning (0: as agentmem demo learns); another bank"
     )
     parser.add_argument(
         "--held-seed",
@@ -196,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         mem, report = AgentMem.load(args.bank, backbone=base), None  # the bank carries its adapter
     else:
         mem = AgentMem(backbone)
-        report = learn_demo_pack(mem)
+        report = learn_demo_pack(mem, bf16=_PRECISION[args.bf16], seed=args.learn_seed)
         if args.bank is not None:
             mem.save(args.bank)
     learned = time.perf_counter() - started
@@ -223,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
     which = "plain" if adapter is None else f"adapter {adapter.id}"
     source = (
-        f"learned in {learned:.0f} s (loss {report.first_loss:.3f} -> {report.last_loss:.3f})"
+        f"learned in {learned:.0f} s ({'bf16 autocast' if report.bf16 else 'float32'}, "
+        f"loss {report.first_loss:.3f} -> {report.last_loss:.3f})"
         if report is not None
         else f"bank loaded from {args.bank} in {learned:.0f} s"
     )

@@ -21,7 +21,6 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from agentmem import distributed, memory
 from agentmem.adaptation.adapter import inject_lora
 from agentmem.backbone import Backbone
 from agentmem.encoding import EncodedExample, common_prefix
+from agentmem.precision import native_bf16
 
 __all__ = ["LoRAConfig", "LoRARun", "lora_copy", "shared_prefix_loss", "train_lora"]
 
@@ -151,7 +151,7 @@ def train_lora(
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     base_lrs = [g["lr"] for g in groups]
     table = rows if rows is not None else torch.zeros(0, backbone.hidden_size, device=backbone.device)
-    bf16 = _native_bf16(backbone.device) if config.bf16 is None else config.bf16
+    bf16 = native_bf16(backbone.device) if config.bf16 is None else config.bf16
     shared = common_prefix([e.prefix for e in encoded])
     order_rng = random.Random(config.seed)
     plan = [
@@ -237,16 +237,6 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> lis
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
-
-
-def _native_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
