@@ -12,11 +12,13 @@ frozen: agentmem never changes the backbone after loading.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.metadata
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,13 @@ if TYPE_CHECKING:  # a backbone only holds an adapter; the adaptation package bu
     from agentmem.adaptation.adapter import Adapter
 
 DEFAULT_BACKBONE = "smollm2-135m"
+
+#: The weights a backbone can plan with (`Backbone.with_weights`): ``float32``, the weights as
+#: loaded (the default, and what learning always uses); ``int8``, the same weights with every
+#: ``Linear`` layer of the transformer body quantized to int8 by dynamic quantization
+#: (`torch.ao.quantization.quantize_dynamic`: int8 weights, activations quantized per call,
+#: outputs float32), for decoding on CPU. The LM head stays float32 (see `Backbone.with_weights`).
+WEIGHTS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,56 @@ class Backbone:
     def vocab_size(self) -> int:
         """Width of the backbone's logits; memory-token ids start here."""
         return self.model.get_output_embeddings().weight.shape[0]
+
+    @property
+    def weights(self) -> str:
+        """Which of `WEIGHTS` the model computes with: ``int8`` once `with_weights` quantized it."""
+        quantized = torch.ao.nn.quantized.dynamic.Linear
+        return "int8" if any(isinstance(m, quantized) for m in self.model.modules()) else "float32"
+
+    def with_weights(self, weights: str) -> Backbone:
+        """This backbone computing with other weights, for planning (see `WEIGHTS`).
+
+        ``float32`` returns the backbone itself. ``int8`` returns a copy whose ``Linear``
+        layers of the transformer body (attention and MLP projections) are int8 by dynamic
+        quantization. The input embedding table and the LM head stay the very same float32
+        tensors (not copied): at a routing step the end-of-plan logit (LM head) and the
+        memory rows' logits (``h @ rows.T``, float32) are computed alike, and a quantized head
+        made planning 3x slower on the project's CPU (BENCHMARKS, "int8 backbone weights"). The copy
+        keeps the name, tokenizer, adapter and fingerprint: the fingerprint identifies the
+        float32 weights a bank's rows were learned on, and the int8 copy is made from them, so
+        a bank learned in float32 plans on it (`agentmem.core.AgentMem`'s ``weights``). Learn
+        on the float32 backbone only: the quantized layers have no gradient.
+
+        Raises:
+            ValueError: ``weights`` is not one of `WEIGHTS`, or ``int8`` on a device other
+                than the CPU (dynamic quantization runs on CPU only).
+        """
+        if weights not in WEIGHTS:
+            raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
+        if weights == self.weights:
+            return self
+        if weights == "float32":
+            raise ValueError("an int8 backbone cannot be turned back to float32: keep the float32 one")
+        if self.device.type != "cpu":
+            raise ValueError(
+                f"int8 weights plan on the CPU only (dynamic quantization); this backbone is on {self.device}"
+            )
+        shared = {
+            id(p): p
+            for p in (*self.model.get_input_embeddings().parameters(), *self.model.get_output_embeddings().parameters())
+        }
+        model = copy.deepcopy(self.model, memo=dict(shared))  # the embedding table and LM head are shared, not copied
+        head = model.get_output_embeddings()
+        body = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+        with warnings.catch_warnings():  # torch's notices that torch.ao moves to torchao; the API still works
+            warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+            warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
+            model = torch.ao.quantization.quantize_dynamic(model, body, dtype=torch.qint8, inplace=True)
+        model.eval()
+        return Backbone(
+            name=self.name, model=model, tokenizer=self.tokenizer, fingerprint=self.fingerprint, adapter=self.adapter
+        )
 
     @property
     def hidden_size(self) -> int:

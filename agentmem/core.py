@@ -86,6 +86,8 @@ class AgentMem(LearningMixin, PersistenceMixin):
             the one-time adaptation phase; see `adapt`). ``None`` (default): when one is
             shipped (``"smollm2-135m"``; none yet for ``"gemma3-270m"``); ``True``: require it; ``False``: the plain
             backbone. A `Backbone` object is used as given unless ``adapted=True``.
+        weights: The backbone weights planning computes with: ``"float32"`` (default) or
+            ``"int8"`` (CPU only); see `weights`. Learning always uses float32.
 
     Example:
         >>> mem = AgentMem()
@@ -102,15 +104,45 @@ class AgentMem(LearningMixin, PersistenceMixin):
     lock: FairLock = MODEL_LOCK
 
     def __init__(
-        self, backbone: str | Backbone = DEFAULT_BACKBONE, *, device: str | None = None, adapted: bool | None = None
+        self,
+        backbone: str | Backbone = DEFAULT_BACKBONE,
+        *,
+        device: str | None = None,
+        adapted: bool | None = None,
+        weights: str = "float32",
     ) -> None:
         self.backbone = resolve_backbone(backbone, adapted, device=device)
         self.bank = MemoryBank(self.backbone.hidden_size)
         self._specs: dict[str, ToolSpec] = {}
         self._training: dict[str, dict[str, Any]] = {}
         self._kept: dict[str, list[Example]] = {}  # per tool, a sample of its examples, for rehearsal
-        self._decoder = Decoder(self.backbone, self.bank, self._specs)
+        self._planner = self.backbone.with_weights(weights)
+        self._decoder = Decoder(self._planner, self.bank, self._specs)
         self._scheduler: Scheduler | None = None
+
+    @property
+    def weights(self) -> str:
+        """The backbone weights planning computes with, one of `agentmem.backbone.WEIGHTS`:
+        ``float32`` (default) or ``int8`` (the transformer body's ``Linear`` layers quantized
+        dynamically, CPU only; `agentmem.backbone.Backbone.with_weights`). On SmolLM2-135M
+        int8 makes a decoding step 1.7x faster on a CPU with AMX but costs 20-30 points of
+        tool and argument F1 on the demo pack (BENCHMARKS), hence off by default.
+        Learning and adapting always use the float32 backbone (``self.backbone``); memory
+        rows, the embedding table and the LM head stay float32 either way. Setting it rebuilds the planner
+        (a few seconds for int8); saved banks do not record it (the fingerprint is the float32
+        weights'), so pass ``weights=`` to `load` as to the constructor.
+
+        Raises:
+            ValueError: A value not in `agentmem.backbone.WEIGHTS` (the message names them).
+        """
+        return self._planner.weights
+
+    @weights.setter
+    def weights(self, weights: str) -> None:
+        planner = self.backbone.with_weights(weights)
+        with self.lock:
+            self._planner = planner
+            self._decoder = Decoder(planner, self.bank, self._specs)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -170,7 +202,8 @@ class AgentMem(LearningMixin, PersistenceMixin):
         specs, examples = read_corpus(corpus)
         self.backbone, report = adapt_backbone(self.backbone, specs, examples, settings)
         self.backbone.adapter.training["corpus"] = getattr(corpus, "name", None)
-        self._decoder = Decoder(self.backbone, self.bank, self._specs)
+        self._planner = self.backbone.with_weights(self._planner.weights)  # the adapted weights, quantized again
+        self._decoder = Decoder(self._planner, self.bank, self._specs)
         return report
 
     # planning

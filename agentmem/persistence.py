@@ -55,7 +55,12 @@ class PersistenceMixin:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], backbone: str | Backbone | None = None, *, device: str | None = None
+        cls,
+        path: str | os.PathLike[str],
+        backbone: str | Backbone | None = None,
+        *,
+        device: str | None = None,
+        weights: str = "float32",
     ) -> Self:
         """Loads a saved bank onto its backbone.
 
@@ -67,12 +72,18 @@ class PersistenceMixin:
             backbone: The backbone to load onto (default: the one the bank names): its
                 base, for a bank that carries an adapter.
             device: As in the constructor.
+            weights: The weights planning computes with, as in the constructor (``"float32"``
+                or ``"int8"``). A bank does not record them: its fingerprint is that of the
+                float32 weights its rows were learned on, which an int8 planner is made from,
+                so any bank plans at either; a bank saved from an int8-planning `AgentMem`
+                loaded with ``weights="int8"`` plans as the live one did.
 
         Raises:
             BankError: The folder is missing, corrupted, or of an unknown format version.
             BackboneMismatchError: The bank was learned on other backbone weights.
+            ValueError: ``weights`` is not an allowed value.
         """
-        return cls.from_saved(load_bank(path), backbone, device=device, path=path)
+        return cls.from_saved(load_bank(path), backbone, device=device, path=path, weights=weights)
 
     @classmethod
     def from_saved(
@@ -82,6 +93,7 @@ class PersistenceMixin:
         *,
         device: str | None = None,
         path: str | os.PathLike[str] | None = None,
+        weights: str = "float32",
     ) -> Self:
         """A bank already read from disk (`load_bank`), on its backbone; as `load`.
 
@@ -90,6 +102,7 @@ class PersistenceMixin:
             backbone: As in `load`.
             device: As in the constructor.
             path: Where the bank was read from, for messages.
+            weights: As in `load`.
 
         Raises:
             BackboneMismatchError: The bank was learned on other backbone weights.
@@ -113,4 +126,5 @@ class PersistenceMixin:
         mem._specs.update({s.name: s for s in saved.specs})
         mem._training.update(saved.training)
         mem._kept.update(saved.kept)
+        mem.weights = weights  # type: ignore[attr-defined]  # AgentMem's planner (float32: as it is)
         return mem

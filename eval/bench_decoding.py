@@ -34,6 +34,10 @@ rows comes from decoding alone; so are 20 requests that need no tool
 Each lever defaults to the library's own default (`DecodeSettings`), so the bench with no
 lever flag plans as `AgentMem.plan` does; an ablation names the values to try.
 
+``--weights float32,int8`` plans every setting once per backbone weights (`AgentMem.weights`:
+float32, or int8 by dynamic quantization on CPU) with the same bank, learned in float32, and
+lists each request whose plan differs from the first weights' plan.
+
 The result-reference guard and the runaway-string guard are invariants, not levers: they
 are on in every row. Prints a Markdown table and, for the first and the best row, a dozen
 plans beside their gold calls; appends both to ``runs/decoding-<date>.md``.
@@ -50,7 +54,7 @@ from typing import Any, cast
 from agentmem import runinfo
 from agentmem.adaptation.adapter import Adapter, shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
-from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding import DecodeSettings
 from agentmem.decoding.settings import LEVERS as LEVER_OPTIONS
@@ -172,8 +176,40 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="seed of the held-out draw (1: the set BENCHMARKS reports; 2: a second one)",
     )
+    parser.add_argument(
+        "--weights",
+        default="float32",
+        help=f"backbone weights to plan with (AgentMem.weights), comma-separated: {', '.join(WEIGHTS)}; "
+        "learning is float32 either way",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     return parser
+
+
+def _weights(text: str) -> list[str]:
+    """``--weights``'s values, checked (the error names the allowed ones)."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in WEIGHTS]
+    if bad or not values:
+        raise SystemExit(f"--weights: unknown value(s) {', '.join(bad) or '(none)'}; allowed: {', '.join(WEIGHTS)}")
+    return values
+
+
+def _signature(plan: Plan) -> tuple[Any, ...]:
+    """What a plan says: its calls, its invalid calls, its text."""
+    calls = [(c.name, c.arguments) for c in plan.calls]
+    return calls, [(c.name, c.reason) for c in plan.invalid_calls], plan.text
+
+
+def show_differences(requests: list[str], base: list[Plan], other: list[Plan], label: str) -> list[str]:
+    """One line per request whose plan under ``label`` differs from its ``base`` plan."""
+    lines = []
+    for request, a, b in zip(requests, base, other):
+        if _signature(a) != _signature(b):
+            got = [f"{c.name}({c.arguments})" for c in b.calls] or [repr(b.text[:60])]
+            was = [f"{c.name}({c.arguments})" for c in a.calls] or [repr(a.text[:60])]
+            lines.append(f"- {request!r}\n    base   {'; '.join(was)}\n    {label:<6} {'; '.join(got)}")
+    return lines
 
 
 def _row(mem: AgentMem, held: list[dict], values: tuple[Any, ...]) -> tuple[list[str], dict, list[Plan], list[Plan]]:
@@ -203,6 +239,7 @@ def _row(mem: AgentMem, held: list[dict], values: tuple[Any, ...]) -> tuple[list
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    weights = _weights(args.weights)
     base = load_backbone(args.backbone)
     adapter = None if args.plain else Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
     backbone = apply_adapter(base, adapter) if adapter is not None else base
@@ -223,18 +260,34 @@ def main(argv: list[str] | None = None) -> int:
     tried = [_values(getattr(args, option), isinstance(getattr(library, option), bool)) for option, _, _ in LEVERS]
     best: tuple[float, str, list[Plan]] | None = None
     first: list[Plan] | None = None
-    for values in itertools.product(*tried):
-        row, result, plans, answers = _row(mem, held, values)
-        rows.append(row)
-        print(runinfo.table_row(row), flush=True)
-        if first is None:
-            first = plans
-            shown.append(f"#### Plans, {row[0]}\n\n{show_plans(held, plans)}")
-            shown.append(f"#### Requests that need no tool, {row[0]}\n\n{show_answers(answers)}")
-        if best is None or result["all"].argument_f1 > best[0]:
-            best = (result["all"].argument_f1, row[0], plans)
+    by_weights: dict[tuple[Any, ...], list[tuple[str, list[Plan]]]] = {}  # per setting: each weights' plans
+    labelled = weights != ["float32"]
+    for weight in weights:
+        mem.weights = weight
+        for values in itertools.product(*tried):
+            row, result, plans, answers = _row(mem, held, values)
+            if labelled:
+                row[0] = f"weights={weight}" + (f", {row[0]}" if row[0] else "")
+            rows.append(row)
+            print(runinfo.table_row(row), flush=True)
+            by_weights.setdefault(values, []).append((weight, plans + answers))
+            if first is None:
+                first = plans
+                shown.append(f"#### Plans, {row[0]}\n\n{show_plans(held, plans)}")
+                shown.append(f"#### Requests that need no tool, {row[0]}\n\n{show_answers(answers)}")
+            if best is None or result["all"].argument_f1 > best[0]:
+                best = (result["all"].argument_f1, row[0], plans)
     if best is not None and best[2] is not first:
         shown.append(f"#### Plans, {best[1]} (best argument F1)\n\n{show_plans(held, best[2])}")
+    requests = [e["query"] for e in held] + list(demo.NO_TOOL_REQUESTS)
+    for values, planned in by_weights.items():
+        (base_weight, reference), *others = planned
+        for weight, plans in others:
+            diff = show_differences(requests, reference, plans, weight)
+            setting = ", ".join(f"{name}={v}" for (_, _, name), v in zip(LEVERS, values))
+            title = f"#### Plans that differ, {weight} vs {base_weight} ({setting}): {len(diff)} of {len(requests)}"
+            shown.append(f"{title}\n\n" + ("\n".join(diff) or "(none)"))
+            print(title, *diff, sep="\n", flush=True)
 
     which = "plain" if adapter is None else f"adapter {adapter.id}"
     source = (

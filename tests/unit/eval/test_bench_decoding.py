@@ -36,3 +36,17 @@ def test_requests_that_need_no_tool_are_ok_only_when_answered_in_words():
     lines = show_answers(plans).splitlines()
     assert lines[0] == f"- ok  {demo.NO_TOOL_REQUESTS[0]!r}" and "Shakespeare" in lines[1]
     assert lines[2] == f"- BAD {demo.NO_TOOL_REQUESTS[1]!r}" and "get_weather({'city': 'Italy'})" in lines[3]
+
+
+def test_weights_flag_is_checked_and_differing_plans_are_listed():
+    import pytest
+
+    from agentmem.eval.bench_decoding import _weights, show_differences
+
+    assert _weights("float32, int8") == ["float32", "int8"]
+    with pytest.raises(SystemExit, match="allowed: float32, int8"):
+        _weights("float32,bf16")
+    same = Plan(steps=[ToolCall("get_weather", {"city": "Lima"})])
+    other = Plan(steps=[ToolCall("get_weather", {"city": "Lim"})])
+    lines = show_differences(["a", "b"], [same, same], [same, other], "int8")
+    assert len(lines) == 1 and lines[0].startswith("- 'b'") and "{'city': 'Lim'}" in lines[0]

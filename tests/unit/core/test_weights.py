@@ -1,0 +1,95 @@
+"""Planning on int8 backbone weights (`AgentMem(weights=...)`, `Backbone.with_weights`) on a tiny
+Llama: the body's Linear layers are quantized, the embedding table, the LM head and the memory
+rows stay float32, learning keeps the float32 backbone, and a bank saved from an int8-planning
+AgentMem plans the same once loaded at int8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from agentmem import AgentMem
+from agentmem.backbone import WEIGHTS
+from agentmem.tools import demo
+from tests.conftest import plan_signature
+
+FAST = {"epochs": 1, "progress": False}
+REQUESTS = ["What's the weather in Oslo?", "Convert 20 EUR to USD please"]
+QUANTIZED = torch.ao.nn.quantized.dynamic.Linear
+
+
+def _learn(mem: AgentMem):
+    pack = [(demo.TOOLS[name], demo.training_examples(name, n=6)) for name in ("get_weather", "convert_currency")]
+    return mem.learn_tools(pack, **FAST)
+
+
+def _plans(mem: AgentMem) -> list:
+    return [plan_signature(p) for p in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2)]
+
+
+def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny):
+    table = tiny.model.get_input_embeddings().weight
+    before = {name: p.detach().clone() for name, p in tiny.model.named_parameters()}
+    mem = AgentMem(tiny, weights="int8")
+    planner = mem._decoder.backbone
+    assert mem.weights == "int8" and planner.weights == "int8" and mem.backbone.weights == "float32"
+    body = [name for name, m in tiny.model.model.named_modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [name for name, m in planner.model.model.named_modules() if isinstance(m, QUANTIZED)]
+    assert len(body) == 14 and quantized == body  # every Linear of the body: 7 per layer
+    # the embedding table and the tied LM head: the very same float32 tensor, not a copy
+    assert planner.model.get_input_embeddings().weight is table and table.dtype == torch.float32
+    head = planner.model.get_output_embeddings()
+    assert type(head) is torch.nn.Linear and head.weight is table
+    assert planner.fingerprint == tiny.fingerprint and planner.vocab_size == tiny.vocab_size
+    # learning trains float32 rows on the float32 backbone, which stays untouched
+    report = _learn(mem)
+    assert report.last_loss > 0 and mem.bank.rows.dtype == torch.float32
+    assert not any(isinstance(m, QUANTIZED) for m in tiny.model.modules())
+    assert all(torch.equal(p, before[name]) for name, p in tiny.model.named_parameters())
+    assert len(mem.plan_batch(REQUESTS, max_calls=1)) == 2
+
+
+def test_switching_weights_plans_as_a_fresh_agentmem_at_those_weights(tiny):
+    mem = AgentMem(tiny)
+    _learn(mem)
+    float32 = _plans(mem)
+    mem.weights = "int8"
+    int8 = _plans(mem)
+    other = AgentMem(tiny, weights="int8")
+    other.bank, other._specs = mem.bank, mem._specs
+    other.weights = "int8"  # a decoder over the shared bank
+    assert _plans(other) == int8
+    mem.weights = "float32"
+    assert mem.weights == "float32" and mem._decoder.backbone is mem.backbone and _plans(mem) == float32
+
+
+def test_a_bank_saved_from_an_int8_planner_loads_and_plans_identically(tiny, tmp_path: Path):
+    mem = AgentMem(tiny, weights="int8")
+    _learn(mem)
+    before = _plans(mem)
+    path = mem.save(tmp_path / "bank")
+    meta = json.loads((path / "bank.json").read_text())
+    assert meta["backbone"]["fingerprint"] == tiny.fingerprint  # the float32 weights', nothing about int8
+    loaded = AgentMem.load(path, backbone=tiny, weights="int8")
+    assert loaded.weights == "int8" and torch.equal(loaded.bank.rows, mem.bank.rows)
+    assert _plans(loaded) == before
+    # and the same bank plans at float32 too (the default)
+    assert AgentMem.load(path, backbone=tiny).weights == "float32"
+
+
+@pytest.mark.parametrize("bad", ["bf16", "INT8", "int4", ""])
+def test_bad_weights_raise_naming_the_allowed_values(tiny, tmp_path: Path, bad):
+    allowed = ", ".join(WEIGHTS)
+    assert allowed == "float32, int8"
+    with pytest.raises(ValueError, match=f"allowed: {allowed}"):
+        AgentMem(tiny, weights=bad)
+    mem = AgentMem(tiny)
+    with pytest.raises(ValueError, match=f"allowed: {allowed}"):
+        mem.weights = bad
+    assert mem.weights == "float32"
+    path = mem.save(tmp_path / "bank")
+    with pytest.raises(ValueError, match=f"allowed: {allowed}"):
+        AgentMem.load(path, backbone=tiny, weights=bad)
