@@ -246,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the parts and learning")
+    parser.add_argument(
+        "--learn-seed", type=int, help="seeds learning alone (default: --seed): another bank on the same split"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     # checked before the bank is learned, which takes minutes to hours
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = replace(
         MethodSettings(),
         epochs=args.epochs,
-        seed=args.seed,
+        seed=args.seed if args.learn_seed is None else args.learn_seed,
         progress=False,
         route_from_last_turn=args.route_from_last_turn,
         adapter=str(args.adapter) if args.adapter else None,
