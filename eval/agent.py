@@ -35,7 +35,8 @@ tool F1, argument F1, exact match), by number of gold calls; per conversation, w
 final state of its instances equals the state its gold calls produce (BFCL's state check);
 turns answered in words (no call attempted in the turn's first plan). The inventory is the
 tools some training turn calls; the test tool turns that call another (`unlearned_turns`) are
-counted in the report, and the ceiling rows count them out. With
+counted in the report, and the ceiling rows count them out; so are the places the test turns'
+gold values are first written (`value_sources`). With
 ``irrelevance > 0``, that many requests of each of the wheel's irrelevance sets are planned
 against all the development tools: the share answered in words (right) beside the share of
 tool turns answered in words (wrong).
@@ -329,6 +330,49 @@ def unlearned_turns(test: Sequence[Conversation], inventory: dict[str, dict]) ->
     }
 
 
+#: Where a gold argument value is written before its call (`value_sources`), nearest first.
+VALUE_SOURCES = ("this turn's messages", "earlier turns", "this turn's earlier results", "nowhere verbatim")
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """The scalar values of an argument (list items and object fields), booleans and nulls left out."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None and not isinstance(value, bool):
+        yield value
+
+
+def _written(value: Any, text: str) -> bool:
+    return str(value) in text or (isinstance(value, float) and value.is_integer() and str(int(value)) in text)
+
+
+def value_sources(conversations: Sequence[Conversation], data: BFCLData) -> dict[str, int]:
+    """Where each gold argument value (each scalar of each gold call) is written first, the
+    gold conversation executed as it goes (`VALUE_SOURCES`): in the turn's own messages; in
+    earlier turns (their messages, calls' arguments and results); in the results of the
+    turn's own earlier calls, which a resumed plan does not show (`resumed_prompt_ids`
+    continues the plan after its calls); or nowhere verbatim (computed, a default, an enum
+    value the words imply)."""
+    counts = dict.fromkeys(VALUE_SOURCES, 0)
+    for conversation in conversations:
+        session = Session(conversation, data.tool_class)
+        before = ""
+        for messages, gold in zip(conversation.turns, conversation.gold):
+            said = " ".join(m.get("content") or "" for m in messages)
+            results = ""
+            for call in gold:
+                for value in _leaves(call["arguments"]):
+                    found = [_written(value, t) for t in (said, before, results)]
+                    counts[VALUE_SOURCES[found.index(True) if any(found) else 3]] += 1
+                results += " " + session.execute(call["name"], call["arguments"])
+            before += f" {said} {json.dumps([c['arguments'] for c in gold])}{results}"
+    return counts
+
+
 def evaluate(
     name: str,
     backbone: Backbone,
@@ -433,6 +477,16 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
             "those turns cannot be planned right (the ceiling rows count them out).",
             "",
         ]
+    sources = setup.get("test_value_sources")
+    if sources:
+        total = sum(sources.values())
+        shares = ", ".join(f"{where} {n} ({n / total:.0%})" for where, n in sources.items())
+        lines += [
+            f"Where the test turns' {total} gold argument values are written before their call: {shares}. "
+            "A resumed plan does not show its turn's own results, so the values found only there are out of "
+            "TokMem's reach today.",
+            "",
+        ]
     lines += [
         "Executed agent (per method): conversations whose final state equals the gold calls' state; tool turns "
         "answered in words (no call attempted in the turn's first plan); plans per turn; irrelevant requests "
@@ -490,6 +544,7 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
             "train_requests_cut_at_references": 0,
             "train_requests_skipped_for_references": 0,
             **unlearned_turns(test, inventory),
+            "test_value_sources": value_sources(test, data),
         },
         # against the learned inventory: a call of a tool no training turn calls is out of every method's reach
         "ceiling": ceiling(

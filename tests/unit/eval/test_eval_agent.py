@@ -15,6 +15,7 @@ from agentmem.eval.agent import (
     training_turns,
     transcript,
     unlearned_turns,
+    value_sources,
 )
 from agentmem.eval.methods import MethodSettings, Prediction
 
@@ -122,6 +123,23 @@ def test_test_turns_calling_a_tool_no_training_turn_calls_are_counted(data):
     needing = sum(any(c["name"] == missing for c in gold) for conversation in test for gold in conversation.gold)
     assert without["unlearned_tools"] == [missing]
     assert without["test_tool_turns_calling_unlearned_tools"] == needing > 0
+
+
+def test_gold_values_are_traced_to_where_the_conversation_first_writes_them(data):
+    # multi_turn_base_71: the distance between two cities is asked for by their zip codes,
+    # which only the results of the turn's own get_zipcode_based_on_city calls give
+    conversation = next(c for c in data.conversations if c.id == "multi_turn_base_71")
+    turn = next(i for i, gold in enumerate(conversation.gold) if any(c["name"] == "estimate_distance" for c in gold))
+    distance = next(c for c in conversation.gold[turn] if c["name"] == "estimate_distance")["arguments"]
+    said = " ".join(m["content"] for m in conversation.turns[turn])
+    assert not any(str(v) in said for v in distance.values())
+    counts = value_sources([conversation], data)
+    assert list(counts) == list(agent.VALUE_SOURCES)
+    assert counts["this turn's earlier results"] >= 2  # the two zip codes
+    leaves = [v for gold in conversation.gold for c in gold for v in agent._leaves(c["arguments"])]
+    assert sum(counts.values()) == len(leaves) and counts["this turn's messages"] > 0
+    # no conversation, no values
+    assert value_sources([], data) == dict.fromkeys(agent.VALUE_SOURCES, 0)
 
 
 def test_irrelevant_requests_answered_in_words_are_counted(data):
