@@ -334,14 +334,14 @@ def unlearned_turns(test: Sequence[Conversation], inventory: dict[str, dict]) ->
 VALUE_SOURCES = ("this turn's messages", "earlier turns", "this turn's earlier results", "nowhere verbatim")
 
 
-def _leaves(value: Any) -> Iterator[Any]:
+def leaf_values(value: Any) -> Iterator[Any]:
     """The scalar values of an argument (list items and object fields), booleans and nulls left out."""
     if isinstance(value, dict):
         for item in value.values():
-            yield from _leaves(item)
+            yield from leaf_values(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _leaves(item)
+            yield from leaf_values(item)
     elif value is not None and not isinstance(value, bool):
         yield value
 
@@ -365,7 +365,7 @@ def value_sources(conversations: Sequence[Conversation], data: BFCLData) -> dict
             said = " ".join(m.get("content") or "" for m in messages)
             results = ""
             for call in gold:
-                for value in _leaves(call["arguments"]):
+                for value in leaf_values(call["arguments"]):
                     found = [_written(value, t) for t in (said, before, results)]
                     counts[VALUE_SOURCES[found.index(True) if any(found) else 3]] += 1
                 results += " " + session.execute(call["name"], call["arguments"])

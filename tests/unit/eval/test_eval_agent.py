@@ -136,7 +136,7 @@ def test_gold_values_are_traced_to_where_the_conversation_first_writes_them(data
     counts = value_sources([conversation], data)
     assert list(counts) == list(agent.VALUE_SOURCES)
     assert counts["this turn's earlier results"] >= 2  # the two zip codes
-    leaves = [v for gold in conversation.gold for c in gold for v in agent._leaves(c["arguments"])]
+    leaves = [v for gold in conversation.gold for c in gold for v in agent.leaf_values(c["arguments"])]
     assert sum(counts.values()) == len(leaves) and counts["this turn's messages"] > 0
     # no conversation, no values
     assert value_sources([], data) == dict.fromkeys(agent.VALUE_SOURCES, 0)

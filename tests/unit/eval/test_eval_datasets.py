@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from agentmem.adaptation import nestful
+from agentmem.eval.agent import leaf_values
 from agentmem.eval.datasets import (
     REFERENCE_PATTERN,
     Dataset,
@@ -49,17 +50,6 @@ def complexfuncbench() -> Dataset:
 
 def _validator(schema: dict) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
-
-
-def _leaves(value: object):
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _leaves(v)
-    else:
-        yield value
 
 
 def test_counts_after_conversion(subset: str) -> None:
@@ -105,7 +95,7 @@ def test_examples_follow_the_public_format(subset: str) -> None:
             assert c["name"] in ds.tools
             assert isinstance(c["arguments"], dict)
             # References are positional and only point backwards.
-            for leaf in _leaves(c["arguments"]):
+            for leaf in leaf_values(c["arguments"]):
                 if isinstance(leaf, str):
                     assert all(1 <= int(n) < position for n in _REF.findall(leaf))
 
