@@ -110,7 +110,7 @@ class PersistenceMixin:
         source = backbone if backbone is not None else saved.backbone_name
         # a bank without adapter runs on the plain backbone it names, or on the one given as is
         adapter = saved.adapter if saved.adapter is not None else (None if isinstance(source, Backbone) else False)
-        mem = cls(resolve_backbone(source, adapter, device=device))
+        mem = cls(resolve_backbone(source, adapter, device=device), weights=weights)  # type: ignore[call-arg]
         where = f"the bank at {path}" if path is not None else "the bank"
         if mem.backbone.fingerprint != saved.fingerprint:
             raise BackboneMismatchError(
@@ -126,5 +126,4 @@ class PersistenceMixin:
         mem._specs.update({s.name: s for s in saved.specs})
         mem._training.update(saved.training)
         mem._kept.update(saved.kept)
-        mem.weights = weights  # type: ignore[attr-defined]  # AgentMem's planner (float32: as it is)
         return mem

@@ -601,12 +601,12 @@ def adaptation_corpus(
         kept = {name: to_tool_spec(tool) for name, tool in data.tools.items() if _allowed(name, reserved)}
         examples += [e for e in data.examples if all(_valid(c, kept) for c in e["calls"])]
         tools.update({name: data.tools[name] for name in kept})
-    if n_synthetic > 0:
+    if n_synthetic > 0 or n_agent > 0:
         tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
+    if n_synthetic > 0:
         examples += synthetic_examples(synthetic_tool_count, n_synthetic, seed, "adapt")
     examples += no_tool_examples(n_no_tool, seed)
     if n_agent > 0:
-        tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
         examples += agent_examples(n_agent, seed, synthetic_tool_count)
     # the tools of every call, earlier calls in an agent-shaped request's messages included
     earlier = [c for e in examples for m in e.get("messages", ()) for c in m.get("tool_calls") or ()]
