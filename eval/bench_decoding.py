@@ -195,17 +195,14 @@ def _weights(text: str) -> list[str]:
     return values
 
 
-def _signature(plan: Plan) -> tuple[Any, ...]:
-    """What a plan says: its calls, its invalid calls, its text."""
-    calls = [(c.name, c.arguments) for c in plan.calls]
-    return calls, [(c.name, c.reason) for c in plan.invalid_calls], plan.text
-
-
 def show_differences(requests: list[str], base: list[Plan], other: list[Plan], label: str) -> list[str]:
-    """One line per request whose plan under ``label`` differs from its ``base`` plan."""
+    """One line per request whose plan under ``label`` differs from its ``base`` plan (what
+    `plan_record` records differs, as bench_drafts compares plans)."""
+    from agentmem.eval.record_plans import plan_record  # it imports this module (learn_demo_pack)
+
     lines = []
     for request, a, b in zip(requests, base, other):
-        if _signature(a) != _signature(b):
+        if plan_record(a) != plan_record(b):
             got = [f"{c.name}({c.arguments})" for c in b.calls] or [repr(b.text[:60])]
             was = [f"{c.name}({c.arguments})" for c in a.calls] or [repr(a.text[:60])]
             lines.append(f"- {request!r}\n    base   {'; '.join(was)}\n    {label:<6} {'; '.join(got)}")
