@@ -22,12 +22,13 @@ Where it differs from a hosted chat model, by design:
   re-parses chunk JSON and would make a well-formed but schema-breaking call valid); it is
   in the last chunk's ``response_metadata["invalid_tool_calls"]``, and in
   ``AIMessage.invalid_tool_calls`` from ``invoke``.
-* Agent runs: a memory-token model plans from the request; it was not trained to read tool
-  results. When the conversation ends in the results of calls made since the last user
-  message, the prompt is the conversation up to that message followed by those calls,
-  exactly as the model writes a multi-call plan: it emits the next call of its plan or ends
-  the plan, which is the agent's stop (``continue_plans=False`` renders the results with the
-  chat template instead). ``max_calls=1`` (or ``parallel_tool_calls=False``) gives an agent
+* Agent runs: when the conversation ends in the results of calls made since the last user
+  message, the plan resumes: the model emits its next call or ends the plan, which is the
+  agent's stop. A bank learned from requests alone was never trained to read a result: its
+  prompt is the conversation up to that message followed by those calls, exactly as the
+  model writes a multi-call plan. A bank learned from traces that go on after their results
+  (`AgentMem.reads_results`) is shown the results. (``continue_plans=False`` renders the
+  results with the chat template as a new turn instead.) ``max_calls=1`` (or ``parallel_tool_calls=False``) gives an agent
   one call per turn.
 * Decoding is greedy (``temperature`` 0 or unset); ``stop`` cuts the text answer at the first
   stop sequence, after decoding.

@@ -67,7 +67,8 @@ REQUEST_OPTIONS: tuple[tuple[str, str], ...] = (
         "resume",
         "When the messages end in the results of calls made since the last user message (an "
         "agent run in progress), continue that plan: the model emits its next call or ends the "
-        'plan (see `resumed_prompt_ids`). Ignored with tool_choice="none". Default: False.',
+        "plan, shown the results when the bank learned to read them (`AgentMem.reads_results`; "
+        'see `resumed_prompt_ids`). Ignored with tool_choice="none". Default: False.',
     ),
 )
 
@@ -161,6 +162,15 @@ class AgentMem(LearningMixin, PersistenceMixin):
     def memory_token_id(self, name: str) -> int:
         """The token id of a learned tool (past the backbone's vocabulary)."""
         return self.backbone.vocab_size + self.bank.index(name)
+
+    @property
+    def reads_results(self) -> bool:
+        """Whether a resumed plan (``plan(..., resume=True)``) is shown the results of its
+        calls: True once some tool was learned from traces that go on after their calls'
+        results (`agentmem.tools.examples.Example.resumes`; recorded in its training record,
+        so a saved bank resumes as the live one). A bank never trained to read a result
+        resumes after its calls without them (`resumed_prompt_ids`)."""
+        return any(record.get("reads_results") for record in self._training.values())
 
     @property
     def schemas(self) -> dict[str, dict[str, Any]]:
@@ -305,7 +315,7 @@ class AgentMem(LearningMixin, PersistenceMixin):
         """A request's prompt ids, and whether they resume its plan."""
         tokenizer, schemas = self.backbone.tokenizer, self.schemas
         if resume:
-            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas)
+            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas, self.reads_results)
         else:
             ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:

@@ -197,12 +197,16 @@ def resumed_prompt_ids(
     request: str | Messages,
     memory_token: Callable[[str], int],
     schemas: Mapping[str, dict[str, Any]],
+    read_results: bool = False,
 ) -> tuple[list[int], bool]:
     """Prompt ids that resume an agent run in progress, and whether they do.
 
-    A memory-token model plans from the request; it was not trained to read tool results.
     When the messages end in the results of calls made since the last user message (every
     later message an assistant turn of calls only, or a tool result, the last a tool
+    result), the plan resumes after those calls. With ``read_results`` (a bank that learned
+    from traces that go on after their results, `Example.resumes`) the prompt is the whole
+    conversation, results included: the model reads them and makes the next call or ends
+    the plan. Without (a bank learned from requests only, which was never trained to read a
     result), the prompt is the conversation up to that user message followed by those
     calls, exactly as the model writes a multi-call plan: it then emits the next call of its
     plan or ends it. Otherwise the prompt is `prompt_ids` of the messages, and False.
@@ -223,6 +227,8 @@ def resumed_prompt_ids(
                 break
     if not calls:
         return prompt_ids(tokenizer, messages, memory_token, schemas), False
+    if read_results:
+        return prompt_ids(tokenizer, messages, memory_token, schemas), True
     ids = prompt_ids(tokenizer, messages[: users[-1] + 1], memory_token, schemas)
     for name, arguments in calls:
         ids.append(memory_token(name))
@@ -286,7 +292,9 @@ def encode_example(
     """Encodes ``chat(query) [MEM_a] args_a [MEM_b] args_b ... <eos>``, or ``chat(query)
     answer <eos>`` for a request that needs no tool. A conversation example's prompt is its
     messages (`prompt_ids`: earlier calls written as their memory tokens and arguments), so
-    the rows learn to route and copy with that context in front, as an agent plans.
+    the rows learn to route and copy with that context in front, as an agent plans; one that
+    ends in its calls' results (`Example.resumes`) is the prompt an agent resumes from
+    (`resumed_prompt_ids` with ``read_results``), and its target may be ``<eos>`` alone.
 
     Args:
         tokenizer: The backbone's tokenizer.

@@ -126,7 +126,12 @@ class LearningMixin:
             examples.extend(by_tool[spec.name])
         examples.extend(compose_examples(by_tool, compose, seed=config.seed))
         # routing-only examples last: the last turns alone, then the rehearsed requests
-        last_turns = [replace(ex, messages=()) for ex in examples if ex.messages] if route_from_last_turn else []
+        # (not of a trace that resumes after results: its target is what follows the results)
+        last_turns = (
+            [replace(ex, messages=()) for ex in examples if ex.messages and not ex.resumes]
+            if route_from_last_turn
+            else []
+        )
         rehearsed = self._rehearsal(config)
         routing = last_turns + rehearsed
         examples.extend(routing)
@@ -152,6 +157,8 @@ class LearningMixin:
                 del self._specs[name]
             raise
         record = _record(config, compose, len(examples) - len(routing), len(last_turns), len(rehearsed), report, names)
+        # a bank that learned to read its calls' results is shown them when a plan resumes
+        record["reads_results"] = any(ex.resumes for ex in examples)
         self._training.update({name: dict(record) for name in names})
         rng = random.Random(f"keep:{config.seed}")
         self._kept.update({name: rng.sample(by_tool[name], min(keep, len(by_tool[name]))) for name in names})

@@ -11,15 +11,19 @@ then the turn's messages) and the turn's gold calls. In the turn-alone mode the 
 are the turn's own only. TokMem learns from the messages (`AgentMem.learn_tools`: earlier
 calls as memory tokens); the text baselines from `transcript`, the same conversation as
 plain text, earlier calls written as they write calls (`render_plan`). The training turns
-are capped at about ``train_per_tool`` per tool (`cap_per_tool`).
+are capped at about ``train_per_tool`` per tool (`cap_per_tool`). With ``read_results``,
+TokMem learns from each training turn as an agent's trace instead: cut before each call that
+needs a value only the turn's own earlier results hold, each part with the results before it
+in its messages, and a last part with no call after all the results (`training_turns`).
 
 Agent run, on the test conversations: each turn's messages are appended to the
 conversation, the method plans (with the conversation so far, or the turn alone), the
 plan's calls are executed on the conversation's own API instances (`Session`, from its
 ``initial_config``) and appended with their results as tool messages; TokMem then plans
-again from there (``resume=True``: its plan continues after its calls, `resumed_prompt_ids`)
-until a plan makes no call, at most `MAX_ROUNDS` plans a turn; a text baseline writes its
-whole plan at once (one plan a turn). A text answer is appended as the assistant's message.
+again from there (``resume=True``: its plan continues after its calls, `resumed_prompt_ids`;
+shown their results when it learned to read them, `AgentMem.reads_results`) until a plan
+makes no call, at most `MAX_ROUNDS` plans a turn; a text baseline writes its whole plan at
+once (one plan a turn). A text answer is appended as the assistant's message.
 Then the next user turn. Every method is given the tools BFCL gives the conversation (its
 involved classes' functions): the prompt baselines list those only (RAG: those among its
 top ``rag_k`` retrieved from all the tools), and TokMem routes among
@@ -57,6 +61,7 @@ from agentmem import runinfo
 from agentmem.backbone import Backbone
 from agentmem.chat import plan_to_dict
 from agentmem.decoding.settings import preset_options
+from agentmem.encoding import source_text
 from agentmem.eval.bfcl import BFCLData, Conversation, Session, irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import cap_per_tool
 from agentmem.eval.methods import (
@@ -116,6 +121,9 @@ class AgentRunConfig:
     """Cap the training turns at about this many per tool; None for all."""
     irrelevance: int = 0
     """Requests of each irrelevance set to plan (0: none)."""
+    read_results: bool = False
+    """TokMem learns from agent traces that go on after the turn's own results
+    (`training_turns` with ``read_results``), and so reads its calls' results when it resumes."""
     backbone: str = "smollm2-135m"
     settings: MethodSettings = field(default_factory=MethodSettings)
     command: str = ""
@@ -165,23 +173,51 @@ def _call_messages(calls: Sequence[dict[str, Any]], results: Sequence[str], turn
     ]
 
 
-def training_turns(conversations: Sequence[Conversation], data: BFCLData, context: bool) -> list[dict[str, Any]]:
+def training_turns(
+    conversations: Sequence[Conversation], data: BFCLData, context: bool, read_results: bool = False
+) -> list[dict[str, Any]]:
     """One example ``{"messages", "calls", "conversation", "turn"}`` per turn with gold calls,
-    the gold conversation executed as it goes (module docstring)."""
+    the gold conversation executed as it goes (module docstring).
+
+    With ``read_results``, an agent's trace of the turn instead: the turn's calls are cut
+    before each call that needs a value found only in the results of the turn's own earlier
+    calls (`needs_result`), each part an example whose messages end in the results of the
+    parts before it; then a last example whose messages hold all the turn's calls and
+    results, with no call: the turn is done. A bank learned from these reads its calls'
+    results when it resumes (`AgentMem.reads_results`)."""
     examples = []
     for conversation in conversations:
         session = Session(conversation, data.tool_class)
         history: Messages = []
         for t, (messages, gold) in enumerate(zip(conversation.turns, conversation.gold)):
             start = len(history)
+            before = source_text(history)
             history.extend(dict(m) for m in messages)
-            if gold:
+            said = source_text(history[start:])
+            results: list[str] = []
+            parts = [0]  # where each part of the turn's calls starts
+            for k, call in enumerate(gold):
+                if read_results and k > parts[-1] and needs_result(call, said, before, " ".join(results)):
+                    parts.append(k)
+                results.append(session.execute(call["name"], call["arguments"]))
+            if not gold:
+                continue
+            for first, end in zip(parts, [*parts[1:], len(gold)]):
                 request = history if context else history[start:]
-                examples.append({"messages": list(request), "calls": gold, "conversation": conversation.id, "turn": t})
-            results = [session.execute(c["name"], c["arguments"]) for c in gold]
-            if gold:
-                history.extend(_call_messages(gold, results, t, 0))
+                examples.append(
+                    {"messages": list(request), "calls": gold[first:end], "conversation": conversation.id, "turn": t}
+                )
+                history.extend(_call_messages(gold[first:end], results[first:end], t, first))
+            if read_results:
+                request = history if context else history[start:]
+                examples.append({"messages": list(request), "calls": [], "conversation": conversation.id, "turn": t})
     return examples
+
+
+def needs_result(call: dict[str, Any], said: str, before: str, results: str) -> bool:
+    """Whether a gold call has a value written neither in its turn's messages (``said``) nor
+    earlier in the conversation (``before``), but in the results of the turn's earlier calls."""
+    return any(value_source(v, said, before, results) == VALUE_SOURCES[2] for v in leaf_values(call["arguments"]))
 
 
 Planner = Callable[[list[Messages], list[str]], list[Prediction]]
@@ -346,6 +382,16 @@ def leaf_values(value: Any) -> Iterator[Any]:
         yield value
 
 
+def value_source(value: Any, said: str, before: str, results: str) -> str:
+    """Where a value is written first (`VALUE_SOURCES`): in the turn's messages (``said``),
+    earlier in the conversation (``before``), in the results of the turn's earlier calls, or
+    nowhere verbatim."""
+    for source, text in zip(VALUE_SOURCES, (said, before, results)):
+        if _written(value, text):
+            return source
+    return VALUE_SOURCES[3]
+
+
 def _written(value: Any, text: str) -> bool:
     return str(value) in text or (isinstance(value, float) and value.is_integer() and str(int(value)) in text)
 
@@ -366,8 +412,7 @@ def value_sources(conversations: Sequence[Conversation], data: BFCLData) -> dict
             results = ""
             for call in gold:
                 for value in leaf_values(call["arguments"]):
-                    found = [_written(value, t) for t in (said, before, results)]
-                    counts[VALUE_SOURCES[found.index(True) if any(found) else 3]] += 1
+                    counts[value_source(value, said, before, results)] += 1
                 results += " " + session.execute(call["name"], call["arguments"])
             before += f" {said} {json.dumps([c['arguments'] for c in gold])}{results}"
     return counts
@@ -381,9 +426,12 @@ def evaluate(
     train: list[dict],
     test: list[Conversation],
     inventory: dict[str, dict],
+    traces: list[dict] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Fits one method on the training turns (learning ``inventory``, `trained_tools`), runs
-    the test conversations, scores them.
+    the test conversations, scores them. TokMem learns from ``traces`` when given (the same
+    turns cut where they read results: `training_turns` with ``read_results``); the text
+    baselines, which write a turn's plan at once, from ``train``.
 
     Yields:
         ``(row, result)`` as each is done: the method's name; for TokMem, one row per lever
@@ -392,7 +440,7 @@ def evaluate(
     schemas = {n: t["parameters"] for n, t in inventory.items()}
     method = build_method(name, backbone, config.settings)
     if isinstance(method, TokMemMethod):
-        fit = method.fit([{"messages": ex["messages"], "calls": ex["calls"]} for ex in train], inventory)
+        fit = method.fit([{"messages": ex["messages"], "calls": ex["calls"]} for ex in traces or train], inventory)
     else:
         fit = method.fit(
             [{"query": transcript(ex["messages"], schemas), "calls": ex["calls"]} for ex in train], inventory
@@ -461,6 +509,7 @@ def _setup(
         "backbone": backbone,
         "levers": config.levers,
         "context": config.context,
+        "read_results": config.read_results,
         "max_rounds": MAX_ROUNDS,
         "settings": settings,
     }
@@ -515,8 +564,13 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
     data = load_bfcl()
     train_conversations, _dev, test = split_conversations(data.conversations, config.settings.seed)
     train = training_turns(train_conversations, data, config.context)
+    traces = (
+        training_turns(train_conversations, data, config.context, read_results=True) if config.read_results else None
+    )
     if config.train_per_tool is not None:
         train = cap_per_tool(train, config.train_per_tool, config.settings.seed)
+        kept = {(ex["conversation"], ex["turn"]) for ex in train}
+        traces = traces and [ex for ex in traces if (ex["conversation"], ex["turn"]) in kept]
     if config.limit is not None and len(test) > config.limit:
         chosen = set(random.Random(f"limit:{config.settings.seed}").sample(range(len(test)), config.limit))
         test = [c for i, c in enumerate(test) if i in chosen]
@@ -530,7 +584,7 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
     for name in config.methods:
         print(f"{name}: fitting on {len(train)} turns, then running {len(test)} conversations", flush=True)
         try:
-            for row, record in evaluate(name, backbone, config, data, train, test, inventory):
+            for row, record in evaluate(name, backbone, config, data, train, test, inventory, traces):
                 record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
                 _write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
                 results[row] = record

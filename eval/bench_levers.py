@@ -163,7 +163,7 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
     data = load_bfcl()
     train_conversations, dev, test = split_conversations(data.conversations, args.seed)
     context = not args.turn_alone
-    train = training_turns(train_conversations, data, context)
+    train = training_turns(train_conversations, data, context, args.read_results)
     inventory = trained_tools(data, train)
     conversations = dev if args.part == "dev" else test
     method, source = _fitted(
@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         dest="route_from_last_turn",
         action="store_false",
         help="bfcl-multi-turn: learn without route_from_last_turn (the ablation of AgentMem.learn_tools' default)",
+    )
+    parser.add_argument(
+        "--read-results",
+        action="store_true",
+        help="bfcl-multi-turn: learn from traces cut where a call needs its turn's results (training_turns)",
     )
     parser.add_argument("--leave-one-out", action="store_true", help="also each lever off alone")
     parser.add_argument(

@@ -66,6 +66,12 @@ def register(commands: Any) -> None:
         help="tokmem: comma-separated, each a row from one fit: defaults (the library's decoding), off (every lever off)",
     )
     bfcl.add_argument("--irrelevance", type=int, default=0, help="requests of each irrelevance set to plan (0: none)")
+    bfcl.add_argument(
+        "--read-results",
+        action=argparse.BooleanOptionalAction,
+        help="tokmem: learn from traces cut where a call needs its turn's results, and read them on resuming "
+        "(default: AgentRunConfig.read_results)",
+    )
     evaluate.set_defaults(run=_eval)
 
 
@@ -132,6 +138,7 @@ def _eval_agent(args: argparse.Namespace) -> int:
             levers=tuple(v.strip() for v in args.levers.split(",") if v.strip()),
             train_per_tool=args.train_per_tool or None,
             irrelevance=args.irrelevance,
+            **({} if args.read_results is None else {"read_results": args.read_results}),
             backbone=args.backbone,
             settings=_method_settings(args),
             command=args.command_line,

@@ -4,8 +4,8 @@ the adaptation phase.
 Fit: every inventory tool becomes a memory token, learned jointly with
 `AgentMem.learn_tools` from the training requests. `learn_tools` takes each tool's own
 examples, so each request is handed to one tool it calls, the one that the fewest training
-requests call (ties: the first in the request); a tool left with none gets a copy of one
-request that calls it (that request then counts twice). Every request trains every
+requests call (ties: the first in the request); a tool left with none that calls it gets a
+copy of one request that does (that request then counts twice). Every request trains every
 memory token it uses whichever tool it is handed to.
 
 The training requests come without result references (the runner cuts each plan before
@@ -44,7 +44,9 @@ __all__ = ["TokMemMethod", "assign_to_tools"]
 
 
 def assign_to_tools(train: Sequence[dict]) -> dict[str, list[dict]]:
-    """Hands each training request to one tool it calls (rule in the module docstring).
+    """Hands each training request to one tool it calls (rule in the module docstring); a
+    trace that ends its turn with no call, after its calls' results, to a tool of the last
+    of those calls.
 
     Returns:
         Tool name -> its requests, for every tool some request calls, in order of first use.
@@ -52,14 +54,20 @@ def assign_to_tools(train: Sequence[dict]) -> dict[str, list[dict]]:
     uses = Counter(name for ex in train for name in {c["name"] for c in ex["calls"]})
     groups: dict[str, list[dict]] = {}
     for ex in train:
-        names = list(dict.fromkeys(c["name"] for c in ex["calls"]))
+        names = list(dict.fromkeys([c["name"] for c in ex["calls"]] or _last_call_names(ex["messages"])))
         for name in names:
             groups.setdefault(name, [])
         groups[min(names, key=lambda n: uses[n])].append(ex)
     for name, group in groups.items():
-        if not group:
+        if not any(c["name"] == name for ex in group for c in ex["calls"]):
             group.append(next(ex for ex in train if any(c["name"] == name for c in ex["calls"])))
     return groups
+
+
+def _last_call_names(messages: Sequence[dict]) -> list[str]:
+    """The tools of the last assistant turn that made calls."""
+    last = next(m for m in reversed(messages) if m.get("tool_calls"))
+    return [read_call(c).name for c in last["tool_calls"]]
 
 
 class TokMemMethod(Method):

@@ -4,8 +4,11 @@ An example is ``{"query", "arguments"}`` (one call of the tool being learned) or
 ``{"query", "calls": [{"name", "arguments"}, ...]}`` (several calls, each of the tool being
 learned or of a tool already known). An agent's trace is ``{"messages", "calls"}`` instead of
 a query: chat messages (system prompt, earlier turns, earlier assistant ``tool_calls`` and
-``tool`` results), the last one the user's request, then the calls that follow it. Errors
-name the example's index and the problem.
+``tool`` results), the last one the user's request, then the calls that follow it. A trace
+may also stop after the request's own calls and their results, the calls that follow being
+those that need the results (a user id that a login returned) or none (``"calls": []``: the
+request is done): the bank then learns to read the results of its calls (`Example.resumes`).
+Errors name the example's index and the problem.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class Example:
     messages: tuple[dict[str, Any], ...] = ()
     """The conversation the calls follow, when the example is one (``query`` is then its
     last user message); empty for a plain request."""
+
+    @property
+    def resumes(self) -> bool:
+        """The conversation ends in the results of calls made for its last user message: the
+        calls (none: the request is done) are what follows once those results are read."""
+        return bool(self.messages) and self.messages[-1].get("role") == "tool"
 
     @property
     def tool_names(self) -> set[str]:
@@ -120,7 +129,8 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
     if ("query" in raw) == ("messages" in raw):
         raise InvalidExampleError(f"{where}: give exactly one of 'query' (a request) or 'messages' (a conversation)")
     messages = _messages(where, raw["messages"], tools) if "messages" in raw else ()
-    query = messages[-1]["content"] if messages else raw.get("query")
+    users = [m for m in messages if m["role"] == "user"]
+    query = users[-1]["content"] if messages else raw.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidExampleError(f"{where}: 'query' must be a non-empty string, got {query!r:.80}")
     if ("arguments" in raw) == ("calls" in raw):
@@ -129,8 +139,11 @@ def _one(i: int, raw: Any, spec: ToolSpec, tools: Mapping[str, ToolSpec]) -> Exa
         raw_calls: Any = [{"name": spec.name, "arguments": raw["arguments"]}]
     else:
         raw_calls = raw["calls"]
-        if not isinstance(raw_calls, list) or not raw_calls:
-            raise InvalidExampleError(f"{where}: 'calls' must be a non-empty list of {{'name', 'arguments'}}")
+        if not isinstance(raw_calls, list) or not (raw_calls or (messages and messages[-1]["role"] == "tool")):
+            raise InvalidExampleError(
+                f"{where}: 'calls' must be a non-empty list of {{'name', 'arguments'}} "
+                "(empty only after the results of the request's calls: the request is done)"
+            )
     calls = []
     for j, call in enumerate(raw_calls):
         if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
@@ -163,7 +176,9 @@ _ROLES = ("system", "user", "assistant", "tool")
 
 def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict[str, Any], ...]:
     """A conversation example's messages, checked: what `prompt_ids` renders, ending in the
-    user's request; an earlier call must name a known tool (it is written as its memory token)."""
+    user's request or in the results of calls made for it (after it, only assistant turns of
+    calls and tool results, the last a result: what `resumed_prompt_ids` resumes from); an
+    earlier call must name a known tool (it is written as its memory token)."""
     if not isinstance(raw, list) or not raw:
         raise InvalidExampleError(f"{where}: 'messages' must be a non-empty list of chat messages")
     for k, message in enumerate(raw):
@@ -183,8 +198,22 @@ def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict
                 raise InvalidExampleError(
                     f"{at}, tool call {j}: unknown tool {name!r}; earlier calls may use: {allowed}"
                 )
-    if raw[-1].get("role") != "user":
-        raise InvalidExampleError(f"{where}: the last message must be the user's request, got role {raw[-1]['role']!r}")
+    users = [k for k, m in enumerate(raw) if m["role"] == "user"]
+    after = raw[users[-1] + 1 :] if users else raw
+    calls_then_results = all(
+        m["role"] == "tool"
+        or (m["role"] == "assistant" and m.get("tool_calls") and not (m.get("content") or "").strip())
+        for m in after
+    )
+    if (
+        not users
+        or not calls_then_results
+        or (after and (after[0]["role"] != "assistant" or after[-1]["role"] != "tool"))
+    ):
+        raise InvalidExampleError(
+            f"{where}: the last message must be the user's request, or the result of a call made for it (after "
+            f"the request only assistant tool calls and their tool results); got role {raw[-1]['role']!r}"
+        )
     return tuple(dict(m) for m in raw)
 
 

@@ -35,7 +35,8 @@ Where it differs from OpenAI's API, by design:
   with ``Retry-After``. One decoding when its time limit passes ends with the calls made so
   far, ``finish_reason`` ``"length"`` and ``agentmem.plan_finish_reason`` ``"time_limit"``.
 * An agent run in progress (the conversation ends in results of calls made since the last user
-  message) resumes its plan: the model emits its next call or ends the plan.
+  message) resumes its plan: the model emits its next call or ends the plan (shown the results
+  when the bank learned to read them, `AgentMem.reads_results`).
 
 The package's modules, in the order a request meets them: `gate` (API key, body size, the
 last word on errors), `protocol` (the request bodies), `banks` (`BankRegistry`), `options`

@@ -165,3 +165,71 @@ def test_route_by_last_turn_sends_a_conversations_first_call_where_its_last_mess
             mem.plan(last, route_by_last_turn=False, **options)
         )
     assert differing  # the lever changed at least one first call (else this test proves little)
+
+
+# An agent's trace that goes on after the results of the request's own calls.
+RESUMED = [
+    {"role": "user", "content": "Switch the light on, then set the unit it reports."},
+    {"role": "assistant", "content": "", "tool_calls": [{"name": "toggle_light", "args": {"on": True}}]},
+    {"role": "tool", "content": '{"reports": "celsius"}'},
+]
+
+
+def test_a_trace_may_go_on_after_its_results_and_end_with_no_call():
+    light, unit = to_tool_spec(LIGHT), to_tool_spec(UNIT)
+    known = {"set_unit": unit}
+    after = {"messages": RESUMED, "calls": [{"name": "set_unit", "arguments": {"unit": "celsius"}}]}
+    done = {
+        "messages": [
+            *RESUMED,
+            {"role": "assistant", "content": "", "tool_calls": [{"name": "set_unit", "args": {"unit": "celsius"}}]},
+            {"role": "tool", "content": "ok"},
+        ],
+        "calls": [],
+    }
+    first = {"messages": RESUMED[:1], "calls": [{"name": "toggle_light", "arguments": {"on": True}}]}
+    examples = normalize_examples(light, [first, after, done], known)
+    assert [ex.resumes for ex in examples] == [False, True, True]
+    assert examples[1].query == examples[2].query == RESUMED[0]["content"]  # the request they serve
+    assert examples[2].calls == ()
+    # no call is allowed only once the request's calls have their results
+    with pytest.raises(InvalidExampleError, match="non-empty list"):
+        normalize_examples(light, [{**first, "calls": []}], known)
+    # a result must follow a call made for the request, and the calls must have their results
+    for messages in (
+        [RESUMED[0], RESUMED[2]],
+        RESUMED[:2],
+        [*RESUMED, {"role": "assistant", "content": "It is on."}],
+    ):
+        with pytest.raises(InvalidExampleError, match="last message must be the user's request, or the result"):
+            normalize_examples(light, [{"messages": messages, "calls": []}], known)
+
+
+def test_a_bank_that_learned_from_results_is_shown_them_when_it_resumes_and_saves_that(tiny, tmp_path):
+    from agentmem.encoding import resumed_prompt_ids
+
+    def bank(with_results: bool) -> AgentMem:
+        mem = AgentMem(tiny, adapted=False)
+        light = [{"messages": RESUMED[:1], "calls": [{"name": "toggle_light", "arguments": {"on": True}}]}]
+        if with_results:
+            light.append({"messages": RESUMED, "calls": []})
+        report = mem.learn_tools(
+            [(UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]), (LIGHT, light)], epochs=1
+        )
+        # a trace that resumes after results is not also trained on its last user message alone
+        assert report.examples == 2 + with_results + 1
+        return mem
+
+    plain, reading = bank(False), bank(True)
+    assert not plain.reads_results and reading.reads_results
+    whole = prompt_ids(tiny.tokenizer, RESUMED, reading.memory_token_id, reading.schemas)
+    resumed, _ = resumed_prompt_ids(tiny.tokenizer, RESUMED, plain.memory_token_id, plain.schemas)
+    assert len(resumed) < len(whole)  # the plan's calls without their results
+    for mem, expected in ((plain, resumed), (reading, whole)):
+        plan = mem.plan(RESUMED, resume=True, max_calls=1)
+        assert plan.usage["prompt_tokens"] == len(expected)
+        assert plan.text == ""  # a resumed plan makes a call or ends: no words
+    reading.save(tmp_path / "bank")
+    loaded = AgentMem.load(tmp_path / "bank", backbone=tiny)
+    assert loaded.reads_results
+    assert plan_signature(loaded.plan(RESUMED, resume=True)) == plan_signature(reading.plan(RESUMED, resume=True))

@@ -177,3 +177,58 @@ def test_the_prompt_baselines_run_as_agents_listing_the_conversations_tools_only
     test = bfcl.split_conversations(data.conversations)[2]
     allowed = {n for c in test for n in data.tools_of(c)}
     assert listed and all(set(names) <= allowed for names in listed)
+
+
+def test_traces_that_read_results_cut_a_turn_where_a_call_needs_its_results(data):
+    train = training_turns(data.conversations[:12], data, context=True)
+    traces = training_turns(data.conversations[:12], data, context=True, read_results=True)
+    by_turn: dict[tuple, list[dict]] = {}
+    for ex in traces:
+        by_turn.setdefault((ex["conversation"], ex["turn"]), []).append(ex)
+    assert len(by_turn) == len(train)
+    for ex in train:
+        parts = by_turn[(ex["conversation"], ex["turn"])]
+        # the parts hold the turn's calls in order, then the turn ends with no call after all the results
+        assert [c for p in parts for c in p["calls"]] == ex["calls"]
+        assert parts[-1]["calls"] == [] and parts[-1]["messages"][-1]["role"] == "tool"
+        # the same conversation before (earlier turns' calls in their parts, each with its results)
+        flat = lambda messages: [c for m in messages for c in m.get("tool_calls") or ()]  # noqa: E731
+        assert flat(parts[0]["messages"]) == flat(ex["messages"]) and parts[0]["messages"][-1] == ex["messages"][-1]
+        for p in parts[1:-1]:
+            assert p["messages"][-1]["role"] == "tool"
+    # the zip-code turn: the distance is asked between zip codes that only the lookups return
+    cut = next(p for parts in by_turn.values() for p in parts[1:-1] if p["calls"][0]["name"] == "estimate_distance")
+    results = " ".join(m["content"] for m in cut["messages"] if m["role"] == "tool")
+    assert all(str(v) in results for v in cut["calls"][0]["arguments"].values())
+    said = next(m for m in reversed(cut["messages"]) if m["role"] == "user")["content"]
+    assert agent.needs_result(cut["calls"][0], said, "", results)
+    assert not agent.needs_result(cut["calls"][0], said + results, "", results)
+
+
+def test_a_turn_that_ends_with_no_call_is_handed_to_a_tool_its_last_calls_used():
+    from agentmem.eval.tokmem import assign_to_tools
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "b", "arguments": {}}}]}
+    done = {"messages": [{"role": "user", "content": "x"}, call, {"role": "tool", "content": "1"}], "calls": []}
+    first = {
+        "messages": [{"role": "user", "content": "x"}],
+        "calls": [{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}],
+    }
+    groups = assign_to_tools([first, done, {"messages": [], "calls": [{"name": "a", "arguments": {}}]}])
+    assert groups["b"][0] is first and done in groups["b"]  # b: its own call, then the turn's end
+
+
+def test_run_agent_with_read_results_learns_tokmem_from_the_cut_traces(tiny, tmp_path):
+    config = AgentRunConfig(
+        out=tmp_path,
+        methods=("tokmem",),
+        limit=1,
+        train_per_tool=1,
+        read_results=True,
+        settings=MethodSettings(epochs=1, max_calls=1, progress=False),
+    )
+    summary = run_agent(config, backbone=tiny)
+    setup, cost = summary["setup"], summary["methods"]["tokmem"]["cost"]
+    assert setup["read_results"]
+    # each capped turn: its part(s), the end after its results, and its last turn alone for routing
+    assert cost["training_examples"] >= 3 * setup["train_requests"]
