@@ -13,6 +13,7 @@ frozen: agentmem never changes the backbone after loading.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -22,7 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -42,8 +43,11 @@ DEFAULT_BACKBONE = "smollm2-135m"
 #: loaded (the default, and what learning always uses); ``int8``, the same weights with every
 #: ``Linear`` layer of the transformer body quantized to int8 by dynamic quantization
 #: (`torch.ao.quantization.quantize_dynamic`: int8 weights, activations quantized per call,
-#: outputs float32), for decoding on CPU. The LM head stays float32 (see `Backbone.with_weights`).
-WEIGHTS = ("float32", "int8")
+#: outputs float32), for decoding on CPU; ``bfloat16``, bfloat16 copies of the same ``Linear``
+#: weights with the body's forward under bfloat16 autocast (matrix products in bfloat16, norms,
+#: softmax and the residual stream float32), for hardware with native bfloat16 (a CPU with
+#: AMX-BF16 or AVX512-BF16, a CUDA GPU). The LM head stays float32 (see `Backbone.with_weights`).
+WEIGHTS = ("float32", "int8", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,11 @@ class Backbone:
     def weights(self) -> str:
         """Which of `WEIGHTS` the model computes with: ``int8`` once `with_weights` quantized it."""
         quantized = torch.ao.nn.quantized.dynamic.Linear
-        return "int8" if any(isinstance(m, quantized) for m in self.model.modules()) else "float32"
+        if any(isinstance(m, quantized) for m in self.model.modules()):
+            return "int8"
+        body = self.model.get_decoder()
+        linear = (m for m in body.modules() if isinstance(m, torch.nn.Linear))
+        return "bfloat16" if any(m.weight.dtype == torch.bfloat16 for m in linear) else "float32"
 
     def with_weights(self, weights: str) -> Backbone:
         """This backbone computing with other weights, for planning (see `WEIGHTS`).
@@ -130,31 +138,72 @@ class Backbone:
         a bank learned in float32 plans on it (`agentmem.core.AgentMem`'s ``weights``). Learn
         on the float32 backbone only: the quantized layers have no gradient.
 
+        ``bfloat16`` returns a copy (embedding table and LM head shared likewise) whose body
+        ``Linear`` weights and biases are bfloat16 and whose body forward runs under bfloat16
+        autocast (`agentmem.precision`; attention keeps the device's default kernel, fused on
+        CPU, which is the fast one for inference). On the project's 2-core AMX CPU (one torch
+        thread) prefill took 0.33-0.44x the float32 time (150-4,000 tokens), a single-row decoding
+        step about the same time; demo-pack planning 0.72x and 1.06x on two draws, 117 of 120
+        plans unchanged (BENCHMARKS, "bfloat16 backbone weights"). Off by default.
+
         Raises:
-            ValueError: ``weights`` is not one of `WEIGHTS`, or ``int8`` on a device other
-                than the CPU (dynamic quantization runs on CPU only).
+            ValueError: ``weights`` is not one of `WEIGHTS`, ``int8`` on a device other
+                than the CPU (dynamic quantization runs on CPU only), or a change from other
+                than float32 weights.
         """
         if weights not in WEIGHTS:
             raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
         if weights == self.weights:
             return self
-        if weights == "float32":
-            raise ValueError("an int8 backbone cannot be turned back to float32: keep the float32 one")
+        if self.weights != "float32":
+            raise ValueError(f"a {self.weights} backbone cannot be turned to {weights}: keep the float32 one")
+        if weights == "bfloat16":
+            return self._bfloat16()
         if self.device.type != "cpu":
             raise ValueError(
                 f"int8 weights plan on the CPU only (dynamic quantization); this backbone is on {self.device}"
             )
-        shared = {
-            id(p): p
-            for p in (*self.model.get_input_embeddings().parameters(), *self.model.get_output_embeddings().parameters())
-        }
-        model = copy.deepcopy(self.model, memo=dict(shared))  # the embedding table and LM head are shared, not copied
+        model = self._copy_body()
         head = model.get_output_embeddings()
         body = {name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
         with warnings.catch_warnings():  # torch's notices that torch.ao moves to torchao; the API still works
             warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
             warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
             model = torch.ao.quantization.quantize_dynamic(model, body, dtype=torch.qint8, inplace=True)
+        model.eval()
+        return Backbone(
+            name=self.name, model=model, tokenizer=self.tokenizer, fingerprint=self.fingerprint, adapter=self.adapter
+        )
+
+    def _copy_body(self) -> PreTrainedModel:
+        """A copy of the model sharing the embedding table and LM head (not copied)."""
+        shared = {
+            id(p): p
+            for p in (*self.model.get_input_embeddings().parameters(), *self.model.get_output_embeddings().parameters())
+        }
+        return copy.deepcopy(self.model, memo=dict(shared))
+
+    def _bfloat16(self) -> Backbone:
+        """`with_weights` ``bfloat16``: body Linear layers in bfloat16, body forward under autocast."""
+        model = self._copy_body()
+        head = model.get_output_embeddings()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module is not head:
+                for name in ("weight", "bias"):
+                    param = module._parameters.get(name)
+                    if param is not None:
+                        setattr(
+                            module, name, torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
+                        )
+        body = model.get_decoder()
+        forward, device = body.forward, self.device.type
+
+        @functools.wraps(forward)
+        def autocast_forward(*args: Any, **kwargs: Any) -> Any:
+            with torch.autocast(device, dtype=torch.bfloat16):
+                return forward(*args, **kwargs)
+
+        body.forward = autocast_forward  # this copy's body only; nn.Module.__call__ finds it
         model.eval()
         return Backbone(
             name=self.name, model=model, tokenizer=self.tokenizer, fingerprint=self.fingerprint, adapter=self.adapter

@@ -87,8 +87,8 @@ class AgentMem(LearningMixin, PersistenceMixin):
             the one-time adaptation phase; see `adapt`). ``None`` (default): when one is
             shipped (``"smollm2-135m"``; none yet for ``"gemma3-270m"``); ``True``: require it; ``False``: the plain
             backbone. A `Backbone` object is used as given unless ``adapted=True``.
-        weights: The backbone weights planning computes with: ``"float32"`` (default) or
-            ``"int8"`` (CPU only); see `weights`. Learning always uses float32.
+        weights: The backbone weights planning computes with: ``"float32"`` (default),
+            ``"int8"`` (CPU only) or ``"bfloat16"``; see `weights`. Learning always uses float32.
 
     Example:
         >>> mem = AgentMem()
@@ -124,10 +124,13 @@ class AgentMem(LearningMixin, PersistenceMixin):
     @property
     def weights(self) -> str:
         """The backbone weights planning computes with, one of `agentmem.backbone.WEIGHTS`:
-        ``float32`` (default) or ``int8`` (the transformer body's ``Linear`` layers quantized
-        dynamically, CPU only; `agentmem.backbone.Backbone.with_weights`). On SmolLM2-135M
+        ``float32`` (default), ``int8`` (the transformer body's ``Linear`` layers quantized
+        dynamically, CPU only) or ``bfloat16`` (bfloat16 copies of those layers, the body
+        under bfloat16 autocast); `agentmem.backbone.Backbone.with_weights`. On SmolLM2-135M
         int8 makes a decoding step 1.7x faster on a CPU with AMX but costs 20-30 points of
-        tool and argument F1 on the demo pack (BENCHMARKS), hence off by default.
+        tool and argument F1 on the demo pack; bfloat16 prefills 2-3x faster there but a
+        one-row decoding step is no faster, and it changed 3 of 120 demo-pack plans (BENCHMARKS),
+        hence both off by default.
         Learning and adapting always use the float32 backbone (``self.backbone``); memory
         rows, the embedding table and the LM head stay float32 either way. Setting it rebuilds the planner
         (a few seconds for int8); saved banks do not record it (the fingerprint is the float32

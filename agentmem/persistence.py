@@ -72,11 +72,12 @@ class PersistenceMixin:
             backbone: The backbone to load onto (default: the one the bank names): its
                 base, for a bank that carries an adapter.
             device: As in the constructor.
-            weights: The weights planning computes with, as in the constructor (``"float32"``
-                or ``"int8"``). A bank does not record them: its fingerprint is that of the
-                float32 weights its rows were learned on, which an int8 planner is made from,
-                so any bank plans at either; a bank saved from an int8-planning `AgentMem`
-                loaded with ``weights="int8"`` plans as the live one did.
+            weights: The weights planning computes with, as in the constructor (``"float32"``,
+                ``"int8"`` or ``"bfloat16"``). A bank does not record them: its fingerprint is
+                that of the float32 weights its rows were learned on, which the other planners
+                are made from, so any bank plans at any of them; a bank saved from an
+                int8-planning `AgentMem` loaded with ``weights="int8"`` plans as the live one did
+                (likewise bfloat16).
 
         Raises:
             BankError: The folder is missing, corrupted, or of an unknown format version.

@@ -83,7 +83,7 @@ def test_a_bank_saved_from_an_int8_planner_loads_and_plans_identically(tiny, tmp
 @pytest.mark.parametrize("bad", ["bf16", "INT8", "int4", ""])
 def test_bad_weights_raise_naming_the_allowed_values(tiny, tmp_path: Path, bad):
     allowed = ", ".join(WEIGHTS)
-    assert allowed == "float32, int8"
+    assert allowed == "float32, int8, bfloat16"
     with pytest.raises(ValueError, match=f"allowed: {allowed}"):
         AgentMem(tiny, weights=bad)
     mem = AgentMem(tiny)
@@ -93,3 +93,41 @@ def test_bad_weights_raise_naming_the_allowed_values(tiny, tmp_path: Path, bad):
     path = mem.save(tmp_path / "bank")
     with pytest.raises(ValueError, match=f"allowed: {allowed}"):
         AgentMem.load(path, backbone=tiny, weights=bad)
+
+
+def test_bfloat16_casts_the_body_and_keeps_embeddings_head_and_rows_float32(tiny):
+    table = tiny.model.get_input_embeddings().weight
+    before = {name: p.detach().clone() for name, p in tiny.model.named_parameters()}
+    mem = AgentMem(tiny, weights="bfloat16")
+    planner = mem._decoder.backbone
+    assert mem.weights == "bfloat16" and planner.weights == "bfloat16" and mem.backbone.weights == "float32"
+    linear = [m for m in planner.model.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear) == 14 and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert planner.model.get_input_embeddings().weight is table and table.dtype == torch.float32
+    assert planner.model.get_output_embeddings().weight is table
+    # the body's forward runs under autocast: its hidden states come out float32 (final norm), close to float32's
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        got = planner.model.model(input_ids=ids).last_hidden_state
+        want = tiny.model.model(input_ids=ids).last_hidden_state
+    assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=0.05, atol=0.05)
+    report = _learn(mem)  # learning: float32 rows on the untouched float32 backbone
+    assert report.last_loss > 0 and mem.bank.rows.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in tiny.model.parameters())
+    assert all(torch.equal(p, before[name]) for name, p in tiny.model.named_parameters())
+    assert len(mem.plan_batch(REQUESTS, max_calls=1)) == 2
+    with pytest.raises(ValueError, match="keep the float32 one"):
+        planner.with_weights("int8")
+
+
+def test_a_bank_saved_from_a_bfloat16_planner_loads_and_plans_identically(tiny, tmp_path: Path):
+    mem = AgentMem(tiny, weights="bfloat16")
+    _learn(mem)
+    before = _plans(mem)
+    path = mem.save(tmp_path / "bank")
+    assert json.loads((path / "bank.json").read_text())["backbone"]["fingerprint"] == tiny.fingerprint
+    loaded = AgentMem.load(path, backbone=tiny, weights="bfloat16")
+    assert loaded.weights == "bfloat16" and torch.equal(loaded.bank.rows, mem.bank.rows)
+    assert _plans(loaded) == before
+    loaded.weights = "float32"
+    assert loaded._decoder.backbone is loaded.backbone and loaded.weights == "float32"
