@@ -30,12 +30,18 @@ def _plans(mem: AgentMem) -> list:
     return [plan_signature(p) for p in mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2)]
 
 
+def _planning(tiny, weights: str):
+    """An AgentMem planning at ``weights``, its planner, and the float32 backbone's parameters before."""
+    before = {name: p.detach().clone() for name, p in tiny.model.named_parameters()}
+    mem = AgentMem(tiny, weights=weights)
+    planner = mem._decoder.backbone
+    assert mem.weights == weights and planner.weights == weights and mem.backbone.weights == "float32"
+    return mem, planner, before
+
+
 def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny):
     table = tiny.model.get_input_embeddings().weight
-    before = {name: p.detach().clone() for name, p in tiny.model.named_parameters()}
-    mem = AgentMem(tiny, weights="int8")
-    planner = mem._decoder.backbone
-    assert mem.weights == "int8" and planner.weights == "int8" and mem.backbone.weights == "float32"
+    mem, planner, before = _planning(tiny, "int8")
     body = [name for name, m in tiny.model.model.named_modules() if isinstance(m, torch.nn.Linear)]
     quantized = [name for name, m in planner.model.model.named_modules() if isinstance(m, QUANTIZED)]
     assert len(body) == 14 and quantized == body  # every Linear of the body: 7 per layer
@@ -97,10 +103,7 @@ def test_bad_weights_raise_naming_the_allowed_values(tiny, tmp_path: Path, bad):
 
 def test_bfloat16_casts_the_body_and_keeps_embeddings_head_and_rows_float32(tiny):
     table = tiny.model.get_input_embeddings().weight
-    before = {name: p.detach().clone() for name, p in tiny.model.named_parameters()}
-    mem = AgentMem(tiny, weights="bfloat16")
-    planner = mem._decoder.backbone
-    assert mem.weights == "bfloat16" and planner.weights == "bfloat16" and mem.backbone.weights == "float32"
+    mem, planner, before = _planning(tiny, "bfloat16")
     linear = [m for m in planner.model.model.modules() if isinstance(m, torch.nn.Linear)]
     assert len(linear) == 14 and all(m.weight.dtype == torch.bfloat16 for m in linear)
     assert planner.model.get_input_embeddings().weight is table and table.dtype == torch.float32
