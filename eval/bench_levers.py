@@ -22,6 +22,9 @@ lever off alone, and with ``fall_back_to_text`` alone at each ``--shares`` value
 differences come from decoding alone. ``--alone ''`` plans the first two rows
 only: the comparison to report, on the ``report`` part, once the defaults are chosen.
 
+``--weights`` plans every row on other backbone weights (`AgentMem.weights`; the rows are
+learned on float32 either way).
+
 Prints a Markdown table and a dozen plans of the defaults, of levers off and of each
 ``--on-top`` row beside their gold calls; appends both to ``runs/levers-<date>.md``.
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from agentmem import runinfo
-from agentmem.backbone import DEFAULT_BACKBONE, Backbone, load_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS, Backbone, load_backbone
 from agentmem.chat import plan_to_dict
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding.policies import FallBackToText
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
+    parser.add_argument("--weights", choices=WEIGHTS, default="float32", help="backbone weights to plan with")
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, the parts and learning")
     parser.add_argument(
         "--learn-seed", type=int, help="seeds learning alone (default: --seed): another bank on the same split"
@@ -280,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     base = load_backbone(args.backbone)
     part = bfcl_part if args.dataset == BFCL_DATASET else nestful_part
     method, source, measure = part(args, base, settings)
-    print(source, flush=True)
     mem = method.memory
+    if args.weights != "float32":  # planning weights (AgentMem.weights); learning used float32
+        mem.weights = args.weights
+        source += f"; planning on {args.weights} weights"
+    print(source, flush=True)
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
     rows, shown = [], []
     for label, options, share in lever_rows(alone, args.leave_one_out, shares, on_top):

@@ -47,3 +47,9 @@ def test_on_top_names_a_lever_already_on_by_default_is_the_parsers_error(capsys)
         main(["--dataset", "bfcl-multi-turn", "--alone", "", "--on-top", lever])
     assert exit.value.code == 2
     assert f"already on by default: {lever}" in capsys.readouterr().err
+
+
+def test_planning_weights_outside_the_allowed_ones_are_the_parsers_error(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--dataset", "bfcl-multi-turn", "--weights", "bf16"])
+    assert exit.value.code == 2 and "float32, int8, bfloat16" in capsys.readouterr().err.replace("'", "")
