@@ -22,7 +22,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from agentmem.chat import content_text, read_call
-from agentmem.tools.examples import Example
+from agentmem.tools.examples import Example, request_calls
 from agentmem.tools.parsing import canonical_json
 
 Messages = Sequence[dict[str, Any]]
@@ -212,24 +212,13 @@ def resumed_prompt_ids(
     plan or ends it. Otherwise the prompt is `prompt_ids` of the messages, and False.
     """
     messages = as_messages(request)
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-    calls: list[tuple[str, dict[str, Any]]] = []
-    if users and messages[-1].get("role") == "tool":
-        for message in messages[users[-1] + 1 :]:
-            if (
-                message.get("role") == "assistant"
-                and message.get("tool_calls")
-                and not (message.get("content") or "").strip()
-            ):
-                calls.extend(_name_and_arguments(c) for c in message["tool_calls"])
-            elif message.get("role") != "tool":
-                calls = []
-                break
+    calls = [_name_and_arguments(c) for c in request_calls(messages)]
     if not calls:
         return prompt_ids(tokenizer, messages, memory_token, schemas), False
     if read_results:
         return prompt_ids(tokenizer, messages, memory_token, schemas), True
-    ids = prompt_ids(tokenizer, messages[: users[-1] + 1], memory_token, schemas)
+    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+    ids = prompt_ids(tokenizer, messages[: last_user + 1], memory_token, schemas)
     for name, arguments in calls:
         ids.append(memory_token(name))
         ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))

@@ -13,7 +13,7 @@ Errors name the example's index and the problem.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -199,22 +199,36 @@ def _messages(where: str, raw: Any, tools: Mapping[str, ToolSpec]) -> tuple[dict
                     f"{at}, tool call {j}: unknown tool {name!r}; earlier calls may use: {allowed}"
                 )
     users = [k for k, m in enumerate(raw) if m["role"] == "user"]
-    after = raw[users[-1] + 1 :] if users else raw
-    calls_then_results = all(
-        m["role"] == "tool"
-        or (m["role"] == "assistant" and m.get("tool_calls") and not (m.get("content") or "").strip())
-        for m in after
-    )
-    if (
-        not users
-        or not calls_then_results
-        or (after and (after[0]["role"] != "assistant" or after[-1]["role"] != "tool"))
-    ):
+    # a result must follow a call made for the request, not stand first after it
+    resumed = bool(request_calls(raw)) and raw[users[-1] + 1]["role"] == "assistant"
+    if raw[-1]["role"] != "user" and not resumed:
         raise InvalidExampleError(
             f"{where}: the last message must be the user's request, or the result of a call made for it (after "
             f"the request only assistant tool calls and their tool results); got role {raw[-1]['role']!r}"
         )
     return tuple(dict(m) for m in raw)
+
+
+def request_calls(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The tool calls made since the last user message when the messages end in their
+    results (every later message an assistant turn of calls only, or a tool result, the last
+    a tool result): an agent run in progress, which a resumed plan continues
+    (`agentmem.encoding.resumed_prompt_ids`) and a training trace may end in
+    (`Example.resumes`). Empty otherwise."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users or messages[-1].get("role") != "tool":
+        return []
+    calls: list[Any] = []
+    for message in messages[users[-1] + 1 :]:
+        if (
+            message.get("role") == "assistant"
+            and message.get("tool_calls")
+            and not (message.get("content") or "").strip()
+        ):
+            calls.extend(message["tool_calls"])
+        elif message.get("role") != "tool":
+            return []
+    return calls
 
 
 def _call_name(call: Any) -> Any:
