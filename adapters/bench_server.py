@@ -19,6 +19,11 @@ bank: ``--bank PATH``, or the demo pack learned on the backbone as ``agentmem de
    long one has decoded 16 tokens, and checked to be answered while the long one still
    decodes; the ratio of the two times is what the long one costs the short one.
 
+``--weights float32,bfloat16`` serves the bank on each of those backbone weights in turn
+(`BankRegistry`'s ``weights``, as ``agentmem serve --weights``), both measurements each time,
+and reports requests/s against the first weights' level by level, with how many answers differ
+from the first weights' (other weights may plan otherwise: counted, not checked).
+
 Results print as Markdown (machine and date, ratios measured in the same run) and are
 appended to ``runs/server-<date>.md``.
 """
@@ -50,7 +55,7 @@ except ImportError as exc:  # a core install: say which extra to install, not on
     raise missing_extra("server", exc) from exc
 
 from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
-from agentmem.backbone import DEFAULT_BACKBONE
+from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS
 from agentmem.core import AgentMem
 from agentmem.scheduler import Scheduler
 from agentmem.tools import demo
@@ -205,8 +210,35 @@ def _parser() -> argparse.ArgumentParser:
         help="also serve every level with drafts off (jump_forward and copy_drafts; the decoder before them) "
         "and report requests/s against it",
     )
+    parser.add_argument(
+        "--weights",
+        default="float32",
+        help=f"backbone weights to serve with (agentmem serve --weights), comma-separated: {', '.join(WEIGHTS)}; "
+        "each is measured in turn and compared with the first",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     return parser
+
+
+def parse_weights(text: str) -> list[str]:
+    """``--weights``'s values in order, checked.
+
+    Raises:
+        ValueError: None given, one not in `agentmem.backbone.WEIGHTS`, or one given twice
+            (the message names the allowed ones).
+    """
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in WEIGHTS]
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if bad:
+        wrong = f"unknown value(s) {', '.join(bad)}"
+    elif twice:
+        wrong = f"given twice: {', '.join(twice)}"
+    elif not values:
+        wrong = "none given"
+    else:
+        return values
+    raise ValueError(f"--weights {text!r}: {wrong}; allowed, comma-separated: {', '.join(WEIGHTS)}")
 
 
 #: The decoding compared by ``--compare-drafts``: every plan token its own forward pass.
@@ -219,45 +251,56 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.clients.split(",") if c]
     if min([args.requests, args.max_tokens, *levels]) < 1 or not levels or args.long_tokens < 0:
         parser.error("--requests, --max-tokens and every --clients level must be >= 1, --long-tokens >= 0")
+    try:
+        weights = parse_weights(args.weights)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     started = time.perf_counter()
     memory = AgentMem.load(args.bank) if args.bank else demo_bank(args.backbone, args.examples_per_tool)
     print(f"bank ready in {time.perf_counter() - started:.0f} s: {', '.join(memory.bank.names)}", flush=True)
-    registry = BankRegistry()
-    registry.add(BANK, memory)
     queries = [e["query"] for e in demo.held_out_examples()]
     rows: list[list[str]] = []
-    reference, differ = None, 0
+    differ = 0
+    first: dict[str, list[Any]] = {}  # each weights' answers at its first level
     limits = ServerLimits(max_text_tokens=max(1024, args.long_tokens))
     settings = [("no drafts", NO_DRAFTS), ("defaults", {})] if args.compare_drafts else [("defaults", {})]
-    rps: dict[tuple[str, int], float] = {}
-    hol = None
-    for label, decoding in settings:
-        with serving(registry, limits, decoding) as url:
-            post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
-            for clients in levels:
-                r, answers = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
-                if reference is None:
-                    reference = answers
-                r["differ"] = sum(a != b for a, b in zip(answers, reference))
-                differ += r["differ"]
-                rps[label, clients] = r["rps"]
-                rows.append(
-                    ([label] if args.compare_drafts else [])
-                    + [
-                        str(r["clients"]),
-                        str(r["requests"]),
-                        str(r["errors"]),
-                        str(r["differ"]),
-                        f"{r['rps']:.2f}",
-                        f"{r['p50'] * 1000:.0f}",
-                        f"{r['p95'] * 1000:.0f}",
-                        f"{r['wall']:.1f}",
-                    ]
-                )
-                print(runinfo.table_row(rows[-1]), flush=True)
-            if label == "defaults" and args.long_tokens:
-                hol = head_of_line(url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout)
+    by_weights = len(weights) > 1
+    rps: dict[tuple[str, str, int], float] = {}
+    hol: dict[str, dict[str, Any]] = {}
+    for weight in weights:
+        registry = BankRegistry(weights=weight)
+        registry.add(BANK, memory)  # switches the bank to these weights
+        reference = None
+        for label, decoding in settings:
+            with serving(registry, limits, decoding) as url:
+                post(url, _body(queries[0], args.max_tokens), args.timeout)  # warm-up
+                for clients in levels:
+                    r, answers = load_level(url, queries, clients, args.requests, args.max_tokens, args.timeout)
+                    if reference is None:
+                        reference = first[weight] = answers
+                    r["differ"] = sum(a != b for a, b in zip(answers, reference))
+                    differ += r["differ"]
+                    rps[weight, label, clients] = r["rps"]
+                    rows.append(
+                        ([weight] if by_weights else [])
+                        + ([label] if args.compare_drafts else [])
+                        + [
+                            str(r["clients"]),
+                            str(r["requests"]),
+                            str(r["errors"]),
+                            str(r["differ"]),
+                            f"{r['rps']:.2f}",
+                            f"{r['p50'] * 1000:.0f}",
+                            f"{r['p95'] * 1000:.0f}",
+                            f"{r['wall']:.1f}",
+                        ]
+                    )
+                    print(runinfo.table_row(rows[-1]), flush=True)
+                if label == "defaults" and args.long_tokens:
+                    hol[weight] = head_of_line(
+                        url, memory.scheduler, queries[0], args.long_query, args.long_tokens, args.timeout
+                    )
 
     today = runinfo.today()
     source = (
@@ -265,35 +308,50 @@ def main(argv: list[str] | None = None) -> int:
         if args.bank
         else f"demo pack on {args.backbone}, {args.examples_per_tool} examples per tool"
     )
+    base = weights[0]
     summary = f"Answers identical at every level: {'yes' if not differ else f'no ({differ} differ)'}."
     if args.compare_drafts:
         summary += " Requests/s with the default drafts / with none: " + ", ".join(
-            f"{rps['defaults', c] / rps['no drafts', c]:.2f}x at {c} client{'s' * (c > 1)}" for c in levels
+            f"{rps[base, 'defaults', c] / rps[base, 'no drafts', c]:.2f}x at {c} client{'s' * (c > 1)}" for c in levels
         )
-        summary += "."
+        summary += f" ({base} weights)." if by_weights else "."
     if len(levels) > 1:
         summary += (
             f" Requests/s at {levels[-1]} clients / at {levels[0]}: "
-            f"{rps['defaults', levels[-1]] / rps['defaults', levels[0]]:.2f}x."
+            f"{rps[base, 'defaults', levels[-1]] / rps[base, 'defaults', levels[0]]:.2f}x"
+            + (f" ({base} weights)." if by_weights else ".")
+        )
+    for weight in weights[1:]:
+        changed = sum(a != b for a, b in zip(first[weight], first[base]))
+        summary += (
+            f" Requests/s with {weight} weights / with {base}: "
+            + ", ".join(
+                f"{rps[weight, 'defaults', c] / rps[base, 'defaults', c]:.2f}x at {c} client{'s' * (c > 1)}"
+                for c in levels
+            )
+            + f"; {changed} of {args.requests} answers unlike {base}'s."
         )
     paragraphs: list[str | list[str]] = [
         runinfo.heading("agentmem serve on loopback", today, runinfo.machine(memory.backbone.device)),
         f"`{runinfo.command('agentmem.adapters.bench_server', argv)}`: {source}; one request = one chat "
-        "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's.",
+        "completion of a held-out demo request (`tool_choice` auto); `differ` = answers unlike the first level's"
+        + (" on the same weights." if by_weights else "."),
         runinfo.table(
-            (["decoding"] if args.compare_drafts else [])
+            (["weights"] if by_weights else [])
+            + (["decoding"] if args.compare_drafts else [])
             + ["clients", "requests", "errors", "differ", "requests/s", "p50 ms", "p95 ms", "wall s"],
             rows,
         ),
         summary,
     ]
-    if hol is not None:
+    for weight, probe in hol.items():
         paragraphs.append(
-            f"Head-of-line: a short request ({queries[0]!r}) takes {hol['alone'] * 1000:.0f} ms alone (median of 3) "
-            f"and {hol['beside'] * 1000:.0f} ms sent while a text answer of up to {args.long_tokens} tokens "
-            f"decodes (sent after the long one had decoded {hol['lead']} tokens; the long one "
-            f"{'still decoding' if hol['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
-            f"ratio {hol['ratio']:.2f}."
+            f"Head-of-line{f' ({weight} weights)' if by_weights else ''}: a short request ({queries[0]!r}) "
+            f"takes {probe['alone'] * 1000:.0f} ms alone (median of 3) "
+            f"and {probe['beside'] * 1000:.0f} ms sent while a text answer of up to {args.long_tokens} tokens "
+            f"decodes (sent after the long one had decoded {probe['lead']} tokens; the long one "
+            f"{'still decoding' if probe['overlapped'] else 'NO LONGER DECODING'} when it was answered): "
+            f"ratio {probe['ratio']:.2f}."
         )
     runinfo.append_record(runinfo.record(*paragraphs), args.out / f"server-{today}.md")
     return 0

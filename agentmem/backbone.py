@@ -21,7 +21,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,13 @@ class Backbone:
     tokenizer: PreTrainedTokenizerBase
     fingerprint: str
     adapter: Adapter | None = None
+    # The planning copies `with_weights` made of this backbone, by weights. Made once per
+    # backbone so that every AgentMem on it (a server's banks) plans on ONE int8 or bfloat16
+    # copy rather than one each. Safe to keep: the backbone never changes after loading, and
+    # anything that changes weights (an adapter merged by `AgentMem.adapt` or
+    # `agentmem.adaptation.resolve.apply_adapter`) makes a new `Backbone`, whose cache starts
+    # empty. Not an argument, not compared, not copied by `dataclasses.replace`.
+    _planners: dict[str, Backbone] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def vocab_size(self) -> int:
@@ -127,12 +134,17 @@ class Backbone:
     def with_weights(self, weights: str) -> Backbone:
         """This backbone computing with other weights, for planning (see `WEIGHTS`).
 
-        ``float32`` returns the backbone itself. ``int8`` returns a copy whose ``Linear``
-        layers of the transformer body (attention and MLP projections) are int8 by dynamic
-        quantization. The input embedding table and the LM head stay the very same float32
-        tensors (not copied): at a routing step the end-of-plan logit (LM head) and the
-        memory rows' logits (``h @ rows.T``, float32) are computed alike, and a quantized head
-        made planning 3x slower on the project's CPU (BENCHMARKS, "int8 backbone weights"). The copy
+        ``float32`` returns the backbone itself. The other weights return a copy made on the
+        first call and kept by this backbone: every later call (every `agentmem.core.AgentMem`
+        on this backbone, such as the banks of one server) gets that very copy, so they hold
+        one planning copy of the weights between them, kept as long as the backbone.
+
+        ``int8`` returns a copy whose ``Linear`` layers of the transformer body (attention
+        and MLP projections) are int8 by dynamic quantization. The input embedding table and
+        the LM head stay the very same float32 tensors (not copied): at a routing step the
+        end-of-plan logit (LM head) and the memory rows' logits (``h @ rows.T``, float32) are
+        computed alike, and a quantized head made planning 3x slower on the project's CPU
+        (BENCHMARKS, "int8 backbone weights"). The copy
         keeps the name, tokenizer, adapter and fingerprint: the fingerprint identifies the
         float32 weights a bank's rows were learned on, and the int8 copy is made from them, so
         a bank learned in float32 plans on it (`agentmem.core.AgentMem`'s ``weights``). Learn
@@ -157,8 +169,15 @@ class Backbone:
             return self
         if self.weights != "float32":
             raise ValueError(f"a {self.weights} backbone cannot be turned to {weights}: keep the float32 one")
-        if weights == "bfloat16":
-            return self._bfloat16()
+        planner = self._planners.get(weights)
+        if planner is None:
+            planner = self._bfloat16() if weights == "bfloat16" else self._int8()
+            # two threads making the first copy at once: both get the one stored first
+            planner = self._planners.setdefault(weights, planner)
+        return planner
+
+    def _int8(self) -> Backbone:
+        """`with_weights` ``int8``: body Linear layers quantized dynamically (CPU only)."""
         if self.device.type != "cpu":
             raise ValueError(
                 f"int8 weights plan on the CPU only (dynamic quantization); this backbone is on {self.device}"

@@ -24,6 +24,10 @@ from agentmem.errors import AgentMemError
 #: Entry-point group of commands added by other layers: ``register(subparsers)`` each.
 COMMANDS_GROUP = "agentmem.commands"
 
+#: ``agentmem serve --weights``'s choices: `agentmem.backbone.WEIGHTS`, written out so that
+#: ``--help`` does not import torch (a test checks that the two are equal).
+SERVE_WEIGHTS = ("float32", "int8", "bfloat16")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``agentmem`` command."""
@@ -147,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the environment variable AGENTMEM_API_KEY, if set)",
     )
     serve.add_argument("--device", help="cpu, cuda... (default: CUDA when available)")
+    serve.add_argument(
+        "--weights",
+        choices=SERVE_WEIGHTS,
+        default="float32",
+        help="backbone weights every bank plans with (AgentMem.weights; banks on one backbone share one copy): "
+        "float32 (default), int8 (CPU only) or bfloat16",
+    )
     _add_plan_options(serve, SERVER_OPTIONS)  # decoding for every request (a request picks its tools, limits)
 
     # commands of other layers (``agentmem eval``), registered as entry points: the core
@@ -384,11 +395,15 @@ def _serve(args: argparse.Namespace) -> int:
     if api_key is not None and not api_key.strip():
         print("agentmem serve: error: the API key is empty", file=sys.stderr)
         return 2
-    registry = BankRegistry(device=args.device)
-    names = registry.add_paths(args.banks)
+    registry = BankRegistry(device=args.device, weights=args.weights)
+    try:
+        names = registry.add_paths(args.banks)
+    except ValueError as exc:  # beside main's AgentMemErrors: the weights on this device (int8 on a GPU)
+        print(f"agentmem serve: error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"agentmem serve: {len(names)} banks ({', '.join(names)}) on {registry.backbones()} backbone(s), "
-        f"http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}",
+        f"{args.weights} weights, http://{args.host}:{args.port}/v1{', API key required' if api_key else ''}",
         flush=True,
     )
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):

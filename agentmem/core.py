@@ -132,9 +132,11 @@ class AgentMem(LearningMixin, PersistenceMixin):
         one-row decoding step is no faster, and it changed 3 of 120 demo-pack plans (BENCHMARKS),
         hence both off by default.
         Learning and adapting always use the float32 backbone (``self.backbone``); memory
-        rows, the embedding table and the LM head stay float32 either way. Setting it rebuilds the planner
-        (a few seconds for int8); saved banks do not record it (the fingerprint is the float32
-        weights'), so pass ``weights=`` to `load` as to the constructor.
+        rows, the embedding table and the LM head stay float32 either way. Setting it switches the
+        planner: the backbone's copy at those weights, made on first use (a few seconds for int8)
+        and shared by every AgentMem on the same backbone (`Backbone.with_weights`). Saved banks
+        do not record it (the fingerprint is the float32 weights'), so pass ``weights=`` to `load`
+        as to the constructor.
 
         Raises:
             ValueError: A value not in `agentmem.backbone.WEIGHTS` (the message names them).
@@ -215,7 +217,9 @@ class AgentMem(LearningMixin, PersistenceMixin):
         specs, examples = read_corpus(corpus)
         self.backbone, report = adapt_backbone(self.backbone, specs, examples, settings)
         self.backbone.adapter.training["corpus"] = getattr(corpus, "name", None)
-        self._planner = self.backbone.with_weights(self._planner.weights)  # the adapted weights, quantized again
+        # The adapted backbone is a new Backbone: its planning copy is made from the adapted
+        # weights, never the one cached on the base backbone (`Backbone.with_weights`).
+        self._planner = self.backbone.with_weights(self._planner.weights)
         self._decoder = Decoder(self._planner, self.bank, self._specs)
         return report
 

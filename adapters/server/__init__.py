@@ -14,6 +14,9 @@ a last chunk with ``finish_reason``, an optional usage chunk) as server-sent eve
 Where it differs from OpenAI's API, by design:
 
 * ``model`` names a bank; banks on the same weights share one backbone, loaded once.
+  ``agentmem serve --weights bfloat16`` (or ``int8``, CPU only; `BankRegistry`'s ``weights``)
+  makes every bank plan on those backbone weights, the banks of one backbone on one copy of
+  them; ``GET /v1/models`` gives each bank's ``weights``.
   With ``admin=True`` (off by default), ``POST /v1/banks`` loads or reloads a bank at run time
   (a bank folder, by name, inside the folders the server was started with, on a backbone the
   server already holds) and ``DELETE /v1/banks/{name}`` drops it.

@@ -10,7 +10,7 @@ from typing import Any
 
 from agentmem.adapters.server.errors import APIError
 from agentmem.adapters.server.protocol import FOLDER_NAME
-from agentmem.backbone import Backbone
+from agentmem.backbone import WEIGHTS, Backbone
 from agentmem.bank_io import META_FILE, load_bank
 from agentmem.core import AgentMem
 from agentmem.errors import BankError
@@ -23,18 +23,32 @@ class BankRegistry:
 
     A bank loaded from disk goes onto the loaded backbone with its fingerprint, else onto its
     base backbone (loaded once per name; a bank that carries an adapter gets the adapted
-    copy, which banks with the same adapter then share).
+    copy, which banks with the same adapter then share). Banks on one backbone plan on one
+    copy of its ``int8`` or ``bfloat16`` weights too (`Backbone.with_weights` keeps it).
 
     Args:
         backbone: A backbone already loaded (e.g. a test model) that banks may run on.
         device: Where to load backbones named by banks.
+        weights: The backbone weights every bank plans with (`AgentMem.weights`: one of
+            `agentmem.backbone.WEIGHTS`), whether loaded from a folder at start or at run time,
+            or added as an `AgentMem` (whose ``weights`` `add` sets). None (default): banks
+            loaded from folders plan with ``float32``, an `AgentMem` with its own.
 
     Attributes:
         roots: The folders given to `add_paths`: the only place `find` looks for banks.
+        weights: The ``weights`` given.
+
+    Raises:
+        ValueError: ``weights`` is not one of `agentmem.backbone.WEIGHTS` (the message names them).
     """
 
-    def __init__(self, backbone: Backbone | None = None, *, device: str | None = None) -> None:
+    def __init__(
+        self, backbone: Backbone | None = None, *, device: str | None = None, weights: str | None = None
+    ) -> None:
+        if weights is not None and weights not in WEIGHTS:
+            raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
         self.device = device
+        self.weights = weights
         self._banks: dict[str, tuple[AgentMem, int]] = {}  # name -> (bank, when it was added)
         self._backbones: dict[str, Backbone] = {}  # by fingerprint, and plain ones by name too
         self.roots: list[Path] = []
@@ -50,7 +64,8 @@ class BankRegistry:
 
         Args:
             name: The bank's name (requests' ``model``).
-            source: A bank folder or an `AgentMem`.
+            source: A bank folder or an `AgentMem` (switched to the registry's `weights`,
+                when set).
             new_backbones: Whether a bank whose backbone the registry does not hold may load
                 it (and fetch it, for a Hugging Face id). At run time it may not: a bank is
                 data, and must not make the server load or download a model.
@@ -59,6 +74,7 @@ class BankRegistry:
             BankError: The folder is not a bank.
             BackboneMismatchError: The bank does not fit the backbone it names.
             APIError: 400 ``backbone_not_served``, with ``new_backbones=False``.
+            ValueError: The registry's ``weights`` are ``int8`` and the backbone is not on the CPU.
         """
         with AgentMem.lock:  # loading is a model call too; and the registry changes as one step
             memory = source if isinstance(source, AgentMem) else None
@@ -73,7 +89,10 @@ class BankRegistry:
                         code="backbone_not_served",
                     )
                 backbone = self._backbones.get(saved.fingerprint) or self._backbones.get(f"name:{saved.backbone_name}")
-                memory = AgentMem.from_saved(saved, backbone, device=self.device, path=source)
+                weights = self.weights or "float32"
+                memory = AgentMem.from_saved(saved, backbone, device=self.device, path=source, weights=weights)
+            elif self.weights is not None and memory.weights != self.weights:
+                memory.weights = self.weights
             self._remember(memory.backbone)
             self._banks[name] = (memory, int(time.time()))
             return memory
@@ -142,7 +161,9 @@ class BankRegistry:
         return sorted(self._banks.copy())
 
     def models(self, name: str | None = None) -> list[dict[str, Any]]:
-        """Every bank (or the one named) as an OpenAI model object, plus its tools and backbone."""
+        """Every bank (or the one named) as an OpenAI model object, plus its tools, its backbone
+        (name and fingerprint) and the backbone weights it plans with (``weights``: one of
+        `agentmem.backbone.WEIGHTS`)."""
         entries = sorted(self._banks.copy().items()) if name is None else [(name, self._entry(name))]
         return [
             {
@@ -153,6 +174,7 @@ class BankRegistry:
                 "tools": list(memory.bank.names),
                 "backbone": memory.backbone.name,
                 "fingerprint": memory.backbone.fingerprint,
+                "weights": memory.weights,
             }
             for n, (memory, created) in entries
         ]

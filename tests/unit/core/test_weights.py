@@ -1,7 +1,8 @@
 """Planning on int8 backbone weights (`AgentMem(weights=...)`, `Backbone.with_weights`) on a tiny
 Llama: the body's Linear layers are quantized, the embedding table, the LM head and the memory
 rows stay float32, learning keeps the float32 backbone, and a bank saved from an int8-planning
-AgentMem plans the same once loaded at int8."""
+AgentMem plans the same once loaded at int8. A backbone makes its int8 or bfloat16 copy once:
+every AgentMem on it plans on that one copy, and an adapted backbone makes its own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from agentmem import AgentMem
 from agentmem.backbone import WEIGHTS
 from agentmem.tools import demo
-from tests.conftest import plan_signature
+from tests.conftest import plan_signature, tiny_backbone
 
 FAST = {"epochs": 1, "progress": False}
 REQUESTS = ["What's the weather in Oslo?", "Convert 20 EUR to USD please"]
@@ -134,3 +135,38 @@ def test_a_bank_saved_from_a_bfloat16_planner_loads_and_plans_identically(tiny, 
     assert _plans(loaded) == before
     loaded.weights = "float32"
     assert loaded._decoder.backbone is loaded.backbone and loaded.weights == "float32"
+
+
+def test_agentmems_on_one_backbone_share_one_planning_copy_per_weights(tiny, tokenizer):
+    first, second = AgentMem(tiny, weights="bfloat16"), AgentMem(tiny, weights="bfloat16")
+    copy = first._decoder.backbone
+    assert copy is not tiny and copy is second._decoder.backbone is tiny.with_weights("bfloat16")
+    int8 = AgentMem(tiny, weights="int8")._decoder.backbone
+    assert int8.weights == "int8" and int8 is not copy and tiny.with_weights("int8") is int8
+    first.weights = "float32"
+    assert first._decoder.backbone is tiny and tiny.with_weights("float32") is tiny
+    first.weights = "bfloat16"  # switching back: the same copy, not a new one
+    assert first._decoder.backbone is copy
+    # another backbone with the very same weights makes its own copy
+    other = tiny_backbone(tokenizer)
+    assert other.fingerprint == tiny.fingerprint and other.with_weights("bfloat16") is not copy
+    assert "_planners" not in repr(tiny)  # the cache is not shown
+
+
+def test_adapt_plans_on_a_copy_of_the_adapted_weights_not_the_cached_one(tiny):
+    from agentmem.adaptation.corpus import synthetic_examples, synthetic_tools
+
+    mem = AgentMem(tiny, weights="bfloat16")
+    before = mem._decoder.backbone
+    mem.adapt((synthetic_tools(2, seed=0), synthetic_examples(2, 8, seed=0)), batch_size=4, progress=False, bf16=False)
+    after = mem._decoder.backbone
+    assert mem.weights == "bfloat16" and mem.backbone is not tiny and after is not before
+    assert after is mem.backbone.with_weights("bfloat16") and tiny.with_weights("bfloat16") is before
+    # the planner's bfloat16 query projection is the adapted one's, not the base's
+    adapted = mem.backbone.model.model.layers[0].self_attn.q_proj.weight
+    base = tiny.model.model.layers[0].self_attn.q_proj.weight
+    planned = after.model.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(adapted, base)
+    assert torch.equal(planned, adapted.to(torch.bfloat16)) and not torch.equal(
+        planned, before.model.model.layers[0].self_attn.q_proj.weight
+    )
