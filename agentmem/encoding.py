@@ -205,8 +205,9 @@ def resumed_prompt_ids(
     later message an assistant turn of calls only, or a tool result, the last a tool
     result), the plan resumes after those calls. With ``read_results`` (a bank that learned
     from traces that go on after their results, `Example.resumes`) the prompt is the whole
-    conversation, results included: the model reads them and makes the next call or ends
-    the plan. Without (a bank learned from requests only, which was never trained to read a
+    conversation, results included, followed by those calls written again at the start of
+    the assistant's turn: the model reads the results and makes the next call or ends the
+    plan after the last call's arguments, as every plan ends. Without (a bank learned from requests only, which was never trained to read a
     result), the prompt is the conversation up to that user message followed by those
     calls, exactly as the model writes a multi-call plan: it then emits the next call of its
     plan or ends it. Otherwise the prompt is `prompt_ids` of the messages, and False.
@@ -216,9 +217,13 @@ def resumed_prompt_ids(
     if not calls:
         return prompt_ids(tokenizer, messages, memory_token, schemas), False
     if read_results:
-        return prompt_ids(tokenizer, messages, memory_token, schemas), True
-    last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-    ids = prompt_ids(tokenizer, messages[: last_user + 1], memory_token, schemas)
+        # the whole conversation, then the turn's calls written again at the start of the
+        # assistant's turn: the model decides after a call's arguments, where every plan
+        # ends, and not at a turn's first token, where the frozen model all but never ends
+        ids = prompt_ids(tokenizer, messages, memory_token, schemas)
+    else:
+        last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+        ids = prompt_ids(tokenizer, messages[: last_user + 1], memory_token, schemas)
     for name, arguments in calls:
         ids.append(memory_token(name))
         ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))
@@ -283,7 +288,8 @@ def encode_example(
     messages (`prompt_ids`: earlier calls written as their memory tokens and arguments), so
     the rows learn to route and copy with that context in front, as an agent plans; one that
     ends in its calls' results (`Example.resumes`) is the prompt an agent resumes from
-    (`resumed_prompt_ids` with ``read_results``), and its target may be ``<eos>`` alone.
+    (`resumed_prompt_ids` with ``read_results``: the turn's calls so far written again after
+    their results), and its target may be ``<eos>`` alone.
 
     Args:
         tokenizer: The backbone's tokenizer.
@@ -297,7 +303,10 @@ def encode_example(
         target.append(memory_token(call.name))
         target.extend(argument_ids(tokenizer, call.arguments, (schemas or {}).get(call.name)))
     target.append(eos_token_id)
-    prompt = prompt_ids(tokenizer, list(example.messages) or example.query, memory_token, schemas)
+    if example.resumes:
+        prompt, _ = resumed_prompt_ids(tokenizer, list(example.messages), memory_token, schemas or {}, True)
+    else:
+        prompt = prompt_ids(tokenizer, list(example.messages) or example.query, memory_token, schemas)
     return EncodedExample(prefix=tuple(prompt), target=tuple(target))
 
 

@@ -205,6 +205,37 @@ def test_a_trace_may_go_on_after_its_results_and_end_with_no_call():
             normalize_examples(light, [{"messages": messages, "calls": []}], known)
 
 
+def test_a_trace_after_results_trains_from_the_prompt_a_reading_bank_resumes_from(tiny):
+    from agentmem.encoding import resumed_prompt_ids
+
+    mem = AgentMem(tiny, adapted=False)
+    mem.learn_tools(
+        [
+            (UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}]),
+            (LIGHT, [{"messages": RESUMED[:1], "calls": [{"name": "toggle_light", "arguments": {"on": True}}]}]),
+        ],
+        epochs=1,
+    )
+    after, done = normalize_examples(
+        to_tool_spec(UNIT),
+        [
+            {"messages": RESUMED, "calls": [{"name": "set_unit", "arguments": {"unit": "celsius"}}]},
+            {"messages": RESUMED, "calls": []},
+        ],
+        {"toggle_light": to_tool_spec(LIGHT)},
+    )
+    shown, _ = resumed_prompt_ids(tiny.tokenizer, RESUMED, mem.memory_token_id, mem.schemas, True)
+    whole = prompt_ids(tiny.tokenizer, RESUMED, mem.memory_token_id, mem.schemas)
+    # the results, then the turn's call again: the next call or the end follows arguments
+    assert shown[: len(whole)] == whole and shown[len(whole)] == mem.memory_token_id("toggle_light")
+    for example, first in ((after, mem.memory_token_id("set_unit")), (done, tiny.eos_token_id)):
+        encoded = encode_example(tiny.tokenizer, example, mem.memory_token_id, tiny.eos_token_id, mem.schemas)
+        assert list(encoded.prefix) == shown and encoded.target[0] == first
+    assert encode_example(tiny.tokenizer, done, mem.memory_token_id, tiny.eos_token_id, mem.schemas).target == (
+        tiny.eos_token_id,
+    )
+
+
 def test_a_bank_that_learned_from_results_is_shown_them_when_it_resumes_and_saves_that(tiny, tmp_path):
     from agentmem.encoding import resumed_prompt_ids
 
@@ -222,10 +253,15 @@ def test_a_bank_that_learned_from_results_is_shown_them_when_it_resumes_and_save
 
     plain, reading = bank(False), bank(True)
     assert not plain.reads_results and reading.reads_results
-    whole = prompt_ids(tiny.tokenizer, RESUMED, reading.memory_token_id, reading.schemas)
     resumed, _ = resumed_prompt_ids(tiny.tokenizer, RESUMED, plain.memory_token_id, plain.schemas)
-    assert len(resumed) < len(whole)  # the plan's calls without their results
-    for mem, expected in ((plain, resumed), (reading, whole)):
+    request = prompt_ids(tiny.tokenizer, RESUMED[:1], plain.memory_token_id, plain.schemas)
+    calls = resumed[len(request) :]  # the plan's calls, after the request, without their results
+    assert resumed[: len(request)] == request and calls[0] == plain.memory_token_id("toggle_light")
+    # a bank that reads results sees the whole conversation, then the turn's calls again
+    whole = prompt_ids(tiny.tokenizer, RESUMED, reading.memory_token_id, reading.schemas)
+    shown, _ = resumed_prompt_ids(tiny.tokenizer, RESUMED, reading.memory_token_id, reading.schemas, True)
+    assert shown == whole + calls
+    for mem, expected in ((plain, resumed), (reading, shown)):
         plan = mem.plan(RESUMED, resume=True, max_calls=1)
         assert plan.usage["prompt_tokens"] == len(expected)
         assert plan.text == ""  # a resumed plan makes a call or ends: no words
