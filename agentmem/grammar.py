@@ -10,7 +10,10 @@ nested objects, arrays). Choices:
 * ``terminate_without_stop_token=True``: the span ends as soon as the object closes, and
   the decoding loop goes back to routing (next memory token or end of plan);
 * memory-token columns (ids >= the backbone's vocabulary) are always masked inside an
-  argument span: xgrammar's bitmask does not cover them;
+  argument span: xgrammar's bitmask does not cover them; so are the tokenizer's special
+  tokens (``<|im_start|>``, ``<|endoftext|>``), which xgrammar lets into a string as their
+  literal text: no value holds one, and written back into a conversation it would open a
+  chat turn of its own;
 * no result reference: an ``anyOf`` branch that only matches one (a string whose
   ``pattern`` starts ``^\\$var``, as `agentmem.adaptation.nestful` wraps every non-string parameter)
   is left out of the grammar (`without_reference_branches`). A plan never carries a
@@ -50,6 +53,7 @@ class ArgumentGrammar:
         self._compiler: xgr.GrammarCompiler | None = None  # built on first use (~0.3 s)
         self._info: xgr.TokenizerInfo | None = None
         self._cache: dict[str, CompiledArguments] = {}
+        self._special = tuple(sorted(set(tokenizer.all_special_ids)))
 
     def token_bytes(self) -> list[bytes]:
         """Each token id's raw bytes (a multi-byte character may span several tokens)."""
@@ -64,14 +68,15 @@ class ArgumentGrammar:
                 grammar = self._get_compiler().compile_json_schema(
                     key, any_whitespace=False, separators=(",", ":"), strict_mode=True
                 )
-                self._cache[key] = CompiledArguments(self.vocab_size, grammar)
+                self._cache[key] = CompiledArguments(self.vocab_size, grammar, special=self._special)
             except Exception as exc:  # xgrammar raises several types for unsupported features
-                self._cache[key] = CompiledArguments(self.vocab_size, None, f"{type(exc).__name__}: {exc}"[:200])
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+                self._cache[key] = CompiledArguments(self.vocab_size, None, reason, self._special)
         return self._cache[key]
 
     def unconstrained(self) -> CompiledArguments:
-        """Arguments decoded freely (memory tokens still masked) until the object closes."""
-        return CompiledArguments(self.vocab_size, None)
+        """Arguments decoded freely (memory and special tokens still masked) until the object closes."""
+        return CompiledArguments(self.vocab_size, None, special=self._special)
 
     def _tokenizer_info(self) -> xgr.TokenizerInfo:
         if self._info is None:
@@ -128,6 +133,7 @@ class CompiledArguments:
     vocab_size: int
     grammar: xgr.CompiledGrammar | None
     fallback_reason: str | None = None
+    special: tuple[int, ...] = ()  # the tokenizer's special tokens: never inside arguments
 
     @property
     def constrained(self) -> bool:
@@ -157,6 +163,7 @@ class ArgumentMatcher:
         vocab = self.compiled.vocab_size
         out = logits.clone()
         out[vocab:] = float("-inf")
+        out[list(self.compiled.special)] = float("-inf")
         if self._matcher is not None and self._bitmask is not None:
             self._matcher.fill_next_token_bitmask(self._bitmask)
             head = out[:vocab].unsqueeze(0)

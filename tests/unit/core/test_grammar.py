@@ -114,11 +114,29 @@ def test_unsupported_schema_falls_back_and_is_cached(grammar):
     assert compiled.fallback_reason
     matcher = compiled.matcher()
     logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
-    assert torch.isinf(logits[-EXTRA:]).all() and not torch.isinf(logits[: grammar.vocab_size]).any()
+    special = list(grammar.tokenizer.all_special_ids)
+    assert torch.isinf(logits[-EXTRA:]).all() and torch.isinf(logits[special]).all()
+    assert torch.isinf(logits[: grammar.vocab_size]).sum() == len(set(special))  # all else free
     for piece in ['{"x":', '"b}', '"', "}"]:
         assert not matcher.is_finished()
         matcher.accept(0, piece)
     assert matcher.is_finished()
+
+
+def test_special_tokens_never_enter_an_argument_value(grammar):
+    # xgrammar admits "<|im_start|>" inside a string as its literal text; written back into a
+    # conversation it would open a chat turn of its own (seen in a BFCL plan's message)
+    special = sorted(set(grammar.tokenizer.all_special_ids))
+    assert special
+    schema = {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
+    for compiled in (grammar.compile(schema), grammar.unconstrained()):
+        matcher = compiled.matcher()
+        for token in grammar.tokenizer.encode('{"message":"hi', add_special_tokens=False):
+            assert matcher.accept(token, grammar.tokenizer.decode([token]))
+        logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
+        assert torch.isinf(logits[special]).all()
+        letter = grammar.tokenizer.encode(" there", add_special_tokens=False)[0]
+        assert not torch.isinf(logits[letter])  # the string goes on
 
 
 def test_unconstrained_matcher_tracks_strings_and_nesting(grammar):
