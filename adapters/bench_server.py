@@ -55,7 +55,7 @@ except ImportError as exc:  # a core install: say which extra to install, not on
     raise missing_extra("server", exc) from exc
 
 from agentmem.adapters.server import BankRegistry, ServerLimits, create_app
-from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS
+from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS, parse_weights
 from agentmem.core import AgentMem
 from agentmem.scheduler import Scheduler
 from agentmem.tools import demo
@@ -218,27 +218,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     return parser
-
-
-def parse_weights(text: str) -> list[str]:
-    """``--weights``'s values in order, checked.
-
-    Raises:
-        ValueError: None given, one not in `agentmem.backbone.WEIGHTS`, or one given twice
-            (the message names the allowed ones).
-    """
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in WEIGHTS]
-    twice = sorted({v for v in values if values.count(v) > 1})
-    if bad:
-        wrong = f"unknown value(s) {', '.join(bad)}"
-    elif twice:
-        wrong = f"given twice: {', '.join(twice)}"
-    elif not values:
-        wrong = "none given"
-    else:
-        return values
-    raise ValueError(f"--weights {text!r}: {wrong}; allowed, comma-separated: {', '.join(WEIGHTS)}")
 
 
 #: The decoding compared by ``--compare-drafts``: every plan token its own forward pass.

@@ -50,6 +50,27 @@ DEFAULT_BACKBONE = "smollm2-135m"
 WEIGHTS = ("float32", "int8", "bfloat16")
 
 
+def parse_weights(text: str) -> list[str]:
+    """Comma-separated backbone weights (a benchmark's ``--weights float32,bfloat16``), in order.
+
+    Raises:
+        ValueError: None given, one not in `WEIGHTS`, or one given twice (the message names
+            the allowed ones).
+    """
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in WEIGHTS]
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if bad:
+        wrong = f"unknown value(s) {', '.join(bad)}"
+    elif twice:
+        wrong = f"given twice: {', '.join(twice)}"
+    elif not values:
+        wrong = "none given"
+    else:
+        return values
+    raise ValueError(f"--weights {text!r}: {wrong}; allowed, comma-separated: {', '.join(WEIGHTS)}")
+
+
 @dataclass(frozen=True)
 class _EmbeddedAlias:
     """A backbone shipped as a GGUF file inside a package of the Python package index.

@@ -54,7 +54,7 @@ from typing import Any, cast
 from agentmem import runinfo
 from agentmem.adaptation.adapter import Adapter, shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
-from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS, load_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, WEIGHTS, load_backbone, parse_weights
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.decoding import DecodeSettings
 from agentmem.decoding.settings import LEVERS as LEVER_OPTIONS
@@ -186,15 +186,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _weights(text: str) -> list[str]:
-    """``--weights``'s values, checked (the error names the allowed ones)."""
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in WEIGHTS]
-    if bad or not values:
-        raise SystemExit(f"--weights: unknown value(s) {', '.join(bad) or '(none)'}; allowed: {', '.join(WEIGHTS)}")
-    return values
-
-
 def show_differences(requests: list[str], base: list[Plan], other: list[Plan], label: str) -> list[str]:
     """One line per request whose plan under ``label`` differs from its ``base`` plan (what
     `plan_record` records differs, as bench_drafts compares plans)."""
@@ -235,8 +226,12 @@ def _row(mem: AgentMem, held: list[dict], values: tuple[Any, ...]) -> tuple[list
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    weights = _weights(args.weights)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        weights = parse_weights(args.weights)
+    except ValueError as exc:
+        parser.error(str(exc))
     base = load_backbone(args.backbone)
     adapter = None if args.plain else Adapter.load(args.adapter) if args.adapter else shipped_adapter(args.backbone)
     backbone = apply_adapter(base, adapter) if adapter is not None else base

@@ -16,7 +16,7 @@ from agentmem import AgentMem, cli
 from agentmem.adapters import bench_server
 from agentmem.adapters.server import BankRegistry, create_app
 from agentmem.adapters.server.responses import to_completion
-from agentmem.backbone import WEIGHTS, Backbone
+from agentmem.backbone import WEIGHTS, Backbone, parse_weights
 
 # (request body beyond model and messages, the same request as `AgentMem.plan` options)
 REQUESTS = [
@@ -111,9 +111,9 @@ def test_bad_weights_are_a_clear_error(saved_home, capsys):
         BankRegistry(weights="INT8")
     for text, wrong in [("bf16", "unknown value(s) bf16"), ("float32,float32", "given twice: float32"), (",", "none")]:
         with pytest.raises(ValueError, match=r"allowed, comma-separated: float32, int8, bfloat16") as caught:
-            bench_server.parse_weights(text)
+            parse_weights(text)
         assert wrong in str(caught.value)
-    assert bench_server.parse_weights(" float32, bfloat16 ") == ["float32", "bfloat16"]
+    assert parse_weights(" float32, bfloat16 ") == ["float32", "bfloat16"]
     with pytest.raises(SystemExit) as exited:
         bench_server.main(["--weights", "float32,fp8"])
     assert exited.value.code == 2 and "unknown value(s) fp8" in capsys.readouterr().err

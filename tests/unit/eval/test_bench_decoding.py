@@ -41,11 +41,11 @@ def test_requests_that_need_no_tool_are_ok_only_when_answered_in_words():
 def test_weights_flag_is_checked_and_differing_plans_are_listed():
     import pytest
 
-    from agentmem.eval.bench_decoding import _weights, show_differences
+    from agentmem.eval.bench_decoding import main, show_differences
 
-    assert _weights("float32, int8") == ["float32", "int8"]
-    with pytest.raises(SystemExit, match="allowed: float32, int8"):
-        _weights("float32,bf16")
+    with pytest.raises(SystemExit) as exited:  # checked before any model loads
+        main(["--weights", "float32,bf16"])
+    assert exited.value.code == 2
     same = Plan(steps=[ToolCall("get_weather", {"city": "Lima"})])
     other = Plan(steps=[ToolCall("get_weather", {"city": "Lim"})])
     lines = show_differences(["a", "b"], [same, same], [same, other], "int8")
