@@ -33,6 +33,7 @@ from agentmem import distributed
 from agentmem.atomic import atomic_folder
 from agentmem.encoding import end_of_turn_id
 from agentmem.errors import BackboneError
+from agentmem.precision import native_bf16
 
 if TYPE_CHECKING:  # a backbone only holds an adapter; the adaptation package builds on this module
     from agentmem.adaptation.adapter import Adapter
@@ -177,7 +178,9 @@ class Backbone:
         CPU, which is the fast one for inference). On the project's 2-core AMX CPU (one torch
         thread) prefill took 0.33-0.44x the float32 time (150-4,000 tokens), a single-row decoding
         step about the same time; demo-pack planning 0.72x and 1.06x on two draws, 117 of 120
-        plans unchanged (BENCHMARKS, "bfloat16 backbone weights"). Off by default.
+        plans unchanged (BENCHMARKS, "bfloat16 backbone weights"). On a CPU with native bfloat16,
+        each body ``Linear`` multiplies with its weight packed once for oneDNN rather than at
+        every call, the products bit for bit autocast's (`_prepack_bf16_linear`). Off by default.
 
         Raises:
             ValueError: ``weights`` is not one of `WEIGHTS`, ``int8`` on a device other
@@ -237,6 +240,10 @@ class Backbone:
                         )
         body = model.get_decoder()
         forward, device = body.forward, self.device.type
+        if self.device.type == "cpu" and native_bf16(self.device):
+            for module in body.modules():
+                if isinstance(module, torch.nn.Linear) and module is not head:
+                    _prepack_bf16_linear(module)
 
         @functools.wraps(forward)
         def autocast_forward(*args: Any, **kwargs: Any) -> Any:
@@ -292,6 +299,48 @@ class Backbone:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return cls(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint(model))
+
+
+#: Rows the oneDNN weight layout of `_prepack_bf16_linear` is chosen for (a decoding batch's).
+_PACK_ROWS = 16
+#: Row counts `_prepack_bf16_linear` checks the packed product against autocast's on.
+_PACK_PROBE_ROWS = (1, 5, 16, 37, 64)
+
+
+def _prepack_bf16_linear(linear: torch.nn.Linear) -> bool:
+    """Makes a bfloat16 ``Linear`` of the body multiply with its weight packed once for oneDNN,
+    where the product comes out bit for bit as under autocast; returns whether it does.
+
+    Under autocast a bfloat16 ``Linear`` calls oneDNN's matmul on the plain ``[out, in]``
+    weight, which it packs into the AMX layout again at every call: on the project's 2-core
+    AMX CPU (one torch thread) the body's 210 products of SmolLM2-135M took 32-36 ms for 1-16
+    rows, as long as float32's for 1-2 rows, though half the bytes. Packed once
+    (``torch.ops.mkldnn._reorder_linear_weight``, what ``torch.compile`` freezing does) they
+    take 24-25 ms (45 ms to 30 ms at 40 rows, 71 ms to 54 ms at 256). The forward casts its
+    input to bfloat16 and returns bfloat16, as autocast does. The packed product is checked
+    against autocast's on random inputs of a few row counts and kept only where every one is
+    identical (else, or where the private op is missing, the layer stays as it was), so plans
+    are unchanged. Costs a packed copy of the weight besides the bfloat16 one.
+    """
+    weight, bias = linear.weight, linear.bias
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _PACK_ROWS)
+        probe = torch.Generator().manual_seed(0)
+        for rows in _PACK_PROBE_ROWS:
+            x = torch.randn(1, rows, linear.in_features, generator=probe, device=weight.device)
+            with torch.no_grad(), torch.autocast(weight.device.type, dtype=torch.bfloat16):
+                want = linear(x)
+                got = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, bias, "none", [], "")
+            if got.dtype != want.dtype or not torch.equal(got, want):
+                return False
+    except (AttributeError, NotImplementedError, RuntimeError, TypeError):  # no oneDNN or bfloat16; another torch
+        return False
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), packed, bias, "none", [], "")
+
+    linear.forward = forward  # this layer only; nn.Module.__call__ finds it
+    return True
 
 
 def fingerprint(model: PreTrainedModel) -> str:

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from agentmem import AgentMem
+from agentmem import backbone as backbone_module
 from agentmem.backbone import WEIGHTS
+from agentmem.precision import native_bf16
 from agentmem.tools import demo
 from tests.conftest import plan_signature, tiny_backbone
 
@@ -170,3 +172,27 @@ def test_adapt_plans_on_a_copy_of_the_adapted_weights_not_the_cached_one(tiny):
     assert torch.equal(planned, adapted.to(torch.bfloat16)) and not torch.equal(
         planned, before.model.model.layers[0].self_attn.q_proj.weight
     )
+
+
+@pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="prepacking is for a CPU with native bfloat16")
+def test_bfloat16_prepacked_layers_plan_and_compute_exactly_as_autocast(tiny, tokenizer, monkeypatch):
+    mem, planner, _ = _planning(tiny, "bfloat16")
+    linear = [m for m in planner.model.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear) == 14 and all("forward" in vars(m) for m in linear)  # every body layer packed
+    assert "forward" not in vars(planner.model.get_output_embeddings())  # the float32 head untouched
+    _learn(mem)
+    packed = _plans(mem)
+    # the same weights without packing: autocast's products
+    other = tiny_backbone(tokenizer)
+    monkeypatch.setattr(backbone_module, "_prepack_bf16_linear", lambda layer: False)
+    plain = AgentMem(other, weights="bfloat16")
+    unpacked = [m for m in plain._decoder.backbone.model.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(unpacked) == 14 and not any("forward" in vars(m) for m in unpacked)
+    plain.bank, plain._specs = mem.bank, mem._specs
+    plain.weights = "bfloat16"  # a decoder over the shared bank
+    assert _plans(plain) == packed
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7]])
+    with torch.no_grad():
+        got = planner.model.model(input_ids=ids).last_hidden_state
+        want = plain._decoder.backbone.model.model(input_ids=ids).last_hidden_state
+    assert torch.equal(got, want)
