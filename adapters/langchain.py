@@ -27,9 +27,10 @@ Where it differs from a hosted chat model, by design:
   agent's stop. A bank learned from requests alone was never trained to read a result: its
   prompt is the conversation up to that message followed by those calls, exactly as the
   model writes a multi-call plan. A bank learned from traces that go on after their results
-  (`AgentMem.reads_results`) is shown the results. (``continue_plans=False`` renders the
-  results with the chat template as a new turn instead.) ``max_calls=1`` (or ``parallel_tool_calls=False``) gives an agent
-  one call per turn.
+  (`AgentMem.reads_results`) is shown the results, then those calls again, and goes on
+  from there. (``continue_plans=False`` renders the results with the chat template as a new
+  turn instead.) ``max_calls=1`` (or ``parallel_tool_calls=False``) gives an agent one call
+  per turn.
 * Decoding is greedy (``temperature`` 0 or unset); ``stop`` cuts the text answer at the first
   stop sequence, after decoding.
 """
