@@ -51,6 +51,13 @@ DEFAULT_BACKBONE = "smollm2-135m"
 WEIGHTS = ("float32", "int8", "bfloat16")
 
 
+def check_weights(weights: str) -> str:
+    """``weights`` when it is one of `WEIGHTS`; else a ValueError that names the allowed ones."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
+    return weights
+
+
 def parse_weights(text: str) -> list[str]:
     """Comma-separated backbone weights (a benchmark's ``--weights float32,bfloat16``), in order.
 
@@ -187,12 +194,11 @@ class Backbone:
                 than the CPU (dynamic quantization runs on CPU only), or a change from other
                 than float32 weights.
         """
-        if weights not in WEIGHTS:
-            raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
-        if weights == self.weights:
+        current = self.weights  # a scan of the model's modules
+        if check_weights(weights) == current:
             return self
-        if self.weights != "float32":
-            raise ValueError(f"a {self.weights} backbone cannot be turned to {weights}: keep the float32 one")
+        if current != "float32":
+            raise ValueError(f"a {current} backbone cannot be turned to {weights}: keep the float32 one")
         planner = self._planners.get(weights)
         if planner is None:
             planner = self._bfloat16() if weights == "bfloat16" else self._int8()
@@ -229,21 +235,19 @@ class Backbone:
     def _bfloat16(self) -> Backbone:
         """`with_weights` ``bfloat16``: body Linear layers in bfloat16, body forward under autocast."""
         model = self._copy_body()
-        head = model.get_output_embeddings()
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and module is not head:
+        body = model.get_decoder()  # the LM head is not in it: it stays the shared float32 one
+        packs = self.device.type == "cpu" and native_bf16(self.device)
+        for module in body.modules():
+            if isinstance(module, torch.nn.Linear):
                 for name in ("weight", "bias"):
                     param = module._parameters.get(name)
                     if param is not None:
                         setattr(
                             module, name, torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
                         )
-        body = model.get_decoder()
-        forward, device = body.forward, self.device.type
-        if self.device.type == "cpu" and native_bf16(self.device):
-            for module in body.modules():
-                if isinstance(module, torch.nn.Linear) and module is not head:
+                if packs:
                     _prepack_bf16_linear(module)
+        forward, device = body.forward, self.device.type
 
         @functools.wraps(forward)
         def autocast_forward(*args: Any, **kwargs: Any) -> Any:

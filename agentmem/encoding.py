@@ -207,10 +207,11 @@ def resumed_prompt_ids(
     from traces that go on after their results, `Example.resumes`) the prompt is the whole
     conversation, results included, followed by those calls written again at the start of
     the assistant's turn: the model reads the results and makes the next call or ends the
-    plan after the last call's arguments, as every plan ends. Without (a bank learned from requests only, which was never trained to read a
-    result), the prompt is the conversation up to that user message followed by those
-    calls, exactly as the model writes a multi-call plan: it then emits the next call of its
-    plan or ends it. Otherwise the prompt is `prompt_ids` of the messages, and False.
+    plan after the last call's arguments, as every plan ends. Without (a bank learned from
+    requests only, which was never trained to read a result), the prompt is the conversation
+    up to that user message followed by those calls, exactly as the model writes a
+    multi-call plan: it then emits the next call of its plan or ends it. Otherwise the prompt
+    is `prompt_ids` of the messages, and False.
     """
     messages = as_messages(request)
     calls = [_name_and_arguments(c) for c in request_calls(messages)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from agentmem.adapters.server.errors import APIError
 from agentmem.adapters.server.protocol import FOLDER_NAME
-from agentmem.backbone import WEIGHTS, Backbone
+from agentmem.backbone import Backbone, check_weights
 from agentmem.bank_io import META_FILE, load_bank
 from agentmem.core import AgentMem
 from agentmem.errors import BankError
@@ -45,8 +45,8 @@ class BankRegistry:
     def __init__(
         self, backbone: Backbone | None = None, *, device: str | None = None, weights: str | None = None
     ) -> None:
-        if weights is not None and weights not in WEIGHTS:
-            raise ValueError(f"unknown backbone weights {weights!r}; allowed: {', '.join(WEIGHTS)}")
+        if weights is not None:
+            check_weights(weights)  # at start, before any bank loads
         self.device = device
         self.weights = weights
         self._banks: dict[str, tuple[AgentMem, int]] = {}  # name -> (bank, when it was added)
