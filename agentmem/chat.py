@@ -33,6 +33,7 @@ __all__ = [
     "POLICIES",
     "Call",
     "Turn",
+    "call_messages",
     "content_text",
     "cut_at_stop",
     "plan_from_dict",
@@ -270,6 +271,22 @@ def plan_options(
         **({"max_text_tokens": max_tokens} if max_tokens is not None else {}),
         **fixed,
     }
+
+
+def call_messages(
+    calls: Sequence[Mapping[str, Any]], results: Sequence[str], ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """An assistant turn that made ``calls`` (``{"name", "arguments"}``, with ids ``ids``),
+    then a tool message with each call's result, in OpenAI's shape: what an agent's history
+    holds once its calls have run."""
+    tool_calls = [
+        {"id": i, "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for i, c in zip(ids, calls, strict=True)
+    ]
+    return [
+        {"role": "assistant", "content": "", "tool_calls": tool_calls},
+        *({"role": "tool", "tool_call_id": t["id"], "content": r} for t, r in zip(tool_calls, results, strict=True)),
+    ]
 
 
 def cut_at_stop(text: str, stop: str | Sequence[str] | None) -> tuple[str, bool]:

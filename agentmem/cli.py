@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default: adaptation_corpus's, 0)",
     )
     adapt.add_argument(
+        "--results",
+        type=int,
+        help="traces in the corpus that end in the results of their calls so far, then the plan's "
+        "next call or its end (default: adaptation_corpus's, 0)",
+    )
+    adapt.add_argument(
         "--subsets", default="glaive,sgd,executable", help="NESTFUL subsets in the corpus, comma-separated"
     )
     adapt.add_argument(
@@ -324,6 +330,7 @@ def _adapt(args: argparse.Namespace) -> int:
                 "synthetic_tool_count": args.synthetic_tools,
                 "n_no_tool": args.no_tool,
                 "n_agent": args.agent,
+                "n_results": args.results,
             }
             sizes = {k: v for k, v in sizes.items() if v is not None}  # the library's defaults otherwise
             corpus = adaptation_corpus(seed=args.seed, subsets=subsets, **sizes)

@@ -59,7 +59,7 @@ from typing import Any
 
 from agentmem import runinfo
 from agentmem.backbone import Backbone
-from agentmem.chat import plan_to_dict
+from agentmem.chat import call_messages, plan_to_dict
 from agentmem.decoding.settings import preset_options
 from agentmem.encoding import source_text
 from agentmem.eval.bfcl import BFCLData, Conversation, Session, irrelevance_requests, load_bfcl, split_conversations
@@ -74,9 +74,9 @@ from agentmem.eval.methods import (
     check_methods,
 )
 from agentmem.eval.metrics import ceiling, score
-from agentmem.eval.runner import RESULTS_FILE, _write_json
+from agentmem.eval.runner import RESULTS_FILE, write_json
 from agentmem.eval.textplan import render_plan
-from agentmem.eval.tokmem import TokMemMethod, _prediction
+from agentmem.eval.tokmem import TokMemMethod, plan_prediction
 
 __all__ = [
     "BFCL_DATASET",
@@ -91,6 +91,7 @@ __all__ = [
     "run_conversations",
     "trained_tools",
     "training_turns",
+    "turn_scores",
     "transcript",
 ]
 
@@ -159,18 +160,8 @@ def transcript(messages: Sequence[dict[str, Any]], schemas: dict[str, dict]) -> 
 
 
 def _call_messages(calls: Sequence[dict[str, Any]], results: Sequence[str], turn: int, start: int) -> Messages:
-    tool_calls = [
-        {
-            "id": f"call_{turn}_{start + k}",
-            "type": "function",
-            "function": {"name": c["name"], "arguments": c["arguments"]},
-        }
-        for k, c in enumerate(calls)
-    ]
-    return [
-        {"role": "assistant", "content": "", "tool_calls": tool_calls},
-        *({"role": "tool", "tool_call_id": t["id"], "content": r} for t, r in zip(tool_calls, results)),
-    ]
+    """`call_messages` with ids that number the turn and the call in it."""
+    return call_messages(calls, results, [f"call_{turn}_{start + k}" for k in range(len(calls))])
 
 
 def training_turns(
@@ -239,7 +230,7 @@ def planner(method: Method, inventory: dict[str, dict], options: dict[str, Any] 
                 max_calls=method.settings.max_calls,  # 8 by default, as plan's
                 **options,
             )
-            return [_prediction(plan_to_dict(p)) for p in plans]
+            return [plan_prediction(plan_to_dict(p)) for p in plans]
 
         return plan_tokmem, True
     schemas = {name: tool["parameters"] for name, tool in inventory.items()}
@@ -335,7 +326,7 @@ def _same(a: Any, b: Any) -> bool:
     return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
 
 
-def _turn_scores(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def turn_scores(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
     preds = [None if t["words"] and not t["calls"] else t["calls"] for t in turns]
     return score([t["gold"] for t in turns], preds, [len(t["invalid"]) for t in turns]).as_dict()
 
@@ -467,13 +458,13 @@ def evaluate(
 def result_record(name: str, records: list[dict[str, Any]], seconds: float, fit: FitRecord) -> dict[str, Any]:
     turns = [t for r in records for t in r["turns"]]
     by_calls = {
-        str(n): _turn_scores([t for t in turns if len(t["gold"]) == n]) for n in sorted({len(t["gold"]) for t in turns})
+        str(n): turn_scores([t for t in turns if len(t["gold"]) == n]) for n in sorted({len(t["gold"]) for t in turns})
     }
     tool_turns = [t for t in turns if t["gold"]]
     return {
         "method": name,
         "status": "ok",
-        "scores": _turn_scores(turns),
+        "scores": turn_scores(turns),
         "by_calls": by_calls,
         "state_match": sum(r["state_match"] for r in records) / len(records),
         "tool_turns_answered_in_words": sum(t["words"] for t in tool_turns) / max(len(tool_turns), 1),
@@ -586,7 +577,7 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
         try:
             for row, record in evaluate(name, backbone, config, data, train, test, inventory, traces):
                 record.update(machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
-                _write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
+                write_json(config.out / "methods" / f"{row}.json", record)  # each row as soon as it is done
                 results[row] = record
         except MethodUnavailableError as exc:
             results[name] = {"method": name, "status": "unavailable", "reason": str(exc)}
@@ -606,7 +597,7 @@ def run_agent(config: AgentRunConfig, *, backbone: Backbone | None = None) -> di
         ).as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "conversations"} for n, r in results.items()},
     }
-    _write_json(config.out / RESULTS_FILE, summary)
+    write_json(config.out / RESULTS_FILE, summary)
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "report.md").write_text(
         markdown(summary) + "\n".join(_report_lines(summary)) + "\n", encoding="utf-8"

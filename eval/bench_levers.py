@@ -28,6 +28,17 @@ learned on float32 either way).
 Prints a Markdown table and a dozen plans of the defaults, of levers off and of each
 ``--on-top`` row beside their gold calls; appends both to ``runs/levers-<date>.md``.
 
+``--records DIR`` writes every row's per-turn records to ``DIR/<row>.json`` (`write_records`,
+named after the row's label: ``defaults.json``, ``all-levers-off.json``...), each as soon as
+its row is planned: on ``bfcl-multi-turn`` the records of `run_conversations` (per
+conversation its id, state match and turns; per turn its request, the last message of the
+turn, its gold calls, the calls of all its plans, invalid calls, text, plans: the rounds it
+took, at most `MAX_ROUNDS`, whether it was answered in words, its tokens) with each turn's
+scores; on a NESTFUL subset one record per request of the same fields (one plan each). Each
+file also holds its summary (`records_summary`): turns, turns that reached the round limit,
+calls the plans wrote against gold calls; the summaries are printed and added to the record
+as a table.
+
     python -m agentmem.eval.bench_levers --dataset bfcl-multi-turn --bank runs/bfcl-bank
     python -m agentmem.eval.bench_levers --dataset complexfuncbench --bank runs/cfb-bank
     python -m agentmem.eval.bench_levers --dataset bfcl-multi-turn --bank runs/bfcl-bank \
@@ -38,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -52,22 +64,29 @@ from agentmem.decoding.policies import FallBackToText
 from agentmem.decoding.settings import LEVERS, PRESETS
 from agentmem.eval.agent import (
     BFCL_DATASET,
+    MAX_ROUNDS,
     irrelevance,
     planner,
     result_record,
     run_conversations,
     trained_tools,
     training_turns,
+    turn_scores,
 )
-from agentmem.eval.bfcl import irrelevance_requests, load_bfcl, split_conversations
+from agentmem.eval.bfcl import Conversation, irrelevance_requests, load_bfcl, split_conversations
 from agentmem.eval.datasets import NESTFUL_SUBSETS
 from agentmem.eval.methods import FitRecord, MethodSettings
 from agentmem.eval.metrics import score
-from agentmem.eval.runner import RunConfig, prepare_data
-from agentmem.eval.tokmem import TokMemMethod, _prediction
+from agentmem.eval.runner import RunConfig, prepare_data, write_json
+from agentmem.eval.tokmem import TokMemMethod, plan_prediction
 
-#: One row's measurement: its table cells after the label, and a dozen plans to show.
-Measure = Callable[[PlanOptions], tuple[list[str], str]]
+#: One row's measurement: its table cells after the label, a dozen plans to show, and its
+#: records (`write_records`: ``max_rounds`` and ``conversations`` or ``requests``).
+Measure = Callable[[PlanOptions], tuple[list[str], str, dict[str, Any]]]
+#: The scores kept in each turn's record.
+TURN_SCORES = ("tool_f1", "argument_f1", "exact_match")
+#: The columns of the records' summary table (`summary_cells`).
+SUMMARY_HEADER = ["decoding", "turns", "turns at the round limit", "calls planned", "gold calls"]
 
 
 def lever_rows(
@@ -117,6 +136,72 @@ def _calls(calls: list[dict]) -> str:
     return "; ".join(f"{c['name']}({c['arguments']})" for c in calls)
 
 
+def _with_scores(turn: dict[str, Any]) -> dict[str, Any]:
+    """A turn's record with its scores (`TURN_SCORES`, as `result_record` scores turns)."""
+    scores = turn_scores([turn])
+    return {**turn, "scores": {k: scores[k] for k in TURN_SCORES}}
+
+
+def conversation_records(records: list[dict[str, Any]], conversations: Sequence[Conversation]) -> list[dict[str, Any]]:
+    """`run_conversations`' records with each turn's request (the last message of the turn)
+    and scores."""
+    return [
+        {
+            **record,
+            "turns": [
+                _with_scores({"request": conversation.turns[j][-1]["content"] if conversation.turns[j] else "", **t})
+                for j, t in enumerate(record["turns"])
+            ],
+        }
+        for record, conversation in zip(records, conversations)
+    ]
+
+
+def records_turns(recorded: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every turn (or request) of a row's records."""
+    if "requests" in recorded:
+        return list(recorded["requests"])
+    return [t for r in recorded["conversations"] for t in r["turns"]]
+
+
+def records_summary(turns: Sequence[dict[str, Any]], max_rounds: int | None) -> dict[str, Any]:
+    """Turns, the turns whose plans reached the round limit (``plans >= max_rounds``; None
+    where a request is planned once), and the calls the plans wrote against the gold calls."""
+    return {
+        "turns": len(turns),
+        "max_rounds": max_rounds,
+        "turns_at_round_limit": None if max_rounds is None else sum(t["plans"] >= max_rounds for t in turns),
+        "calls": sum(len(t["calls"]) for t in turns),
+        "gold_calls": sum(len(t["gold"]) for t in turns),
+    }
+
+
+def record_name(label: str) -> str:
+    """A row's records file name: its label in lower case, each run of other characters than
+    letters, digits and underscores a dash (``levers off, copy_bias on`` -> ``levers-off-copy_bias-on``)."""
+    return re.sub(r"[^a-z0-9_]+", "-", label.lower()).strip("-") + ".json"
+
+
+def write_records(folder: Path, row: str, recorded: dict[str, Any], **about: Any) -> tuple[Path, dict[str, Any]]:
+    """Writes a row's records to ``folder/<row>.json`` (atomically: `write_json`) with the
+    row's label, ``about`` (dataset, part) and the summary; returns the path and the summary."""
+    summary = records_summary(records_turns(recorded), recorded["max_rounds"])
+    path = folder / record_name(row)
+    write_json(path, {"row": row, **about, "summary": summary, **recorded})
+    return path, summary
+
+
+def summary_cells(summary: dict[str, Any]) -> list[str]:
+    """A summary's cells in the records table (`SUMMARY_HEADER`)."""
+    limit = summary["turns_at_round_limit"]
+    return [
+        str(summary["turns"]),
+        "-" if limit is None else f"{limit} (limit {summary['max_rounds']})",
+        str(summary["calls"]),
+        str(summary["gold_calls"]),
+    ]
+
+
 def _fitted(
     base: Backbone, settings: MethodSettings, bank: Path | None, train: list[dict], inventory: dict
 ) -> tuple[TokMemMethod, str]:
@@ -139,14 +224,14 @@ def nestful_part(
     requests = parts(data.test, args.limit, args.seed)[args.part]
     method, source = _fitted(base, settings, args.bank, data.train, data.inventory)
 
-    def measure(options: PlanOptions) -> tuple[list[str], str]:
+    def measure(options: PlanOptions) -> tuple[list[str], str, dict[str, Any]]:
         started = time.perf_counter()
         plans = [
             plan_to_dict(p)
             for p in method.memory.plan_batch([ex["query"] for ex in requests], tool_choice="required", **options)
         ]
         seconds = (time.perf_counter() - started) / len(requests)
-        predictions = [_prediction(p) for p in plans]
+        predictions = [plan_prediction(p) for p in plans]
         result = score(
             [ex["calls"] for ex in requests], [p.calls for p in predictions], [len(p.invalid) for p in predictions]
         )
@@ -156,7 +241,27 @@ def nestful_part(
         ]
         cells = [result.tool_f1, result.argument_f1, result.exact_match, result.schema_valid_rate]
         words = sum(p.calls is None for p in predictions)
-        return [*(f"{c:.3f}" for c in cells), f"{words}/{len(requests)}", "-", "-", f"{seconds:.2f}"], "\n".join(shown)
+        recorded = {
+            "max_rounds": None,  # one plan a request
+            "requests": [
+                _with_scores(
+                    {
+                        "request": ex["query"],
+                        "gold": ex["calls"],
+                        "calls": p.calls or [],
+                        "invalid": p.invalid,
+                        "text": p.text,
+                        "plans": 1,
+                        "words": p.calls is None,
+                        "prompt_tokens": p.prompt_tokens,
+                        "generated_tokens": p.generated_tokens,
+                    }
+                )
+                for ex, p in zip(requests, predictions)
+            ],
+        }
+        cells = [*(f"{c:.3f}" for c in cells), f"{words}/{len(requests)}", "-", "-", f"{seconds:.2f}"]
+        return cells, "\n".join(shown), recorded
 
     return method, f"{source}; {len(requests)} requests of the {args.part} part (tool_choice='required')", measure
 
@@ -174,7 +279,7 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
     )
     unneeded = irrelevance_requests(args.irrelevance, args.seed, part=args.part) if args.irrelevance else []
 
-    def measure(options: PlanOptions) -> tuple[list[str], str]:
+    def measure(options: PlanOptions) -> tuple[list[str], str, dict[str, Any]]:
         plan, resumes = planner(method, inventory, dict(options))
         started = time.perf_counter()
         records = run_conversations(conversations, data, plan, resumes, context, inventory)
@@ -203,7 +308,8 @@ def bfcl_part(args: argparse.Namespace, base: Backbone, settings: MethodSettings
         ]
         if in_words:
             shown += ["", "Tool turns answered in words:", *in_words]
-        return cells, "\n".join(shown)
+        recorded = {"max_rounds": MAX_ROUNDS, "conversations": conversation_records(records, conversations)}
+        return cells, "\n".join(shown), recorded
 
     mode = "turn alone" if args.turn_alone else "with the conversation"
     where = f"the 12 {'dev' if args.part == 'dev' else 'test'} conversations, executed agent, {mode}"
@@ -260,6 +366,14 @@ def main(argv: list[str] | None = None) -> int:
         "--learn-seed", type=int, help="seeds learning alone (default: --seed): another bank on the same split"
     )
     parser.add_argument("--out", type=Path, default=Path("runs"))
+    parser.add_argument(
+        "--records",
+        type=Path,
+        metavar="DIR",
+        help="write each row's per-turn records to DIR/<row>.json (bfcl-multi-turn: per turn of each conversation "
+        "its request, gold calls, calls, plans (rounds), scores; a NESTFUL subset: per request, one plan each) "
+        "with a summary: turns, turns at the round limit, calls planned against gold calls",
+    )
     args = parser.parse_args(argv)
     # checked before the bank is learned, which takes minutes to hours
     try:
@@ -290,17 +404,21 @@ def main(argv: list[str] | None = None) -> int:
         source += f"; planning on {args.weights} weights"
     print(source, flush=True)
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
-    rows, shown = [], []
+    rows, shown, summaries = [], [], []
     for label, options, share in lever_rows(alone, args.leave_one_out, shares, on_top):
         # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
         levers = mem._decoder.levers
         mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))
         try:
-            cells, plans = measure(options)
+            cells, plans, recorded = measure(options)
         finally:
             mem._decoder.levers = levers
         rows.append([label, *cells])
         print(runinfo.table_row(rows[-1]), flush=True)
+        if args.records is not None:
+            path, summary = write_records(args.records, label, recorded, dataset=args.dataset, part=args.part)
+            summaries.append([label, *summary_cells(summary)])
+            print(f"records: {path}: {', '.join(f'{k} {v}' for k, v in summary.items())}", flush=True)
         if label.startswith(("defaults", "all levers off")):  # "defaults, X on" too
             shown.append(f"#### Plans, {label}\n\n{plans}")
 
@@ -310,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         f"`{runinfo.command('agentmem.eval.bench_levers', argv)}`: TokMem with "
         f"{f'the adapter {args.adapter}' if args.adapter else 'the shipped adaptation'}, {source}.",
         runinfo.table([*header, "s / request"], rows),
+        *(
+            [f"Per-turn records in `{args.records}`; per row:", runinfo.table(SUMMARY_HEADER, summaries)]
+            if summaries
+            else []
+        ),
         *shown,
     )
     runinfo.append_record(text, args.out / f"levers-{today}.md")

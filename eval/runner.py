@@ -61,7 +61,7 @@ from agentmem.eval.datasets import (
 from agentmem.eval.methods import MethodSettings, MethodUnavailableError, Prediction, build_method, check_methods
 from agentmem.eval.metrics import ceiling, score
 
-__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run"]
+__all__ = ["Data", "RunConfig", "evaluate_method", "prepare_data", "run", "write_json"]
 
 RESULTS_FILE = "results.json"
 METHODS_DIR = "methods"
@@ -174,7 +174,7 @@ def _setup_key(setup: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Atomic: a temporary file in the same folder, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
@@ -272,7 +272,7 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
             record = {"method": name, "status": "unavailable", "reason": str(exc)}
             tqdm.write(f"{name}: unavailable: {exc}")
         record.update(setup_key=key, machine=runinfo.machine(backbone.device), date=datetime.date.today().isoformat())
-        _write_json(path, record)
+        write_json(path, record)
         results[name] = record
 
     summary = {
@@ -283,6 +283,6 @@ def run(config: RunConfig, *, dataset: Dataset | None = None, backbone: Backbone
         ).as_dict(),
         "methods": {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in results.items()},
     }
-    _write_json(config.out / RESULTS_FILE, summary)
+    write_json(config.out / RESULTS_FILE, summary)
     write_report(summary, config.out)
     return summary

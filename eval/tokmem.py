@@ -40,7 +40,7 @@ from agentmem.core import AgentMem
 from agentmem.errors import BackboneError, BankError
 from agentmem.eval.methods import FitRecord, Method, MethodSettings, MethodUnavailableError, Prediction
 
-__all__ = ["TokMemMethod", "assign_to_tools"]
+__all__ = ["TokMemMethod", "assign_to_tools", "plan_prediction"]
 
 
 def assign_to_tools(train: Sequence[dict]) -> dict[str, list[dict]]:
@@ -133,11 +133,11 @@ class TokMemMethod(Method):
                 **({} if reroute is None else {"reroute_unfounded": reroute}),
                 optional_bias=self.settings.optional_bias,
             )
-            predictions.extend(_prediction(plan_to_dict(plan)) for plan in plans)
+            predictions.extend(plan_prediction(plan_to_dict(plan)) for plan in plans)
         return predictions
 
 
-def _prediction(plan: dict) -> Prediction:
+def plan_prediction(plan: dict) -> Prediction:
     """A plan in the chat boundary's form (`plan_to_dict`) as the evaluation's prediction: a
     text answer with no call attempted is no plan (None), unlike a plan of no valid call."""
     answered = not plan["tool_calls"] and not plan["invalid_tool_calls"] and plan["text"]

@@ -28,10 +28,11 @@ from agentmem.adaptation.adapter import Adapter, merge_lora
 from agentmem.adaptation.lora import LoRAConfig, lora_copy, train_lora
 from agentmem.adaptation.resolve import adapted_backbone
 from agentmem.backbone import Backbone
+from agentmem.chat import read_call
 from agentmem.encoding import encode_example
 from agentmem.errors import BackboneError, InvalidExampleError
 from agentmem.memory import MemoryBank
-from agentmem.tools.examples import Example, normalize_examples
+from agentmem.tools.examples import Example, normalize_examples, request_calls
 from agentmem.tools.spec import ToolSpec, to_tool_spec
 
 __all__ = ["AdaptConfig", "AdaptReport", "adapt_backbone", "read_corpus"]
@@ -164,7 +165,9 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
         corpus: An object with ``tools`` (schemas, or a dict of them by name) and
             ``examples`` (``{"query", "calls": [...]}``, or ``{"query", "calls": [],
             "answer": str}`` for a request the model should answer in words), or a
-            ``(tools, examples)`` pair.
+            ``(tools, examples)`` pair. A request may be a conversation (``"messages"``)
+            that ends in the results of its calls so far, followed by the plan's next
+            calls or none (``"calls": []``: it is done).
 
     Raises:
         SchemaError: A tool is not a valid definition.
@@ -173,13 +176,18 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
     tools, raw = corpus if isinstance(corpus, tuple) else (corpus.tools, corpus.examples)
     specs = {spec.name: spec for spec in map(to_tool_spec, tools.values() if isinstance(tools, Mapping) else tools)}
     # normalize_examples checks a tool's own examples: group requests by their first call
+    # (a trace done after its results joins the group of a call it made)
     groups: dict[str, list[Any]] = {}
     answered: list[Example] = []
+    done: list[tuple[int, Any]] = []
     for i, example in enumerate(raw):
         if isinstance(example, Mapping) and "answer" in example:
             answered.append(_answered(i, example))
             continue
         calls = example.get("calls") if isinstance(example, Mapping) else None
+        if calls == [] and isinstance(example.get("messages"), list):
+            done.append((i, example))
+            continue
         first = calls[0].get("name") if isinstance(calls, list) and calls and isinstance(calls[0], Mapping) else None
         if first not in specs:
             raise InvalidExampleError(
@@ -187,6 +195,15 @@ def read_corpus(corpus: Any) -> tuple[list[ToolSpec], list[Example]]:
                 f"call names a corpus tool, got {example!r:.120}"
             )
         groups.setdefault(first, []).append(example)
+    for i, example in done:
+        made = [read_call(c).name for c in request_calls(example["messages"])]
+        group = next((n for n in reversed(made) if n in groups), None)
+        if group is None:
+            raise InvalidExampleError(
+                f"corpus request {i}: a request done after its calls' results (no calls) must end in the results "
+                f"of calls to corpus tools that other requests call, got {example!r:.120}"
+            )
+        groups[group].append(example)
     examples = [e for name, group in groups.items() for e in normalize_examples(specs[name], group, specs)]
     return list(specs.values()), examples + answered
 

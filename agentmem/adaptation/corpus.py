@@ -18,6 +18,9 @@ general. Its corpus (:func:`adaptation_corpus`) joins two sources:
   over the same synthetic tools in which the call needs a value that the request only refers
   to ("with that reference") and the conversation said: in the system prompt, an earlier
   user turn, an earlier call's result or an earlier call's arguments, as in an agent's trace;
+* optionally, **traces after results** (:func:`result_traces`, ``n_results``): a request, the
+  calls made for it so far and their results, then the plan's next call or its end, as an
+  agent resumes once its calls have run;
 * optionally, requests that need **no tool** (:func:`no_tool_examples`: small talk, a
   capital, a word's meaning), answered in words, so that the adapted backbone learns when
   not to call (``n_no_tool``; off by default, see its ablation in BENCHMARKS.md).
@@ -62,6 +65,7 @@ from agentmem.adaptation.words import (
     TOPICS,
     WORDS,
 )
+from agentmem.chat import call_messages
 from agentmem.compose import join_requests
 from agentmem.tools import demo
 from agentmem.tools.parsing import find_reference
@@ -70,6 +74,7 @@ from agentmem.tools.spec import ToolSpec, to_tool_spec
 __all__ = [
     "ADAPTATION_SUBSETS",
     "agent_examples",
+    "result_traces",
     "RESERVED_TOPICS",
     "SPLITS",
     "adaptation_corpus",
@@ -422,16 +427,6 @@ def _carried(param: str) -> bool:
     return schema["type"] in ("string", "integer", "number") and "enum" not in schema
 
 
-def _tool_calls(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
-    """An earlier assistant turn that made one call, as an agent's history holds it."""
-    function = {"name": name, "arguments": arguments}
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": call_id, "type": "function", "function": function}],
-    }
-
-
 def _from_context(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any] | None:
     """One agent-shaped request ``{"messages", "calls"}`` (see :data:`_CONTEXTS`); None when
     the request happens to say the value anyway (a second call's 6 nights, a date's 10)."""
@@ -475,8 +470,11 @@ def _from_context(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any] 
             result[param] = value
         earlier = [
             {"role": "user", "content": _sentence(first, rng)},
-            _tool_calls(source.name, first_arguments, "call_0"),
-            {"role": "tool", "tool_call_id": "call_0", "content": json.dumps(result, ensure_ascii=False)},
+            *call_messages(
+                [{"name": source.name, "arguments": first_arguments}],
+                [json.dumps(result, ensure_ascii=False)],
+                ["call_0"],
+            ),
         ]
     return {"messages": [*earlier, {"role": "user", "content": request}], "calls": calls}
 
@@ -502,6 +500,86 @@ def agent_examples(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
             examples.setdefault(json.dumps(example["messages"]), example)
     if len(examples) < n:
         raise ValueError(f"cannot draw {n} distinct agent-shaped requests from {len(pool)} tools")
+    return list(examples.values())
+
+
+# Traces that go on after their results, as an agent resumes (`resumed_prompt_ids` with
+# read_results): the request, the calls made for it so far and their results; then what
+# follows them: the rest of the plan, or nothing (the request is done). Most are done: the
+# decision a resumed plan gets wrong is to go on, with a call it made for an earlier turn,
+# so a share begin with an earlier turn whose call and result stay in the conversation.
+_DONE_SHARE = 0.7
+_EARLIER_SHARE = 0.6
+
+
+def _result(arguments: Mapping[str, Any], rng: random.Random, **fields: Any) -> str:
+    """What a synthetic tool returns: "ok", some of the values it was called with, ``fields``."""
+    echoed = {p: v for p, v in arguments.items() if not isinstance(v, bool) and rng.random() < 0.5}
+    return json.dumps({"status": "ok", **echoed, **fields}, ensure_ascii=False)
+
+
+def _after_results(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any] | None:
+    """One trace ``{"messages", "calls"}`` that ends in the results of the request's calls so
+    far (see above); None when the request happens to say a value it should not. Not done:
+    the next call has a value that only the last result says ("using the returned
+    reference"), or the request's next calls, whose values it says."""
+    earlier: list[dict[str, Any]] = []
+    if rng.random() < _EARLIER_SHARE:
+        first = _single(rng.choice(tools), rng)
+        call = first["calls"][0]
+        earlier = [
+            {"role": "user", "content": first["query"]},
+            *call_messages([call], [_result(call["arguments"], rng)], ["call_0_0"]),
+        ]
+    returned: dict[str, Any] = {}  # a value the last result says for the next call
+    if rng.random() < _DONE_SHARE:
+        request = _multi(tools, rng) if rng.random() < 0.5 else _single(rng.choice(tools), rng)
+        query, made, rest = request["query"], request["calls"], []
+    elif rng.random() < 0.5:  # the next call reads the last result
+        tool = rng.choice([t for t in tools if any(_carried(p) for p in t.params)])
+        param = rng.choice([p for p in tool.params if _carried(p)])
+        returned = {param: _PARAMS[param].draw(rng)}
+        unsaid = {param: rng.choice(_REFERRING["result"]).format(label=_label(param))}
+        then, arguments = _clause(tool, rng, given=returned, unsaid=unsaid)
+        source = _single(rng.choice([t for t in tools if t is not tool]), rng)
+        made, rest = source["calls"], [{"name": tool.name, "arguments": arguments}]
+        parts = [(source["query"], made[0]["arguments"].values()), (_sentence(then, rng), arguments.values())]
+        query = join_requests(parts, rng)
+    else:  # the request's next calls
+        request = _multi(tools, rng)
+        cut = rng.randint(1, len(request["calls"]) - 1)
+        query, made, rest = request["query"], request["calls"][:cut], request["calls"][cut:]
+    results = [_result(c["arguments"], rng) for c in made[:-1]]
+    results.append(_result(made[-1]["arguments"], rng, **returned))
+    if any(str(v) in query for v in returned.values()):
+        return None  # the request says the value anyway (a second call's 6 nights)
+    turn = 1 if earlier else 0
+    ids = [f"call_{turn}_{k}" for k in range(len(made))]
+    messages = [*earlier, {"role": "user", "content": query}, *call_messages(made, results, ids)]
+    return {"messages": messages, "calls": rest}
+
+
+def result_traces(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
+    """``n`` traces ``{"messages", "calls"}`` over the ``"adapt"`` split's synthetic tools that
+    end in the results of the request's calls so far, as an agent resumes: 70% are done (no
+    calls), the others go on with the request's next calls, or with a call whose value only
+    the last result says; 60% begin with an earlier turn's call and its result. Distinct,
+    drawn with ``seed``.
+
+    Raises:
+        ValueError: More tools than the split has.
+    """
+    pool = _tools(tools, seed, "adapt")
+    rng = random.Random(f"results:{seed}:{tools}")
+    examples: dict[str, dict] = {}
+    for _ in range(20 * n + 100):
+        if len(examples) == n:
+            break
+        example = _after_results(pool, rng)
+        if example is not None:
+            examples.setdefault(json.dumps(example["messages"]), example)
+    if len(examples) < n:
+        raise ValueError(f"cannot draw {n} distinct traces after results from {len(pool)} tools")
     return list(examples.values())
 
 
@@ -568,6 +646,7 @@ def adaptation_corpus(
     subsets: Sequence[str] = ADAPTATION_SUBSETS,
     n_no_tool: int = 0,
     n_agent: int = 0,
+    n_results: int = 0,
 ) -> Dataset:
     """The corpus of the adaptation phase: NESTFUL requests plus synthetic ones.
 
@@ -579,6 +658,8 @@ def adaptation_corpus(
             on the demo pack's tool requests (BENCHMARKS.md, fourth pass).
         n_agent: Agent-shaped requests (:func:`agent_examples`, over the same synthetic
             tools): a value comes from the conversation, not the request.
+        n_results: Traces that end in the results of their calls so far (:func:`result_traces`,
+            over the same synthetic tools): what follows is the plan's next call or its end.
         seed: Seeds the synthetic tools and requests, and the final shuffle.
         synthetic_tool_count: Synthetic tools to draw (split ``"adapt"``).
         subsets: NESTFUL subsets to include (each must be disjoint from ComplexFuncBench).
@@ -601,17 +682,20 @@ def adaptation_corpus(
         kept = {name: to_tool_spec(tool) for name, tool in data.tools.items() if _allowed(name, reserved)}
         examples += [e for e in data.examples if all(_valid(c, kept) for c in e["calls"])]
         tools.update({name: data.tools[name] for name in kept})
-    if n_synthetic > 0 or n_agent > 0:
+    if n_synthetic > 0 or n_agent > 0 or n_results > 0:
         tools.update(synthetic_tools(synthetic_tool_count, seed, "adapt"))
     if n_synthetic > 0:
         examples += synthetic_examples(synthetic_tool_count, n_synthetic, seed, "adapt")
     examples += no_tool_examples(n_no_tool, seed)
     if n_agent > 0:
         examples += agent_examples(n_agent, seed, synthetic_tool_count)
-    # the tools of every call, earlier calls in an agent-shaped request's messages included
+    if n_results > 0:
+        examples += result_traces(n_results, seed, synthetic_tool_count)
+    # the tools of every call, earlier calls in a conversation's messages included
     earlier = [c for e in examples for m in e.get("messages", ()) for c in m.get("tool_calls") or ()]
     used = {c["name"] for e in examples for c in e["calls"]} | {c["function"]["name"] for c in earlier}
     random.Random(f"corpus:{seed}").shuffle(examples)
     sizes = f"synthetic={n_synthetic}, no_tool={n_no_tool}" + (f", agent={n_agent}" if n_agent else "")
+    sizes += f", results={n_results}" if n_results else ""
     name = f"adaptation(seed={seed}, {sizes}, subsets={'+'.join(subsets)})"
     return Dataset(name=name, tools={n: t for n, t in tools.items() if n in used}, examples=examples)

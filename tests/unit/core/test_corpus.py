@@ -12,6 +12,7 @@ import pytest
 from agentmem.adaptation import corpus
 from agentmem.adaptation.adapt import read_corpus
 from agentmem.compose import CONNECTORS, compose_examples, join_requests
+from agentmem.errors import InvalidExampleError
 from agentmem.tools.examples import Call, Example
 from agentmem.tools.parsing import find_reference
 from agentmem.tools.spec import to_tool_spec
@@ -179,3 +180,48 @@ def test_the_adaptation_corpus_holds_agent_shaped_requests_when_asked():
     assert not set(agent.tools) & corpus.reserved_tool_names()
     specs, validated = read_corpus(agent)
     assert len(validated) == len(agent.examples)
+
+
+def test_traces_after_results_end_in_the_results_then_go_on_or_end():
+    examples = corpus.result_traces(300, seed=0)
+    assert examples == corpus.result_traces(300, seed=0)
+    assert examples != corpus.result_traces(300, seed=1)
+    tools = corpus.synthetic_tools(76, 0, "adapt")
+    # valid beside requests of the same tools (a trace done after its results is checked
+    # with the requests of a tool it called)
+    specs, validated = read_corpus((tools, examples + corpus.synthetic_examples(76, 500, 0, "adapt")))
+    # each one resumes: its messages end in the results of calls made for its request
+    assert sum(e.resumes for e in validated) == 300
+    done = [e for e in examples if not e["calls"]]
+    assert 0.6 < len(done) / 300 < 0.8
+    # a share begin with an earlier turn whose call and result stay in the conversation
+    assert 0.5 < sum(sum(m["role"] == "user" for m in e["messages"]) == 2 for e in examples) / 300 < 0.7
+    read = 0
+    for example in examples:
+        messages = example["messages"]
+        request = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        made = [c["id"] for m in messages[request + 1 :] for c in m.get("tool_calls") or ()]
+        answered = [m["tool_call_id"] for m in messages[request + 1 :] if m["role"] == "tool"]
+        assert made and answered == made and messages[-1]["role"] == "tool"
+        text = messages[request]["content"]
+        for call in example["calls"]:
+            unsaid = [v for v in call["arguments"].values() if not isinstance(v, bool) and not _said(v, text)]
+            # a value the request does not say is in the last result, and only there
+            if unsaid:
+                read += 1
+                assert len(unsaid) == 1 and _said(unsaid[0], messages[-1]["content"]), example
+    assert read > 30
+
+
+def test_the_adaptation_corpus_holds_traces_after_results_when_asked():
+    plain = corpus.adaptation_corpus(n_synthetic=400, seed=0)
+    traced = corpus.adaptation_corpus(n_synthetic=400, seed=0, n_results=30)
+    assert "results=30" in traced.name and "results" not in plain.name
+    assert len(traced.examples) == len(plain.examples) + 30
+    specs, validated = read_corpus(traced)
+    assert sum(e.resumes for e in validated) == 30
+    assert any(e.resumes and not e.calls for e in validated)
+    # a request done after results needs calls of tools that other requests call
+    lone = corpus.result_traces(30, seed=0)
+    with pytest.raises(InvalidExampleError, match="done after its calls' results"):
+        read_corpus((corpus.synthetic_tools(76, 0, "adapt"), [e for e in lone if not e["calls"]]))
