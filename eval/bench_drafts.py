@@ -5,6 +5,8 @@ The same requests are planned four ways: no drafts (one forward pass per chosen 
 at a time (`AgentMem.plan`) and all together (`AgentMem.plan_batch`). For each it reports
 the decode passes (`Plan.usage`), the seconds, both as ratios to no drafts measured in the
 same run, and every plan that differs from the no-drafts plan (drafts must change none).
+It also splits a forward pass's time in two: the transformer body's, and the rest (the LM
+head, the choice of tokens and the batch's bookkeeping: the decoder's own overhead).
 
 Requests: the demo pack's 40 held-out requests of draw 1 (a bank learned as ``agentmem
 demo`` learns it, saved to ``--bank`` and loaded on later runs); or, with ``--dataset
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentmem import runinfo
+from agentmem import memory, runinfo
 from agentmem.adaptation.adapter import shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
@@ -43,17 +45,45 @@ SETTINGS: dict[str, PlanOptions] = {
 }
 
 
-def measure(plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list[Any], repeats: int) -> list[list[str]]:
-    """One row per setting: passes, tokens, seconds, ratios to no drafts, plans that differ."""
+class BodyClock:
+    """Forward passes of the planner's transformer body and the seconds spent in them
+    (forward hooks on the body of ``mem``'s planning backbone)."""
+
+    def __init__(self, mem: AgentMem) -> None:
+        body = memory.decoder(mem.backbone.with_weights(mem.weights))
+        body.register_forward_pre_hook(self._start)
+        body.register_forward_hook(self._stop)
+        self.passes, self.seconds, self._started = 0, 0.0, 0.0
+
+    def _start(self, *_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _stop(self, *_: Any) -> None:
+        self.passes += 1
+        self.seconds += time.perf_counter() - self._started
+
+    def reset(self) -> None:
+        self.passes, self.seconds = 0, 0.0
+
+
+def measure(
+    plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list[Any], repeats: int, clock: BodyClock
+) -> list[list[str]]:
+    """One row per setting: passes, tokens, seconds, ratios to no drafts, a forward pass's
+    milliseconds in the body and outside it (in the fastest run), plans that differ."""
     plan(requests[:1], SETTINGS["no drafts"])  # warm-up: grammars compiled, caches built
     rows, base_passes, base_seconds, base_plans = [], 0, 0.0, []
     for label, options in SETTINGS.items():
-        seconds = []
+        seconds, split = [], []
         for _ in range(repeats):
+            clock.reset()
             started = time.perf_counter()
             plans = plan(requests, options)
             seconds.append(time.perf_counter() - started)
+            forwards = max(clock.passes, 1)
+            split.append((clock.seconds / forwards, (seconds[-1] - clock.seconds) / forwards))
         best = min(seconds)
+        body, rest = split[seconds.index(best)]
         passes = sum(p.usage["decode_passes"] for p in plans)
         tokens = sum(p.usage["generated_tokens"] for p in plans)
         if not base_plans:
@@ -67,6 +97,8 @@ def measure(plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list
                 f"{passes / base_passes:.2f}",
                 f"{best / len(requests):.3f}",
                 f"{best / base_seconds:.2f}",
+                f"{1000 * body:.1f}",
+                f"{1000 * rest:.1f}",
                 ", ".join(map(str, differ)) or "none",
             ]
         )
@@ -134,17 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "passes / no drafts",
         "s / request",
         "s / no drafts",
+        "ms / forward pass: body",
+        "ms / forward pass: the rest",
         "plans that differ",
     ]
     modes = {
         "plan": ("one request at a time (`plan`)", lambda reqs, options: [mem.plan(r, **options) for r in reqs]),
         "plan_batch": ("all together (`plan_batch`)", lambda reqs, options: mem.plan_batch(reqs, **options)),
     }
-    sections = []
+    sections, clock = [], BodyClock(mem)
     for name in chosen:
         mode, plan = modes[name]
         print(f"{mode}:", flush=True)
-        sections += [f"{mode}:", runinfo.table(header, measure(plan, requests, args.repeats))]
+        sections += [f"{mode}:", runinfo.table(header, measure(plan, requests, args.repeats, clock))]
     today = runinfo.today()
     text = runinfo.record(
         runinfo.heading(f"Drafts on {args.dataset}", today, runinfo.machine(mem.backbone.device)),

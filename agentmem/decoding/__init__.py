@@ -35,7 +35,10 @@ first call goes to the tool the last user message alone scores highest
 
 Drafts (`agentmem.decoding.drafts`: the tokens the grammar forces, the request's next
 tokens after a copied span) are fed in the forward pass of the token before them and checked
-one by one on the next step, as if decoded alone: fewer passes, the same plan.
+one by one on the next step, as if decoded alone: fewer passes, the same plan. The LM head
+is computed only as far as a step reads it (`agentmem.decoding.batch.Scores`): the
+whole vocabulary where text or a string goes on, a few columns where the grammar allows a
+few tokens or routing after a call reads end-of-plan and the memory tokens.
 
 Every option, its default and its words live in `DecodeSettings`
 (`agentmem.decoding.settings`), with the named `PRESETS`. Model output never raises:

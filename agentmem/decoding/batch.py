@@ -4,6 +4,8 @@ Every step is one forward pass over a packed sequence (`agentmem.packing`) that 
 decoding row's next token and the joining rows' prompts (chunked, from where the shared
 prompt prefix ends); a row that finishes (or is stopped) leaves at once. A row taken back
 to an earlier decision (a call rerouted) has its last tokens taken out of the cache first.
+The LM head is computed as far as each step reads it (`Scores`): the whole vocabulary's
+scores in one product for the positions that need them, a few columns for the others.
 """
 
 from __future__ import annotations
@@ -38,13 +40,49 @@ class Machine(Protocol):
 
     def shared_prefix(self) -> tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]: ...
 
-    def step(self, row: Row, scores: torch.Tensor) -> int | None: ...
+    def reads_all(self, row: Row) -> list[bool]: ...
+
+    def step(self, row: Row, scores: Scores) -> int | None: ...
 
     def draft(self, row: Row) -> list[int]: ...
 
     def stop(self, row: Row, finish: str, note: str) -> None: ...
 
     def memory_scores(self, prompt: Sequence[int], view: BankView) -> torch.Tensor: ...
+
+
+class Scores:
+    """One position's scores (the vocabulary's, then the memory tokens'), computed as far as
+    the decoder's step there reads them.
+
+    The LM head is a tenth of a forward pass on a CPU (49,152 x 576 on the default
+    backbone), and most steps read a few of its columns: the tokens the grammar allows
+    inside arguments (a key, punctuation, an enum value), end-of-plan and the memory tokens
+    when routing after a call. The batch computes every column in one product for the
+    positions whose steps it expects to read them all (`Batch.step`); the others' columns are
+    computed when the step asks (`only`), so a wrong guess costs time, never the plan.
+    """
+
+    def __init__(self, backbone: Backbone, rows: torch.Tensor, hidden: torch.Tensor, full: torch.Tensor | None) -> None:
+        self.backbone, self.rows, self.hidden = backbone, rows, hidden
+        self._full = full
+
+    def all(self) -> torch.Tensor:
+        """Every column's score (1-D, float32)."""
+        if self._full is None:
+            self._full = memory.logits(self.backbone, self.rows, self.hidden[None]).float()[0]
+        return self._full
+
+    def only(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """The scores of ``ids``, every other column -inf (1-D, the full width, float32): what a
+        mask keeping ``ids`` makes of `all`."""
+        ids = torch.as_tensor(ids, dtype=torch.long).to(self.hidden.device)
+        out = torch.full((self.backbone.vocab_size + len(self.rows),), float("-inf"), device=self.hidden.device)
+        if self._full is not None:
+            out[ids] = self._full[ids]
+        else:
+            out[ids] = memory.logits_at(self.backbone, self.rows, self.hidden, ids).float()
+        return out
 
 
 class Batch:
@@ -59,7 +97,12 @@ class Batch:
     compacted away later.
 
     A batch decodes with the bank as it was when the batch began (`BankView`); the caller
-    holds `MODEL_LOCK` around each call (the tokenizer and the model are shared).
+    holds `MODEL_LOCK` around each call (the tokenizer and the model are shared). Its calls
+    run in inference mode, not only without gradients: the same kernels, none of autograd's
+    bookkeeping (version counters, views) on the body's thousand operations a pass, about a
+    tenth of a single row's pass on a CPU. The tensors made there (the cache, the scores, the
+    decoder's shared prefix) are only used in a batch's calls: an inference tensor may change
+    only in inference mode, and never takes part in a gradient.
 
     Attributes:
         rows: The rows in the batch (prefilling or decoding), in the order they joined.
@@ -78,7 +121,7 @@ class Batch:
         self._prefix: tuple[int, ...] = ()
         self._owners = 0  # the last owner id given to a row
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def add(
         self,
         prompts: Sequence[Sequence[int]],
@@ -128,7 +171,7 @@ class Batch:
         self.rows += rows
         return rows
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self) -> list[Row]:
         """Chooses the next token of every decoding row (first going through the tokens it
         drafted, `agentmem.decoding.drafts`), then runs one forward pass over those tokens,
@@ -140,7 +183,7 @@ class Batch:
         finished = []
         if decoding:
             hidden = torch.cat([row.slot.hidden for row in decoding])  # type: ignore[misc]
-            scores = memory.logits(self.decoder.backbone, self.view.rows, hidden).float()
+            scores = self._scores(hidden, [whole for row in decoding for whole in self.decoder.reads_all(row)])
             start = 0
             for row in decoding:
                 count = len(row.slot.hidden)  # type: ignore[arg-type]
@@ -165,7 +208,7 @@ class Batch:
             self._forward()
         return finished
 
-    def _choose(self, row: Row, scores: torch.Tensor) -> int | None:
+    def _choose(self, row: Row, scores: Sequence[Scores]) -> int | None:
         """The row's next token to feed, or None when it is done: the decoder steps through
         ``scores`` (one row per token fed last: that token, then each drafted one) while the
         token it chooses is the drafted one already in the cache; the drafted tokens after
@@ -183,6 +226,15 @@ class Batch:
         slot.drafted = []
         return token
 
+    def _scores(self, hidden: torch.Tensor, whole: Sequence[bool]) -> list[Scores]:
+        """Each position's `Scores`: every column of those whose step is expected to read
+        them all (``whole``, `Decoder.reads_all`) in one product, the rest left to their steps."""
+        backbone, rows = self.decoder.backbone, self.view.rows
+        index = [i for i, w in enumerate(whole) if w]
+        full = iter(memory.logits(backbone, rows, hidden[index]).float() if index else ())
+        return [Scores(backbone, rows, h, next(full) if w else None) for h, w in zip(hidden, whole)]
+
+    @torch.inference_mode()  # the cache's tensors are inference tensors (`Batch`)
     def stop(self, rows: Sequence[Row], finish: str, note: str) -> None:
         """Ends ``rows`` now (`Decoder.stop`) and drops them from the batch."""
         for row in rows:

@@ -20,7 +20,7 @@ from agentmem import memory
 from agentmem.backbone import Backbone
 from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex
-from agentmem.decoding.batch import MODEL_LOCK, Batch
+from agentmem.decoding.batch import MODEL_LOCK, Batch, Scores
 from agentmem.decoding.drafts import Drafter
 from agentmem.decoding.policies import (
     CompletePlan,
@@ -243,7 +243,7 @@ class Decoder:
             row.mode = "done"
         row.plan.notes.append(note)
 
-    def step(self, row: Row, scores: torch.Tensor) -> int | None:
+    def step(self, row: Row, scores: Scores) -> int | None:
         """Chooses one request's next token from ``scores`` and advances its state.
 
         Returns:
@@ -253,12 +253,24 @@ class Decoder:
             return None
         row.generated += 1
         if row.mode == "route":
-            token = self._route(row, scores)
+            kept = self.route_mask.kept(row, self._forced(row))
+            token = self._route(row, scores.all() if kept is None else scores.only(kept))
         elif row.mode == "arguments":
             token = self._argument_step(row, scores)
         else:
-            token = self._text_step(row, scores)
+            token = self._text_step(row, scores.all())
         return None if row.done else token
+
+    def reads_all(self, row: Row) -> list[bool]:
+        """For each position the batch steps ``row`` through next (its token fed last, then
+        each drafted one, as if the draft is kept): whether that step reads every token's
+        score, not only those its mask keeps (`RouteMask.kept`, `ArgumentMatcher.allowed`).
+        The batch computes those positions' whole LM head in one product."""
+        if row.mode == "arguments" and row.matcher is not None:
+            if row.settings.reroute_unfounded:  # a call's likelihood reads every score
+                return [True] * (1 + len(row.slot.drafted))
+            return [ids is None for ids in row.matcher.allowed_ahead(row.slot.drafted)]
+        return [row.mode == "text" or self.route_mask.kept(row, self._forced(row)) is None]
 
     def draft(self, row: Row) -> list[int]:
         """The tokens ``row`` will likely write after its last chosen token, to feed with it
@@ -270,8 +282,7 @@ class Decoder:
         # no text answer, no forced first call, only the next call or end-of-plan.
         assert row.view is not None
         vocab, eos = self.route_mask.vocab, self.route_mask.eos
-        choice, first = row.settings.tool_choice, row.first
-        forced = first and choice not in POLICIES  # a named tool goes first
+        first, forced = row.first, self._forced(row)
         memory_ids = self.route_mask.memory_ids(row, forced)
         candidates = self.route_mask(row, scores, forced)
         token = int(candidates.argmax())
@@ -311,7 +322,12 @@ class Decoder:
         self._start_call(row, row.view.names[token - vocab])
         return token
 
-    def _argument_step(self, row: Row, scores: torch.Tensor) -> int:
+    @staticmethod
+    def _forced(row: Row) -> bool:
+        """Whether the row's routing step must take one tool: a named tool goes first."""
+        return row.first and row.settings.tool_choice not in POLICIES
+
+    def _argument_step(self, row: Row, scores: Scores) -> int:
         assert row.matcher is not None
         token, piece = self._argument_token(row, scores)
         row.matcher.accept(token, piece)
@@ -336,17 +352,21 @@ class Decoder:
             self._finish_call(row, stopped=(f"arguments did not close within {bound} tokens", "length"))
         return token
 
-    def _argument_token(self, row: Row, scores: torch.Tensor) -> tuple[int, str]:
+    def _argument_token(self, row: Row, scores: Scores) -> tuple[int, str]:
         """The next argument token (and its text): a replayed call's next token, or the
-        argmax of the scores through `argument_processors`."""
+        argmax of the scores through `argument_processors`. Where the grammar allows a few
+        tokens, only theirs are computed: the grammar's mask leaves the others -inf anyway."""
+        assert row.matcher is not None
         decode = self.backbone.tokenizer.decode
         if row.reroute.replay:  # a call decoded before is written again, token for token
             token = row.reroute.replay.pop(0)
             return token, decode([token])
-        raw = scores
+        # a call's likelihood (reroute_unfounded) reads every score
+        few = None if row.settings.reroute_unfounded else row.matcher.allowed()
+        raw = values = scores.all() if few is None else scores.only(few)
         for processor in self.argument_processors:
-            scores = processor(row, scores)
-        token = int(scores.argmax())
+            values = processor(row, values)
+        token = int(values.argmax())
         if row.settings.reroute_unfounded:
             row.reroute.likelihood += float(torch.log_softmax(raw, dim=-1)[token])
         return token, decode([token])

@@ -37,6 +37,17 @@ class RouteMask:
         rows = [row.view.index(row.settings.tool_choice)] if forced else row.allowed
         return [self.vocab + r for r in rows]
 
+    def kept(self, row: Row, forced: bool = False) -> list[int] | None:
+        """The tokens whose scores the mask keeps, or None where it keeps the whole
+        vocabulary too (text may answer): all a routing step reads (`agentmem.decoding.batch.Scores`)."""
+        choice, first = row.settings.tool_choice, row.first
+        memory_ids = self.memory_ids(row, forced)
+        if forced or (first and choice == "any"):
+            return memory_ids
+        if first and choice == "auto":
+            return None
+        return [*memory_ids, self.eos]
+
     def __call__(self, row: Row, scores: torch.Tensor, forced: bool = False) -> torch.Tensor:
         choice, first = row.settings.tool_choice, row.first
         memory_ids = self.memory_ids(row, forced)

@@ -7,6 +7,7 @@ import torch
 
 from agentmem import AgentMem
 from agentmem.decoding import DecodeSettings, Row
+from agentmem.decoding.batch import Scores
 from agentmem.decoding.policies import RunawayGuard
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, ToolCall
@@ -65,6 +66,27 @@ def test_batch_equals_one_by_one(mem):
     batch = mem.plan_batch(REQUESTS, tool_choice="any", max_calls=2, batch_size=4)
     single = [mem.plan(r, tool_choice="any", max_calls=2) for r in REQUESTS]
     assert [plan_signature(p) for p in batch] == [plan_signature(p) for p in single]
+
+
+def test_scores_computed_only_where_a_step_reads_them_keep_the_plans(mem, monkeypatch):
+    # the LM head's whole product only at positions whose step reads every score (a string
+    # going on, a plan's first routing with text allowed): the plans of every score computed
+    options = {"max_calls": 2, "max_text_tokens": 8}
+    plans = [plan_signature(p) for p in mem.plan_batch(REQUESTS, **options)]
+    anyway = [plan_signature(p) for p in mem.plan_batch(REQUESTS, tool_choice="any", **options)]
+    computed = {"whole": 0, "few": 0}
+    reads_all = mem._decoder.reads_all
+
+    def counted(row):
+        whole = reads_all(row)
+        computed["whole"] += sum(whole)
+        computed["few"] += len(whole) - sum(whole)
+        return [True] * len(whole)
+
+    monkeypatch.setattr(mem._decoder, "reads_all", counted)
+    assert [plan_signature(p) for p in mem.plan_batch(REQUESTS, **options)] == plans
+    assert [plan_signature(p) for p in mem.plan_batch(REQUESTS, tool_choice="any", **options)] == anyway
+    assert computed["few"] and computed["whole"]  # both kinds of step were met
 
 
 def test_messages_with_earlier_calls_and_results(mem):
@@ -142,9 +164,11 @@ def _argument_row(mem, tool: str, text: str, source: str = "") -> Row:
 
 
 def _token(decoder, state: Row, scores: torch.Tensor, settings: DecodeSettings) -> tuple[int, str]:
-    """The argument token the decoder chooses for ``state`` under ``settings``."""
+    """The argument token the decoder chooses for ``state`` under ``settings`` from ``scores``
+    (every column's: the hidden state they would come from is never read)."""
     state.settings = settings
-    return decoder._argument_token(state, scores)
+    hidden = torch.zeros(decoder.backbone.hidden_size)
+    return decoder._argument_token(state, Scores(decoder.backbone, state.view.rows, hidden, scores))
 
 
 def test_a_token_starting_a_result_reference_is_passed_over(mem):

@@ -7,6 +7,7 @@ import json
 import jsonschema
 import pytest
 import torch
+import xgrammar as xgr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,6 +104,47 @@ def test_greedy_output_of_a_real_model_validates(grammar, tiny):
     jsonschema.validate(value, schema)
     assert text == canonical_json(value)  # compact, in the schema's property order: the training text form
     assert list(value) == ["city", "unit", "days"]
+
+
+def test_a_few_allowed_tokens_are_listed_and_masked_as_the_bitmask_masks(grammar):
+    # where the grammar allows a few tokens (a key, punctuation, an enum value), the decoder
+    # computes only their scores; the mask then keeps theirs rather than masking the rest
+    schema = {
+        "type": "object",
+        "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}, "city": {"type": "string"}},
+        "required": ["unit", "city"],
+        "additionalProperties": False,
+    }
+    compiled = grammar.compile(schema)
+    matcher = compiled.matcher()
+    tokens = grammar.tokenizer.encode('{"unit":"celsius","city":"Oslo"}', add_special_tokens=False)
+    bitmask = xgr.allocate_token_bitmask(1, grammar.vocab_size)
+    special = list(grammar.tokenizer.all_special_ids)
+    few = 0
+    for i, token in enumerate(tokens):
+        ahead = matcher.allowed_ahead(tokens[i:])  # the draft's states, the matcher left as it was
+        allowed = matcher.allowed()
+        assert (ahead[0] is None) == (allowed is None)
+        logits = torch.randn(grammar.vocab_size + EXTRA)
+        masked = matcher.mask_logits(logits)
+        matcher._matcher.fill_next_token_bitmask(bitmask)  # the mask from xgrammar itself
+        expected = logits.clone()
+        expected[grammar.vocab_size :] = float("-inf")
+        expected[special] = float("-inf")
+        xgr.apply_token_bitmask_inplace(expected[: grammar.vocab_size].unsqueeze(0), bitmask)
+        assert torch.equal(masked, expected)
+        if allowed is not None:
+            few += 1
+            assert torch.equal(ahead[0], allowed)
+            assert allowed.tolist() == torch.isfinite(masked).nonzero().squeeze(1).tolist()
+        assert matcher.accept(token)
+        if i + 1 < len(tokens):
+            next_allowed = matcher.allowed()
+            assert (ahead[1] is None) == (next_allowed is None)
+            assert next_allowed is None or torch.equal(ahead[1], next_allowed)
+    assert matcher.is_finished() and few >= len(tokens) // 2  # keys, punctuation and the enum value
+    assert matcher.allowed_ahead([]) == [matcher.allowed()]
+    assert grammar.unconstrained().matcher().allowed() is None
 
 
 def test_unsupported_schema_falls_back_and_is_cached(grammar):

@@ -35,6 +35,18 @@ def test_rows_are_spliced_in_and_appended_to_logits(tiny):
     assert torch.allclose(out[:, -2:], hidden @ bank.rows.T)
 
 
+def test_logits_at_computes_the_columns_asked_for_alone(tiny):
+    bank = MemoryBank(tiny.hidden_size)
+    bank.add(["a", "b"], torch.randn(tiny.hidden_size))
+    bank.rows[1] = torch.randn(tiny.hidden_size)
+    hidden = torch.randn(3, tiny.hidden_size)
+    ids = torch.tensor([tiny.vocab_size + 1, 7, 0, tiny.vocab_size, tiny.vocab_size - 1])
+    with torch.no_grad():
+        full = memory.logits(tiny, bank.rows, hidden)
+        assert torch.allclose(memory.logits_at(tiny, bank.rows, hidden, ids), full[:, ids], atol=1e-5)
+        assert torch.allclose(memory.logits_at(tiny, bank.rows, hidden[0], ids), full[0, ids], atol=1e-5)
+
+
 def test_new_rows_start_at_the_vocabulary_mean(tiny):
     mean = memory.mean_embedding(tiny)
     assert torch.allclose(mean, tiny.model.get_input_embeddings().weight.mean(0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentmem import AgentMem
-from agentmem.eval.bench_drafts import SETTINGS, measure
+from agentmem.eval.bench_drafts import SETTINGS, BodyClock, measure
 from agentmem.tools import demo
 
 
@@ -15,9 +15,14 @@ def test_each_setting_is_measured_against_no_drafts(tiny):
         progress=False,
     )
     requests = ["What's the weather in Oslo?", "Remind me to call mom at 18:30"]
-    rows = measure(lambda reqs, options: mem.plan_batch(reqs, tool_choice="any", **options), requests, repeats=1)
+
+    def plan(reqs, options):
+        return mem.plan_batch(reqs, tool_choice="any", **options)
+
+    rows = measure(plan, requests, repeats=1, clock=BodyClock(mem))
     assert [row[0] for row in rows] == list(SETTINGS)
     assert rows[0][3] == "1.00"
     assert all(row[2] == rows[0][2] for row in rows)  # the same tokens chosen
     assert all(row[-1] == "none" for row in rows)  # and the same plans
     assert rows[-1][1] < rows[0][1]  # in fewer passes
+    assert all(float(row[6]) > 0 and float(row[7]) > 0 for row in rows)  # a pass's ms in the body and outside
