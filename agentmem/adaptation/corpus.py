@@ -479,6 +479,31 @@ def _from_context(tools: Sequence[_Tool], rng: random.Random) -> dict[str, Any] 
     return {"messages": [*earlier, {"role": "user", "content": request}], "calls": calls}
 
 
+def _conversations(
+    n: int,
+    seed: int,
+    tools: int,
+    kind: str,
+    draw: Callable[[Sequence[_Tool], random.Random], dict[str, Any] | None],
+    what: str,
+) -> list[dict]:
+    """``n`` distinct conversation examples ``{"messages", "calls"}`` from ``draw`` (None: a
+    draw that failed) over the ``"adapt"`` split's first ``tools`` synthetic tools, seeded
+    by ``kind`` and ``seed``."""
+    pool = _tools(tools, seed, "adapt")
+    rng = random.Random(f"{kind}:{seed}:{tools}")
+    examples: dict[str, dict] = {}
+    for _ in range(20 * n + 100):
+        if len(examples) == n:
+            break
+        example = draw(pool, rng)
+        if example is not None:
+            examples.setdefault(json.dumps(example["messages"]), example)
+    if len(examples) < n:
+        raise ValueError(f"cannot draw {n} distinct {what} from {len(pool)} tools")
+    return list(examples.values())
+
+
 def agent_examples(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
     """``n`` agent-shaped requests ``{"messages", "calls"}`` over the ``"adapt"`` split's
     synthetic tools: the first call needs a value that only the conversation says (in the
@@ -489,18 +514,7 @@ def agent_examples(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
     Raises:
         ValueError: More tools than the split has.
     """
-    pool = _tools(tools, seed, "adapt")
-    rng = random.Random(f"agent:{seed}:{tools}")
-    examples: dict[str, dict] = {}
-    for _ in range(20 * n + 100):
-        if len(examples) == n:
-            break
-        example = _from_context(pool, rng)
-        if example is not None:
-            examples.setdefault(json.dumps(example["messages"]), example)
-    if len(examples) < n:
-        raise ValueError(f"cannot draw {n} distinct agent-shaped requests from {len(pool)} tools")
-    return list(examples.values())
+    return _conversations(n, seed, tools, "agent", _from_context, "agent-shaped requests")
 
 
 # Traces that go on after their results, as an agent resumes (`resumed_prompt_ids` with
@@ -569,18 +583,7 @@ def result_traces(n: int, seed: int = 0, tools: int = 76) -> list[dict]:
     Raises:
         ValueError: More tools than the split has.
     """
-    pool = _tools(tools, seed, "adapt")
-    rng = random.Random(f"results:{seed}:{tools}")
-    examples: dict[str, dict] = {}
-    for _ in range(20 * n + 100):
-        if len(examples) == n:
-            break
-        example = _after_results(pool, rng)
-        if example is not None:
-            examples.setdefault(json.dumps(example["messages"]), example)
-    if len(examples) < n:
-        raise ValueError(f"cannot draw {n} distinct traces after results from {len(pool)} tools")
-    return list(examples.values())
+    return _conversations(n, seed, tools, "results", _after_results, "traces after results")
 
 
 def _no_tool(rng: random.Random) -> dict[str, Any]:
