@@ -38,8 +38,9 @@ class RouteMask:
         return [self.vocab + r for r in rows]
 
     def kept(self, row: Row, forced: bool = False) -> list[int] | None:
-        """The tokens whose scores the mask keeps, or None where it keeps the whole
-        vocabulary too (text may answer): all a routing step reads (`agentmem.decoding.batch.Scores`)."""
+        """The tokens whose scores the mask keeps, or None where text may answer and it keeps
+        the whole vocabulary besides the memory tokens and end-of-plan: all a routing step
+        reads (`agentmem.decoding.batch.Scores`), and what `__call__` keeps."""
         choice, first = row.settings.tool_choice, row.first
         memory_ids = self.memory_ids(row, forced)
         if forced or (first and choice == "any"):
@@ -49,14 +50,12 @@ class RouteMask:
         return [*memory_ids, self.eos]
 
     def __call__(self, row: Row, scores: torch.Tensor, forced: bool = False) -> torch.Tensor:
-        choice, first = row.settings.tool_choice, row.first
-        memory_ids = self.memory_ids(row, forced)
         candidates = torch.full_like(scores, _NEG)
-        candidates[memory_ids] = scores[memory_ids]
-        if not forced and not (first and choice == "any"):
-            candidates[self.eos] = scores[self.eos]
-            if first and choice == "auto":
-                candidates[: self.vocab] = scores[: self.vocab]
+        kept = self.kept(row, forced)
+        if kept is None:  # text may answer: the whole vocabulary, the memory tokens, end-of-plan
+            candidates[: self.vocab] = scores[: self.vocab]
+            kept = [*self.memory_ids(row, forced), self.eos]
+        candidates[kept] = scores[kept]
         return candidates
 
 
