@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 
 from agentmem import distributed
 from agentmem.atomic import atomic_folder
+from agentmem.attention import use_grouped_sdpa
 from agentmem.encoding import end_of_turn_id
 from agentmem.errors import BackboneError
 from agentmem.precision import native_bf16
@@ -289,7 +290,9 @@ class Backbone:
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> Backbone:
-        """Wraps an already-loaded model: freezes it, puts it in eval mode, fingerprints it.
+        """Wraps an already-loaded model: freezes it, puts it in eval mode, fingerprints it,
+        and moves it from ``sdpa`` attention to `agentmem.attention.grouped_sdpa` (the same
+        outputs without copying grouped key/value heads).
 
         Args:
             model: Any causal LM with input and output embeddings.
@@ -300,6 +303,7 @@ class Backbone:
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
+        use_grouped_sdpa(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return cls(name=name, model=model, tokenizer=tokenizer, fingerprint=fingerprint(model))

@@ -7,6 +7,8 @@ the decode passes (`Plan.usage`), the seconds, both as ratios to no drafts measu
 same run, and every plan that differs from the no-drafts plan (drafts must change none).
 It also splits a forward pass's time in two: the transformer body's, and the rest (the LM
 head, the choice of tokens and the batch's bookkeeping: the decoder's own overhead).
+With ``--attention agentmem_sdpa,sdpa`` it plans once more with transformers' own attention,
+which copies grouped key/value heads (`agentmem.attention`), against the same baseline.
 
 Requests: the demo pack's 40 held-out requests of draw 1 (a bank learned as ``agentmem
 demo`` learns it, saved to ``--bank`` and loaded on later runs); or, with ``--dataset
@@ -29,12 +31,16 @@ from typing import Any
 from agentmem import memory, runinfo
 from agentmem.adaptation.adapter import shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
+from agentmem.attention import GROUPED_SDPA
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.eval.bench_decoding import learn_demo_pack
 from agentmem.eval.record_plans import plan_record
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
+
+#: A no-drafts row's decode passes, seconds and plans, which other rows compare with.
+Baseline = tuple[int, float, list[Plan]]
 
 #: The settings compared, the first the baseline.
 SETTINGS: dict[str, PlanOptions] = {
@@ -67,12 +73,20 @@ class BodyClock:
 
 
 def measure(
-    plan: Callable[[list[Any], PlanOptions], list[Plan]], requests: list[Any], repeats: int, clock: BodyClock
-) -> list[list[str]]:
+    plan: Callable[[list[Any], PlanOptions], list[Plan]],
+    requests: list[Any],
+    repeats: int,
+    clock: BodyClock,
+    base: Baseline | None = None,
+    prefix: str = "",
+) -> tuple[list[list[str]], Baseline]:
     """One row per setting: passes, tokens, seconds, ratios to no drafts, a forward pass's
-    milliseconds in the body and outside it (in the fastest run), plans that differ."""
+    milliseconds in the body and outside it (in the fastest run), plans that differ.
+    Ratios and plans compare with ``base`` where given (an earlier call's no-drafts row),
+    else with this call's no-drafts row, which it returns."""
     plan(requests[:1], SETTINGS["no drafts"])  # warm-up: grammars compiled, caches built
-    rows, base_passes, base_seconds, base_plans = [], 0, 0.0, []
+    rows = []
+    base_passes, base_seconds, base_plans = base or (0, 0.0, [])
     for label, options in SETTINGS.items():
         seconds, split = [], []
         for _ in range(repeats):
@@ -91,7 +105,7 @@ def measure(
         differ = [i for i, (a, b) in enumerate(zip(base_plans, plans)) if plan_record(a) != plan_record(b)]
         rows.append(
             [
-                label,
+                prefix + label,
                 passes,
                 tokens,
                 f"{passes / base_passes:.2f}",
@@ -103,7 +117,7 @@ def measure(
             ]
         )
         print(runinfo.table_row(rows[-1]), flush=True)
-    return rows
+    return rows, (base_passes, base_seconds, base_plans)
 
 
 def demo_requests(args: argparse.Namespace) -> tuple[AgentMem, list[Any], str]:
@@ -149,9 +163,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--modes", default="plan,plan_batch", help="plan (one request at a time), plan_batch, or both (comma-separated)"
     )
+    parser.add_argument(
+        "--attention",
+        default=GROUPED_SDPA,
+        help=f"attention implementations to plan with, each a block of rows, ratios to the first's no-drafts row "
+        f"(comma-separated; {GROUPED_SDPA}, the default: grouped key/value heads read in place; sdpa: "
+        "transformers' own, which copies them)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
+    attentions = args.attention.split(",")
     chosen = args.modes.split(",")
     for name in chosen:  # before the bank loads, which takes a while
         if name not in ("plan", "plan_batch"):
@@ -175,10 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan_batch": ("all together (`plan_batch`)", lambda reqs, options: mem.plan_batch(reqs, **options)),
     }
     sections, clock = [], BodyClock(mem)
+    model = mem.backbone.with_weights(mem.weights).model
     for name in chosen:
         mode, plan = modes[name]
         print(f"{mode}:", flush=True)
-        sections += [f"{mode}:", runinfo.table(header, measure(plan, requests, args.repeats, clock))]
+        rows, base = [], None
+        for attention in attentions:
+            model.set_attn_implementation(attention)
+            prefix = f"{attention}: " if len(attentions) > 1 else ""
+            block, base = measure(plan, requests, args.repeats, clock, base, prefix)
+            rows += block
+        sections += [f"{mode}:", runinfo.table(header, rows)]
     today = runinfo.today()
     text = runinfo.record(
         runinfo.heading(f"Drafts on {args.dataset}", today, runinfo.machine(mem.backbone.device)),
