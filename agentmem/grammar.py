@@ -136,6 +136,10 @@ class CompiledArguments:
     fallback_reason: str | None = None
     special: tuple[int, ...] = ()  # the tokenizer's special tokens: never inside arguments
 
+    def __post_init__(self) -> None:
+        # the same ids as a tensor, for `_few` at every step
+        self.special_ids = torch.tensor(self.special, dtype=torch.long)
+
     @property
     def constrained(self) -> bool:
         return self.grammar is not None
@@ -269,5 +273,5 @@ def _few(bitmask: torch.Tensor, compiled: CompiledArguments) -> torch.Tensor | N
         return None
     bits = (bitmask[words, None] >> _BITS) & 1  # an arithmetic shift: bit 31 too
     ids = (words[:, None] * 32 + _BITS)[bits.bool()]
-    ids = ids[(ids < compiled.vocab_size) & ~torch.isin(ids, torch.tensor(compiled.special, dtype=torch.long))]
+    ids = ids[(ids < compiled.vocab_size) & ~torch.isin(ids, compiled.special_ids)]
     return ids if len(ids) <= FEW_TOKENS else None

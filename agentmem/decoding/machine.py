@@ -267,10 +267,16 @@ class Decoder:
         score, not only those its mask keeps (`RouteMask.kept`, `ArgumentMatcher.allowed`).
         The batch computes those positions' whole LM head in one product."""
         if row.mode == "arguments" and row.matcher is not None:
-            if row.settings.reroute_unfounded:  # a call's likelihood reads every score
+            if self._reads_every_argument_score(row):
                 return [True] * (1 + len(row.slot.drafted))
             return [ids is None for ids in row.matcher.allowed_ahead(row.slot.drafted)]
         return [row.mode == "text" or self.route_mask.kept(row, self._forced(row)) is None]
+
+    @staticmethod
+    def _reads_every_argument_score(row: Row) -> bool:
+        """Whether an argument step reads every token's score whatever the grammar allows:
+        a call's likelihood (``reroute_unfounded``) does."""
+        return row.settings.reroute_unfounded
 
     def draft(self, row: Row) -> list[int]:
         """The tokens ``row`` will likely write after its last chosen token, to feed with it
@@ -361,8 +367,7 @@ class Decoder:
         if row.reroute.replay:  # a call decoded before is written again, token for token
             token = row.reroute.replay.pop(0)
             return token, decode([token])
-        # a call's likelihood (reroute_unfounded) reads every score
-        few = None if row.settings.reroute_unfounded else row.matcher.allowed()
+        few = None if self._reads_every_argument_score(row) else row.matcher.allowed()
         raw = values = scores.all() if few is None else scores.only(few)
         for processor in self.argument_processors:
             values = processor(row, values)
