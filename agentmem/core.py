@@ -25,7 +25,7 @@ from agentmem.locking import FairLock, locked
 from agentmem.memory import MemoryBank
 from agentmem.persistence import PersistenceMixin
 from agentmem.scheduler import Scheduler
-from agentmem.tools.calls import Plan
+from agentmem.tools.calls import Plan, ToolCall
 from agentmem.tools.examples import Example
 from agentmem.tools.spec import ToolSpec
 from agentmem.training import LearnReport
@@ -265,8 +265,8 @@ class AgentMem(LearningMixin, PersistenceMixin):
             plans: list[Plan] = []
             for start in range(0, len(prompts), batch_size):
                 window = slice(start, start + batch_size)
-                ids, continued = [p[0] for p in prompts[window]], [p[1] for p in prompts[window]]
-                plans.extend(self._decoder.decode(ids, settings, sources[window], continued, last_turns[window]))
+                ids, after = [p[0] for p in prompts[window]], [p[1] for p in prompts[window]]
+                plans.extend(self._decoder.decode(ids, settings, sources[window], after, last_turns[window]))
         return plans
 
     def submit(
@@ -292,11 +292,11 @@ class AgentMem(LearningMixin, PersistenceMixin):
         settings, resume, max_prompt_tokens = self._settings(options)
         with self.lock:  # the tokenizer and the bank
             self._decoder.check(settings)
-            ids, continued = self._prompt(request, resume, max_prompt_tokens)
+            ids, after = self._prompt(request, resume, max_prompt_tokens)
             last_turn = self._last_turn(request, settings)
             scheduler = self.scheduler
         return scheduler.submit(
-            ids, settings, source=source_text(request), continued=continued, time_limit=time_limit, last_turn=last_turn
+            ids, settings, source=source_text(request), resumes_after=after, time_limit=time_limit, last_turn=last_turn
         )
 
     def _settings(self, options: PlanOptions) -> tuple[DecodeSettings, bool, int | None]:
@@ -318,16 +318,18 @@ class AgentMem(LearningMixin, PersistenceMixin):
             options.get("max_prompt_tokens"),
         )
 
-    def _prompt(self, request: str | Messages, resume: bool, max_prompt_tokens: int | None) -> tuple[list[int], bool]:
-        """A request's prompt ids, and whether they resume its plan."""
+    def _prompt(
+        self, request: str | Messages, resume: bool, max_prompt_tokens: int | None
+    ) -> tuple[list[int], ToolCall | None]:
+        """A request's prompt ids, and the call they resume its plan after (or None)."""
         tokenizer, schemas = self.backbone.tokenizer, self.schemas
         if resume:
-            ids, continued = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas, self.reads_results)
+            ids, after = resumed_prompt_ids(tokenizer, request, self.memory_token_id, schemas, self.reads_results)
         else:
-            ids, continued = prompt_ids(tokenizer, request, self.memory_token_id, schemas), False
+            ids, after = prompt_ids(tokenizer, request, self.memory_token_id, schemas), None
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
             raise PromptTooLongError(f"the prompt is {len(ids)} tokens, over the limit of {max_prompt_tokens}")
-        return ids, continued
+        return ids, after
 
     def _last_turn(self, request: str | Messages, settings: DecodeSettings) -> list[int] | None:
         """The prompt ids ``route_by_last_turn`` routes a conversation's first call from, if on."""

@@ -22,6 +22,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from agentmem.chat import content_text, read_call
+from agentmem.tools.calls import ToolCall
 from agentmem.tools.examples import Example, request_calls
 from agentmem.tools.parsing import canonical_json
 
@@ -198,8 +199,9 @@ def resumed_prompt_ids(
     memory_token: Callable[[str], int],
     schemas: Mapping[str, dict[str, Any]],
     read_results: bool = False,
-) -> tuple[list[int], bool]:
-    """Prompt ids that resume an agent run in progress, and whether they do.
+) -> tuple[list[int], ToolCall | None]:
+    """Prompt ids that resume an agent run in progress, and the call they resume after (None
+    where they do not resume).
 
     When the messages end in the results of calls made since the last user message (every
     later message an assistant turn of calls only, or a tool result, the last a tool
@@ -211,12 +213,12 @@ def resumed_prompt_ids(
     requests only, which was never trained to read a result), the prompt is the conversation
     up to that user message followed by those calls, exactly as the model writes a
     multi-call plan: it then emits the next call of its plan or ends it. Otherwise the prompt
-    is `prompt_ids` of the messages, and False.
+    is `prompt_ids` of the messages, and None.
     """
     messages = as_messages(request)
     calls = [_name_and_arguments(c) for c in request_calls(messages)]
     if not calls:
-        return prompt_ids(tokenizer, messages, memory_token, schemas), False
+        return prompt_ids(tokenizer, messages, memory_token, schemas), None
     if read_results:
         # the whole conversation, then the turn's calls written again at the start of the
         # assistant's turn: the model decides after a call's arguments, where every plan
@@ -228,7 +230,8 @@ def resumed_prompt_ids(
     for name, arguments in calls:
         ids.append(memory_token(name))
         ids.extend(argument_ids(tokenizer, arguments, schemas.get(name)))
-    return ids, True
+    name, arguments = calls[-1]
+    return ids, ToolCall(name=name, arguments=arguments)
 
 
 def last_turn_ids(

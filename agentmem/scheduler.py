@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from agentmem.decoding import MODEL_LOCK, Batch, Decoder, DecodeSettings, Row
 from agentmem.errors import OverloadedError
-from agentmem.tools.calls import Plan
+from agentmem.tools.calls import Plan, ToolCall
 
 __all__ = ["Scheduler"]
 
@@ -51,7 +51,7 @@ class _Job:
     prompt: Sequence[int]
     settings: DecodeSettings
     source: str
-    continued: bool
+    resumes_after: ToolCall | None
     last_turn: Sequence[int] | None  # for route_by_last_turn (`Batch.add`)
     future: Future[Plan]
     submitted: float
@@ -93,7 +93,7 @@ class Scheduler:
         settings: DecodeSettings,
         *,
         source: str = "",
-        continued: bool = False,
+        resumes_after: ToolCall | None = None,
         time_limit: float | None = None,
         last_turn: Sequence[int] | None = None,
     ) -> Future[Plan]:
@@ -103,7 +103,7 @@ class Scheduler:
             prompt: The request's token ids (`AgentMem.submit` makes them).
             settings: Limits and policy (checked when the request joins the batch).
             source: The request's text, for copy-aware decoding.
-            continued: Whether the prompt resumes a plan in progress.
+            resumes_after: The call the prompt resumes a plan in progress after, or None.
             time_limit: Seconds from now within which the plan must be made.
             last_turn: The request's last user message alone (`encoding.last_turn_ids`),
                 for ``route_by_last_turn``.
@@ -121,7 +121,7 @@ class Scheduler:
             prompt=list(prompt),
             settings=settings,
             source=source,
-            continued=continued,
+            resumes_after=resumes_after,
             last_turn=last_turn,
             future=Future(),
             submitted=now,
@@ -227,7 +227,7 @@ class Scheduler:
             [j.prompt for j in ready],
             [j.settings for j in ready],
             [j.source for j in ready],
-            [j.continued for j in ready],
+            [j.resumes_after for j in ready],
             [j.submitted for j in ready],
             [j.last_turn for j in ready],
         )

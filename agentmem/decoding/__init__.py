@@ -27,7 +27,8 @@ The levers are named objects, each in one place:
   (``complete_plan``), `FallBackToText` (``fall_back_to_text``: words or a call at the
   plan's start, from the routing probabilities), and the guards
   `RunawayGuard` (an argument repeating itself stops early, an invalid call) and
-  `RepeatGuard` (the same call twice in a row ends the plan).
+  `RepeatGuard` (the same call twice in a row ends the plan, also where a resumed agent
+  run makes again the call it resumes after).
 
 The routing lever ``route_by_last_turn`` is the machine's own: with a conversation, a plan's
 first call goes to the tool the last user message alone scores highest

@@ -22,6 +22,7 @@ from agentmem.decoding.settings import DecodeSettings
 from agentmem.decoding.state import BankView, Clock, Row, Slot
 from agentmem.locking import FairLock
 from agentmem.packing import PackedCache
+from agentmem.tools.calls import ToolCall
 
 #: One model call at a time in a process, whichever bank or front end makes it: banks share
 #: backbones, backbones share tokenizers (an adapted backbone keeps its base's), a fast
@@ -127,7 +128,7 @@ class Batch:
         prompts: Sequence[Sequence[int]],
         settings: Sequence[DecodeSettings],
         sources: Sequence[str],
-        continued: Sequence[bool],
+        resumes_after: Sequence[ToolCall | None],
         submitted: Sequence[float] | None = None,
         last_turns: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Row]:
@@ -145,10 +146,10 @@ class Batch:
             self._start()
         started = time.perf_counter()
         rows = []
-        for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, continued)):
+        for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, resumes_after)):
             shared = len(self._prefix) < len(p) and tuple(p[: len(self._prefix)]) == self._prefix
             self._owners += 1
-            last = last_turns[i] if last_turns is not None and s.route_by_last_turn and not c else None
+            last = last_turns[i] if last_turns is not None and s.route_by_last_turn and c is None else None
             rows.append(
                 Row(
                     prompt_tokens=len(p),
@@ -156,7 +157,7 @@ class Batch:
                     allowed=a,
                     view=self.view,
                     source=t.encode("utf-8").decode("latin-1"),
-                    continued=c,
+                    resumes_after=c,
                     last_turn=self.decoder.memory_scores(last, self.view) if last else None,
                     mode="text" if s.tool_choice == "none" else "route",
                     slot=Slot(

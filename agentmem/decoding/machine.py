@@ -52,7 +52,7 @@ from agentmem.encoding import template_prefix
 from agentmem.errors import UnknownToolError
 from agentmem.grammar import ArgumentGrammar
 from agentmem.memory import MemoryBank
-from agentmem.tools.calls import InvalidToolCall, Plan
+from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.parsing import parse_call
 from agentmem.tools.spec import ToolSpec
 
@@ -203,7 +203,7 @@ class Decoder:
         prompts: Sequence[Sequence[int]],
         settings: DecodeSettings,
         sources: Sequence[str] | None = None,
-        continued: Sequence[bool] | None = None,
+        resumes_after: Sequence[ToolCall | None] | None = None,
         last_turns: Sequence[Sequence[int] | None] | None = None,
     ) -> list[Plan]:
         """Plans a batch of tokenised prompts; one Plan per prompt.
@@ -213,8 +213,9 @@ class Decoder:
             settings: Limits and policy.
             sources: Each request's text (what argument values may be copied from), for
                 ``settings.copy_bias``.
-            continued: Whether each prompt already ends in calls of its plan (an agent run
-                resumed, `agentmem.encoding.resumed_prompt_ids`): it routes as after a call.
+            resumes_after: For each prompt that already ends in calls of its plan (an agent
+                run resumed, `agentmem.encoding.resumed_prompt_ids`), the last of them: it
+                routes as after a call, and a call repeating it ends the plan; else None.
             last_turns: Each request's last user message alone (token ids) where it is a
                 conversation, for ``settings.route_by_last_turn``.
         """
@@ -224,7 +225,7 @@ class Decoder:
                 prompts,
                 [settings] * len(prompts),
                 sources if sources is not None else [""] * len(prompts),
-                continued if continued is not None else [False] * len(prompts),
+                resumes_after if resumes_after is not None else [None] * len(prompts),
                 last_turns=last_turns,
             )
             while batch.rows:
@@ -452,7 +453,7 @@ class Decoder:
         row.complete.extending = False
         row.plan.notes.extend(verdict.notes)
         row.tool, row.matcher, row.pending = None, None, []
-        repeat = policies.repeat.judge(row.plan, call)
+        repeat = policies.repeat.judge(row, call)
         if repeat is not None:
             self._apply(row, repeat)
             return

@@ -20,7 +20,7 @@ import torch
 from agentmem.copying import found_in, repeated_optional, stated_arguments, unfounded, unfounded_optional
 from agentmem.decoding.settings import DecodeSettings
 from agentmem.decoding.state import Row, Step, Tried
-from agentmem.tools.calls import Plan, ToolCall
+from agentmem.tools.calls import ToolCall
 from agentmem.tools.parsing import canonical_json
 from agentmem.tools.spec import ToolSpec
 
@@ -60,9 +60,10 @@ class EndPlan:
 Verdict = Keep | TryTool | Replay | EndPlan
 
 
-def repeats(plan: Plan, call: Step) -> bool:
-    """Whether ``call`` is the plan's last call again (same tool, same arguments)."""
-    previous = plan.steps[-1] if plan.steps else None
+def repeats(row: Row, call: Step) -> bool:
+    """Whether ``call`` is the plan's last call again (same tool, same arguments), the
+    last call of the agent run it resumes included."""
+    previous = row.previous_call
     return (
         isinstance(call, ToolCall)
         and isinstance(previous, ToolCall)
@@ -72,10 +73,11 @@ def repeats(plan: Plan, call: Step) -> bool:
 
 @dataclass(frozen=True)
 class RepeatGuard:
-    """A small model can loop on one call; the same call twice in a row is never a plan."""
+    """A small model can loop on one call; the same call twice in a row is never a plan, nor
+    is an agent run that makes the call it just made and got the result of."""
 
-    def judge(self, plan: Plan, call: Step) -> EndPlan | None:
-        if not repeats(plan, call):
+    def judge(self, row: Row, call: Step) -> EndPlan | None:
+        if not repeats(row, call):
             return None
         return EndPlan(f"stopped at a repeat of the previous call {call.name}{canonical_json(call.arguments)}")  # type: ignore[union-attr]
 
@@ -256,7 +258,7 @@ class Reroute:
             ]
         else:
             flaws = [call.reason]
-        if repeats(row.plan, call):
+        if repeats(row, call):
             flaws.append("it repeats the previous call")
         replayed = bool(state.tried) and state.tried[-1].tokens == row.pending and state.tried[-1].tool == row.tool
         if not replayed:

@@ -134,7 +134,8 @@ class Row:
     view: BankView | None = None
     # the request's UTF-8 bytes seen through latin-1 (as `Decoder.byte_texts`): values are copied from it
     source: str = ""
-    continued: bool = False  # the prompt already ends in calls of this plan: route as after a call
+    # the last call the prompt already ends in when it resumes this plan (an agent run), else None
+    resumes_after: ToolCall | None = None
     # route_by_last_turn: the memory rows' scores after the last user message alone, or None
     last_turn: torch.Tensor | None = None
     mode: str = "route"
@@ -156,6 +157,16 @@ class Row:
     @property
     def done(self) -> bool:
         return self.mode == "done"
+
+    @property
+    def continued(self) -> bool:
+        """The prompt already ends in calls of this plan: it routes as after a call."""
+        return self.resumes_after is not None
+
+    @property
+    def previous_call(self) -> ToolCall | InvalidToolCall | None:
+        """The plan's last call so far, or the one its prompt ends in when it resumes."""
+        return self.plan.steps[-1] if self.plan.steps else self.resumes_after
 
     @property
     def first(self) -> bool:

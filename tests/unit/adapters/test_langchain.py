@@ -195,16 +195,15 @@ def test_history_renders_calls_and_continues_an_agent_run(tiny, tokenizer):
     assert [m["role"] for m in converted] == ["system", "user", "assistant", "tool"]
     assert converted[2]["tool_calls"] == [{"name": "toggle_light", "args": {"on": True}}]
 
-    ids, continued = resumed_prompt_ids(
-        tokenizer, converted, mem.memory_token_id, {"toggle_light": LIGHT["parameters"]}
-    )
+    ids, after = resumed_prompt_ids(tokenizer, converted, mem.memory_token_id, {"toggle_light": LIGHT["parameters"]})
     expected = prompt_ids(tokenizer, converted[:2]) + [mem.memory_token_id("toggle_light")]
-    assert continued and ids == expected + argument_ids(tokenizer, {"on": True}, LIGHT["parameters"])
+    assert ids == expected + argument_ids(tokenizer, {"on": True}, LIGHT["parameters"])
+    assert (after.name, after.arguments) == ("toggle_light", {"on": True})  # the call it resumes after
     # Anything after the calls other than their results is a new turn, rendered as it is.
-    rendered, continued = resumed_prompt_ids(
+    rendered, after = resumed_prompt_ids(
         tokenizer, [*converted, {"role": "user", "content": "and?"}], mem.memory_token_id, {}
     )
-    assert not continued and "the light is on" in tokenizer.decode(rendered)
+    assert after is None and "the light is on" in tokenizer.decode(rendered)
 
     # A continued plan offers only the next call or the end of the plan, never text.
     message = ChatAgentMem(memory=mem).bind_tools([UNIT, LIGHT]).invoke(history)

@@ -49,7 +49,7 @@ def test_shared_prefix_and_chunked_prefill_leave_plans_unchanged(mem, monkeypatc
     def plans(prefill_tokens: int) -> list:
         with MODEL_LOCK:
             batch = Batch(decoder, prefill_tokens=prefill_tokens)
-            rows = batch.add(prompts, [settings] * len(prompts), REQUESTS, [False] * len(prompts))
+            rows = batch.add(prompts, [settings] * len(prompts), REQUESTS, [None] * len(prompts))
             while batch.rows:
                 batch.step()
         return [_signature(r.plan) for r in rows]
@@ -69,7 +69,7 @@ def test_a_prompt_with_its_own_system_message_is_prefilled_whole_beside_one_that
             [prompt_ids(tokenizer, own), prompt_ids(tokenizer, "lights on")],
             [DecodeSettings()] * 2,
             ["lights on"] * 2,
-            [False] * 2,
+            [None] * 2,
         )
         while batch.rows:
             batch.step()

@@ -17,7 +17,7 @@ import torch
 
 from agentmem import AgentMem, decoding
 from agentmem.decoding import policies
-from tests.conftest import tool_schema
+from tests.conftest import LIGHT, UNIT, tool_schema
 
 REQUEST = "Switch the lamp to blue and the fan to high."
 #: The call levers these tests exercise, on (they are off by default): a plan's own options override them.
@@ -102,7 +102,7 @@ def _hidden_once_decoding(mem: AgentMem, settings: decoding.DecodeSettings, tool
     """The row's last hidden state right after ``tool``'s memory token went into the cache."""
     batch = decoding.Batch(mem._decoder)
     ids, _ = mem._prompt(REQUEST, False, None)
-    (row,) = batch.add([ids], [settings], [REQUEST], [False])
+    (row,) = batch.add([ids], [settings], [REQUEST], [None])
     for _ in range(64):
         batch.step()
         if row.tool == tool and not row.pending:
@@ -307,3 +307,43 @@ def test_a_first_call_that_runs_away_stays_an_invalid_call(mem, monkeypatch, rou
     stopped = mem.plan(REQUEST)
     assert stopped.finish_reason == "repetition" and "runaway string" in stopped.invalid_calls[0].reason
     assert not stopped.text
+
+
+def test_a_resumed_plan_that_makes_again_the_call_it_resumes_after_ends(tiny):
+    """An agent run whose model, shown a call's result, makes that very call again would
+    loop (and repeat its effect): the repeat guard ends the plan there, as within a plan."""
+    from agentmem.encoding import resumed_prompt_ids
+    from agentmem.tools.calls import ToolCall
+
+    mem = AgentMem(tiny, adapted=False)
+    both = {
+        "query": "Light on, then celsius",
+        "calls": [
+            {"name": "toggle_light", "arguments": {"on": True}},
+            {"name": "set_unit", "arguments": {"unit": "celsius"}},
+        ],
+    }
+    mem.learn_tools(
+        [(LIGHT, [both] * 4), (UNIT, [{"query": "Use celsius", "arguments": {"unit": "celsius"}}])], epochs=5
+    )
+    history = [
+        {"role": "user", "content": "Light on, then celsius"},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "toggle_light", "args": {"on": True}}]},
+        {"role": "tool", "content": "done"},
+    ]
+    ids, after = resumed_prompt_ids(tiny.tokenizer, history, mem.memory_token_id, mem.schemas)
+    assert (after.name, after.arguments) == ("toggle_light", {"on": True})
+
+    def resumed(previous: ToolCall):
+        with decoding.MODEL_LOCK:
+            batch = decoding.Batch(mem._decoder)
+            (row,) = batch.add([ids], [decoding.DecodeSettings(max_calls=1)], ["Light on, then celsius"], [previous])
+            while batch.rows:
+                batch.step()
+        return row.plan
+
+    other = resumed(after)  # the model's next call, after a call unlike it
+    (call,) = other.calls
+    assert (call.name, call.arguments) != (after.name, after.arguments)
+    again = resumed(ToolCall(name=call.name, arguments=call.arguments))  # the same prompt, that call just made
+    assert not again.steps and any("repeat of the previous call" in note for note in again.notes)
