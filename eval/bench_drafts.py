@@ -33,6 +33,7 @@ from agentmem.adaptation.adapter import shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
 from agentmem.attention import GROUPED_SDPA
 from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.chat import prompt_messages, read_turn
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.eval.bench_decoding import learn_demo_pack
 from agentmem.eval.record_plans import plan_record
@@ -146,9 +147,16 @@ def bfcl_requests(args: argparse.Namespace) -> tuple[AgentMem, list[Any], str]:
     _, dev, _ = split_conversations(data.conversations, args.seed)
     turns = training_turns(dev, data, context=not args.turn_alone)
     mode = "turn alone" if args.turn_alone else "with the gold conversation before it"
+    # as a front end sends them: earlier calls to tools the bank lacks written as text
+    known = set(mem.bank.names)
     return (
         mem,
-        [t["messages"] for t in turns],
+        [
+            prompt_messages(
+                [read_turn(m["role"], m.get("content"), m.get("tool_calls") or ()) for m in t["messages"]], known
+            )
+            for t in turns
+        ],
         f"bank {args.bank}; {len(turns)} turns of BFCL's 12 dev conversations, {mode}",
     )
 
