@@ -135,7 +135,9 @@ class Batch:
         """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
 
         ``resumes_after``: for each prompt that resumes an agent run's plan, the call it ends
-        in (`agentmem.encoding.resumed_prompt_ids`), else None. ``last_turns``: each request's last user message alone (token ids), or None; the
+        in (`agentmem.encoding.resumed_prompt_ids`), else None.
+
+        ``last_turns``: each request's last user message alone (token ids), or None; the
         memory rows' scores after it route the plan's first call where its settings turn
         ``route_by_last_turn`` on (`Decoder.memory_scores`).
 
