@@ -7,9 +7,8 @@ kernels take no mask with grouped heads. agentmem masks every such pass: a packe
 step (`agentmem.packing.PackedCache`), a draft checked in one pass (`agentmem.decoding.drafts`),
 a prompt's prefill. On the CPU the fused kernel takes grouped heads with a mask
 (``enable_gqa=True``) and gives the same numbers without the copy; the copy grows with the
-cache, so it was the larger part of attention on long prompts (one 16-query pass over 2,000
-cached tokens: 2.0 ms a layer copied, 1.0 ms in place; 8,000 tokens: 18 ms and 5.7 ms; one
-torch thread on the project's CPU).
+cache, so the saving is largest in batches and on long conversations (BENCHMARKS.md,
+"Grouped key/value heads read in place": `bench_drafts --attention agentmem_sdpa,sdpa`).
 
 `grouped_sdpa` is registered with transformers as ``agentmem_sdpa``: ``sdpa`` with that one
 change, on the CPU, where nothing is being trained through the attention (an inference pass;
