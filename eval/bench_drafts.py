@@ -1,7 +1,7 @@
 """Benchmark: forward passes and seconds per plan with drafts (`agentmem.decoding.drafts`).
 
 The same requests are planned four ways: no drafts (one forward pass per chosen token),
-``jump_forward`` alone (the default), ``copy_drafts`` alone, and both; each one request
+``jump_forward`` alone, ``copy_drafts`` alone, and both (the default); each one request
 at a time (`AgentMem.plan`) and all together (`AgentMem.plan_batch`). For each it reports
 the decode passes (`Plan.usage`), the seconds, both as ratios to no drafts measured in the
 same run, and every plan that differs from the no-drafts plan (drafts must change none).
@@ -46,9 +46,9 @@ Baseline = tuple[int, float, list[Plan]]
 #: The settings compared, the first the baseline.
 SETTINGS: dict[str, PlanOptions] = {
     "no drafts": {"jump_forward": False, "copy_drafts": False},
-    "jump_forward (the default)": {"jump_forward": True, "copy_drafts": False},
+    "jump_forward": {"jump_forward": True, "copy_drafts": False},
     "copy_drafts": {"jump_forward": False, "copy_drafts": True},
-    "both": {"jump_forward": True, "copy_drafts": True},
+    "both (the default)": {"jump_forward": True, "copy_drafts": True},
 }
 
 

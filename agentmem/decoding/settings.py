@@ -46,11 +46,12 @@ class DecodeSettings:
         "in one forward pass with the token before them, each checked as if decoded alone: the "
         "same plan in fewer passes.",
     )
-    # Off: on BFCL's dev turns jump_forward alone was as fast or faster than both (plan_batch
-    # 0.86x against 0.89x of no drafts, plan 0.83x against 0.86x); alone, copy drafts ranged
-    # from 0.81x (demo pack, plan_batch) to 1.07x (demo pack, plan).
+    # On (2026-12-07): with jump_forward, fewer passes and less time than jump_forward alone
+    # on every set measured, plans the same: BFCL dev turns one at a time 0.70x of no drafts'
+    # time against 0.81x (turn alone 0.62x against 0.76x), plan_batch 0.86x against 0.91x;
+    # demo pack 0.64x against 0.76x (BENCHMARKS.md, "Drafts").
     copy_drafts: bool = _option(
-        False,
+        True,
         "Inside a value that continues a span of the request, feed the request's next tokens "
         "in one forward pass, each checked as if decoded alone: the same plan in fewer passes.",
     )

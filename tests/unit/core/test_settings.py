@@ -35,7 +35,7 @@ def test_the_options_keep_their_names_and_defaults():
         "max_text_tokens": 256,
         "constrained": True,
         "jump_forward": True,
-        "copy_drafts": False,
+        "copy_drafts": True,
         "copy_bias": 0.0,
         "drop_unfounded": False,
         "reroute_unfounded": False,
