@@ -17,7 +17,11 @@ What comes out (`load_bfcl`):
   as that string, which a JSON reader would take for a real value), and turns the allowed
   values the wheel states only in a description (``"... [Enum]: ["on", "off"]"`` or
   ``"... [Enum]: USD, EUR"``) into a JSON Schema ``enum`` (on an array's ``items``), so the
-  grammar holds a value to them as BFCL's APIs do;
+  grammar holds a value to them as BFCL's APIs do; likewise a string's format that a
+  description states (``"in the format YYYY-MM-DD"``, ``"in the format MM/YYYY"``, ``"The
+  3 letter code of the departing airport"``) becomes a JSON Schema ``pattern``
+  (`DESCRIBED_FORMATS`), so a plan writes ``2026-11-12`` and an airport code where the
+  API expects them, not the request's ``"November 12th 2026"`` or ``"Los Angeles"``;
 * conversations (`Conversation`): each turn's messages and its gold calls, parsed from
   the wheel's Python call strings with `ast` (positional arguments in the order of the
   Python function's parameters, which the docs do not always follow; tuples as lists, as
@@ -80,6 +84,14 @@ _SOURCES = "eval_checker/multi_turn_eval/func_source_code"
 _LONG_CONTEXT = "long_context"
 _TYPES = {"dict": "object", "float": "number", "tuple": "array"}
 _ENUM = re.compile(r"\[Enum\]:\s*(.+?)\s*$", re.DOTALL)
+#: A string format stated in a parameter's description -> the JSON Schema ``pattern`` it
+#: means (every phrase of this kind in the development domains' docs; the gold values of
+#: every development conversation match them).
+DESCRIBED_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"in the format '?YYYY-MM-DD'?", re.IGNORECASE), r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+    (re.compile(r"in the format '?MM/YYYY'?", re.IGNORECASE), r"^[0-9]{2}/[0-9]{4}$"),
+    (re.compile(r"\b3 letter code\b", re.IGNORECASE), r"^[A-Z]{3}$"),
+)
 
 
 @dataclass
@@ -168,7 +180,18 @@ def to_json_schema(schema: Any) -> Any:
     if values is not None:
         target = out.setdefault("items", {"type": "string"}) if out.get("type") == "array" else out
         target.setdefault("enum", values)
+    pattern = _described_pattern(out)
+    if pattern is not None:
+        out.setdefault("pattern", pattern)
     return out
+
+
+def _described_pattern(schema: dict[str, Any]) -> str | None:
+    """The ``pattern`` of a string whose description states its format (`DESCRIBED_FORMATS`)."""
+    if schema.get("type") != "string" or "enum" in schema:
+        return None
+    description = schema.get("description") or ""
+    return next((pattern for phrase, pattern in DESCRIBED_FORMATS if phrase.search(description)), None)
 
 
 def _described_enum(schema: dict[str, Any]) -> list[Any] | None:

@@ -232,3 +232,23 @@ def test_a_number_that_admits_a_reference_is_decoded_as_a_number(grammar):
     quote = grammar.tokenizer.encode('"', add_special_tokens=False)[0]
     digit = grammar.tokenizer.encode("4", add_special_tokens=False)[0]
     assert torch.isinf(logits[quote]) and not torch.isinf(logits[digit])
+
+
+def test_a_string_pattern_holds_the_value_to_its_form(grammar):
+    # BFCL's "in the format YYYY-MM-DD" becomes this pattern (agentmem.eval.bfcl): a plan
+    # must write 2026-11-12, not the request's "November 12th 2026"
+    schema = {
+        "type": "object",
+        "properties": {"date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}},
+        "required": ["date"],
+        "additionalProperties": False,
+    }
+    compiled = grammar.compile(schema)
+    assert compiled.constrained
+    matcher = compiled.matcher()
+    for token in grammar.tokenizer.encode('{"date":"', add_special_tokens=False):
+        assert matcher.accept(token)
+    logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
+    letter = grammar.tokenizer.encode("N", add_special_tokens=False)[0]
+    digit = grammar.tokenizer.encode("2", add_special_tokens=False)[0]
+    assert torch.isinf(logits[letter]) and not torch.isinf(logits[digit])

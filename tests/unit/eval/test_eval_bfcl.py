@@ -87,6 +87,29 @@ def test_the_development_tools_hold_the_enums_their_descriptions_state(data):
     assert all("enum" in p or "enum" in p.get("items", {}) for p in described)
 
 
+def test_a_format_stated_in_a_description_becomes_a_pattern(data):
+    schema = bfcl.to_json_schema(
+        {
+            "type": "dict",
+            "properties": {
+                "date": {"type": "string", "description": "The date of the travel in the format 'YYYY-MM-DD'"},
+                "expiry": {"type": "string", "description": "The expiration date in the format MM/YYYY"},
+                "airport": {"type": "string", "description": "The 3 letter code of the arriving airport"},
+                "count": {"type": "integer", "description": "How many, in the format YYYY-MM-DD"},
+                "free": {"type": "string", "description": "Any text."},
+            },
+        }
+    )["properties"]
+    check = jsonschema.Draft202012Validator
+    assert check(schema["date"]).is_valid("2026-11-12") and not check(schema["date"]).is_valid("November 12th 2026")
+    assert check(schema["expiry"]).is_valid("03/2027") and not check(schema["expiry"]).is_valid("2027-03")
+    assert check(schema["airport"]).is_valid("LAX") and not check(schema["airport"]).is_valid("Los Angeles")
+    assert "pattern" not in schema["count"] and "pattern" not in schema["free"]
+    flight = data.tools["get_flight_cost"]["parameters"]["properties"]
+    assert flight["travel_from"]["pattern"] == flight["travel_to"]["pattern"] == r"^[A-Z]{3}$"
+    assert sum("pattern" in p for t in data.tools.values() for p in t["parameters"]["properties"].values()) == 6
+
+
 def test_every_tool_schema_is_valid_and_names_the_functions_parameters(data):
     assert len(data.tools) == 67
     for name, tool in data.tools.items():
