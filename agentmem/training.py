@@ -55,7 +55,8 @@ class TrainConfig:
     routing (BENCHMARKS.md, forgetting: about 15 points of the first round's argument F1
     lost over 4 rounds of 10 tools without rehearsal, 0-4 with 8)."""
     prefix_cache_bytes: int = 1 << 30
-    """Keep every prompt's key/value cache across epochs when it fits in this many bytes."""
+    """Keep prompts' key/value caches across epochs, as many as fit in this many bytes (the
+    rest are encoded again at each step)."""
     bf16: bool | None = False
     """Run the backbone's forward and backward (the prompts' encoding too) under bfloat16
     autocast, as the LoRA trainer does (`agentmem.adaptation.lora.LoRAConfig.bf16`), on
@@ -323,14 +324,21 @@ def _prefixes_once(
     train_indices: Sequence[int],
     config: TrainConfig,
 ) -> list[_Prefix | None]:
-    """Each prompt encoded once, when the caches fit in the budget; None where a prompt is
-    encoded per step instead: every one over the budget, and one holding a row being
+    """Each prompt encoded once while the caches fit in the budget; None where a prompt is
+    encoded per step instead: the prompts past the budget, and one holding a row being
     trained (a conversation's earlier call of a new tool), encoded with the rows as they
-    are at that step (still without gradient through it)."""
+    are at that step (still without gradient through it).
+
+    The budget is filled in order rather than all or nothing: a set of prompts a little
+    over it keeps most of its caches, instead of re-encoding every prompt at every step."""
     trained_ids = {backbone.vocab_size + i for i in train_indices}
-    fixed = [i for i, e in enumerate(examples) if not trained_ids.intersection(e.prefix)]
-    if sum(len(examples[i].prefix) for i in fixed) * _cache_bytes_per_token(backbone) > config.prefix_cache_bytes:
-        fixed = []
+    per_token = _cache_bytes_per_token(backbone)
+    fixed, used = [], 0
+    for i, example in enumerate(examples):
+        size = len(example.prefix) * per_token
+        if not trained_ids.intersection(example.prefix) and used + size <= config.prefix_cache_bytes:
+            fixed.append(i)
+            used += size
     encoded = encode_prefixes(backbone, [examples[i].prefix for i in fixed], rows=rows) if fixed else []
     out: list[_Prefix | None] = [None] * len(examples)
     for i, prefix in zip(fixed, encoded):
