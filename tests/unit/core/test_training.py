@@ -142,7 +142,7 @@ def test_training_reduces_the_loss_and_is_reproducible(tiny):
 
 
 def test_only_prompts_holding_a_row_in_training_are_encoded_per_step(tiny):
-    from agentmem.training import _prefixes_once
+    from agentmem.training import _cache_bytes_per_token, _prefixes_once
 
     bank = MemoryBank(tiny.hidden_size)
     bank.add(["old", "new"], torch.randn(tiny.hidden_size))
@@ -155,9 +155,7 @@ def test_only_prompts_holding_a_row_in_training_are_encoded_per_step(tiny):
     assert cached[1].length == len(examples[1].prefix)
     assert all(c is None for c in _prefixes_once(tiny, examples, bank.rows, [1], TrainConfig(prefix_cache_bytes=1)))
     # a budget for the first two prompts keeps those two, not none of them
-    per_token = 2 * tiny.model.config.num_hidden_layers * tiny.model.config.num_key_value_heads
-    per_token *= tiny.model.config.hidden_size // tiny.model.config.num_attention_heads * 4
-    budget = (len(examples[0].prefix) + len(examples[1].prefix)) * per_token
+    budget = (len(examples[0].prefix) + len(examples[1].prefix)) * _cache_bytes_per_token(tiny)
     partly = _prefixes_once(tiny, examples, bank.rows, [1], TrainConfig(prefix_cache_bytes=budget))
     assert [c is not None for c in partly] == [i < 2 for i in range(len(examples))]
     assert torch.equal(partly[1].keys[0], cached[1].keys[0])
