@@ -111,25 +111,22 @@ def compare(pairs: Sequence[Sequence[tuple[Turn, Turn]]], resamples: int = 2000,
     if not pairs or any(not p for p in pairs):
         raise ValueError("nothing to compare: every pair of records needs at least one turn")
     rng = random.Random(seed)
-    # per pair: each group's summed (A, B) score and turn count, so a resample is a sum of groups
-    groups: list[list[tuple[dict[str, float], dict[str, float], int]]] = []
+    # per pair: each group's summed differences (B - A) and turn count, so a resample's mean
+    # difference is a sum over the groups drawn
+    groups: list[list[tuple[dict[str, float], int]]] = []
     for p in pairs:
-        by_group: dict[str, tuple[dict[str, float], dict[str, float], int]] = {}
+        by_group: dict[str, tuple[dict[str, float], int]] = {}
         for ta, tb in p:
-            sa, sb, n = by_group.get(ta.group, ({k: 0.0 for k in SCORES}, {k: 0.0 for k in SCORES}, 0))
-            by_group[ta.group] = (
-                {k: sa[k] + ta.scores[k] for k in SCORES},
-                {k: sb[k] + tb.scores[k] for k in SCORES},
-                n + 1,
-            )
+            summed, n = by_group.get(ta.group, (dict.fromkeys(SCORES, 0.0), 0))
+            by_group[ta.group] = ({k: summed[k] + tb.scores[k] - ta.scores[k] for k in SCORES}, n + 1)
         groups.append(list(by_group.values()))
     turns = [pair for p in pairs for pair in p]
     deltas: dict[str, list[float]] = {k: [] for k in SCORES}
     for _ in range(resamples):
         drawn = [g for pair_groups in groups for g in rng.choices(pair_groups, k=len(pair_groups))]
-        count = sum(n for _, _, n in drawn)
+        count = sum(n for _, n in drawn)
         for k in SCORES:
-            deltas[k].append(sum(sb[k] - sa[k] for sa, sb, _ in drawn) / count)
+            deltas[k].append(sum(summed[k] for summed, _ in drawn) / count)
     out = []
     for k in SCORES:
         ranked = sorted(deltas[k])

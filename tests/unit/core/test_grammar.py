@@ -225,13 +225,8 @@ def test_a_number_that_admits_a_reference_is_decoded_as_a_number(grammar):
         "required": ["lat"],
         "additionalProperties": False,
     }
-    matcher = grammar.compile(schema).matcher()
-    for token in grammar.tokenizer.encode('{"lat":', add_special_tokens=False):
-        assert matcher.accept(token)
-    logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
-    quote = grammar.tokenizer.encode('"', add_special_tokens=False)[0]
-    digit = grammar.tokenizer.encode("4", add_special_tokens=False)[0]
-    assert torch.isinf(logits[quote]) and not torch.isinf(logits[digit])
+    after = _scores_after(grammar, schema, '{"lat":')
+    assert not _allowed(grammar, after, '"') and _allowed(grammar, after, "4")
 
 
 def test_a_string_pattern_holds_the_value_to_its_form(grammar):
@@ -243,12 +238,20 @@ def test_a_string_pattern_holds_the_value_to_its_form(grammar):
         "required": ["date"],
         "additionalProperties": False,
     }
+    after = _scores_after(grammar, schema, '{"date":"')
+    assert not _allowed(grammar, after, "N") and _allowed(grammar, after, "2")
+
+
+def _scores_after(grammar, schema, written: str) -> torch.Tensor:
+    """Zero scores masked by ``schema``'s grammar once ``written`` is accepted token by token."""
     compiled = grammar.compile(schema)
     assert compiled.constrained
     matcher = compiled.matcher()
-    for token in grammar.tokenizer.encode('{"date":"', add_special_tokens=False):
+    for token in grammar.tokenizer.encode(written, add_special_tokens=False):
         assert matcher.accept(token)
-    logits = matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
-    letter = grammar.tokenizer.encode("N", add_special_tokens=False)[0]
-    digit = grammar.tokenizer.encode("2", add_special_tokens=False)[0]
-    assert torch.isinf(logits[letter]) and not torch.isinf(logits[digit])
+    return matcher.mask_logits(torch.zeros(grammar.vocab_size + EXTRA))
+
+
+def _allowed(grammar, scores: torch.Tensor, text: str) -> bool:
+    """Whether the first token of ``text`` is left unmasked in ``scores``."""
+    return not torch.isinf(scores[grammar.tokenizer.encode(text, add_special_tokens=False)[0]])
