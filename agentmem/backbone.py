@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib
 import importlib.metadata
+import inspect
 import json
 import os
 import warnings
@@ -349,6 +350,26 @@ def _prepack_bf16_linear(linear: torch.nn.Linear) -> bool:
 
     linear.forward = forward  # this layer only; nn.Module.__call__ finds it
     return True
+
+
+def cache_argument(model: torch.nn.Module, cache: Any) -> dict[str, Any]:
+    """The keyword argument that hands ``model`` (a transformers model or its body) a
+    key/value cache: ``cache`` in the transformers releases that renamed it, where
+    ``past_key_values`` warns on every run and goes away in 5.40; ``past_key_values`` in
+    the releases before (transformers is not pinned)."""
+    return {_cache_keyword(type(model)): cache}
+
+
+@functools.cache
+def _cache_keyword(model_type: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The key/value cache a forward with ``use_cache=True`` returned, under the name of the
+    installed transformers (see `cache_argument`)."""
+    cache = output.get("cache") if isinstance(output, dict) else None
+    return cache if cache is not None else output.past_key_values
 
 
 def fingerprint(model: PreTrainedModel) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, cache_argument
 from agentmem.errors import DuplicateToolError, UnknownToolError
 
 NORM_EPS = 1e-8
@@ -151,6 +151,6 @@ def continue_cache(
         inputs_embeds=embed(backbone, rows, input_ids.to(device)),
         attention_mask=attention_mask.to(device),
         position_ids=position_ids.to(device),
-        past_key_values=cache,
         use_cache=True,
+        **cache_argument(backbone.model, cache),
     ).last_hidden_state

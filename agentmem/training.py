@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from agentmem import distributed, memory, precision
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, returned_cache
 from agentmem.encoding import EncodedExample
 from agentmem.memory import MemoryBank
 from agentmem.tools.examples import SkippedExample
@@ -150,7 +150,7 @@ def encode_prefixes(
             position_ids=positions.to(backbone.device),
             use_cache=True,
         )
-        cache = result.past_key_values
+        cache = returned_cache(result)
         for row, (index, prompt) in enumerate(zip(group, chunk)):
             pad = width - len(prompt)
             out[index] = _Prefix(

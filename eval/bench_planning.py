@@ -37,6 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from agentmem import runinfo
+from agentmem.backbone import cache_argument, returned_cache
 from agentmem.core import AgentMem
 from agentmem.encoding import chat_text
 from agentmem.tools import demo
@@ -153,9 +154,13 @@ def prompt_based(
     prefix_ids = _ids(tokenizer, [{"role": "system", "content": system}], generation_prompt=False)
     prefix_cache = None
     if cached_tools:  # computed once, outside the timed region, as a prefix cache would be
-        prefix_cache = model(
-            input_ids=torch.tensor([prefix_ids]), use_cache=True, past_key_values=DynamicCache(config=model.config)
-        ).past_key_values
+        prefix_cache = returned_cache(
+            model(
+                input_ids=torch.tensor([prefix_ids]),
+                use_cache=True,
+                **cache_argument(model, DynamicCache(config=model.config)),
+            )
+        )
     prompts, seconds, generated, correct = [], [], [], []
     for request in requests:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": request["query"]}]
@@ -164,7 +169,7 @@ def prompt_based(
         started = time.perf_counter()
         kwargs: dict[str, Any] = {}
         if prefix_cache is not None:
-            kwargs["past_key_values"] = copy.deepcopy(prefix_cache)
+            kwargs.update(cache_argument(model, copy.deepcopy(prefix_cache)))
         out = model.generate(
             torch.tensor([ids]),
             attention_mask=torch.ones(1, len(ids), dtype=torch.long),

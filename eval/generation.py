@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, cache_argument, returned_cache
 from agentmem.encoding import common_prefix
 from agentmem.eval.methods import MethodSettings, Prediction
 from agentmem.eval.textplan import parse_plan, should_stop
@@ -44,7 +44,7 @@ def _prefill_shared(backbone: Backbone, shared: Sequence[int]) -> list[tuple[tor
         return []
     body = backbone.model.get_decoder()
     out = body(input_ids=torch.tensor([list(shared)], device=backbone.device), use_cache=True)
-    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return [(layer.keys, layer.values) for layer in returned_cache(out).layers]
 
 
 @torch.no_grad()
@@ -114,10 +114,10 @@ def _generate_batch(
         input_ids=ids.to(device),
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
-        past_key_values=cache,
         use_cache=True,
+        **cache_argument(body, cache),
     )
-    cache, hidden = result.past_key_values, result.last_hidden_state[:, -1]
+    cache, hidden = returned_cache(result), result.last_hidden_state[:, -1]
     next_position = positions[:, -1] + 1
 
     generated: list[list[int]] = [[] for _ in range(n)]
@@ -150,10 +150,10 @@ def _generate_batch(
             input_ids=step.to(device),
             attention_mask=mask.to(device),
             position_ids=next_position.unsqueeze(1).to(device),
-            past_key_values=cache,
             use_cache=True,
+            **cache_argument(body, cache),
         )
-        cache, hidden = result.past_key_values, result.last_hidden_state[:, -1]
+        cache, hidden = returned_cache(result), result.last_hidden_state[:, -1]
         next_position = next_position + active
     return [Generation(text=tokenizer.decode(g, skip_special_tokens=True), generated_tokens=len(g)) for g in generated]
 

@@ -29,7 +29,7 @@ from transformers import DynamicCache
 
 from agentmem import distributed, memory
 from agentmem.adaptation.adapter import inject_lora
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, returned_cache
 from agentmem.encoding import EncodedExample, common_prefix
 from agentmem.precision import native_bf16
 
@@ -198,9 +198,9 @@ def shared_prefix_loss(
     """
     device = backbone.device
     start = len(shared)
-    prefix = memory.decoder(backbone)(
-        input_ids=torch.tensor([list(shared)], device=device), use_cache=True
-    ).past_key_values
+    prefix = returned_cache(
+        memory.decoder(backbone)(input_ids=torch.tensor([list(shared)], device=device), use_cache=True)
+    )
     n = len(batch)
     layers = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in prefix.layers]
     cache = DynamicCache(layers, config=backbone.model.config)

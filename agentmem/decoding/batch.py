@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 
 from agentmem import memory
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, cache_argument
 from agentmem.decoding.settings import DecodeSettings
 from agentmem.decoding.state import BankView, Clock, Row, Slot
 from agentmem.locking import FairLock
@@ -293,8 +293,8 @@ class Batch:
             inputs_embeds=memory.embed(backbone, self.view.rows, torch.tensor([ids], dtype=torch.long).to(device)),
             attention_mask=mask,
             position_ids=torch.tensor([positions], dtype=torch.long).to(device),
-            past_key_values=self._cache,
             use_cache=True,
+            **cache_argument(backbone.model, self._cache),
         )
         hidden = out.last_hidden_state[0]
         now = time.perf_counter()

@@ -17,7 +17,7 @@ import torch
 from transformers import DynamicCache
 
 from agentmem import memory
-from agentmem.backbone import Backbone
+from agentmem.backbone import Backbone, cache_argument, returned_cache
 from agentmem.chat import POLICIES
 from agentmem.copying import CopyIndex
 from agentmem.decoding.batch import MODEL_LOCK, Batch, Scores
@@ -142,10 +142,10 @@ class Decoder:
                     inputs_embeds=memory.embed(
                         self.backbone, self.bank.rows.detach(), torch.tensor([ids]).to(self.backbone.device)
                     ),
-                    past_key_values=DynamicCache(config=self.backbone.model.config),
                     use_cache=True,
+                    **cache_argument(self.backbone.model, DynamicCache(config=self.backbone.model.config)),
                 )
-                layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+                layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
             self._prefix = (ids, layers)
         return self._prefix
 

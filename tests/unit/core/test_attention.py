@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from agentmem.attention import GROUPED_SDPA
+from agentmem.backbone import cache_argument
 from agentmem.packing import PackedCache
 
 
@@ -18,7 +19,7 @@ def _packed_pass(tiny, ids: list[int], owners: list[int]) -> torch.Tensor:
         input_ids=torch.tensor([ids]),
         attention_mask=mask,
         position_ids=torch.tensor([positions]),
-        past_key_values=cache,
+        **cache_argument(tiny.model, cache),
         use_cache=True,
     )
     return out.logits
@@ -58,7 +59,10 @@ def test_with_gradients_attention_is_transformers_sdpa_itself(tiny):
         positions = [0, 1, 0, 1, 2]
         mask = cache.append(torch.tensor(owners), torch.tensor(positions), torch.zeros(5, dtype=torch.bool))
         out = tiny.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=torch.tensor([positions]), past_key_values=cache
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=torch.tensor([positions]),
+            **cache_argument(tiny.model, cache),
         )
         out.logits.square().mean().backward()
         return embeds.grad.clone()

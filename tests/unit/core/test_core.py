@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,17 @@ def test_forget_and_unknown_tools(tiny):
         mem.forget("get_weather")
     with pytest.raises(UnknownToolError, match="send_email"):
         mem.plan("hi", tools=["send_email"])
+
+
+def test_learning_and_planning_use_the_installed_transformers_cache_argument(tiny):
+    # transformers renamed `past_key_values` to `cache` and warns of the old name at every
+    # forward (FutureWarning, removed in 5.40): none may come from learning or planning
+    mem = AgentMem(tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        _learn(mem, "get_weather", "convert_currency")
+        mem.plan("What's the weather in Oslo?", tool_choice="any")
+        mem.plan_batch(["What's the weather in Oslo?", "Convert 20 EUR to USD please"], tool_choice="any")
 
 
 def test_save_load_round_trip_gives_identical_plans(tiny, tmp_path: Path):
