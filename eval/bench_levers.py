@@ -220,7 +220,10 @@ def nestful_part(
     args: argparse.Namespace, base: Backbone, settings: MethodSettings
 ) -> tuple[TokMemMethod, str, Measure]:
     """A NESTFUL subset's part: the fitted method, where it comes from, and how a row is measured."""
-    data = prepare_data(RunConfig(out=args.out, dataset=args.dataset, limit=None, settings=settings))
+    # the split follows --seed alone, as BFCL's does: --learn-seed learns another bank on the same data
+    data = prepare_data(
+        RunConfig(out=args.out, dataset=args.dataset, limit=None, settings=replace(settings, seed=args.seed))
+    )
     requests = parts(data.test, args.limit, args.seed)[args.part]
     method, source = _fitted(base, settings, args.bank, data.train, data.inventory)
 

@@ -195,3 +195,29 @@ def test_records_of_a_nestful_subset_hold_one_plan_a_request(tiny, tmp_path, mon
         f"| defaults | 5 | - | {gold_calls - len(first['gold'])} | {gold_calls} |"
         in next(tmp_path.glob("levers-*.md")).read_text()
     )
+
+
+def test_a_learn_seed_learns_another_bank_on_the_same_nestful_split(tiny, tmp_path, monkeypatch):
+    fitted = []
+    mem = AgentMem(tiny)
+    mem.plan_batch = lambda queries, tool_choice, **options: [
+        {"tool_calls": [], "invalid_tool_calls": [], "text": "", "usage": {}} for _ in queries
+    ]
+    monkeypatch.setattr(bench_levers, "plan_to_dict", lambda plan: plan)
+    monkeypatch.setattr(bench_levers, "load_backbone", lambda name: tiny)
+    monkeypatch.setattr(
+        bench_levers,
+        "_fitted",
+        lambda base, settings, bank, train, inventory: (
+            fitted.append((settings.seed, train)) or (SimpleNamespace(memory=mem), "no bank")
+        ),
+    )
+    requests = []
+    for learn_seed in ("0", "3"):
+        records = tmp_path / f"records-{learn_seed}"
+        argv = ["--dataset", "complexfuncbench", "--limit", "5", "--alone", "", "--out", str(tmp_path)]
+        assert main([*argv, "--learn-seed", learn_seed, "--records", str(records)]) == 0
+        requests.append([r["request"] for r in json.loads((records / "defaults.json").read_text())["requests"]])
+    (seed_a, train_a), (seed_b, train_b) = fitted
+    assert (seed_a, seed_b) == (0, 3)  # learning is seeded by --learn-seed...
+    assert train_a == train_b and requests[0] == requests[1]  # ...the training data and the dev part by --seed
