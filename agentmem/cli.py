@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--backbone", default="smollm2-135m")
     learn.add_argument("--epochs", type=int, help="passes over the examples (default: TrainConfig's, 5)")
     learn.add_argument("--lr", type=float, help="learning rate of the memory rows (default: TrainConfig's, 5e-3)")
+    learn.add_argument(
+        "--averaged-runs",
+        type=int,
+        help="learn the rows this many times, each over its own order of the examples, and keep their average "
+        "(default 1; k runs take k times as long)",
+    )
     learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
     learn.add_argument(
         "--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)"
@@ -234,7 +240,13 @@ def _learn(args: argparse.Namespace) -> int:
         )
         return 2
     mem = AgentMem.load(args.bank) if args.bank else AgentMem(args.backbone)
-    given = {"epochs": args.epochs, "lr": args.lr, "rehearse": args.rehearse, "keep": args.keep}
+    given = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "averaged_runs": args.averaged_runs,
+        "rehearse": args.rehearse,
+        "keep": args.keep,
+    }
     options = {k: v for k, v in given.items() if v is not None}  # the library's defaults otherwise
     invalid = "skip" if args.skip_invalid else "raise"
     report = mem.learn_tools([(e["tool"], e["examples"]) for e in entries], invalid=invalid, **options)

@@ -199,6 +199,7 @@ def _record(
         "lr": config.lr,
         "batch_size": config.batch_size,
         "seed": config.seed,
+        "averaged_runs": config.averaged_runs,
         "bf16": report.bf16,
         "composed": compose,
         "routed_from_last_turn": last_turns,

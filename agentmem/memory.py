@@ -84,6 +84,15 @@ def renormalize_(rows: torch.Tensor, target_norm: float) -> None:
         rows.mul_(target_norm / norms)
 
 
+def average_rows(runs: torch.Tensor) -> torch.Tensor:
+    """The mean of ``runs`` (``[n_runs, n_rows, hidden]``: the same rows learned several
+    times), each row rescaled to the mean of its runs' norms: averaging shrinks the norm
+    where runs disagree, and a row's norm sets how strongly it routes."""
+    mean = runs.mean(0)
+    norms = runs.norm(dim=-1).mean(0, keepdim=True).T
+    return mean * (norms / mean.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS))
+
+
 def embed(backbone: Backbone, rows: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Input embeddings with memory rows spliced in at memory-token positions.
 

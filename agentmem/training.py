@@ -69,6 +69,14 @@ class TrainConfig:
     AMX CPU it took ``learn_tool`` (20 examples, 5 epochs) to 0.7x the float32 time and the
     demo pack's learning to 0.6x, but moved the demo pack's held-out scores by 2-6 points
     (up on one draw, down on the other), beyond the 1 point a default may move them."""
+    averaged_runs: int = 1
+    """Learn the new rows this many times, each run from the same start over its own order
+    of the examples (shuffled with ``seed``, ``seed + 1``, ...), and keep their average, each
+    row at the mean of its runs' norms (a "model soup" of the rows; `memory.average_rows`).
+    Learning takes this many times as long (the prompts without trained rows are encoded
+    once for all runs). The order of the examples alone moves BFCL's dev tool F1 by up to 9
+    points between single runs; the average of 4 runs was above every one of them
+    (BENCHMARKS.md, "Rows averaged over runs")."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -81,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.rehearse < 0:
             raise ValueError(f"rehearse must be >= 0, got {self.rehearse}")
+        if self.averaged_runs < 1:
+            raise ValueError(f"averaged_runs must be >= 1, got {self.averaged_runs}")
 
 
 @dataclass
@@ -97,6 +107,7 @@ class LearnReport:
     row_norms: dict[str, float] = field(default_factory=dict)
     skipped: list[SkippedExample] = field(default_factory=list)  # left out under invalid="skip"
     bf16: bool = False  # whether forward and backward ran under bfloat16 autocast (`TrainConfig.bf16`)
+    runs: int = 1  # runs averaged into the rows (`TrainConfig.averaged_runs`); steps counts them all
 
     def __str__(self) -> str:
         text = (
@@ -104,6 +115,8 @@ class LearnReport:
             f"{self.seconds:.1f} s ({self.tokens_per_second:.0f} tokens/s), "
             f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}"
         )
+        if self.runs > 1:
+            text += f", {self.runs} runs averaged into the rows"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} invalid examples:" + "".join(f"\n  {s}" for s in self.skipped)
         return text
@@ -259,13 +272,10 @@ def train_rows(
 
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    order_rng = random.Random(config.seed)
     device = backbone.device
     index = torch.tensor(list(train_indices), dtype=torch.long, device=device)
     frozen = bank.rows.to(device=device, dtype=torch.float32)
-    trainable = torch.nn.Parameter(frozen[index].clone())  # float32, and so is AdamW's state
     target_norm = bank.mean_norm(exclude=train_indices) if config.renormalize else None
-    optimizer = torch.optim.AdamW([trainable], lr=config.lr, weight_decay=0.0)
     bf16 = precision.native_bf16(device) if config.bf16 is None else config.bf16
 
     with precision.bf16_weights(backbone.model, enabled=bf16):
@@ -274,35 +284,43 @@ def train_rows(
 
         steps_per_epoch = math.ceil(len(examples) / config.batch_size)
         show = config.progress and distributed.is_main_process()
-        bar = tqdm(total=config.epochs * steps_per_epoch, desc="learning", disable=not show, leave=False)
+        total = config.averaged_runs * config.epochs * steps_per_epoch
+        bar = tqdm(total=total, desc="learning", disable=not show, leave=False)
         losses: list[float] = []
         tokens = 0
-        for _ in range(config.epochs):
-            order = list(range(len(examples)))
-            order_rng.shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                chosen = order[start : start + config.batch_size]
-                mine = distributed.shard(chosen)  # the whole batch, unless a launcher started several processes
-                batch = [examples[i] for i in mine]
-                # frozen rows with the trainable ones spliced in, so only they get gradient
-                rows = frozen.index_copy(0, index, trainable)
-                with precision.autocast(device, bf16):
-                    prefixes = _batch_prefixes(backbone, cached, mine, examples, rows)
-                    loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)
-                # backward (outside autocast, as torch advises: each operation's backward
-                # follows its forward's dtype) with the gradient of the whole batch on every
-                # process, update (float32), then keep new rows on the scale of the old ones
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(distributed.backward(loss, count, [trainable]))
-                optimizer.step()
-                if target_norm is not None:
-                    memory.renormalize_(trainable.data, target_norm)
-                tokens += sum(examples[i].length for i in chosen)
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        runs = []
+        for run in range(config.averaged_runs):
+            trainable = torch.nn.Parameter(frozen[index].clone())  # float32, and so is AdamW's state
+            optimizer = torch.optim.AdamW([trainable], lr=config.lr, weight_decay=0.0)
+            order_rng = random.Random(config.seed + run)
+            for _ in range(config.epochs):
+                order = list(range(len(examples)))
+                order_rng.shuffle(order)
+                for start in range(0, len(order), config.batch_size):
+                    chosen = order[start : start + config.batch_size]
+                    mine = distributed.shard(chosen)  # the whole batch, unless a launcher started several processes
+                    batch = [examples[i] for i in mine]
+                    # frozen rows with the trainable ones spliced in, so only they get gradient
+                    rows = frozen.index_copy(0, index, trainable)
+                    with precision.autocast(device, bf16):
+                        prefixes = _batch_prefixes(backbone, cached, mine, examples, rows)
+                        loss, count = batch_loss(backbone, rows, batch, prefixes) if batch else (None, 0)
+                    # backward (outside autocast, as torch advises: each operation's backward
+                    # follows its forward's dtype) with the gradient of the whole batch on every
+                    # process, update (float32), then keep new rows on the scale of the old ones
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.append(distributed.backward(loss, count, [trainable]))
+                    optimizer.step()
+                    if target_norm is not None:
+                        memory.renormalize_(trainable.data, target_norm)
+                    tokens += sum(examples[i].length for i in chosen)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            runs.append(trainable.detach())
         bar.close()
 
-    bank.rows[list(train_indices)] = trainable.detach().to(bank.rows)
+    learned = runs[0] if len(runs) == 1 else memory.average_rows(torch.stack(runs))
+    bank.rows[list(train_indices)] = learned.to(bank.rows)
     seconds = time.perf_counter() - started
     return LearnReport(
         tools=[bank.names[i] for i in train_indices],
@@ -314,6 +332,7 @@ def train_rows(
         last_loss=losses[-1],
         row_norms={bank.names[i]: bank.rows[i].norm().item() for i in train_indices},
         bf16=bf16,
+        runs=config.averaged_runs,
     )
 
 

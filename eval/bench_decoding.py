@@ -64,13 +64,19 @@ from agentmem.tools.calls import Plan
 
 
 def learn_demo_pack(
-    mem: AgentMem, examples_per_tool: int = 20, multi: int = 40, bf16: bool | None = False, seed: int = 0
+    mem: AgentMem,
+    examples_per_tool: int = 20,
+    multi: int = 40,
+    bf16: bool | None = False,
+    seed: int = 0,
+    averaged_runs: int = 1,
 ) -> Any:
     """Learns the demo pack into ``mem`` as ``agentmem demo`` does (``bf16``: `TrainConfig.bf16`;
-    ``seed``: `TrainConfig.seed`, the order of the batches); returns the report."""
+    ``seed``: `TrainConfig.seed`, the order of the batches; ``averaged_runs``:
+    `TrainConfig.averaged_runs`); returns the report."""
     pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
     pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))
-    return mem.learn_tools(pack, progress=False, bf16=bf16, seed=seed)
+    return mem.learn_tools(pack, progress=False, bf16=bf16, seed=seed, averaged_runs=averaged_runs)
 
 
 def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
@@ -171,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
         "--learn-seed", type=int, default=0, help="seed of learning (0: as agentmem demo learns); another bank"
     )
     parser.add_argument(
+        "--averaged-runs", type=int, default=1, help="runs averaged into the rows (TrainConfig.averaged_runs)"
+    )
+    parser.add_argument(
         "--held-seed",
         type=int,
         default=1,
@@ -240,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         mem, report = AgentMem.load(args.bank, backbone=base), None  # the bank carries its adapter
     else:
         mem = AgentMem(backbone)
-        report = learn_demo_pack(mem, bf16=_PRECISION[args.bf16], seed=args.learn_seed)
+        report = learn_demo_pack(
+            mem, bf16=_PRECISION[args.bf16], seed=args.learn_seed, averaged_runs=args.averaged_runs
+        )
         if args.bank is not None:
             mem.save(args.bank)
     learned = time.perf_counter() - started

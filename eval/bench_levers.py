@@ -368,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--learn-seed", type=int, help="seeds learning alone (default: --seed): another bank on the same split"
     )
+    parser.add_argument(
+        "--averaged-runs", type=int, default=1, help="runs averaged into the rows (TrainConfig.averaged_runs)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     parser.add_argument(
         "--records",
@@ -396,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed if args.learn_seed is None else args.learn_seed,
         progress=False,
         route_from_last_turn=args.route_from_last_turn,
+        averaged_runs=args.averaged_runs,
         adapter=str(args.adapter) if args.adapter else None,
     )
     base = load_backbone(args.backbone)

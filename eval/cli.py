@@ -41,6 +41,9 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--backbone", default="smollm2-135m")
     evaluate.add_argument("--adapter", help="adapter folder for tokmem-adapted (default: the shipped one)")
     evaluate.add_argument("--epochs", type=int, help="training passes (lora, tokmem; default: the evaluation's, 10)")
+    evaluate.add_argument(
+        "--averaged-runs", type=int, help="tokmem: runs averaged into the rows (default: the library's, 1)"
+    )
     evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
     evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -79,7 +82,7 @@ def _method_settings(args: argparse.Namespace, **given: Any) -> MethodSettings:
     """The methods' settings from the command line (an option not given keeps its default)."""
     from agentmem.eval.methods import MethodSettings
 
-    given = {"epochs": args.epochs, **given}
+    given = {"epochs": args.epochs, "averaged_runs": args.averaged_runs, **given}
     return MethodSettings(
         batch_size=args.batch_size,
         rag_k=args.rag_k,

@@ -89,6 +89,9 @@ class MethodSettings:
     None: the library's default, as `AgentMem.plan` (no setting chosen per dataset)."""
     optional_bias: float = DecodeSettings.optional_bias
     """TokMem's decoding: the bonus to writing optional arguments (`DecodeSettings.optional_bias`)."""
+    averaged_runs: int = 1
+    """TokMem's training: runs averaged into the rows (`TrainConfig.averaged_runs`; 1, as its
+    default)."""
     seed: int = 0
     """Seeds demonstrations, training order and initialisation."""
     progress: bool = True

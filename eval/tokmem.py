@@ -101,6 +101,7 @@ class TokMemMethod(Method):
             lr=settings.tokmem_lr,
             batch_size=settings.train_batch_size,
             seed=settings.seed,
+            averaged_runs=settings.averaged_runs,
             progress=settings.progress,
             invalid="skip",
             route_from_last_turn=settings.route_from_last_turn,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -159,3 +160,29 @@ def test_only_prompts_holding_a_row_in_training_are_encoded_per_step(tiny):
     partly = _prefixes_once(tiny, examples, bank.rows, [1], TrainConfig(prefix_cache_bytes=budget))
     assert [c is not None for c in partly] == [i < 2 for i in range(len(examples))]
     assert torch.equal(partly[1].keys[0], cached[1].keys[0])
+
+
+def test_averaged_runs_keep_the_average_of_the_runs_each_order_would_learn_alone(tiny):
+    def learned(**config) -> tuple[torch.Tensor, object]:
+        bank = MemoryBank(tiny.hidden_size)
+        new = bank.add(["a", "b"], memory.mean_embedding(tiny))
+        report = train_rows(tiny, bank, new, _examples(tiny, 2), TrainConfig(epochs=2, progress=False, **config))
+        return bank.rows[new].clone(), report
+
+    alone = torch.stack([learned(seed=seed, renormalize=False)[0] for seed in (3, 4, 5)])
+    averaged, report = learned(seed=3, averaged_runs=3, renormalize=False)
+    assert torch.allclose(averaged, memory.average_rows(alone), atol=1e-6)
+    assert not torch.allclose(averaged, alone[0], atol=1e-3)  # the runs differ, so the average is a fourth row
+    assert report.runs == 3 and report.steps == 3 * 2 * 2 and "3 runs averaged" in str(report)
+
+
+def test_average_rows_rescales_each_row_to_the_mean_of_its_runs_norms():
+    runs = torch.tensor([[[3.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 3.0]]])  # 2 runs of 2 rows
+    averaged = memory.average_rows(runs)
+    assert torch.allclose(averaged.norm(dim=-1), torch.tensor([2.0, 2.0]))
+    assert torch.allclose(averaged[0] / averaged[0].norm(), torch.tensor([3.0, 1.0]) / 10**0.5)
+
+
+def test_averaged_runs_below_one_are_refused():
+    with pytest.raises(ValueError, match="averaged_runs must be >= 1"):
+        TrainConfig(averaged_runs=0)
