@@ -105,7 +105,9 @@ class LearningMixin:
             **train: Fields of `TrainConfig` (``rehearse=0`` turns rehearsal off;
                 ``bf16=True``: the backbone's forward and backward under bfloat16 autocast,
                 the rows and their optimizer float32, ``None``: where the hardware has
-                bfloat16 natively; off by default).
+                bfloat16 natively; off by default; ``averaged_runs=k``: learn the rows k
+                times, each over its own order of the examples, and keep their average,
+                for k times the learning time; 1 by default).
         """
         config = TrainConfig(**train)
         if keep < 0:
