@@ -62,7 +62,9 @@ def read_turns(path: Path) -> list[Turn]:
                 turns.append(Turn(cid, f"{cid} turn {i}", _scores(path, turn)))
     elif isinstance(recorded, dict) and isinstance(recorded.get("requests"), list):
         for i, request in enumerate(recorded["requests"]):
-            turns.append(Turn(str(i), f"request {i}", _scores(path, request)))
+            # keyed by its text too: two runs on differently drawn requests are not the same turns
+            text = request.get("request") if isinstance(request, dict) else None
+            turns.append(Turn(str(i), f"request {i}: {text!r}", _scores(path, request)))
     else:
         raise ValueError(f"{path}: no 'conversations' or 'requests' list (write records with bench_levers --records)")
     return turns
@@ -78,8 +80,8 @@ def _scores(path: Path, turn: dict[str, Any]) -> dict[str, float]:
 def paired(a: Sequence[Turn], b: Sequence[Turn], a_name: str, b_name: str) -> list[tuple[Turn, Turn]]:
     """The turns of ``a`` and ``b`` side by side; raises ValueError if they are not the same turns."""
     if [t.key for t in a] != [t.key for t in b]:
-        only_a = sorted({t.key for t in a} - {t.key for t in b})[:3]
-        only_b = sorted({t.key for t in b} - {t.key for t in a})[:3]
+        only_a = [key[:80] for key in sorted({t.key for t in a} - {t.key for t in b})[:3]]
+        only_b = [key[:80] for key in sorted({t.key for t in b} - {t.key for t in a})[:3]]
         raise ValueError(
             f"{a_name} and {b_name} record different turns ({len(a)} against {len(b)}; only in the first: "
             f"{only_a or 'none'}, only in the second: {only_b or 'none'}); compare runs of the same part"

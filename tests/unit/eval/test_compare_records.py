@@ -70,3 +70,17 @@ def test_the_command_pools_pairs_and_rejects_bad_input(tmp_path: Path, capsys: p
         compare_records.main([str(a), str(tmp_path / "bad.json")])
     assert bad.value.code == 2
     assert "no 'conversations' or 'requests' list" in capsys.readouterr().err
+
+
+def test_request_records_of_other_requests_are_not_paired(tmp_path: Path) -> None:
+    def requests(path: Path, texts: list[str]) -> Path:
+        scores = dict.fromkeys(compare_records.SCORES, 1.0)
+        path.write_text(json.dumps({"requests": [{"request": t, "scores": scores} for t in texts]}))
+        return path
+
+    a = compare_records.read_turns(requests(tmp_path / "a.json", ["book a flight", "cancel it"]))
+    same = compare_records.read_turns(requests(tmp_path / "b.json", ["book a flight", "cancel it"]))
+    other = compare_records.read_turns(requests(tmp_path / "c.json", ["book a flight", "rent a car"]))
+    assert len(compare_records.paired(a, same, "a", "b")) == 2
+    with pytest.raises(ValueError, match="record different turns.*rent a car"):
+        compare_records.paired(a, other, "a", "c")  # as many requests, but other ones: another split
