@@ -89,7 +89,7 @@ def average_rows(runs: torch.Tensor) -> torch.Tensor:
     times), each row rescaled to the mean of its runs' norms: averaging shrinks the norm
     where runs disagree, and a row's norm sets how strongly it routes."""
     mean = runs.mean(0)
-    norms = runs.norm(dim=-1).mean(0, keepdim=True).T
+    norms = runs.norm(dim=-1).mean(0).unsqueeze(-1)
     return mean * (norms / mean.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS))
 
 
@@ -156,10 +156,11 @@ def continue_cache(
     """Last hidden states of ``input_ids`` (memory rows spliced in) after a prefix held in
     ``cache`` (a transformers ``Cache``, extended in place); the training losses' forward."""
     device = backbone.device
-    return decoder(backbone)(
+    body = decoder(backbone)
+    return body(
         inputs_embeds=embed(backbone, rows, input_ids.to(device)),
         attention_mask=attention_mask.to(device),
         position_ids=position_ids.to(device),
         use_cache=True,
-        **cache_argument(backbone.model, cache),
+        **cache_argument(body, cache),
     ).last_hidden_state

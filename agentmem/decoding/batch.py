@@ -289,12 +289,13 @@ class Batch:
             torch.tensor(owners, dtype=torch.long), torch.tensor(positions, dtype=torch.long), torch.tensor(shared)
         )
         device = backbone.device
-        out = memory.decoder(backbone)(
+        body = memory.decoder(backbone)
+        out = body(
             inputs_embeds=memory.embed(backbone, self.view.rows, torch.tensor([ids], dtype=torch.long).to(device)),
             attention_mask=mask,
             position_ids=torch.tensor([positions], dtype=torch.long).to(device),
             use_cache=True,
-            **cache_argument(backbone.model, self._cache),
+            **cache_argument(body, self._cache),
         )
         hidden = out.last_hidden_state[0]
         now = time.perf_counter()

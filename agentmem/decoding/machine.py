@@ -138,12 +138,13 @@ class Decoder:
             ids = tuple(template_prefix(self.backbone.tokenizer))
             layers: list[tuple[torch.Tensor, torch.Tensor]] = []
             if ids:
-                out = memory.decoder(self.backbone)(
+                body = memory.decoder(self.backbone)
+                out = body(
                     inputs_embeds=memory.embed(
                         self.backbone, self.bank.rows.detach(), torch.tensor([ids]).to(self.backbone.device)
                     ),
                     use_cache=True,
-                    **cache_argument(self.backbone.model, DynamicCache(config=self.backbone.model.config)),
+                    **cache_argument(body, DynamicCache(config=self.backbone.model.config)),
                 )
                 layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
             self._prefix = (ids, layers)
