@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         help="learn the rows this many times, each over its own order of the examples, and keep their average "
         "(default 1; k runs take k times as long)",
     )
+    learn.add_argument(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        help="the rows' learning rate: constant, or linear warmup then decay to 0 as the paper's code "
+        "(default: TrainConfig's)",
+    )
     learn.add_argument("--rehearse", type=int, help="kept requests of each earlier tool replayed (default 8; 0: none)")
     learn.add_argument(
         "--keep", type=int, help="requests of each new tool kept in the bank for later rehearsal (default 16)"
@@ -244,6 +250,7 @@ def _learn(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "lr": args.lr,
         "averaged_runs": args.averaged_runs,
+        "lr_schedule": args.lr_schedule,
         "rehearse": args.rehearse,
         "keep": args.keep,
     }

@@ -199,6 +199,7 @@ def _record(
         "examples": examples,
         "epochs": config.epochs,
         "lr": config.lr,
+        "lr_schedule": config.lr_schedule,
         "batch_size": config.batch_size,
         "seed": config.seed,
         "averaged_runs": config.averaged_runs,

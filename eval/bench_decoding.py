@@ -61,22 +61,16 @@ from agentmem.decoding.settings import LEVERS as LEVER_OPTIONS
 from agentmem.eval.metrics import Scores, score
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
+from agentmem.training import TrainConfig
 
 
-def learn_demo_pack(
-    mem: AgentMem,
-    examples_per_tool: int = 20,
-    multi: int = 40,
-    bf16: bool | None = False,
-    seed: int = 0,
-    averaged_runs: int = 1,
-) -> Any:
-    """Learns the demo pack into ``mem`` as ``agentmem demo`` does (``bf16``: `TrainConfig.bf16`;
-    ``seed``: `TrainConfig.seed`, the order of the batches; ``averaged_runs``:
-    `TrainConfig.averaged_runs`); returns the report."""
+def learn_demo_pack(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40, **train: Any) -> Any:
+    """Learns the demo pack into ``mem`` as ``agentmem demo`` does; ``train``: `TrainConfig`
+    fields that differ from its defaults (``seed``, ``bf16``, ``averaged_runs``,
+    ``lr_schedule``); returns the report."""
     pack = [(demo.TOOLS[name], demo.training_examples(name, n=examples_per_tool)) for name in demo.TOOLS]
     pack[0] = (pack[0][0], pack[0][1] + demo.multi_call_examples(n=multi))
-    return mem.learn_tools(pack, progress=False, bf16=bf16, seed=seed, averaged_runs=averaged_runs)
+    return mem.learn_tools(pack, progress=False, **train)
 
 
 def score_plans(held: list[dict], plans: list[Plan]) -> dict[str, Scores]:
@@ -180,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
         "--averaged-runs", type=int, default=1, help="runs averaged into the rows (TrainConfig.averaged_runs)"
     )
     parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        default=TrainConfig.lr_schedule,
+        help="the rows' learning-rate schedule (TrainConfig.lr_schedule)",
+    )
+    parser.add_argument(
         "--held-seed",
         type=int,
         default=1,
@@ -250,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         mem = AgentMem(backbone)
         report = learn_demo_pack(
-            mem, bf16=_PRECISION[args.bf16], seed=args.learn_seed, averaged_runs=args.averaged_runs
+            mem,
+            bf16=_PRECISION[args.bf16],
+            seed=args.learn_seed,
+            averaged_runs=args.averaged_runs,
+            lr_schedule=args.lr_schedule,
         )
         if args.bank is not None:
             mem.save(args.bank)

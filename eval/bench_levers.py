@@ -79,6 +79,7 @@ from agentmem.eval.methods import FitRecord, MethodSettings
 from agentmem.eval.metrics import score
 from agentmem.eval.runner import RunConfig, prepare_data, write_json
 from agentmem.eval.tokmem import TokMemMethod, plan_prediction
+from agentmem.training import TrainConfig
 
 #: One row's measurement: its table cells after the label, a dozen plans to show, and its
 #: records (`write_records`: ``max_rounds`` and ``conversations`` or ``requests``).
@@ -371,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--averaged-runs", type=int, default=1, help="runs averaged into the rows (TrainConfig.averaged_runs)"
     )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        default=TrainConfig.lr_schedule,
+        help="the rows' learning-rate schedule (TrainConfig.lr_schedule)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs"))
     parser.add_argument(
         "--records",
@@ -400,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=False,
         route_from_last_turn=args.route_from_last_turn,
         averaged_runs=args.averaged_runs,
+        lr_schedule=args.lr_schedule,
         adapter=str(args.adapter) if args.adapter else None,
     )
     base = load_backbone(args.backbone)

@@ -15,8 +15,9 @@ What comes out (`load_bfcl`):
   (``dict`` -> ``object``, ``float`` -> ``number``, ``tuple`` -> ``array``, ``any`` -> no
   type constraint), drops a ``default`` of ``"None"`` (the wheel writes Python's None
   as that string, which a JSON reader would take for a real value), and turns the allowed
-  values the wheel states only in a description (``"... [Enum]: ["on", "off"]"`` or
-  ``"... [Enum]: USD, EUR"``) into a JSON Schema ``enum`` (on an array's ``items``), so the
+  values the wheel states only in a description (``"... [Enum]: ["on", "off"]"``,
+  ``"... [Enum]: USD, EUR"`` or ``"... Options are: economy, business, first."``) into a
+  JSON Schema ``enum`` (on an array's ``items``), so the
   grammar holds a value to them as BFCL's APIs do; likewise a string's format that a
   description states (``"in the format YYYY-MM-DD"``, ``"in the format MM/YYYY"``, ``"The
   3 letter code of the departing airport"``) becomes a JSON Schema ``pattern``
@@ -84,6 +85,9 @@ _SOURCES = "eval_checker/multi_turn_eval/func_source_code"
 _LONG_CONTEXT = "long_context"
 _TYPES = {"dict": "object", "float": "number", "tuple": "array"}
 _ENUM = re.compile(r"\[Enum\]:\s*(.+?)\s*$", re.DOTALL)
+#: The same list written as prose (``"Options are: economy, business, first."``, ``"Here
+#: are the options: read_write, read, write"``): comma-separated words to the end.
+_OPTIONS = re.compile(r"(?:Options are|Here are the options):\s*([\w-]+(?:\s*,\s*[\w-]+)+)\s*\.?\s*$")
 #: A string format stated in a parameter's description -> the JSON Schema ``pattern`` it
 #: means (every phrase of this kind in the development domains' docs; the gold values of
 #: every development conversation match them).
@@ -195,10 +199,13 @@ def _described_pattern(schema: dict[str, Any]) -> str | None:
 
 
 def _described_enum(schema: dict[str, Any]) -> list[Any] | None:
-    """The values a description's ``[Enum]: ...`` lists (a JSON list or comma-separated words)."""
-    match = _ENUM.search(schema.get("description") or "")
+    """The values a description's ``[Enum]: ...`` lists (a JSON list or comma-separated
+    words), or that it gives as its options (`_OPTIONS`)."""
+    description = schema.get("description") or ""
+    match = _ENUM.search(description)
     if match is None:
-        return None
+        options = _OPTIONS.search(description)
+        return [v.strip() for v in options.group(1).split(",")] if options else None
     text = match.group(1)
     if text.startswith("["):
         try:

@@ -44,6 +44,11 @@ def register(commands: Any) -> None:
     evaluate.add_argument(
         "--averaged-runs", type=int, help="tokmem: runs averaged into the rows (default: the library's, 1)"
     )
+    evaluate.add_argument(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        help="tokmem: the rows' learning-rate schedule (default: the library's)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=8, help="requests planned together")
     evaluate.add_argument("--rag-k", type=int, default=5, help="tools retrieved per request by rag")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -82,7 +87,7 @@ def _method_settings(args: argparse.Namespace, **given: Any) -> MethodSettings:
     """The methods' settings from the command line (an option not given keeps its default)."""
     from agentmem.eval.methods import MethodSettings
 
-    given = {"epochs": args.epochs, "averaged_runs": args.averaged_runs, **given}
+    given = {"epochs": args.epochs, "averaged_runs": args.averaged_runs, "lr_schedule": args.lr_schedule, **given}
     return MethodSettings(
         batch_size=args.batch_size,
         rag_k=args.rag_k,

@@ -30,6 +30,7 @@ from typing import Any
 from agentmem.backbone import Backbone
 from agentmem.decoding import DecodeSettings
 from agentmem.errors import AgentMemError
+from agentmem.training import TrainConfig
 
 __all__ = [
     "METHODS",
@@ -91,6 +92,9 @@ class MethodSettings:
     """TokMem's decoding: the bonus to writing optional arguments (`DecodeSettings.optional_bias`)."""
     averaged_runs: int = 1
     """TokMem's training: runs averaged into the rows (`TrainConfig.averaged_runs`; 1, as its
+    default)."""
+    lr_schedule: str = TrainConfig.lr_schedule
+    """TokMem's training: the rows' learning-rate schedule (`TrainConfig.lr_schedule`; its
     default)."""
     seed: int = 0
     """Seeds demonstrations, training order and initialisation."""

@@ -102,6 +102,7 @@ class TokMemMethod(Method):
             batch_size=settings.train_batch_size,
             seed=settings.seed,
             averaged_runs=settings.averaged_runs,
+            lr_schedule=settings.lr_schedule,
             progress=settings.progress,
             invalid="skip",
             route_from_last_turn=settings.route_from_last_turn,

@@ -74,10 +74,10 @@ def test_learn_skips_invalid_examples_when_asked_and_defers_to_the_library(tiny,
     argv = ["learn", str(tools), "--backbone", str(folder), "--out", str(tmp_path / "bank")]
     assert cli.main(argv) == 2  # strict by default: the bad example is named
     assert "example 1" in capsys.readouterr().err
-    assert cli.main([*argv, "--skip-invalid", "--epochs", "1", "--averaged-runs", "2"]) == 0
+    assert cli.main([*argv, "--skip-invalid", "--epochs", "1", "--averaged-runs", "2", "--lr-schedule", "linear"]) == 0
     out = capsys.readouterr().out
     assert "skipped 1 invalid examples" in out and "example 1" in out and "from 3 examples" in out
     assert "2 runs averaged" in out
     training = json.loads((tmp_path / "bank" / "bank.json").read_text())["tools"][0]["training"]
     assert training["epochs"] == 1 and training["lr"] == 5e-3  # --lr not given: TrainConfig's
-    assert training["averaged_runs"] == 2
+    assert training["averaged_runs"] == 2 and training["lr_schedule"] == "linear"

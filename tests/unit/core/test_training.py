@@ -186,3 +186,31 @@ def test_average_rows_rescales_each_row_to_the_mean_of_its_runs_norms():
 def test_averaged_runs_below_one_are_refused():
     with pytest.raises(ValueError, match="averaged_runs must be >= 1"):
         TrainConfig(averaged_runs=0)
+
+
+def test_a_linear_schedule_warms_up_over_a_tenth_of_each_run_then_decays_to_zero(tiny, monkeypatch):
+    seen: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    examples = _examples(tiny, 2) * 5  # 40 examples: 10 steps an epoch
+    config = TrainConfig(epochs=2, lr=1e-2, lr_schedule="linear", averaged_runs=2, progress=False)
+    bank = MemoryBank(tiny.hidden_size)
+    train_rows(tiny, bank, bank.add(["a", "b"], memory.mean_embedding(tiny)), examples, config)
+    total, warmup = 20, 2  # per run
+    expected = [1e-2 * (k / warmup if k < warmup else (total - k) / (total - warmup)) for k in range(total)]
+    assert seen == pytest.approx(expected * 2)  # each averaged run has its own schedule
+    assert seen[0] == 0.0 and seen[total - 1] == pytest.approx(1e-2 / 18)
+
+    seen.clear()
+    train_rows(tiny, bank, [0, 1], examples, replace(config, lr_schedule="constant", averaged_runs=1))
+    assert seen == [1e-2] * total
+
+
+def test_an_unknown_lr_schedule_is_refused():
+    with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'linear'"):
+        TrainConfig(lr_schedule="cosine")

@@ -64,9 +64,15 @@ def test_values_listed_only_in_a_description_become_an_enum():
                 "currency": {"type": "string", "description": "The currency. [Enum]: USD, EUR"},
                 "broken": {"type": "string", "description": "Oops. [Enum]: [unquoted"},
                 "free": {"type": "string", "description": "Any text."},
+                "cabin": {"type": "string", "description": "The class. Options are: economy, business, first."},
+                "grant": {"type": "string", "description": "The grant. Here are the options: read_write, read, write"},
+                "prose": {"type": "string", "description": "Options are: whatever you like, within reason."},
             },
         }
     )["properties"]
+    assert schema["cabin"]["enum"] == ["economy", "business", "first"]
+    assert schema["grant"]["enum"] == ["read_write", "read", "write"]
+    assert "enum" not in schema["prose"]
     assert schema["mode"]["enum"] == ["on", "off"]
     assert schema["doors"]["items"] == {"type": "string", "enum": ["a", "b"]} and "enum" not in schema["doors"]
     assert schema["currency"]["enum"] == ["USD", "EUR"]
@@ -85,6 +91,16 @@ def test_the_development_tools_hold_the_enums_their_descriptions_state(data):
     ]
     assert len(described) == 10
     assert all("enum" in p or "enum" in p.get("items", {}) for p in described)
+    assert data.tools["get_flight_cost"]["parameters"]["properties"]["travel_class"]["enum"] == [
+        "economy",
+        "business",
+        "first",
+    ]
+    assert data.tools["authenticate_travel"]["parameters"]["properties"]["grant_type"]["enum"] == [
+        "read_write",
+        "read",
+        "write",
+    ]
 
 
 def test_a_format_stated_in_a_description_becomes_a_pattern(data):
