@@ -174,7 +174,7 @@ SUITE_TOOLS = [
     (GREETING, GREETINGS),
     (unicode_customer, CUSTOMERS),
 ]
-SUITE_TRAINING = {"epochs": 3, "lr": 1e-2, "progress": False}
+SUITE_TRAINING = {"progress": False}  # the library's learning settings
 
 
 @pytest.fixture(scope="session")
