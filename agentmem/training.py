@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,11 @@ from agentmem.encoding import EncodedExample
 from agentmem.memory import MemoryBank
 from agentmem.tools.examples import SkippedExample
 
+#: The rows' learning-rate schedules (`TrainConfig.lr_schedule`). The CLIs, which must not import
+#: torch, write the names out; a test holds them to this tuple.
+LrSchedule = Literal["constant", "linear"]
+LR_SCHEDULES: tuple[LrSchedule, ...] = get_args(LrSchedule)
+
 
 @dataclass
 class TrainConfig:
@@ -43,7 +48,7 @@ class TrainConfig:
     per tool, 5 measured better (demo pack: loss 0.78 -> 0.28, tool F1 0.63 -> 0.78)."""
     lr: float = 5e-3
     """AdamW learning rate of the memory rows (no weight decay); the peak of `lr_schedule`."""
-    lr_schedule: Literal["constant", "linear"] = "linear"
+    lr_schedule: LrSchedule = "linear"
     """``"linear"`` (default): as the paper's code trains its rows (transformers'
     ``get_linear_schedule_with_warmup``): up from 0 over the first tenth of a run's steps,
     then down to 0 at its last. ``"constant"``: ``lr`` at every step (the default until
@@ -102,8 +107,8 @@ class TrainConfig:
             raise ValueError(f"rehearse must be >= 0, got {self.rehearse}")
         if self.averaged_runs < 1:
             raise ValueError(f"averaged_runs must be >= 1, got {self.averaged_runs}")
-        if self.lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
 
 @dataclass

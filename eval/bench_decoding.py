@@ -61,7 +61,7 @@ from agentmem.decoding.settings import LEVERS as LEVER_OPTIONS
 from agentmem.eval.metrics import Scores, score
 from agentmem.tools import demo
 from agentmem.tools.calls import Plan
-from agentmem.training import TrainConfig
+from agentmem.training import LR_SCHEDULES, TrainConfig
 
 
 def learn_demo_pack(mem: AgentMem, examples_per_tool: int = 20, multi: int = 40, **train: Any) -> Any:
@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--lr-schedule",
-        choices=("constant", "linear"),
+        choices=LR_SCHEDULES,
         default=TrainConfig.lr_schedule,
         help="the rows' learning-rate schedule (TrainConfig.lr_schedule)",
     )

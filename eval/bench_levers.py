@@ -79,7 +79,7 @@ from agentmem.eval.methods import FitRecord, MethodSettings
 from agentmem.eval.metrics import score
 from agentmem.eval.runner import RunConfig, prepare_data, write_json
 from agentmem.eval.tokmem import TokMemMethod, plan_prediction
-from agentmem.training import TrainConfig
+from agentmem.training import LR_SCHEDULES, TrainConfig
 
 #: One row's measurement: its table cells after the label, a dozen plans to show, and its
 #: records (`write_records`: ``max_rounds`` and ``conversations`` or ``requests``).
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--lr-schedule",
-        choices=("constant", "linear"),
+        choices=LR_SCHEDULES,
         default=TrainConfig.lr_schedule,
         help="the rows' learning-rate schedule (TrainConfig.lr_schedule)",
     )

@@ -30,7 +30,7 @@ from typing import Any
 from agentmem.backbone import Backbone
 from agentmem.decoding import DecodeSettings
 from agentmem.errors import AgentMemError
-from agentmem.training import TrainConfig
+from agentmem.training import LrSchedule, TrainConfig
 
 __all__ = [
     "METHODS",
@@ -93,7 +93,7 @@ class MethodSettings:
     averaged_runs: int = 1
     """TokMem's training: runs averaged into the rows (`TrainConfig.averaged_runs`; 1, as its
     default)."""
-    lr_schedule: str = TrainConfig.lr_schedule
+    lr_schedule: LrSchedule = TrainConfig.lr_schedule
     """TokMem's training: the rows' learning-rate schedule (`TrainConfig.lr_schedule`; its
     default)."""
     seed: int = 0

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from agentmem import AgentMem, cli
 from agentmem.chat import plan_from_dict
 from agentmem.tools import demo
@@ -81,3 +83,13 @@ def test_learn_skips_invalid_examples_when_asked_and_defers_to_the_library(tiny,
     training = json.loads((tmp_path / "bank" / "bank.json").read_text())["tools"][0]["training"]
     assert training["epochs"] == 1 and training["lr"] == 5e-3  # --lr not given: TrainConfig's
     assert training["averaged_runs"] == 2 and training["lr_schedule"] == "linear"
+
+
+@pytest.mark.parametrize("command", ["learn", "eval"])
+def test_the_cli_offers_the_library_s_learning_rate_schedules(command, capsys):
+    # The CLI must not import torch, so it writes the names out; they must not drift from training's.
+    from agentmem.training import LR_SCHEDULES
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "--lr-schedule {" + ",".join(LR_SCHEDULES) + "}" in capsys.readouterr().out

@@ -212,5 +212,5 @@ def test_a_linear_schedule_warms_up_over_a_tenth_of_each_run_then_decays_to_zero
 
 
 def test_an_unknown_lr_schedule_is_refused():
-    with pytest.raises(ValueError, match="lr_schedule must be 'constant' or 'linear'"):
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear, got 'cosine'"):
         TrainConfig(lr_schedule="cosine")
