@@ -8,7 +8,9 @@ same run, and every plan that differs from the no-drafts plan (drafts must chang
 It also splits a forward pass's time in two: the transformer body's, and the rest (the LM
 head, the choice of tokens and the batch's bookkeeping: the decoder's own overhead).
 With ``--attention agentmem_sdpa,sdpa`` it plans once more with transformers' own attention,
-which copies grouped key/value heads (`agentmem.attention`), against the same baseline.
+which copies grouped key/value heads (`agentmem.attention`), against the same baseline; with
+``--weights float32,int8`` (or ``bfloat16``) once more on each planning weights
+(`AgentMem.weights`), the plans that differ being those unlike the first weights' plans.
 
 Requests: the demo pack's 40 held-out requests of draw 1 (a bank learned as ``agentmem
 demo`` learns it, saved to ``--bank`` and loaded on later runs); or, with ``--dataset
@@ -18,6 +20,7 @@ saved (``--bank``).
 
     python -m agentmem.eval.bench_drafts --bank runs/demo-bank
     python -m agentmem.eval.bench_drafts --dataset bfcl-multi-turn --turn-alone --bank runs/bfcl-bank
+    python -m agentmem.eval.bench_drafts --bank runs/demo-bank --weights float32,int8
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from agentmem import memory, runinfo
 from agentmem.adaptation.adapter import shipped_adapter
 from agentmem.adaptation.resolve import apply_adapter
 from agentmem.attention import GROUPED_SDPA
-from agentmem.backbone import DEFAULT_BACKBONE, load_backbone
+from agentmem.backbone import DEFAULT_BACKBONE, load_backbone, parse_weights
 from agentmem.chat import prompt_messages, read_turn
 from agentmem.core import AgentMem, PlanOptions
 from agentmem.eval.bench_decoding import learn_demo_pack
@@ -178,10 +181,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(comma-separated; {GROUPED_SDPA}, the default: grouped key/value heads read in place; sdpa: "
         "transformers' own, which copies them)",
     )
+    parser.add_argument(
+        "--weights",
+        default="float32",
+        help="backbone weights to plan with, each a block of rows, ratios to the first's no-drafts row "
+        "(comma-separated: float32, int8, bfloat16; AgentMem.weights)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     attentions = args.attention.split(",")
+    try:
+        weights = parse_weights(args.weights)
+    except ValueError as exc:
+        parser.error(str(exc))
     chosen = args.modes.split(",")
     for name in chosen:  # before the bank loads, which takes a while
         if name not in ("plan", "plan_batch"):
@@ -204,17 +217,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": ("one request at a time (`plan`)", lambda reqs, options: [mem.plan(r, **options) for r in reqs]),
         "plan_batch": ("all together (`plan_batch`)", lambda reqs, options: mem.plan_batch(reqs, **options)),
     }
-    sections, clock = [], BodyClock(mem)
-    model = mem.backbone.with_weights(mem.weights).model
+    sections = []
     for name in chosen:
         mode, plan = modes[name]
         print(f"{mode}:", flush=True)
         rows, base = [], None
-        for attention in attentions:
-            model.set_attn_implementation(attention)
-            prefix = f"{attention}: " if len(attentions) > 1 else ""
-            block, base = measure(plan, requests, args.repeats, clock, base, prefix)
-            rows += block
+        for weight in weights:
+            mem.weights = weight
+            clock, model = BodyClock(mem), mem.backbone.with_weights(weight).model
+            for attention in attentions:
+                model.set_attn_implementation(attention)
+                labels = ([weight] if len(weights) > 1 else []) + ([attention] if len(attentions) > 1 else [])
+                prefix = "".join(f"{label}: " for label in labels)
+                block, base = measure(plan, requests, args.repeats, clock, base, prefix)
+                rows += block
         sections += [f"{mode}:", runinfo.table(header, rows)]
     today = runinfo.today()
     text = runinfo.record(

@@ -1,5 +1,5 @@
 """Planning on int8 backbone weights (`AgentMem(weights=...)`, `Backbone.with_weights`) on a tiny
-Llama: the body's Linear layers are quantized, the embedding table, the LM head and the memory
+Llama: the body's Linear layers are quantized for decoding steps (prompts stay float32), the embedding table, the LM head and the memory
 rows stay float32, learning keeps the float32 backbone, and a bank saved from an int8-planning
 AgentMem plans the same once loaded at int8. A backbone makes its int8 or bfloat16 copy once:
 every AgentMem on it plans on that one copy, and an adapted backbone makes its own."""
@@ -14,7 +14,7 @@ import torch
 
 from agentmem import AgentMem
 from agentmem import backbone as backbone_module
-from agentmem.backbone import WEIGHTS
+from agentmem.backbone import WEIGHTS, Int8DecodeLinear
 from agentmem.precision import native_bf16
 from agentmem.tools import demo
 from tests.conftest import plan_signature, tiny_backbone
@@ -46,8 +46,11 @@ def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny
     table = tiny.model.get_input_embeddings().weight
     mem, planner, before = _planning(tiny, "int8")
     body = [name for name, m in tiny.model.model.named_modules() if isinstance(m, torch.nn.Linear)]
-    quantized = [name for name, m in planner.model.model.named_modules() if isinstance(m, QUANTIZED)]
-    assert len(body) == 14 and quantized == body  # every Linear of the body: 7 per layer
+    wrapped = {name: m for name, m in planner.model.model.named_modules() if isinstance(m, Int8DecodeLinear)}
+    assert len(body) == 14 and list(wrapped) == body  # every Linear of the body: 7 per layer
+    assert all(isinstance(m.quantized, QUANTIZED) for m in wrapped.values())
+    # each wrapper's float32 path is the backbone's own weight, not a copy
+    assert all(m.linear.weight is tiny.model.model.get_submodule(n).weight for n, m in wrapped.items())
     # the embedding table and the tied LM head: the very same float32 tensor, not a copy
     assert planner.model.get_input_embeddings().weight is table and table.dtype == torch.float32
     head = planner.model.get_output_embeddings()
@@ -56,9 +59,23 @@ def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny
     # learning trains float32 rows on the float32 backbone, which stays untouched
     report = _learn(mem)
     assert report.last_loss > 0 and mem.bank.rows.dtype == torch.float32
-    assert not any(isinstance(m, QUANTIZED) for m in tiny.model.modules())
+    assert not any(isinstance(m, (QUANTIZED, Int8DecodeLinear)) for m in tiny.model.modules())
     assert all(torch.equal(p, before[name]) for name, p in tiny.model.named_parameters())
     assert len(mem.plan_batch(REQUESTS, max_calls=1)) == 2
+
+
+def test_int8_layers_compute_decoding_steps_in_int8_and_prompts_in_float32(tiny):
+    layer = tiny.with_weights("int8").model.model.layers[0].mlp.up_proj
+    assert isinstance(layer, Int8DecodeLinear)
+    torch.manual_seed(0)
+    step, prompt = torch.randn(2, 8, layer.linear.in_features), torch.randn(1, 40, layer.linear.in_features)
+    with torch.no_grad():
+        # a prompt (more rows than a decoding step's batch): exactly the float32 layer
+        assert torch.equal(layer(prompt), layer.linear(prompt))
+        # a decoding step's rows: the int8 product, close to float32 but not it
+        got, want = layer(step), layer.linear(step)
+    assert not torch.equal(got, want)
+    assert torch.allclose(got, want, atol=0.05 * want.abs().max().item())
 
 
 def test_switching_weights_plans_as_a_fresh_agentmem_at_those_weights(tiny):
