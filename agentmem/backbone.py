@@ -43,10 +43,10 @@ if TYPE_CHECKING:  # a backbone only holds an adapter; the adaptation package bu
 DEFAULT_BACKBONE = "smollm2-135m"
 
 #: The weights a backbone can plan with (`Backbone.with_weights`): ``float32``, the weights as
-#: loaded (the default, and what learning always uses); ``int8``, the same weights with every
-#: ``Linear`` layer of the transformer body quantized to int8 by dynamic quantization
-#: (`torch.ao.quantization.quantize_dynamic`: int8 weights, activations quantized per call,
-#: outputs float32), for decoding on CPU; ``bfloat16``, bfloat16 copies of the same ``Linear``
+#: loaded (the default, and what learning always uses); ``int8``, for planning on CPU: every
+#: ``Linear`` layer of the transformer body computes a decoding step in int8 (dynamic
+#: quantization, `Int8DecodeLinear`) and a prompt in bfloat16 where the CPU has it natively,
+#: else float32; ``bfloat16``, bfloat16 copies of the same ``Linear``
 #: weights with the body's forward under bfloat16 autocast (matrix products in bfloat16, norms,
 #: softmax and the residual stream float32), for hardware with native bfloat16 (a CPU with
 #: AMX-BF16 or AVX512-BF16, a CUDA GPU). The LM head stays float32 (see `Backbone.with_weights`).
@@ -171,11 +171,15 @@ class Backbone:
         one planning copy of the weights between them, kept as long as the backbone.
 
         ``int8`` returns a copy whose ``Linear`` layers of the transformer body (attention
-        and MLP projections) are int8 by dynamic quantization. The input embedding table and
-        the LM head stay the very same float32 tensors (not copied): at a routing step the
-        end-of-plan logit (LM head) and the memory rows' logits (``h @ rows.T``, float32) are
-        computed alike, and a quantized head made planning 3x slower on the project's CPU
-        (BENCHMARKS, "int8 backbone weights"). The copy
+        and MLP projections) are each wrapped in an `Int8DecodeLinear`: a decoding step (at
+        most `_INT8_ROWS` token rows) is computed by an int8 copy of the layer (dynamic
+        quantization, inputs smoothed), a prompt by the layer in bfloat16 where the CPU has it
+        natively, else by the float32 layer itself (shared, not copied). Made in a few seconds,
+        eight short requests measuring each layer's input range first. The input embedding
+        table and the LM head stay the very same float32 tensors (not copied): at a routing
+        step the end-of-plan logit (LM head) and the memory rows' logits (``h @ rows.T``,
+        float32) are computed alike, and a quantized head made planning 3x slower on the
+        project's CPU (BENCHMARKS, "int8 backbone weights"). The copy
         keeps the name, tokenizer, adapter and fingerprint: the fingerprint identifies the
         float32 weights a bank's rows were learned on, and the int8 copy is made from them, so
         a bank learned in float32 plans on it (`agentmem.core.AgentMem`'s ``weights``). Learn
@@ -366,20 +370,23 @@ _SMOOTHING = 0.5
 
 
 class Int8DecodeLinear(torch.nn.Module):
-    """A body ``Linear`` of the int8 planner: int8 for decoding steps, float32 for prompts.
+    """A body ``Linear`` of the int8 planner: int8 for decoding steps, float for prompts.
 
-    Calls of at most `_INT8_ROWS` token rows (a decoding step's batch) run a dynamically
-    quantized copy: int8 weights per output channel, the input quantized per call. Longer
-    calls (a prompt's prefill, a draft's verification) run the float32 layer itself. Dynamic
-    quantization gives a call's input one scale for all its rows, and in a prompt the first
-    token's activations are orders of magnitude above the others', which left the earlier,
-    quantize-everything int8 planner agreeing with float32's next token at 34-46% of positions;
-    its prompts' key/value cache was as wrong as its steps. The int8 path also divides its
-    input by per-channel factors folded into the weights (SmoothQuant, strength `_SMOOTHING`),
-    which moves the outlier channels' range into the weights, quantized per output channel.
-    Over the demo tools' held-out requests (a probe, BENCHMARKS "int8 backbone weights") the
-    next token agrees at 87% with the float32 prefill alone, 91% with per-channel weights too,
-    and 97% with the smoothing on top.
+    Calls of at most `_INT8_ROWS` token rows (a decoding step's batch, a short draft) run a
+    dynamically quantized copy: int8 weights per output channel, the input quantized per call.
+    Longer calls (a prompt's prefill, a long draft's verification) run the layer in bfloat16
+    where the hardware computes it natively (packed once for oneDNN on such a CPU,
+    `_prepack_bf16_linear`), else the float32 layer itself; either way the output is float32.
+    Why not int8 throughout: dynamic quantization gives a call's input one scale for all its
+    rows, and in a prompt the first token's activations are orders of magnitude above the
+    others', so quantizing prompts too (the int8 planner until 2026-12-07) left its next token
+    agreeing with float32's at 34-46% of positions: its key/value cache was as wrong as its
+    steps. The int8 path also divides its input by per-channel factors folded into the weights
+    (SmoothQuant at strength `_SMOOTHING`), moving the outlier channels' range into the
+    weights, which are quantized per output channel. On the demo tools' held-out requests, a
+    float32 prefill then int8 steps agree with float32's next token at 87% with per-tensor
+    weights, 91% per channel, 97% smoothed too (a probe; BENCHMARKS, "int8 decoding steps,
+    bfloat16 prompts", has it and the plans).
     """
 
     def __init__(self, linear: torch.nn.Linear, input_maxima: torch.Tensor) -> None:
@@ -397,11 +404,22 @@ class Int8DecodeLinear(torch.nn.Module):
             warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
             warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
             self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(smoothed)
+        self.prefill: torch.nn.Module = linear
+        if native_bf16(linear.weight.device):
+            half = torch.nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
+            half.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+            if linear.bias is not None:
+                half.bias = torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+            _prepack_bf16_linear(half)
+            self.prefill = half
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() <= _INT8_ROWS * x.shape[-1]:
             return self.quantized(x * self.inverse_factors)
-        return self.linear(x)
+        if self.prefill is self.linear:
+            return self.linear(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.prefill(x).to(x.dtype)
 
 
 #: Rows the oneDNN weight layout of `_prepack_bf16_linear` is chosen for (a decoding batch's).

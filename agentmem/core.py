@@ -124,12 +124,14 @@ class AgentMem(LearningMixin, PersistenceMixin):
     @property
     def weights(self) -> str:
         """The backbone weights planning computes with, one of `agentmem.backbone.WEIGHTS`:
-        ``float32`` (default), ``int8`` (the transformer body's ``Linear`` layers quantized
-        dynamically, CPU only) or ``bfloat16`` (bfloat16 copies of those layers, the body
-        under bfloat16 autocast); `agentmem.backbone.Backbone.with_weights`. On SmolLM2-135M
-        int8 makes a decoding step 1.7x faster on a CPU with AMX but costs 20-30 points of
-        tool and argument F1 on the demo pack; bfloat16 prefills 2-3x faster there but a
-        one-row decoding step is no faster, and it changed 3 of 120 demo-pack plans (BENCHMARKS),
+        ``float32`` (default), ``int8`` (CPU only: the transformer body's ``Linear`` layers
+        compute decoding steps in int8, prompts in bfloat16 where the CPU has it natively) or
+        ``bfloat16`` (bfloat16 copies of those layers, the body under bfloat16 autocast);
+        `agentmem.backbone.Backbone.with_weights`. On SmolLM2-135M and the project's AMX CPU,
+        int8 planned the demo pack in about 0.65x the float32 time, within a point or ahead
+        there, on ComplexFuncBench and on BFCL with the conversation, but 3 of 92 BFCL turns
+        planned alone lost their exact match; bfloat16 prefills 2-3x faster but a one-row
+        decoding step is no faster, and it changed 3 of 120 demo-pack plans (BENCHMARKS),
         hence both off by default.
         Learning and adapting always use the float32 backbone (``self.backbone``); memory
         rows, the embedding table and the LM head stay float32 either way. Setting it switches the

@@ -64,16 +64,23 @@ def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny
     assert len(mem.plan_batch(REQUESTS, max_calls=1)) == 2
 
 
-def test_int8_layers_compute_decoding_steps_in_int8_and_prompts_in_float32(tiny):
-    layer = tiny.with_weights("int8").model.model.layers[0].mlp.up_proj
-    assert isinstance(layer, Int8DecodeLinear)
+@pytest.mark.parametrize("native", [False, True])
+def test_int8_layers_compute_decoding_steps_in_int8_and_prompts_in_float(tiny, monkeypatch, native):
+    monkeypatch.setattr(backbone_module, "native_bf16", lambda device: native)
+    linear = tiny.model.model.layers[0].mlp.up_proj
     torch.manual_seed(0)
-    step, prompt = torch.randn(2, 8, layer.linear.in_features), torch.randn(1, 40, layer.linear.in_features)
+    layer = Int8DecodeLinear(linear, torch.rand(linear.in_features) * 4)
+    step, prompt = torch.randn(2, 8, linear.in_features), torch.randn(1, 40, linear.in_features)
     with torch.no_grad():
-        # a prompt (more rows than a decoding step's batch): exactly the float32 layer
-        assert torch.equal(layer(prompt), layer.linear(prompt))
+        want = linear(prompt)
+        got = layer(prompt)  # a prompt (more rows than a decoding step's batch): the float layer
+        if native:  # bfloat16 products where the hardware has them, float32 out
+            assert layer.prefill.weight.dtype == torch.bfloat16 and got.dtype == torch.float32
+            assert not torch.equal(got, want) and torch.allclose(got, want, atol=0.02 * want.abs().max().item())
+        else:  # exactly the float32 layer
+            assert layer.prefill is linear and torch.equal(got, want)
         # a decoding step's rows: the int8 product, close to float32 but not it
-        got, want = layer(step), layer.linear(step)
+        got, want = layer(step), linear(step)
     assert not torch.equal(got, want)
     assert torch.allclose(got, want, atol=0.05 * want.abs().max().item())
 
