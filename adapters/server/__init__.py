@@ -16,7 +16,9 @@ Where it differs from OpenAI's API, by design:
 * ``model`` names a bank; banks on the same weights share one backbone, loaded once.
   ``agentmem serve --weights bfloat16`` (or ``int8``, CPU only; `BankRegistry`'s ``weights``)
   makes every bank plan on those backbone weights, the banks of one backbone on one copy of
-  them; ``GET /v1/models`` gives each bank's ``weights``.
+  them; ``GET /v1/models`` gives each bank's ``weights``. Under ``int8`` the rows decoding
+  together share one input scale, so an answer can differ with what it is batched with
+  (BENCHMARKS, "int8 decoding steps, bfloat16 prompts": 12 of 32 at 16 clients).
   With ``admin=True`` (off by default), ``POST /v1/banks`` loads or reloads a bank at run time
   (a bank folder, by name, inside the folders the server was started with, on a backbone the
   server already holds) and ``DELETE /v1/banks/{name}`` drops it.
