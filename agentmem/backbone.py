@@ -218,12 +218,12 @@ class Backbone:
             raise ValueError(
                 f"int8 weights plan on the CPU only (dynamic quantization); this backbone is on {self.device}"
             )
-        inputs = _input_maxima(self)
+        inputs, bfloat16 = _input_maxima(self), native_bf16(self.device)
         # every parameter shared, not copied: each wrapper's float32 path is the backbone's own weight
         model = copy.deepcopy(self.model, memo={id(p): p for p in self.model.parameters()})
         for name, linear in _body_linears(model):
             parent, _, attribute = name.rpartition(".")
-            setattr(model.get_submodule(parent), attribute, Int8DecodeLinear(linear, inputs[name]))
+            setattr(model.get_submodule(parent), attribute, Int8DecodeLinear(linear, inputs[name], bfloat16))
         model.eval()
         return Backbone(
             name=self.name, model=model, tokenizer=self.tokenizer, fingerprint=self.fingerprint, adapter=self.adapter
@@ -244,14 +244,7 @@ class Backbone:
         packs = self.device.type == "cpu" and native_bf16(self.device)
         for module in body.modules():
             if isinstance(module, torch.nn.Linear):
-                for name in ("weight", "bias"):
-                    param = module._parameters.get(name)
-                    if param is not None:
-                        setattr(
-                            module, name, torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False)
-                        )
-                if packs:
-                    _prepack_bf16_linear(module)
+                _to_bfloat16(module, packs)
         forward, device = body.forward, self.device.type
 
         @functools.wraps(forward)
@@ -389,7 +382,9 @@ class Int8DecodeLinear(torch.nn.Module):
     bfloat16 prompts", has it and the plans).
     """
 
-    def __init__(self, linear: torch.nn.Linear, input_maxima: torch.Tensor) -> None:
+    def __init__(self, linear: torch.nn.Linear, input_maxima: torch.Tensor, bfloat16_prompts: bool) -> None:
+        """``bfloat16_prompts``: prompts in bfloat16 (where the device has it natively), else
+        on ``linear`` itself."""
         super().__init__()
         self.linear = linear
         weight = linear.weight.detach().float()
@@ -405,13 +400,8 @@ class Int8DecodeLinear(torch.nn.Module):
             warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
             self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(smoothed)
         self.prefill: torch.nn.Module = linear
-        if native_bf16(linear.weight.device):
-            half = torch.nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None)
-            half.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
-            if linear.bias is not None:
-                half.bias = torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
-            _prepack_bf16_linear(half)
-            self.prefill = half
+        if bfloat16_prompts:
+            self.prefill = _to_bfloat16(copy.deepcopy(linear), packs=linear.weight.device.type == "cpu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() <= _INT8_ROWS * x.shape[-1]:
@@ -420,6 +410,18 @@ class Int8DecodeLinear(torch.nn.Module):
             return self.linear(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             return self.prefill(x).to(x.dtype)
+
+
+def _to_bfloat16(linear: torch.nn.Linear, packs: bool) -> torch.nn.Linear:
+    """``linear`` with its weight and bias made bfloat16 in place (frozen), its weight packed
+    for oneDNN where ``packs`` (`_prepack_bf16_linear`); returned for chaining."""
+    for name in ("weight", "bias"):
+        param = linear._parameters.get(name)
+        if param is not None:
+            setattr(linear, name, torch.nn.Parameter(param.detach().to(torch.bfloat16), requires_grad=False))
+    if packs:
+        _prepack_bf16_linear(linear)
+    return linear
 
 
 #: Rows the oneDNN weight layout of `_prepack_bf16_linear` is chosen for (a decoding batch's).

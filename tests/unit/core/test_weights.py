@@ -1,5 +1,6 @@
 """Planning on int8 backbone weights (`AgentMem(weights=...)`, `Backbone.with_weights`) on a tiny
-Llama: the body's Linear layers are quantized for decoding steps (prompts stay float32), the embedding table, the LM head and the memory
+Llama: the body's Linear layers are quantized for decoding steps (prompts in bfloat16 where native,
+else float32), the embedding table, the LM head and the memory
 rows stay float32, learning keeps the float32 backbone, and a bank saved from an int8-planning
 AgentMem plans the same once loaded at int8. A backbone makes its int8 or bfloat16 copy once:
 every AgentMem on it plans on that one copy, and an adapted backbone makes its own."""
@@ -65,11 +66,10 @@ def test_int8_quantizes_the_body_and_keeps_embeddings_head_and_rows_float32(tiny
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_int8_layers_compute_decoding_steps_in_int8_and_prompts_in_float(tiny, monkeypatch, native):
-    monkeypatch.setattr(backbone_module, "native_bf16", lambda device: native)
+def test_int8_layers_compute_decoding_steps_in_int8_and_prompts_in_float(tiny, native):
     linear = tiny.model.model.layers[0].mlp.up_proj
     torch.manual_seed(0)
-    layer = Int8DecodeLinear(linear, torch.rand(linear.in_features) * 4)
+    layer = Int8DecodeLinear(linear, torch.rand(linear.in_features) * 4, bfloat16_prompts=native)
     step, prompt = torch.randn(2, 8, linear.in_features), torch.randn(1, 40, linear.in_features)
     with torch.no_grad():
         want = linear(prompt)
