@@ -18,7 +18,14 @@ from agentmem.backbone import DEFAULT_BACKBONE, Backbone
 from agentmem.chat import tool_choice_policy
 from agentmem.decoding import MODEL_LOCK, Decoder, DecodeSettings
 from agentmem.decoding.settings import options_help
-from agentmem.encoding import Messages, last_turn_ids, prompt_ids, resumed_prompt_ids, source_text
+from agentmem.encoding import (
+    Messages,
+    copy_source_text,
+    last_turn_ids,
+    prompt_ids,
+    resumed_prompt_ids,
+    source_text,
+)
 from agentmem.errors import BackboneError, PromptTooLongError
 from agentmem.learning import LearningMixin
 from agentmem.locking import FairLock, locked
@@ -263,12 +270,17 @@ class AgentMem(LearningMixin, PersistenceMixin):
             self._decoder.check(settings)
             prompts = [self._prompt(r, resume, max_prompt_tokens) for r in requests]
             sources = [source_text(r) for r in requests]
+            copy_sources = [copy_source_text(r) for r in requests]
             last_turns = [self._last_turn(r, settings) for r in requests]
             plans: list[Plan] = []
             for start in range(0, len(prompts), batch_size):
                 window = slice(start, start + batch_size)
                 ids, after = [p[0] for p in prompts[window]], [p[1] for p in prompts[window]]
-                plans.extend(self._decoder.decode(ids, settings, sources[window], after, last_turns[window]))
+                plans.extend(
+                    self._decoder.decode(
+                        ids, settings, sources[window], after, last_turns[window], copy_sources[window]
+                    )
+                )
         return plans
 
     def submit(
@@ -298,7 +310,13 @@ class AgentMem(LearningMixin, PersistenceMixin):
             last_turn = self._last_turn(request, settings)
             scheduler = self.scheduler
         return scheduler.submit(
-            ids, settings, source=source_text(request), resumes_after=after, time_limit=time_limit, last_turn=last_turn
+            ids,
+            settings,
+            source=source_text(request),
+            copy_source=copy_source_text(request),
+            resumes_after=after,
+            time_limit=time_limit,
+            last_turn=last_turn,
         )
 
     def _settings(self, options: PlanOptions) -> tuple[DecodeSettings, bool, int | None]:

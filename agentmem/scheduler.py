@@ -51,6 +51,7 @@ class _Job:
     prompt: Sequence[int]
     settings: DecodeSettings
     source: str
+    copy_source: str  # for copy_bias (`Batch.add`)
     resumes_after: ToolCall | None
     last_turn: Sequence[int] | None  # for route_by_last_turn (`Batch.add`)
     future: Future[Plan]
@@ -96,6 +97,7 @@ class Scheduler:
         resumes_after: ToolCall | None = None,
         time_limit: float | None = None,
         last_turn: Sequence[int] | None = None,
+        copy_source: str | None = None,
     ) -> Future[Plan]:
         """Queues a request; its Plan arrives in the returned future.
 
@@ -107,6 +109,8 @@ class Scheduler:
             time_limit: Seconds from now within which the plan must be made.
             last_turn: The request's last user message alone (`encoding.last_turn_ids`),
                 for ``route_by_last_turn``.
+            copy_source: The text ``copy_bias`` favours copying from
+                (`encoding.copy_source_text`); None: ``source``.
 
         Returns:
             A future of the Plan; ``future.cancel()`` stops its decoding at the next step.
@@ -121,6 +125,7 @@ class Scheduler:
             prompt=list(prompt),
             settings=settings,
             source=source,
+            copy_source=source if copy_source is None else copy_source,
             resumes_after=resumes_after,
             last_turn=last_turn,
             future=Future(),
@@ -230,6 +235,7 @@ class Scheduler:
             [j.resumes_after for j in ready],
             [j.submitted for j in ready],
             [j.last_turn for j in ready],
+            [j.copy_source for j in ready],
         )
         for job, row in zip(ready, rows):
             job.row = row

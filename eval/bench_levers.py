@@ -16,11 +16,13 @@ data preparation and TokMem method (`agentmem.eval.tokmem`, the shipped adaptati
 
 The memory tokens are learned once on the training split (or loaded from ``--bank``), then
 the part is planned with the library's defaults, with every lever off, with each lever on
-alone, with each lever of ``--on-top`` on over the defaults, (``--leave-one-out``) with each
+alone, with each lever of ``--on-top`` on over the defaults (``copy_bias=1``: a bonus lever at
+that value), (``--leave-one-out``) with each
 lever off alone, and with ``fall_back_to_text`` alone at each ``--shares`` value
 (`FallBackToText.share`); every row plans the same requests with the same rows, so
 differences come from decoding alone. ``--alone ''`` plans the first two rows
 only: the comparison to report, on the ``report`` part, once the defaults are chosen.
+``--no-baselines`` leaves those two rows out, for a bank whose records hold them already.
 
 ``--weights`` plans every row on other backbone weights (`AgentMem.weights`; the rows are
 learned on float32 either way).
@@ -94,13 +96,15 @@ def lever_rows(
     alone: Sequence[str] = LEVERS,
     leave_one_out: bool = False,
     shares: Sequence[float] = (),
-    on_top: Sequence[str] = (),
+    on_top: Sequence[str | tuple[str, float]] = (),
+    baselines: bool = True,
 ) -> list[tuple[str, PlanOptions, float]]:
     """The settings to compare, each with its label and `FallBackToText.share`: the
-    defaults, every lever off, each lever of ``alone`` on alone (on as the library's
-    `levers_on` preset has it), each lever of ``on_top`` on over the defaults (the row that
-    decides whether one more lever joins them), each lever off alone (``leave_one_out``),
-    and fall_back_to_text alone at each of ``shares``."""
+    defaults and every lever off (unless not ``baselines``), each lever of ``alone`` on
+    alone (on as the library's `levers_on` preset has it), each lever of ``on_top`` on over
+    the defaults (the row that decides whether one more lever joins them; a ``(lever,
+    value)`` pair sets a bonus lever to that value), each lever off alone
+    (``leave_one_out``), and fall_back_to_text alone at each of ``shares``."""
     on = {option: getattr(PRESETS["levers_on"], option) for option in LEVERS}
     defaults = {option: getattr(PRESETS["defaults"], option) for option in LEVERS}
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
@@ -111,8 +115,13 @@ def lever_rows(
         if defaults == off
         else [("defaults", defaults, share), ("all levers off", dict(off), share)]
     )
+    if not baselines:  # planned already (an earlier run's --records hold them)
+        rows = []
     rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in alone]
-    rows += [(f"defaults, {option} on", {**defaults, option: on[option]}, share) for option in on_top]
+    for entry in on_top:
+        option, value = (entry, on[entry]) if isinstance(entry, str) else entry
+        label = f"defaults, {option} on" if isinstance(entry, str) else f"defaults, {option} {value:g}"
+        rows.append((label, {**defaults, option: value}, share))
     if leave_one_out:
         rows += [(f"every lever on, {option} off", {**on, option: off[option]}, share) for option in LEVERS]
     rows += [(f"levers off, fall_back_to_text at {s}", {**off, "fall_back_to_text": True}, s) for s in shares]
@@ -330,6 +339,30 @@ def _levers(parser: argparse.ArgumentParser, flag: str, value: str) -> list[str]
     return names
 
 
+def _on_top(parser: argparse.ArgumentParser, value: str) -> list[str | tuple[str, float]]:
+    """``--on-top``'s entries: a lever's name (on as `levers_on` has it) or ``lever=value``
+    for a bonus lever (``copy_bias=1``); a lever already on by default, a value for a lever
+    that is on or off, or a value that is not a number is the parser's error."""
+    entries: list[str | tuple[str, float]] = []
+    for entry in (e.strip() for e in value.split(",") if e.strip()):
+        name, _, number = entry.partition("=")
+        _levers(parser, "--on-top", name)
+        default = getattr(PRESETS["defaults"], name)
+        if not number:
+            if default == getattr(PRESETS["levers_on"], name):
+                # its row would plan the defaults row again, at minutes a row
+                parser.error(f"--on-top: already on by default: {name}")
+            entries.append(name)
+            continue
+        if isinstance(default, bool):
+            parser.error(f"--on-top: {name} is on or off, not a value: {entry}")
+        try:
+            entries.append((name, float(number)))
+        except ValueError:
+            parser.error(f"--on-top: {name}=VALUE takes a number, got {number!r}")
+    return entries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="complexfuncbench", choices=(*NESTFUL_SUBSETS, BFCL_DATASET))
@@ -360,7 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--on-top",
         default="",
-        help="levers to measure on over the defaults (comma-separated): whether one more lever should join them",
+        help="levers to measure on over the defaults (comma-separated): whether one more lever should join them; "
+        "lever=VALUE sets a bonus lever's value (copy_bias=1,copy_bias=3)",
+    )
+    parser.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_false",
+        help="leave out the defaults and every-lever-off rows (planned already: compare with an earlier --records)",
     )
     parser.add_argument("--shares", default="", help="fall_back_to_text alone at these shares (comma-separated)")
     parser.add_argument("--adapter", type=Path, help="adapter folder (default: the one shipped for the backbone)")
@@ -394,11 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--shares: comma-separated numbers, got {args.shares!r}")
     alone = _levers(parser, "--alone", args.alone)
-    on_top = _levers(parser, "--on-top", args.on_top)
-    already = [n for n in on_top if getattr(PRESETS["defaults"], n) == getattr(PRESETS["levers_on"], n)]
-    if already:
-        # its row would plan the defaults row again, at minutes a row
-        parser.error(f"--on-top: already on by default: {', '.join(already)}")
+    on_top = _on_top(parser, args.on_top)
 
     settings = replace(
         MethodSettings(),
@@ -420,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     print(source, flush=True)
     header = ["decoding", "tool F1", "arg F1", "exact", "schema-valid", "in words", "state", "irrelevance in words"]
     rows, shown, summaries = [], [], []
-    for label, options, share in lever_rows(alone, args.leave_one_out, shares, on_top):
+    for label, options, share in lever_rows(alone, args.leave_one_out, shares, on_top, args.baselines):
         # the share is a threshold of the policy, not an option of plan: set on the decoder's levers
         levers = mem._decoder.levers
         mem._decoder.levers = replace(levers, fall_back_to_text=FallBackToText(share=share))

@@ -131,6 +131,7 @@ class Batch:
         resumes_after: Sequence[ToolCall | None],
         submitted: Sequence[float] | None = None,
         last_turns: Sequence[Sequence[int] | None] | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[Row]:
         """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
 
@@ -140,6 +141,9 @@ class Batch:
         ``last_turns``: each request's last user message alone (token ids), or None; the
         memory rows' scores after it route the plan's first call where its settings turn
         ``route_by_last_turn`` on (`Decoder.memory_scores`).
+
+        ``copy_sources``: the text each request's ``copy_bias`` favours copying from
+        (`agentmem.encoding.copy_source_text`); None: its source.
 
         Raises:
             UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
@@ -160,6 +164,7 @@ class Batch:
                     allowed=a,
                     view=self.view,
                     source=t.encode("utf-8").decode("latin-1"),
+                    copy_source=None if copy_sources is None else copy_sources[i].encode("utf-8").decode("latin-1"),
                     resumes_after=c,
                     last_turn=self.decoder.memory_scores(last, self.view) if last else None,
                     mode="text" if s.tool_choice == "none" else "route",

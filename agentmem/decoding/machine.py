@@ -84,15 +84,18 @@ class Decoder:
 
         self.route_mask = RouteMask(vocab, backbone.eos_token_id)
         self.text_mask = TextMask(vocab)
+        # The bonuses first, then the guards that walk down from the argmax: a guard before
+        # a bonus checks a token the bonus then outbids (copy_bias once wrote lockDoors'
+        # doors again and again past unique_enum_items).
         self.argument_processors = (
             GrammarMask(),
-            UniqueEnumItems(tokenizer.decode),
             CopyBias(
                 lambda: self.copy_index,
                 lambda: self.byte_texts,
                 encode,
             ),
             OptionalBias(lambda: self.continue_ids),
+            UniqueEnumItems(tokenizer.decode),
             ReferenceGuard(tokenizer.decode),
         )
         self.drafter = Drafter(encode)
@@ -206,19 +209,21 @@ class Decoder:
         sources: Sequence[str] | None = None,
         resumes_after: Sequence[ToolCall | None] | None = None,
         last_turns: Sequence[Sequence[int] | None] | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[Plan]:
         """Plans a batch of tokenised prompts; one Plan per prompt.
 
         Args:
             prompts: Token ids of each chat-formatted request.
             settings: Limits and policy.
-            sources: Each request's text (what argument values may be copied from), for
-                ``settings.copy_bias``.
+            sources: Each request's text (everything argument values may be founded in).
             resumes_after: For each prompt that already ends in calls of its plan (an agent
                 run resumed, `agentmem.encoding.resumed_prompt_ids`), the last of them: it
                 routes as after a call, and a call repeating it ends the plan; else None.
             last_turns: Each request's last user message alone (token ids) where it is a
                 conversation, for ``settings.route_by_last_turn``.
+            copy_sources: The text each request's ``settings.copy_bias`` favours copying
+                from (`agentmem.encoding.copy_source_text`); None: its source.
         """
         with MODEL_LOCK:
             batch = Batch(self)
@@ -228,6 +233,7 @@ class Decoder:
                 sources if sources is not None else [""] * len(prompts),
                 resumes_after if resumes_after is not None else [None] * len(prompts),
                 last_turns=last_turns,
+                copy_sources=copy_sources,
             )
             while batch.rows:
                 batch.step()

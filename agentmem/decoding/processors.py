@@ -113,10 +113,13 @@ class UniqueEnumItems:
             token = int(masked.argmax())
             if masked[token] == _NEG:
                 return scores  # nothing left that keeps the values unique: the model's choice stands
-            items, open_item = array_strings(row.text + self.decode([token]), position.array_start)
+            text = row.text + self.decode([token])
+            items, open_item = array_strings(text, position.array_start)
             unused = [v for v in values if v not in items]
             if len(set(items)) == len(items) and (open_item is None or any(v.startswith(open_item) for v in unused)):
-                return masked
+                # every value in: a comma after the last one would open an item no value can fill
+                if unused or "," not in text[text.rfind('"') + 1 :].split("]")[0]:
+                    return masked
             if masked is scores:
                 masked = scores.clone()
             masked[token] = _NEG
@@ -138,8 +141,9 @@ class UniqueEnumItems:
 @dataclass(frozen=True)
 class CopyBias:
     """``copy_bias``: a bonus to tokens that continue a span (or a number) of the request
-    inside a value (`agentmem.copying`), unless the model closes the value or ends the
-    number there: copying must not drag a value on."""
+    (a conversation's last user message: ``Row.copy_source``) inside a value
+    (`agentmem.copying`), unless the model closes the value or ends the number there:
+    copying must not drag a value on."""
 
     index: Callable[[], CopyIndex]  # built on first use
     texts: Callable[[], Sequence[str]]  # each token's bytes through latin-1
@@ -147,7 +151,7 @@ class CopyBias:
 
     def __call__(self, row: Row, scores: torch.Tensor) -> torch.Tensor:
         bias = row.settings.copy_bias
-        if not (bias and row.source):
+        if not (bias and row.copied):
             return scores
         index, texts = self.index(), self.texts()
         written = "".join(texts[t] for t in row.pending if t < len(texts))
@@ -158,14 +162,14 @@ class CopyBias:
             number = value_number(written)
             if number is None or (number and not best_text[:1].isdigit() and best_text[:1] != "."):
                 return scores  # not in a number, or the model ends the number here
-            found = index.number_candidates(row.source, number)
+            found = index.number_candidates(row.copied, number)
         elif best_text.startswith('"'):
             return scores  # the model closes the value here
         else:
-            found = index.candidates(row.source, prefix)
+            found = index.candidates(row.copied, prefix)
         if prefix == "":  # a string value opens: a word's own first token starts a copy too
             if row.copy.first_tokens is None:
-                row.copy.first_tokens = first_tokens(row.request, self.encode)
+                row.copy.first_tokens = first_tokens(row.copied_text, self.encode)
             found |= row.copy.first_tokens
         return _bonus(scores, found, bias)
 

@@ -58,14 +58,16 @@ class DecodeSettings:
     # Each lever's default is decided on real data (BENCHMARKS.md, "Decoding levers on real
     # data"): on only where, alone against every lever off, it is at least neutral on BFCL's
     # dev conversations and ComplexFuncBench's dev part and helps on one.
-    # Off: over the defaults, ComplexFuncBench dev tool F1 / argument F1 0.478 / 0.165 ->
-    # 0.512 / 0.216, but BFCL dev with the conversation 0.713 / 0.292 -> 0.667 / 0.286 and
-    # turn alone 0.655 / 0.289 -> 0.624 / 0.267 (on the demo pack, 3 against 0: argument F1
-    # +16.7 / +16.2).
+    # On at 3 (2026-12-07), copying from a conversation's last user message only: over the
+    # other defaults, ComplexFuncBench dev argument F1 +7.1 points [+3.5, +11.0] (two learn
+    # seeds); BFCL dev with the conversation and its report part unchanged, turn alone within
+    # noise; demo pack argument F1 +14 / +3 (draws 1 / 2). From every span of the whole
+    # conversation it cost BFCL 3.4 points of argument F1 (BENCHMARKS.md, "copy_bias from the
+    # last user message, on by default").
     copy_bias: float = _option(
-        0.0,
-        "Bonus to the scores of tokens that continue a span (or a number) of the request inside "
-        "a value (copy-aware decoding); 0 turns it off.",
+        3.0,
+        "Bonus to the scores of tokens that continue a span (or a number) of the request (of a "
+        "conversation, its last user message) inside a value (copy-aware decoding); 0 turns it off.",
         lever=True,
     )
     # Off: alone, no change on BFCL turn alone nor ComplexFuncBench dev (it helps nowhere).

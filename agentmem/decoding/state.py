@@ -134,6 +134,9 @@ class Row:
     view: BankView | None = None
     # the request's UTF-8 bytes seen through latin-1 (as `Decoder.byte_texts`): values are copied from it
     source: str = ""
+    # what copy_bias favours copying from (`encoding.copy_source_text`), the same latin-1
+    # view; None: the source
+    copy_source: str | None = None
     # the last call the prompt already ends in when it resumes this plan (an agent run), else None
     resumes_after: ToolCall | None = None
     # route_by_last_turn: the memory rows' scores after the last user message alone, or None
@@ -177,6 +180,16 @@ class Row:
     def request(self) -> str:
         """The request's text (``source`` holds its bytes, seen through latin-1)."""
         return self.source.encode("latin-1").decode("utf-8", errors="replace")
+
+    @property
+    def copied(self) -> str:
+        """What copy_bias favours copying from: ``copy_source``, else ``source`` (latin-1 view)."""
+        return self.source if self.copy_source is None else self.copy_source
+
+    @property
+    def copied_text(self) -> str:
+        """The text of ``copied``."""
+        return self.copied.encode("latin-1").decode("utf-8", errors="replace")
 
     @property
     def spec(self) -> ToolSpec:

@@ -18,6 +18,7 @@ from agentmem.copying import (
 )
 from agentmem.decoding import DecodeSettings, Row
 from agentmem.decoding.policies import StripLeadingSpace
+from agentmem.encoding import copy_source_text, source_text
 from agentmem.tools import demo
 from agentmem.tools.calls import InvalidToolCall, Plan, ToolCall
 from agentmem.tools.spec import to_tool_spec
@@ -91,6 +92,32 @@ def test_a_split_word_gets_the_bonus_from_its_first_token(tiny):
     scores[se], scores[sk] = 4.0, 5.0
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=0))[0] == sk
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == se
+
+
+def test_in_a_conversation_the_copy_bonus_goes_to_the_last_user_message_alone(tiny):
+    """Values may be founded anywhere in a conversation, but copying is only pushed towards
+    what is asked now: an earlier turn's currency gets no bonus, the last message's does."""
+    mem = AgentMem(tiny)
+    mem.learn_tools(
+        [(demo.TOOLS["convert_currency"], demo.training_examples("convert_currency", n=4))], epochs=1, progress=False
+    )
+    tokenizer, decoder = tiny.tokenizer, mem._decoder
+    conversation = [
+        {"role": "user", "content": "Turn 64 NZD into SEK."},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "Now 30 NZD into JPY, please."},
+    ]
+    assert copy_source_text(conversation) == "Now 30 NZD into JPY, please."
+    assert copy_source_text("Turn 64 NZD into SEK.") == "Turn 64 NZD into SEK."
+    se, jp = tokenizer.encode("SEK")[0], tokenizer.encode("JPY")[0]  # each word's first token
+    text = '{"amount":30,"from_currency":"NZD","to_currency":"'
+    state = _argument_row(mem, "convert_currency", text, source=source_text(conversation))
+    scores = torch.zeros(tiny.vocab_size + len(mem.bank))
+    scores[se], scores[jp] = 5.0, 4.0
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=0))[0] == se
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == se  # both spans favoured
+    state.copy_source, state.copy.first_tokens = copy_source_text(conversation), None
+    assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == jp
 
 
 def test_found_in_reads_strings_and_numbers_from_the_request():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -196,6 +198,39 @@ def test_copy_bias_favours_continuing_the_request(mem):
     closing = tokenizer.encode('"')[0]
     scores[closing] = 6.0  # the model ends the value here: the bonus does not drag it on
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == closing
+
+
+def test_a_bonus_does_not_outbid_unique_enum_items(tokenizer):
+    """The guards walk down from the argmax after the bonuses: a copy bonus to a door the
+    array already holds must not make it the token written."""
+    from tests.conftest import tiny_backbone
+
+    doors = ["driver", "passenger", "rear_left", "rear_right"]
+    lock = {
+        "name": "lock_doors",
+        "description": "Lock doors.",
+        "parameters": {
+            "type": "object",
+            "properties": {"door": {"type": "array", "items": {"type": "string", "enum": doors}}},
+            "required": ["door"],
+        },
+    }
+    mem = AgentMem(tiny_backbone(tokenizer, seed=2), adapted=False)
+    mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": doors}}])], epochs=1, progress=False)
+    state = _argument_row(mem, "lock_doors", '{"door":["passenger","', source="Lock the passenger door")
+    scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
+    passenger, driver = tokenizer.encode("passenger")[0], tokenizer.encode("driver")[0]
+    scores[passenger], scores[driver] = 4.0, 5.0
+    settings = DecodeSettings(copy_bias=3.0, unique_enum_items=True)
+    assert _token(mem._decoder, state, scores, replace(settings, unique_enum_items=False))[0] == passenger
+    assert _token(mem._decoder, state, scores, settings)[0] == driver
+    # every door in: a comma would open a fifth item that no door can fill; the array closes
+    state = _argument_row(mem, "lock_doors", '{"door":["driver","passenger","rear_left","rear_right', source="")
+    scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
+    comma, close = tokenizer.encode('",')[0], tokenizer.encode('"]')[0]
+    assert tokenizer.decode([comma]) == '",' and tokenizer.decode([close]) == '"]'
+    scores[comma], scores[close] = 5.0, 4.0
+    assert _token(mem._decoder, state, scores, settings)[0] == close
 
 
 def test_unique_enum_items_never_writes_an_enum_value_twice_in_an_array(tokenizer):

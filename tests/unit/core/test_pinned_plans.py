@@ -1,7 +1,8 @@
 """Plans pinned token for token on a tiny Llama, levers on and off, so that a change to the
 decoder that changes a plan is seen (the plans in ``pinned_plans.json`` were recorded before
 the decoder became a package of named steps, and again when fall_back_to_text came to decide
-from routing probabilities and the defaults were decided on real data; `python -m
+from routing probabilities and the defaults were decided on real data, and the defaults' plans
+when copy_bias went on by default; `python -m
 tests.unit.core.test_pinned_plans` records them again, for a change that means to change plans)."""
 
 from __future__ import annotations

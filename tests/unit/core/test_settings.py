@@ -36,7 +36,7 @@ def test_the_options_keep_their_names_and_defaults():
         "constrained": True,
         "jump_forward": True,
         "copy_drafts": True,
-        "copy_bias": 0.0,
+        "copy_bias": 3.0,
         "drop_unfounded": False,
         "reroute_unfounded": False,
         "optional_bias": 0.0,

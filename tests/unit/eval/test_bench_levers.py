@@ -49,6 +49,29 @@ def test_on_top_rows_turn_one_lever_on_over_the_defaults():
     assert on_top[lever] == getattr(PRESETS["levers_on"], lever)
 
 
+def test_on_top_rows_set_a_bonus_lever_to_each_value_given_and_baselines_can_be_left_out():
+    rows = lever_rows(alone=(), on_top=(("copy_bias", 1.0), ("copy_bias", 0.5)), baselines=False)
+    assert [label for label, _, _ in rows] == ["defaults, copy_bias 1", "defaults, copy_bias 0.5"]
+    defaults = {k: getattr(PRESETS["defaults"], k) for k in LEVERS}
+    assert [options for _, options, _ in rows] == [{**defaults, "copy_bias": 1.0}, {**defaults, "copy_bias": 0.5}]
+    assert record_name(rows[1][0]) == "defaults-copy_bias-0-5.json"
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("copy_bias=x", "copy_bias=VALUE takes a number, got 'x'"),
+        ("fall_back_to_text=1", "fall_back_to_text is on or off, not a value"),
+        ("copy_biass=1", "not levers: copy_biass"),
+    ],
+)
+def test_on_top_values_are_checked_before_anything_is_learned(capsys, entry, error):
+    with pytest.raises(SystemExit) as exit:
+        main(["--dataset", "bfcl-multi-turn", "--alone", "", "--on-top", entry])
+    assert exit.value.code == 2
+    assert error in capsys.readouterr().err
+
+
 def test_on_top_names_a_lever_already_on_by_default_is_the_parsers_error(capsys):
     lever = next(k for k in LEVERS if getattr(PRESETS["defaults"], k))  # one that is on by default
     with pytest.raises(SystemExit) as exit:

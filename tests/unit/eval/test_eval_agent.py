@@ -94,10 +94,11 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
     setup = summary["setup"]
     assert 0 <= setup["test_tool_turns_calling_unlearned_tools"] <= setup["test_tool_turns"]
     assert ("no training turn calls" in report) == bool(setup["unlearned_tools"])
-    # three levers are on by default: the levers-off row is planned again without them
+    # four levers are on by default: the levers-off row is planned again without them
     assert (
         agent.LEVERS_OFF
         == {
+            "copy_bias": 0.0,
             "route_by_last_turn": False,
             "unique_enum_items": False,
             "strip_leading_space": False,
