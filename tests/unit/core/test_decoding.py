@@ -200,23 +200,32 @@ def test_copy_bias_favours_continuing_the_request(mem):
     assert _token(decoder, state, scores, DecodeSettings(copy_bias=2.0))[0] == closing
 
 
-def test_a_bonus_does_not_outbid_unique_enum_items(tokenizer):
-    """The guards walk down from the argmax after the bonuses: a copy bonus to a door the
-    array already holds must not make it the token written."""
+DOORS = ["driver", "passenger", "rear_left", "rear_right"]
+
+
+def _door_locker(tokenizer) -> AgentMem:
+    """A tiny model (seed 2) that learned ``lock_doors``, whose ``door`` is an array of enum
+    strings; left alone it repeats "passenger" until the runaway guard stops it."""
     from tests.conftest import tiny_backbone
 
-    doors = ["driver", "passenger", "rear_left", "rear_right"]
     lock = {
         "name": "lock_doors",
         "description": "Lock doors.",
         "parameters": {
             "type": "object",
-            "properties": {"door": {"type": "array", "items": {"type": "string", "enum": doors}}},
+            "properties": {"door": {"type": "array", "items": {"type": "string", "enum": DOORS}}},
             "required": ["door"],
         },
     }
     mem = AgentMem(tiny_backbone(tokenizer, seed=2), adapted=False)
-    mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": doors}}])], epochs=1, progress=False)
+    mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": DOORS}}])], epochs=1, progress=False)
+    return mem
+
+
+def test_a_bonus_does_not_outbid_unique_enum_items(tokenizer):
+    """The guards walk down from the argmax after the bonuses: a copy bonus to a door the
+    array already holds must not make it the token written."""
+    mem = _door_locker(tokenizer)
     state = _argument_row(mem, "lock_doors", '{"door":["passenger","', source="Lock the passenger door")
     scores = torch.zeros(mem.backbone.vocab_size + len(mem.bank))
     passenger, driver = tokenizer.encode("passenger")[0], tokenizer.encode("driver")[0]
@@ -234,28 +243,14 @@ def test_a_bonus_does_not_outbid_unique_enum_items(tokenizer):
 
 
 def test_unique_enum_items_never_writes_an_enum_value_twice_in_an_array(tokenizer):
-    from tests.conftest import tiny_backbone
-
-    doors = ["driver", "passenger", "rear_left", "rear_right"]
-    lock = {
-        "name": "lock_doors",
-        "description": "Lock doors.",
-        "parameters": {
-            "type": "object",
-            "properties": {"door": {"type": "array", "items": {"type": "string", "enum": doors}}},
-            "required": ["door"],
-        },
-    }
-    # seed 2: a tiny model that, left alone, repeats "passenger" until the runaway guard stops it
-    mem = AgentMem(tiny_backbone(tokenizer, seed=2), adapted=False)
-    mem.learn_tools([(lock, [{"query": "Lock every door", "arguments": {"door": doors}}])], epochs=1, progress=False)
+    mem = _door_locker(tokenizer)
     options = {"tool_choice": "lock_doors", "max_calls": 1}
     off = mem.plan("Lock the doors", unique_enum_items=False, **options)
     assert isinstance(off.steps[0], InvalidToolCall) and "repeating" in off.steps[0].reason
     on = mem.plan("Lock the doors", **options)  # on by default
     assert plan_signature(on) == plan_signature(mem.plan("Lock the doors", unique_enum_items=True, **options))
     call = on.steps[0]
-    assert isinstance(call, ToolCall) and sorted(call.arguments["door"]) == sorted(doors)  # each once, then closed
+    assert isinstance(call, ToolCall) and sorted(call.arguments["door"]) == sorted(DOORS)  # each once, then closed
     # the same plan on every path: batched, scheduled, and with copy drafts verified token by token
     assert plan_signature(mem.plan_batch(["Lock the doors"], unique_enum_items=True, **options)[0]) == plan_signature(
         on
