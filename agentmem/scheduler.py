@@ -51,7 +51,7 @@ class _Job:
     prompt: Sequence[int]
     settings: DecodeSettings
     source: str
-    copy_source: str  # for copy_bias (`Batch.add`)
+    copy_source: str | None  # for copy_bias (`Batch.add`); None: the source
     resumes_after: ToolCall | None
     last_turn: Sequence[int] | None  # for route_by_last_turn (`Batch.add`)
     future: Future[Plan]
@@ -125,7 +125,7 @@ class Scheduler:
             prompt=list(prompt),
             settings=settings,
             source=source,
-            copy_source=source if copy_source is None else copy_source,
+            copy_source=copy_source,
             resumes_after=resumes_after,
             last_turn=last_turn,
             future=Future(),

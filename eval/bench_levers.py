@@ -110,13 +110,13 @@ def lever_rows(
     off = {option: getattr(PRESETS["levers_off"], option) for option in LEVERS}
     share = FallBackToText.share
     # With every lever off by default the two rows are one plan: planned once.
-    rows: list[tuple[str, dict[str, Any], float]] = (
-        [("defaults (every lever off)", defaults, share)]
-        if defaults == off
-        else [("defaults", defaults, share), ("all levers off", dict(off), share)]
-    )
-    if not baselines:  # planned already (an earlier run's --records hold them)
-        rows = []
+    rows: list[tuple[str, dict[str, Any], float]] = []
+    if baselines:  # else planned already (an earlier run's --records hold them)
+        rows += (
+            [("defaults (every lever off)", defaults, share)]
+            if defaults == off
+            else [("defaults", defaults, share), ("all levers off", dict(off), share)]
+        )
     rows += [(f"levers off, {option} on", {**off, option: on[option]}, share) for option in alone]
     for entry in on_top:
         option, value = (entry, on[entry]) if isinstance(entry, str) else entry

@@ -131,7 +131,7 @@ class Batch:
         resumes_after: Sequence[ToolCall | None],
         submitted: Sequence[float] | None = None,
         last_turns: Sequence[Sequence[int] | None] | None = None,
-        copy_sources: Sequence[str] | None = None,
+        copy_sources: Sequence[str | None] | None = None,
     ) -> list[Row]:
         """Adds prompts to the batch; they are prefilled by the next steps. Returns their rows.
 
@@ -143,7 +143,7 @@ class Batch:
         ``route_by_last_turn`` on (`Decoder.memory_scores`).
 
         ``copy_sources``: the text each request's ``copy_bias`` favours copying from
-        (`agentmem.encoding.copy_source_text`); None: its source.
+        (`agentmem.encoding.copy_source_text`); None (all, or one): its source (`Row.copied`).
 
         Raises:
             UnknownToolError: A setting names a tool the batch's bank lacks (nothing is added).
@@ -153,10 +153,12 @@ class Batch:
             self._start()
         started = time.perf_counter()
         rows = []
+        copied = copy_sources if copy_sources is not None else [None] * len(prompts)
         for i, (p, s, a, t, c) in enumerate(zip(prompts, settings, allowed, sources, resumes_after)):
             shared = len(self._prefix) < len(p) and tuple(p[: len(self._prefix)]) == self._prefix
             self._owners += 1
             last = last_turns[i] if last_turns is not None and s.route_by_last_turn and c is None else None
+            copy_source = copied[i]
             rows.append(
                 Row(
                     prompt_tokens=len(p),
@@ -164,7 +166,7 @@ class Batch:
                     allowed=a,
                     view=self.view,
                     source=t.encode("utf-8").decode("latin-1"),
-                    copy_source=None if copy_sources is None else copy_sources[i].encode("utf-8").decode("latin-1"),
+                    copy_source=None if copy_source is None else copy_source.encode("utf-8").decode("latin-1"),
                     resumes_after=c,
                     last_turn=self.decoder.memory_scores(last, self.view) if last else None,
                     mode="text" if s.tool_choice == "none" else "route",
