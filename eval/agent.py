@@ -387,6 +387,23 @@ def _written(value: Any, text: str) -> bool:
     return str(value) in text or (isinstance(value, float) and value.is_integer() and str(int(value)) in text)
 
 
+def traced_values(conversation: Conversation, data: BFCLData) -> Iterator[tuple[int, str, str, Any, str]]:
+    """Each scalar of each gold call of ``conversation``, in order, with where the gold
+    conversation, executed as it goes, writes it first: ``(turn, tool, argument, value,
+    source)`` (`VALUE_SOURCES`)."""
+    session = Session(conversation, data.tool_class)
+    before = ""
+    for turn, (messages, gold) in enumerate(zip(conversation.turns, conversation.gold)):
+        said = " ".join(m.get("content") or "" for m in messages)
+        results = ""
+        for call in gold:
+            for argument, value in call["arguments"].items():
+                for leaf in leaf_values(value):
+                    yield turn, call["name"], argument, leaf, value_source(leaf, said, before, results)
+            results += " " + session.execute(call["name"], call["arguments"])
+        before += f" {said} {json.dumps([c['arguments'] for c in gold])}{results}"
+
+
 def value_sources(conversations: Sequence[Conversation], data: BFCLData) -> dict[str, int]:
     """Where each gold argument value (each scalar of each gold call) is written first, the
     gold conversation executed as it goes (`VALUE_SOURCES`): in the turn's own messages; in
@@ -396,16 +413,26 @@ def value_sources(conversations: Sequence[Conversation], data: BFCLData) -> dict
     value the words imply)."""
     counts = dict.fromkeys(VALUE_SOURCES, 0)
     for conversation in conversations:
-        session = Session(conversation, data.tool_class)
-        before = ""
-        for messages, gold in zip(conversation.turns, conversation.gold):
-            said = " ".join(m.get("content") or "" for m in messages)
-            results = ""
-            for call in gold:
-                for value in leaf_values(call["arguments"]):
-                    counts[value_source(value, said, before, results)] += 1
-                results += " " + session.execute(call["name"], call["arguments"])
-            before += f" {said} {json.dumps([c['arguments'] for c in gold])}{results}"
+        for *_, source in traced_values(conversation, data):
+            counts[source] += 1
+    return counts
+
+
+def value_recall(records: Sequence[dict[str, Any]], data: BFCLData) -> dict[str, dict[str, int]]:
+    """Where a run loses its gold values: for each of `VALUE_SOURCES`, the gold values of
+    ``records`` (`run_conversations`' records, one per conversation), how many sit in a call
+    whose tool the turn's plan called, and how many the plan wrote under their argument (a
+    list argument: as one of its items)."""
+    counts = {source: {"values": 0, "call_planned": 0, "written": 0} for source in VALUE_SOURCES}
+    conversations = {c.id: c for c in data.conversations}
+    for record in records:
+        turns = record["turns"]
+        for turn, tool, argument, value, source in traced_values(conversations[record["id"]], data):
+            calls = [c for c in turns[turn]["calls"] if c["name"] == tool]
+            count = counts[source]
+            count["values"] += 1
+            count["call_planned"] += bool(calls)
+            count["written"] += any(value in leaf_values(c["arguments"].get(argument)) for c in calls)
     return counts
 
 
@@ -449,6 +476,10 @@ def evaluate(
         records = run_conversations(test, data, plan, resumes, config.context, inventory)
         seconds = time.perf_counter() - started
         result = result_record(row, records, seconds, fit)
+        by_source = value_recall(records, data)
+        result["gold_values"] = {
+            k: sum(c[k] for c in by_source.values()) for k in ("values", "call_planned", "written")
+        }
         if config.irrelevance:
             result["irrelevance"] = irrelevance(plan, list(inventory), irrelevance_requests(config.irrelevance))
         planned[key] = result
@@ -532,17 +563,20 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
         "answered in words (no call attempted in the turn's first plan); plans per turn; irrelevant requests "
         "answered in words:",
         "",
-        "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words",
-        "---|---|---|---|---",
+        "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words | "
+        "gold values: in a call of their tool / written right",
+        "---|---|---|---|---|---",
     ]
     for name, r in summary["methods"].items():
         if r.get("status") != "ok":
             continue
         irrelevance = r.get("irrelevance")
         cell = f"{irrelevance['answered_in_words']:.3f} of {irrelevance['requests']}" if irrelevance else "-"
+        values = r.get("gold_values")
+        found = f"{values['call_planned']} / {values['written']} of {values['values']}" if values else "-"
         lines.append(
             f"{name} | {r['state_match']:.3f} | {r['tool_turns_answered_in_words']:.3f} | "
-            f"{r['cost']['plans_per_turn']:.2f} | {cell}"
+            f"{r['cost']['plans_per_turn']:.2f} | {cell} | {found}"
         )
     return lines
 

@@ -89,8 +89,12 @@ def test_run_agent_on_the_tiny_model_writes_rows_for_both_lever_settings(tiny, t
         assert result["status"] == "ok" and 0.0 <= result["scores"]["tool_f1"] <= 1.0
         saved = json.loads((tmp_path / "methods" / f"{row}.json").read_text())
         assert len(saved["conversations"]) == 1 and saved["conversations"][0]["turns"]
+        values = result["gold_values"]  # where the run lost its gold values (value_recall)
+        assert values["values"] > 0 and values["written"] <= values["call_planned"] <= values["values"]
     report = (tmp_path / "report.md").read_text()
     assert "state match" in report and "tokmem-levers-off" in report
+    values = summary["methods"]["tokmem"]["gold_values"]
+    assert f"{values['call_planned']} / {values['written']} of {values['values']}" in report
     setup = summary["setup"]
     assert 0 <= setup["test_tool_turns_calling_unlearned_tools"] <= setup["test_tool_turns"]
     assert ("no training turn calls" in report) == bool(setup["unlearned_tools"])
