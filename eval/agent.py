@@ -561,7 +561,8 @@ def _report_lines(summary: dict[str, Any]) -> list[str]:
     lines += [
         "Executed agent (per method): conversations whose final state equals the gold calls' state; tool turns "
         "answered in words (no call attempted in the turn's first plan); plans per turn; irrelevant requests "
-        "answered in words:",
+        "answered in words; the test turns' gold argument values in a call of their tool that the method made, and "
+        "written right (`python -m agentmem.eval.value_recall` splits them by where each value is first written):",
         "",
         "method | state match | tool turns answered in words | plans/turn | irrelevance answered in words | "
         "gold values: in a call of their tool / written right",

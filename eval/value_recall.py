@@ -12,8 +12,8 @@ per method):
 * the rest are in calls the plan never made.
 
 So a low argument F1 can be told apart into tools not chosen (routing) and values not
-found (copying, reading the conversation). A second table counts the gold calls by how often
-the training turns call their tool, and how many of them the plans made. Several records
+found (copying, reading the conversation). A second table counts each turn's gold tools by
+how often the training turns call them, and how many of them the plans made. Several records
 files are pooled (the banks of several learning seeds):
 
     python -m agentmem.eval.value_recall runs/rec-s0/defaults.json runs/rec-s1/defaults.json
@@ -44,10 +44,11 @@ BAND_HEADER = [
 ]
 
 
-def calls_by_training(records: Sequence[dict[str, Any]], data: BFCLData, seed: int) -> list[list[str]]:
-    """Table rows (`BAND_HEADER`): the gold calls of ``records``, by how often the training
-    turns of split ``seed`` call their tool (`BANDS`), and how many the plans made; and the
-    calls the plans made that their turn's gold does not hold, by the band of their tool."""
+def calls_by_training(records: Sequence[dict[str, Any]], data: BFCLData, seed: int) -> list[list[Any]]:
+    """Table rows (`BAND_HEADER`): each turn's gold tools (as a set, as tool F1 counts them)
+    of ``records``, by how often the training turns of split ``seed`` call them (`BANDS`),
+    and how many the plans made; and the tools the plans called that their turn's gold does
+    not hold, by their band."""
     train, _, _ = split_conversations(data.conversations, seed)
     shown = Counter(c["name"] for ex in training_turns(train, data, True) for c in ex["calls"])
 
