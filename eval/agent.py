@@ -436,6 +436,11 @@ def value_recall(records: Sequence[dict[str, Any]], data: BFCLData) -> dict[str,
     return counts
 
 
+def recall_total(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """`value_recall`'s counts summed over the places a value is first written."""
+    return {key: sum(c[key] for c in counts.values()) for key in ("values", "call_planned", "written")}
+
+
 def evaluate(
     name: str,
     backbone: Backbone,
@@ -476,10 +481,7 @@ def evaluate(
         records = run_conversations(test, data, plan, resumes, config.context, inventory)
         seconds = time.perf_counter() - started
         result = result_record(row, records, seconds, fit)
-        by_source = value_recall(records, data)
-        result["gold_values"] = {
-            k: sum(c[k] for c in by_source.values()) for k in ("values", "call_planned", "written")
-        }
+        result["gold_values"] = recall_total(value_recall(records, data))
         if config.irrelevance:
             result["irrelevance"] = irrelevance(plan, list(inventory), irrelevance_requests(config.irrelevance))
         planned[key] = result

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import runinfo
-from agentmem.eval.agent import training_turns, value_recall
+from agentmem.eval.agent import recall_total, training_turns, value_recall
 from agentmem.eval.bfcl import BFCLData, load_bfcl, split_conversations
 
 HEADER = ["where the gold value is first written", "values", "call planned", "written", "written / planned"]
@@ -81,9 +81,8 @@ def calls_by_training(records: Sequence[dict[str, Any]], data: BFCLData, seed: i
 
 def recall_rows(counts: dict[str, dict[str, int]]) -> list[list[str]]:
     """`value_recall`'s counts as table rows (`HEADER`), with a total."""
-    total = {key: sum(c[key] for c in counts.values()) for key in ("values", "call_planned", "written")}
     rows = []
-    for label, c in [*counts.items(), ("all", total)]:
+    for label, c in [*counts.items(), ("all", recall_total(counts))]:
         share = f"{c['written'] / c['call_planned']:.2f}" if c["call_planned"] else "-"
         rows.append([label, str(c["values"]), str(c["call_planned"]), str(c["written"]), share])
     return rows
